@@ -1,0 +1,377 @@
+//! Authentication: credential derivation, SASL exchanges through `rsasl`, and the
+//! per-address limit on failed attempts.
+//!
+//! Accounts keep SCRAM salted keys for SHA-1 and SHA-256 only (RFC 5802 §3); PLAIN is
+//! verified by deriving the same keys from the offered password, so no clear password is
+//! ever stored. rsasl runs the mechanisms; we only supply keys, channel-binding data and
+//! the final verdict.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use digest::Digest;
+use rand::RngCore;
+use rsasl::callback::{Context, Request, SessionCallback, SessionData};
+use rsasl::mechanisms::scram::properties::ScramStoredPassword;
+use rsasl::mechanisms::scram::tools::{derive_keys, hash_password};
+use rsasl::mechname::Mechname;
+use rsasl::prelude::ChannelBindingCallback;
+use rsasl::prelude::{SASLConfig, SASLServer, Session, SessionError, State};
+use rsasl::property::{AuthId, AuthzId, Password};
+use rsasl::validate::{Validate, Validation, ValidationError};
+
+use crate::store::{ScramKeys, Store, StoredCredentials};
+
+/// PBKDF2 rounds for new credentials. The client pays them, not the server.
+pub const SCRAM_ITERATIONS: u32 = 4096;
+
+/// Mechanisms in our order of preference.
+pub const MECHANISMS: [&str; 5] = [
+    "SCRAM-SHA-256-PLUS",
+    "SCRAM-SHA-1-PLUS",
+    "SCRAM-SHA-256",
+    "SCRAM-SHA-1",
+    "PLAIN",
+];
+
+#[derive(Debug, thiserror::Error)]
+pub enum CredentialError {
+    #[error("password is not valid under SASLprep (RFC 4013)")]
+    Prohibited,
+    #[error("password is empty")]
+    Empty,
+}
+
+/// Normalize a password with SASLprep, as both SCRAM and PLAIN require.
+fn prepare(password: &str) -> Result<String, CredentialError> {
+    if password.is_empty() {
+        return Err(CredentialError::Empty);
+    }
+    stringprep::saslprep(password)
+        .map(|p| p.into_owned())
+        .map_err(|_| CredentialError::Prohibited)
+}
+
+fn scram_keys<D>(password: &[u8], salt: Vec<u8>, iterations: u32) -> ScramKeys
+where
+    D: Digest + digest::core_api::BlockSizeUser + digest::FixedOutputReset + Clone + digest::FixedOutput + Sync,
+{
+    let mut salted = digest::Output::<D>::default();
+    hash_password::<D>(password, iterations, &salt, &mut salted);
+    let (client_key, server_key) = derive_keys::<D>(salted.as_slice());
+    ScramKeys {
+        stored_key: D::digest(client_key).to_vec(),
+        server_key: server_key.to_vec(),
+        salt,
+        iterations,
+    }
+}
+
+/// Derive fresh salted credentials for a new password.
+pub fn derive_credentials(password: &str) -> Result<StoredCredentials, CredentialError> {
+    let prepared = prepare(password)?;
+    let mut salt1 = vec![0u8; 16];
+    let mut salt256 = vec![0u8; 16];
+    rand::thread_rng().fill_bytes(&mut salt1);
+    rand::thread_rng().fill_bytes(&mut salt256);
+    Ok(StoredCredentials {
+        sha1: scram_keys::<sha1::Sha1>(prepared.as_bytes(), salt1, SCRAM_ITERATIONS),
+        sha256: scram_keys::<sha2::Sha256>(prepared.as_bytes(), salt256, SCRAM_ITERATIONS),
+    })
+}
+
+/// Check a clear password (from PLAIN) against stored keys in constant time.
+fn verify_password(password: &str, creds: &StoredCredentials) -> bool {
+    let Ok(prepared) = prepare(password) else {
+        return false;
+    };
+    let k = &creds.sha256;
+    let candidate = scram_keys::<sha2::Sha256>(prepared.as_bytes(), k.salt.clone(), k.iterations);
+    constant_time_eq(&candidate.stored_key, &k.stored_key)
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// Why an authentication failed, mapped to a SASL condition (RFC 6120 §6.5).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SaslFailure {
+    Aborted,
+    InvalidAuthzid,
+    InvalidMechanism,
+    MalformedRequest,
+    NotAuthorized,
+    TemporaryAuthFailure,
+    EncryptionRequired,
+}
+
+impl SaslFailure {
+    pub fn condition(self) -> &'static str {
+        match self {
+            SaslFailure::Aborted => "aborted",
+            SaslFailure::InvalidAuthzid => "invalid-authzid",
+            SaslFailure::InvalidMechanism => "invalid-mechanism",
+            SaslFailure::MalformedRequest => "malformed-request",
+            SaslFailure::NotAuthorized => "not-authorized",
+            SaslFailure::TemporaryAuthFailure => "temporary-auth-failure",
+            SaslFailure::EncryptionRequired => "encryption-required",
+        }
+    }
+}
+
+/// What the callback concluded: the authenticated local part, or why not.
+struct Verdict;
+impl Validation for Verdict {
+    type Value = Result<String, SaslFailure>;
+}
+
+/// Looks credentials up in the store for one domain. rsasl's callbacks are synchronous, so
+/// the lookup blocks in place on the (multi-threaded) runtime; it is one indexed row read.
+struct StoreCallback {
+    store: Store,
+    domain: String,
+}
+
+impl StoreCallback {
+    fn lookup(&self, username: &str) -> Option<StoredCredentials> {
+        let jid = jid::BareJid::new(&format!("{username}@{}", self.domain)).ok()?;
+        let store = self.store.clone();
+        let key = jid.to_string();
+        tokio::task::block_in_place(|| {
+            tokio::runtime::Handle::current().block_on(async move { store.credentials(&key).await })
+        })
+        .ok()
+        .flatten()
+    }
+}
+
+impl SessionCallback for StoreCallback {
+    fn callback(&self, session: &SessionData, context: &Context, request: &mut Request) -> Result<(), SessionError> {
+        if request.is::<ScramStoredPassword>() {
+            if let Some(creds) = context.get_ref::<AuthId>().and_then(|user| self.lookup(user)) {
+                let keys = if session.mechanism().mechanism.as_str().starts_with("SCRAM-SHA-1") {
+                    &creds.sha1
+                } else {
+                    &creds.sha256
+                };
+                request.satisfy::<ScramStoredPassword>(&ScramStoredPassword::new(
+                    keys.iterations,
+                    &keys.salt,
+                    &keys.stored_key,
+                    &keys.server_key,
+                ))?;
+            }
+        }
+        Ok(())
+    }
+
+    fn validate(
+        &self,
+        session: &SessionData,
+        context: &Context,
+        validate: &mut Validate<'_>,
+    ) -> Result<(), ValidationError> {
+        let authid = context.get_ref::<AuthId>().unwrap_or_default().to_string();
+        let authzid = context.get_ref::<AuthzId>().map(str::to_string);
+        let verdict = if let Some(authzid) = authzid.filter(|z| !z.is_empty()) {
+            // We do not support acting as someone else; an authzid naming yourself is fine.
+            if authzid == authid || authzid == format!("{authid}@{}", self.domain) {
+                Ok(())
+            } else {
+                Err(SaslFailure::InvalidAuthzid)
+            }
+        } else {
+            Ok(())
+        };
+        let verdict = verdict.and_then(|()| {
+            if session.mechanism().mechanism.as_str() == "PLAIN" {
+                let password = context.get_ref::<Password>().and_then(|p| std::str::from_utf8(p).ok());
+                match (password, self.lookup(&authid)) {
+                    (Some(pw), Some(creds)) if verify_password(pw, &creds) => Ok(authid.clone()),
+                    _ => Err(SaslFailure::NotAuthorized),
+                }
+            } else {
+                // SCRAM only validates after the client proof matched the stored key.
+                Ok(authid.clone())
+            }
+        });
+        validate.with::<Verdict, _>(|| Ok(verdict))?;
+        Ok(())
+    }
+}
+
+/// Channel-binding data of the TLS connection the exchange runs over (RFC 5929, RFC 9266).
+#[derive(Debug, Clone, Default)]
+pub struct ChannelBindings {
+    pub tls_exporter: Option<Vec<u8>>,
+    pub tls_server_end_point: Option<Vec<u8>>,
+}
+
+impl ChannelBindings {
+    pub fn any(&self) -> bool {
+        self.tls_exporter.is_some() || self.tls_server_end_point.is_some()
+    }
+
+    pub fn types(&self) -> Vec<&'static str> {
+        let mut t = Vec::new();
+        if self.tls_exporter.is_some() {
+            t.push("tls-exporter");
+        }
+        if self.tls_server_end_point.is_some() {
+            t.push("tls-server-end-point");
+        }
+        t
+    }
+}
+
+impl ChannelBindingCallback for ChannelBindings {
+    fn get_cb_data(&self, cbname: &str) -> Option<&[u8]> {
+        match cbname {
+            "tls-exporter" => self.tls_exporter.as_deref(),
+            "tls-server-end-point" => self.tls_server_end_point.as_deref(),
+            _ => None,
+        }
+    }
+}
+
+/// Which mechanisms to offer on a stream.
+pub fn offered_mechanisms(tls: bool, bindings: &ChannelBindings) -> Vec<&'static str> {
+    MECHANISMS
+        .iter()
+        .copied()
+        .filter(|m| match *m {
+            "PLAIN" => tls,
+            m if m.ends_with("-PLUS") => tls && bindings.any(),
+            _ => true,
+        })
+        .collect()
+}
+
+/// One running SASL exchange.
+pub struct SaslExchange {
+    session: Session<Verdict, ChannelBindings>,
+}
+
+/// The outcome of one step.
+pub enum Step {
+    /// Send this challenge (raw bytes) and wait for a response.
+    Challenge(Vec<u8>),
+    /// Authenticated as this local part; send `<success>` with the optional additional data.
+    Success {
+        username: String,
+        data: Option<Vec<u8>>,
+    },
+    Failure(SaslFailure),
+}
+
+impl SaslExchange {
+    pub fn start(
+        store: &Store,
+        domain: &str,
+        mechanism: &str,
+        bindings: ChannelBindings,
+    ) -> Result<SaslExchange, SaslFailure> {
+        let config = SASLConfig::builder()
+            .with_defaults()
+            .with_callback(StoreCallback {
+                store: store.clone(),
+                domain: domain.to_string(),
+            })
+            .map_err(|_| SaslFailure::TemporaryAuthFailure)?;
+        let server = SASLServer::<Verdict, ChannelBindings>::with_cb(config, bindings);
+        let name = Mechname::parse(mechanism.as_bytes()).map_err(|_| SaslFailure::InvalidMechanism)?;
+        let session = server
+            .start_suggested(name)
+            .map_err(|_| SaslFailure::InvalidMechanism)?;
+        Ok(SaslExchange { session })
+    }
+
+    /// Feed the client's (already base64-decoded) data.
+    pub fn step(&mut self, input: &[u8]) -> Step {
+        let mut out = Vec::new();
+        let state = match self.session.step(Some(input), &mut out) {
+            Ok(state) => state,
+            Err(e) => {
+                tracing::debug!(error = %e, "SASL step failed");
+                return Step::Failure(match self.session.validation() {
+                    Some(Err(f)) => f,
+                    _ if matches!(e, SessionError::InputDataRequired) => SaslFailure::MalformedRequest,
+                    _ => SaslFailure::NotAuthorized,
+                });
+            }
+        };
+        match state {
+            State::Running => Step::Challenge(out),
+            State::Finished(sent) => match self.session.validation() {
+                Some(Ok(username)) => Step::Success {
+                    username,
+                    data: sent.eq(&rsasl::prelude::MessageSent::Yes).then_some(out),
+                },
+                Some(Err(f)) => Step::Failure(f),
+                None => Step::Failure(SaslFailure::NotAuthorized),
+            },
+        }
+    }
+}
+
+/// Failed-authentication budget per client address (a fixed one-minute window).
+#[derive(Clone)]
+pub struct FailureLimiter {
+    per_minute: u32,
+    windows: Arc<Mutex<HashMap<IpAddr, (Instant, u32)>>>,
+}
+
+impl FailureLimiter {
+    pub fn new(per_minute: u32) -> Self {
+        FailureLimiter {
+            per_minute,
+            windows: Arc::new(Mutex::new(HashMap::new())),
+        }
+    }
+
+    /// Whether this address may try to authenticate now.
+    pub fn allowed(&self, ip: IpAddr) -> bool {
+        let windows = self.windows.lock().expect("limiter lock");
+        match windows.get(&ip) {
+            Some((start, count)) if start.elapsed() < Duration::from_secs(60) => *count < self.per_minute,
+            _ => true,
+        }
+    }
+
+    pub fn record_failure(&self, ip: IpAddr) {
+        let mut windows = self.windows.lock().expect("limiter lock");
+        let entry = windows.entry(ip).or_insert((Instant::now(), 0));
+        if entry.0.elapsed() >= Duration::from_secs(60) {
+            *entry = (Instant::now(), 0);
+        }
+        entry.1 += 1;
+        if windows.len() > 100_000 {
+            windows.retain(|_, (start, _)| start.elapsed() < Duration::from_secs(60));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plain_verification_uses_stored_keys() {
+        let creds = derive_credentials("pässword").unwrap();
+        assert!(verify_password("pässword", &creds));
+        assert!(!verify_password("password", &creds));
+    }
+
+    #[test]
+    fn limiter_blocks_after_budget() {
+        let l = FailureLimiter::new(2);
+        let ip: IpAddr = "127.0.0.9".parse().unwrap();
+        assert!(l.allowed(ip));
+        l.record_failure(ip);
+        l.record_failure(ip);
+        assert!(!l.allowed(ip));
+    }
+}

@@ -1,0 +1,135 @@
+//! A bound client session: its identity, what it has told others, and the read loop that
+//! feeds its stanzas to the router until the stream ends for any reason.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use jid::FullJid;
+use tokio::io::AsyncBufRead;
+use tokio::sync::Notify;
+
+use crate::server::Server;
+use crate::stanza::Kind;
+use crate::stream::{Outbound, OutboundTx, ReadError, StreamError, StreamErrorCondition, StreamEvent, XmlStreamReader};
+use crate::{presence, router};
+
+pub struct Bound {
+    pub jid: FullJid,
+    /// The bare JID as the session table keys it.
+    pub bare: String,
+    pub id: u64,
+    pub tx: OutboundTx,
+    pub kill: Arc<Notify>,
+    /// Has sent initial presence and not since gone unavailable.
+    pub available: bool,
+    /// Entities that got directed available presence and must hear our unavailable
+    /// (RFC 6121 §4.6.3).
+    pub directed: HashSet<String>,
+}
+
+impl Bound {
+    /// Enter the session table; an older session on the same resource is told `<conflict/>`.
+    pub fn register(server: &Server, jid: FullJid, tx: OutboundTx) -> Bound {
+        let bare = jid.to_bare().to_string();
+        let id = server.sessions.new_id();
+        let kill = Arc::new(Notify::new());
+        if let Some(old) = server
+            .sessions
+            .bind(&bare, jid.resource().as_str(), id, tx.clone(), kill.clone())
+        {
+            tracing::info!(jid = %jid, "resource conflict: replacing the older session");
+            let err = StreamError::new(StreamErrorCondition::Conflict, "replaced by a new connection");
+            let _ = old.tx.try_send(Outbound::Close(Some(err)));
+            old.kill.notify_one();
+        }
+        tracing::info!(jid = %jid, "session bound");
+        Bound {
+            jid,
+            bare,
+            id,
+            tx,
+            kill,
+            available: false,
+            directed: HashSet::new(),
+        }
+    }
+}
+
+/// The bound session's read loop. Returns how the stream ended.
+pub async fn run<R: AsyncBufRead + Unpin>(
+    server: &Arc<Server>,
+    mut reader: XmlStreamReader<R>,
+    mut session: Bound,
+) -> Result<(), ReadError> {
+    let idle = Duration::from_secs(server.config.limits.idle_timeout_secs);
+    let mut shutdown = server.shutdown.clone();
+    let kill = session.kill.clone();
+    let result = loop {
+        let event = tokio::select! {
+            r = tokio::time::timeout(idle, reader.next()) => match r {
+                Ok(r) => r,
+                Err(_) => Err(ReadError::Stream(StreamError::new(StreamErrorCondition::ConnectionTimeout, "idle for too long"))),
+            },
+            _ = kill.notified() => break Ok(()),
+            _ = crate::server::until_shutdown(&mut shutdown) => {
+                break Err(ReadError::Stream(StreamError::new(StreamErrorCondition::SystemShutdown, "the server is shutting down")));
+            }
+        };
+        match event {
+            Ok(StreamEvent::Stanza(stanza)) => {
+                if let Err(e) = handle_stanza(server, &mut session, stanza).await {
+                    break Err(e);
+                }
+            }
+            Ok(StreamEvent::Whitespace) => {}
+            Ok(StreamEvent::End) => break Ok(()),
+            Ok(StreamEvent::Header(_)) => {
+                break Err(ReadError::Stream(StreamError::new(
+                    StreamErrorCondition::NotWellFormed,
+                    "unexpected stream header",
+                )))
+            }
+            Err(e) => break Err(e),
+        }
+    };
+    end(server, &mut session).await;
+    result
+}
+
+/// Check and stamp a stanza from the client, then route it (RFC 6120 §8.1.2.1).
+async fn handle_stanza(
+    server: &Arc<Server>,
+    session: &mut Bound,
+    mut stanza: crate::xml::Element,
+) -> Result<(), ReadError> {
+    if Kind::of(&stanza).is_none() {
+        return Err(ReadError::Stream(StreamError::new(
+            StreamErrorCondition::UnsupportedStanzaType,
+            format!("<{}/> is not a stanza", stanza.name),
+        )));
+    }
+    if let Some(from) = stanza.get_attr("from") {
+        let ok = jid::Jid::new(from)
+            .map(|j| j.to_string() == session.jid.to_string() || j.to_string() == session.bare)
+            .unwrap_or(false);
+        if !ok {
+            return Err(ReadError::Stream(StreamError::new(
+                StreamErrorCondition::InvalidFrom,
+                "from does not match the session",
+            )));
+        }
+    }
+    stanza.set_attr("from", session.jid.to_string());
+    router::route_from_client(server, session, stanza).await;
+    Ok(())
+}
+
+/// Leave the session table and tell contacts we are gone, however the stream ended.
+async fn end(server: &Arc<Server>, session: &mut Bound) {
+    let still_ours = server.sessions.unbind(&session.bare, session.id).is_some();
+    if session.available || !session.directed.is_empty() {
+        presence::went_offline(server, session).await;
+    }
+    tracing::info!(jid = %session.jid, replaced = !still_ours, "session ended");
+}

@@ -1,0 +1,341 @@
+//! Stream negotiation after TLS: header checks, SASL (RFC 6120 §6), the restart, and
+//! resource binding (§7). Returns a bound session or the stream error that ends it.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use base64::Engine;
+use tokio::io::AsyncBufRead;
+
+use super::bound::Bound;
+use super::{new_stream_id, stream_header};
+use crate::auth::{offered_mechanisms, ChannelBindings, SaslExchange, SaslFailure, Step};
+use crate::server::Server;
+use crate::stanza::{error_reply, iq_result, Condition};
+use crate::stream::{
+    Outbound, OutboundTx, ReadError, StreamError, StreamErrorCondition, StreamEvent, StreamHeader, XmlStreamReader,
+};
+use crate::xml::{Element, NS_CLIENT, NS_STREAMS};
+
+pub const NS_SASL: &str = "urn:ietf:params:xml:ns:xmpp-sasl";
+pub const NS_BIND: &str = "urn:ietf:params:xml:ns:xmpp-bind";
+pub const NS_SESSION: &str = "urn:ietf:params:xml:ns:xmpp-session";
+
+/// SASL failures tolerated on one stream before it is closed (RFC 6120 §6.4.5).
+const MAX_SASL_ATTEMPTS: u32 = 3;
+
+fn stream_err(condition: StreamErrorCondition, text: &str) -> ReadError {
+    ReadError::Stream(StreamError::new(condition, text))
+}
+
+pub async fn next_event<R: AsyncBufRead + Unpin>(
+    reader: &mut XmlStreamReader<R>,
+    timeout: Duration,
+) -> Result<StreamEvent, ReadError> {
+    match tokio::time::timeout(timeout, reader.next()).await {
+        Ok(r) => r,
+        Err(_) => Err(stream_err(
+            StreamErrorCondition::ConnectionTimeout,
+            "negotiation took too long",
+        )),
+    }
+}
+
+pub async fn expect_header<R: AsyncBufRead + Unpin>(
+    reader: &mut XmlStreamReader<R>,
+    timeout: Duration,
+) -> Result<StreamHeader, ReadError> {
+    loop {
+        match next_event(reader, timeout).await? {
+            StreamEvent::Header(h) => return Ok(h),
+            StreamEvent::Whitespace => continue,
+            _ => {
+                return Err(stream_err(
+                    StreamErrorCondition::NotWellFormed,
+                    "expected a stream header",
+                ))
+            }
+        }
+    }
+}
+
+/// Validate a received header (RFC 6120 §4.7, §4.9.3); returns the served domain.
+pub fn check_header(server: &Server, header: &StreamHeader) -> Result<String, ReadError> {
+    if header.name != "stream" || header.ns != NS_STREAMS {
+        return Err(stream_err(
+            StreamErrorCondition::InvalidNamespace,
+            "the stream namespace must be http://etherx.jabber.org/streams",
+        ));
+    }
+    if header.default_ns.as_deref() != Some(NS_CLIENT) {
+        return Err(stream_err(
+            StreamErrorCondition::InvalidNamespace,
+            "the content namespace must be jabber:client",
+        ));
+    }
+    let major = header
+        .version
+        .as_deref()
+        .and_then(|v| v.split('.').next())
+        .and_then(|m| m.trim().parse::<u32>().ok());
+    if major != Some(1) {
+        return Err(stream_err(
+            StreamErrorCondition::UnsupportedVersion,
+            "only XMPP 1.0 streams are supported",
+        ));
+    }
+    let domain = match header.to.as_deref() {
+        Some(to) => to.to_ascii_lowercase(),
+        None => server.config.domains[0].name.clone(),
+    };
+    if !server.hosts(&domain) {
+        return Err(stream_err(
+            StreamErrorCondition::HostUnknown,
+            "this domain is not served here",
+        ));
+    }
+    Ok(domain)
+}
+
+/// Read a header, answer with ours; header errors still get our header first (§4.9.1.2).
+async fn open_stream<R: AsyncBufRead + Unpin>(
+    server: &Server,
+    reader: &mut XmlStreamReader<R>,
+    tx: &OutboundTx,
+    timeout: Duration,
+    expected_domain: Option<&str>,
+) -> Result<String, ReadError> {
+    let header = expect_header(reader, timeout).await;
+    let checked = header.and_then(|h| {
+        let domain = check_header(server, &h)?;
+        match expected_domain {
+            Some(d) if d != domain => Err(stream_err(
+                StreamErrorCondition::HostUnknown,
+                "the domain changed on restart",
+            )),
+            _ => Ok(domain),
+        }
+    });
+    let domain_for_header = match &checked {
+        Ok(d) => d.clone(),
+        Err(_) => expected_domain.unwrap_or(&server.config.domains[0].name).to_string(),
+    };
+    if !matches!(checked, Err(ReadError::Closed) | Err(ReadError::Io(_))) {
+        send(tx, stream_header(&domain_for_header, &new_stream_id())).await;
+    }
+    checked
+}
+
+async fn send(tx: &OutboundTx, s: String) {
+    let _ = tx.send(Outbound::Raw(s)).await;
+}
+
+/// Run SASL and binding. On success returns the reader (restarted) and the bound session.
+pub async fn negotiate<R: AsyncBufRead + Unpin>(
+    server: &Arc<Server>,
+    mut reader: XmlStreamReader<R>,
+    tx: OutboundTx,
+    peer: SocketAddr,
+    bindings: ChannelBindings,
+) -> Result<(XmlStreamReader<R>, Bound), ReadError> {
+    let timeout = Duration::from_secs(server.config.limits.auth_timeout_secs);
+    let domain = open_stream(server, &mut reader, &tx, timeout, None).await?;
+    send(&tx, pre_auth_features(server, &bindings)).await;
+
+    let username = authenticate(server, &mut reader, &tx, peer, &domain, &bindings, timeout).await?;
+
+    let mut reader = reader.restart();
+    reader.set_limits(server.config.stream_limits(true));
+    open_stream(server, &mut reader, &tx, timeout, Some(&domain)).await?;
+    send(
+        &tx,
+        format!(
+            "<stream:features><bind xmlns='{NS_BIND}'/><session xmlns='{NS_SESSION}'><optional/></session>\
+             <ver xmlns='urn:xmpp:features:rosterver'/><sub xmlns='urn:xmpp:features:pre-approval'/></stream:features>"
+        ),
+    )
+    .await;
+    let bound = bind(server, &mut reader, tx, &username, &domain, timeout).await?;
+    Ok((reader, bound))
+}
+
+fn pre_auth_features(server: &Server, bindings: &ChannelBindings) -> String {
+    let mut f = format!("<stream:features><mechanisms xmlns='{NS_SASL}'>");
+    for m in offered_mechanisms(true, bindings) {
+        f.push_str(&format!("<mechanism>{m}</mechanism>"));
+    }
+    f.push_str("</mechanisms>");
+    // XEP-0440: which channel-binding types the -PLUS mechanisms can use here.
+    f.push_str("<sasl-channel-binding xmlns='urn:xmpp:sasl-cb:0'>");
+    for t in bindings.types() {
+        f.push_str(&format!("<channel-binding type='{t}'/>"));
+    }
+    f.push_str("</sasl-channel-binding>");
+    if server.config.features.registration {
+        f.push_str("<register xmlns='http://jabber.org/features/iq-register'/>");
+    }
+    f.push_str("</stream:features>");
+    f
+}
+
+fn sasl_failure(failure: SaslFailure, text: Option<&str>) -> String {
+    let mut f = format!("<failure xmlns='{NS_SASL}'><{}/>", failure.condition());
+    if let Some(t) = text {
+        f.push_str(&format!("<text xml:lang='en'>{}</text>", crate::xml::escape(t)));
+    }
+    f.push_str("</failure>");
+    f
+}
+
+fn decode_sasl_payload(e: &Element) -> Result<Vec<u8>, SaslFailure> {
+    let text = e.text_content();
+    let text = text.trim();
+    if text == "=" || text.is_empty() {
+        return Ok(Vec::new());
+    }
+    base64::engine::general_purpose::STANDARD
+        .decode(text)
+        .map_err(|_| SaslFailure::MalformedRequest)
+}
+
+/// The SASL exchange loop; returns the authenticated local part.
+async fn authenticate<R: AsyncBufRead + Unpin>(
+    server: &Arc<Server>,
+    reader: &mut XmlStreamReader<R>,
+    tx: &OutboundTx,
+    peer: SocketAddr,
+    domain: &str,
+    bindings: &ChannelBindings,
+    timeout: Duration,
+) -> Result<String, ReadError> {
+    let offered = offered_mechanisms(true, bindings);
+    let mut failures = 0;
+    let mut exchange: Option<SaslExchange> = None;
+    loop {
+        let stanza = match next_event(reader, timeout).await? {
+            StreamEvent::Stanza(s) => s,
+            StreamEvent::Whitespace => continue,
+            StreamEvent::End => return Err(ReadError::Closed),
+            StreamEvent::Header(_) => return Err(stream_err(StreamErrorCondition::NotWellFormed, "unexpected header")),
+        };
+        let step = if stanza.is("auth", NS_SASL) {
+            let mechanism = stanza.get_attr("mechanism").unwrap_or_default().to_string();
+            if !server.auth_limiter.allowed(peer.ip()) {
+                tracing::info!(ip = %peer.ip(), "authentication refused: too many failures from this address");
+                Step::Failure(SaslFailure::TemporaryAuthFailure)
+            } else if !offered.contains(&mechanism.as_str()) {
+                Step::Failure(SaslFailure::InvalidMechanism)
+            } else {
+                match SaslExchange::start(&server.store, domain, &mechanism, bindings.clone()) {
+                    Err(f) => Step::Failure(f),
+                    Ok(mut ex) => {
+                        let step = match decode_sasl_payload(&stanza) {
+                            Ok(data) if data.is_empty() => Step::Challenge(Vec::new()),
+                            Ok(data) => ex.step(&data),
+                            Err(f) => Step::Failure(f),
+                        };
+                        exchange = Some(ex);
+                        step
+                    }
+                }
+            }
+        } else if stanza.is("response", NS_SASL) {
+            match (exchange.as_mut(), decode_sasl_payload(&stanza)) {
+                (Some(ex), Ok(data)) => ex.step(&data),
+                (None, _) => Step::Failure(SaslFailure::MalformedRequest),
+                (_, Err(f)) => Step::Failure(f),
+            }
+        } else if stanza.is("abort", NS_SASL) {
+            exchange = None;
+            send(tx, sasl_failure(SaslFailure::Aborted, None)).await;
+            continue;
+        } else if stanza.is("iq", NS_CLIENT) && server.config.features.registration {
+            crate::iq::register::pre_auth(server, &stanza, domain, tx).await;
+            continue;
+        } else {
+            return Err(stream_err(StreamErrorCondition::NotAuthorized, "authenticate first"));
+        };
+        match step {
+            Step::Challenge(data) => {
+                let b64 = base64::engine::general_purpose::STANDARD.encode(&data);
+                send(tx, format!("<challenge xmlns='{NS_SASL}'>{b64}</challenge>")).await;
+            }
+            Step::Success { username, data } => {
+                let body = match data {
+                    Some(d) if !d.is_empty() => base64::engine::general_purpose::STANDARD.encode(&d),
+                    _ => String::new(),
+                };
+                send(tx, format!("<success xmlns='{NS_SASL}'>{body}</success>")).await;
+                tracing::info!(user = %username, %domain, "authenticated");
+                return Ok(username);
+            }
+            Step::Failure(failure) => {
+                exchange = None;
+                if failure != SaslFailure::TemporaryAuthFailure {
+                    server.auth_limiter.record_failure(peer.ip());
+                }
+                failures += 1;
+                tracing::info!(ip = %peer.ip(), condition = failure.condition(), "authentication failed");
+                let text = (failure == SaslFailure::TemporaryAuthFailure)
+                    .then_some("too many failed attempts; try again later");
+                send(tx, sasl_failure(failure, text)).await;
+                if failures >= MAX_SASL_ATTEMPTS {
+                    return Err(stream_err(
+                        StreamErrorCondition::PolicyViolation,
+                        "too many failed authentication attempts",
+                    ));
+                }
+            }
+        }
+    }
+}
+
+/// Resource binding (RFC 6120 §7), and the RFC 3921 session IQ some old clients still send.
+async fn bind<R: AsyncBufRead + Unpin>(
+    server: &Arc<Server>,
+    reader: &mut XmlStreamReader<R>,
+    tx: OutboundTx,
+    username: &str,
+    domain: &str,
+    timeout: Duration,
+) -> Result<Bound, ReadError> {
+    loop {
+        let stanza = match next_event(reader, timeout).await? {
+            StreamEvent::Stanza(s) => s,
+            StreamEvent::Whitespace => continue,
+            StreamEvent::End => return Err(ReadError::Closed),
+            StreamEvent::Header(_) => return Err(stream_err(StreamErrorCondition::NotWellFormed, "unexpected header")),
+        };
+        let Some(request) = stanza.get_child("bind", NS_BIND).filter(|_| stanza.is("iq", NS_CLIENT)) else {
+            return Err(stream_err(StreamErrorCondition::NotAuthorized, "bind a resource first"));
+        };
+        if stanza.get_attr("type") != Some("set") {
+            send(&tx, error_reply(&stanza, Condition::BadRequest, None).to_stream_xml()).await;
+            continue;
+        }
+        let requested = request
+            .get_child("resource", NS_BIND)
+            .map(|r| r.text_content().trim().to_string())
+            .filter(|r| !r.is_empty());
+        let resource = requested.unwrap_or_else(|| format!("poolxmpp-{}", &new_stream_id()[..12]));
+        let full = match jid::FullJid::new(&format!("{username}@{domain}/{resource}")) {
+            Ok(j) => j,
+            Err(_) => {
+                send(
+                    &tx,
+                    error_reply(&stanza, Condition::BadRequest, Some("invalid resource")).to_stream_xml(),
+                )
+                .await;
+                continue;
+            }
+        };
+        let bound = Bound::register(server, full, tx.clone());
+        let payload = Element::new("bind", NS_BIND).child(Element::new("jid", NS_BIND).text(bound.jid.to_string()));
+        let mut reply = iq_result(&stanza, Some(payload));
+        reply.remove_attr("from");
+        reply.remove_attr("to");
+        send(&tx, reply.to_stream_xml()).await;
+        return Ok(bound);
+    }
+}

@@ -1,0 +1,130 @@
+//! The `poolxmpp` command line (clap): `serve` and account administration.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use crate::config::Config;
+use crate::store::StoreError;
+
+#[derive(Parser)]
+#[command(name = "poolxmpp", version, about = "An XMPP server built as a pool of nodes")]
+struct Cli {
+    /// The TOML configuration file (defaults serve `localhost` from ./data).
+    #[arg(long, short, global = true, env = "POOLXMPP_CONFIG")]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run a node.
+    Serve,
+    /// Manage accounts.
+    #[command(subcommand)]
+    User(UserCommand),
+}
+
+#[derive(Subcommand)]
+enum UserCommand {
+    /// Create an account: `user add alice@example.org PASSWORD`.
+    Add { jid: String, password: String },
+    /// Change an account's password.
+    Passwd { jid: String, password: String },
+    /// Delete an account with its roster and stored messages.
+    Del { jid: String },
+    /// List accounts, optionally of one domain.
+    List { domain: Option<String> },
+}
+
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let config = match Config::load(cli.config.as_deref()) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("poolxmpp: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    init_tracing(&config);
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("poolxmpp: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async move {
+        match cli.command {
+            Command::Serve => crate::daemon::serve(config).await,
+            Command::User(cmd) => user(config, cmd).await,
+        }
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("poolxmpp: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_tracing(config: &Config) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&config.log.level));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+/// Parse a JID for an account on a hosted domain.
+fn account_jid(config: &Config, jid: &str) -> anyhow::Result<jid::BareJid> {
+    let parsed = jid::BareJid::new(jid).map_err(|e| anyhow::anyhow!("invalid JID {jid:?}: {e}"))?;
+    if parsed.node().is_none() {
+        anyhow::bail!("{jid:?} has no local part");
+    }
+    if !config.is_hosted(parsed.domain().as_str()) {
+        anyhow::bail!("{} is not a hosted domain in this configuration", parsed.domain());
+    }
+    Ok(parsed)
+}
+
+async fn user(config: Config, cmd: UserCommand) -> anyhow::Result<()> {
+    let store = crate::daemon::open_store(&config).await?;
+    match cmd {
+        UserCommand::Add { jid, password } => {
+            let jid = account_jid(&config, &jid)?;
+            let creds = crate::auth::derive_credentials(&password)?;
+            match store
+                .create_account(&jid.to_string(), jid.domain().as_str(), &creds)
+                .await
+            {
+                Err(StoreError::AccountExists) => anyhow::bail!("{jid} already exists"),
+                r => r?,
+            }
+            println!("created {jid}");
+        }
+        UserCommand::Passwd { jid, password } => {
+            let jid = account_jid(&config, &jid)?;
+            store
+                .set_credentials(&jid.to_string(), &crate::auth::derive_credentials(&password)?)
+                .await?;
+            println!("password changed for {jid}");
+        }
+        UserCommand::Del { jid } => {
+            let jid = account_jid(&config, &jid)?;
+            store.delete_account(&jid.to_string()).await?;
+            println!("deleted {jid}");
+        }
+        UserCommand::List { domain } => {
+            for jid in store.list_accounts(domain.as_deref()).await? {
+                println!("{jid}");
+            }
+        }
+    }
+    store.close().await;
+    Ok(())
+}

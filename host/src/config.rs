@@ -1,0 +1,206 @@
+//! The daemon's configuration: one TOML file, every field defaulted so that no file at all
+//! serves `localhost` on 127.0.0.1 from an SQLite database under `./data`.
+//! `examples/poolxmpp.toml` documents each field.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use crate::stream::Limits;
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Where the SQLite database and generated certificates live.
+    pub data_dir: PathBuf,
+    /// `"sqlite"` (a file in `data_dir`), `"sqlite:///path/to.db"`, or `"postgres://…"`.
+    pub store: String,
+    /// Hosted domains.
+    #[serde(rename = "domain")]
+    pub domains: Vec<DomainConfig>,
+    pub listen: ListenConfig,
+    pub limits: LimitsConfig,
+    pub features: FeaturesConfig,
+    pub log: LogConfig,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DomainConfig {
+    pub name: String,
+    /// PEM certificate chain; a self-signed certificate is generated into `data_dir` if absent.
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ListenConfig {
+    /// Plain TCP listeners that offer STARTTLS (RFC 6120 §5).
+    pub starttls: Vec<SocketAddr>,
+    /// Direct TLS listeners (XEP-0368).
+    pub direct_tls: Vec<SocketAddr>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LimitsConfig {
+    pub max_stanza_bytes: usize,
+    /// A tighter stanza limit before authentication, so strangers cannot make us buffer much.
+    pub max_stanza_bytes_unauthenticated: usize,
+    pub max_depth: usize,
+    pub max_attributes: usize,
+    /// Seconds of silence after which a stream is closed with `<connection-timeout/>`.
+    pub idle_timeout_secs: u64,
+    /// Seconds a new connection has to finish authentication.
+    pub auth_timeout_secs: u64,
+    /// Failed authentications allowed per client IP per minute before refusing more.
+    pub auth_failures_per_minute: u32,
+    /// Stored offline messages per user; beyond this, senders get `<resource-constraint/>`.
+    pub offline_quota: i64,
+    /// Roster items per user.
+    pub roster_max_items: i64,
+    /// Concurrent connections per client IP (0 = unlimited).
+    pub connections_per_ip: usize,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct FeaturesConfig {
+    /// XEP-0077 in-band registration. Off by default: open registration invites spam.
+    pub registration: bool,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogConfig {
+    /// A tracing filter such as `info` or `poolxmpp=debug`; `RUST_LOG` overrides it.
+    pub level: String,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            data_dir: PathBuf::from("data"),
+            store: "sqlite".to_string(),
+            domains: vec![DomainConfig {
+                name: "localhost".to_string(),
+                tls_cert: None,
+                tls_key: None,
+            }],
+            listen: ListenConfig::default(),
+            limits: LimitsConfig::default(),
+            features: FeaturesConfig::default(),
+            log: LogConfig::default(),
+        }
+    }
+}
+
+impl Default for ListenConfig {
+    fn default() -> Self {
+        ListenConfig {
+            starttls: vec!["127.0.0.1:5222".parse().expect("literal address")],
+            direct_tls: vec!["127.0.0.1:5223".parse().expect("literal address")],
+        }
+    }
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        LimitsConfig {
+            max_stanza_bytes: 256 * 1024,
+            max_stanza_bytes_unauthenticated: 16 * 1024,
+            max_depth: 48,
+            max_attributes: 64,
+            idle_timeout_secs: 600,
+            auth_timeout_secs: 60,
+            auth_failures_per_minute: 5,
+            offline_quota: 1000,
+            roster_max_items: 2000,
+            connections_per_ip: 0,
+        }
+    }
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig {
+            level: "info".to_string(),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read {path}: {source}")]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("invalid config {path}: {source}")]
+    Parse { path: PathBuf, source: toml::de::Error },
+    #[error("invalid config: {0}")]
+    Invalid(String),
+}
+
+impl Config {
+    /// Load from `path`, or defaults when no path is given.
+    pub fn load(path: Option<&Path>) -> Result<Config, ConfigError> {
+        let config = match path {
+            None => Config::default(),
+            Some(path) => {
+                let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+                    path: path.to_path_buf(),
+                    source,
+                })?;
+                toml::from_str(&text).map_err(|source| ConfigError::Parse {
+                    path: path.to_path_buf(),
+                    source,
+                })?
+            }
+        };
+        config.validate()?;
+        Ok(config)
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        if self.domains.is_empty() {
+            return Err(ConfigError::Invalid("at least one [[domain]] is required".into()));
+        }
+        for d in &self.domains {
+            if jid::BareJid::new(&d.name).map(|j| j.node().is_some()).unwrap_or(true) {
+                return Err(ConfigError::Invalid(format!("{:?} is not a valid domain", d.name)));
+            }
+            if d.tls_cert.is_some() != d.tls_key.is_some() {
+                return Err(ConfigError::Invalid(format!(
+                    "domain {}: tls_cert and tls_key go together",
+                    d.name
+                )));
+            }
+        }
+        if self.listen.starttls.is_empty() && self.listen.direct_tls.is_empty() {
+            return Err(ConfigError::Invalid("no listeners configured".into()));
+        }
+        if self.limits.max_stanza_bytes < 10_000 {
+            // RFC 6120 §13.12: servers MUST NOT block stanzas under 10,000 bytes.
+            return Err(ConfigError::Invalid("max_stanza_bytes must be at least 10000".into()));
+        }
+        Ok(())
+    }
+
+    pub fn is_hosted(&self, domain: &str) -> bool {
+        self.domains.iter().any(|d| d.name.eq_ignore_ascii_case(domain))
+    }
+
+    pub fn stream_limits(&self, authenticated: bool) -> Limits {
+        Limits {
+            max_stanza_bytes: if authenticated {
+                self.limits.max_stanza_bytes
+            } else {
+                self.limits
+                    .max_stanza_bytes_unauthenticated
+                    .min(self.limits.max_stanza_bytes)
+            },
+            max_depth: self.limits.max_depth,
+            max_attributes: self.limits.max_attributes,
+        }
+    }
+}

@@ -1,0 +1,67 @@
+//! Start-up and shutdown of a node: open the store, load TLS, bind listeners, serve until
+//! SIGINT/SIGTERM, then close every stream with `<system-shutdown/>`.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+
+use crate::config::Config;
+use crate::server::Server;
+use crate::store::Store;
+
+/// Database connections per node: enough for bursts of logins, bounded so a pool of
+/// nodes stays inside PostgreSQL's connection limit.
+const DB_CONNECTIONS: u32 = 16;
+
+pub async fn open_store(config: &Config) -> anyhow::Result<Store> {
+    Store::open(&config.store, &config.data_dir, DB_CONNECTIONS)
+        .await
+        .with_context(|| format!("opening the store {:?}", config.store))
+}
+
+pub async fn serve(config: Config) -> anyhow::Result<()> {
+    let store = open_store(&config).await?;
+    let tls = crate::tls::server_config(&config).context("loading TLS certificates")?;
+    let (shutdown_tx, shutdown_rx) = tokio::sync::watch::channel(false);
+    let server = Server::new(config, store, tls, shutdown_rx);
+    let listeners = crate::listener::bind_all(&server).await?;
+    let domains: Vec<_> = server.config.domains.iter().map(|d| d.name.as_str()).collect();
+    tracing::info!(?domains, store = ?server.store.backend(), "poolxmpp {} serving", env!("CARGO_PKG_VERSION"));
+    let mut tasks = Vec::new();
+    for (listener, direct) in listeners {
+        tasks.push(tokio::spawn(crate::listener::accept_loop(
+            server.clone(),
+            listener,
+            direct,
+        )));
+    }
+    wait_for_signal().await;
+    tracing::info!(sessions = server.sessions.count(), "shutting down");
+    let _ = shutdown_tx.send(true);
+    // Give sessions a moment to send their stream errors and unavailable presence.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while server.sessions.count() > 0 && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    for t in tasks {
+        t.abort();
+    }
+    server.store.close().await;
+    Ok(())
+}
+
+async fn wait_for_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).expect("installing the SIGTERM handler");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}
+
+/// Keep the compiler honest about the server type being shareable.
+#[allow(dead_code)]
+fn assert_send_sync(s: Arc<Server>) -> impl Send + Sync {
+    s
+}

@@ -1,0 +1,166 @@
+//! IQs the server answers itself (RFC 6120 §8.2.3, RFC 6121 §8.5.2.1.3): to the domain
+//! (disco, version, ping), to the sender's own account (roster, session, disco), and to
+//! another account's bare JID on that account's behalf.
+
+pub mod register;
+
+use std::sync::Arc;
+
+use crate::c2s::Bound;
+use crate::router::{bounce, deliver_to_full};
+use crate::server::Server;
+use crate::stanza::{iq_payload, iq_result, Condition};
+use crate::xml::Element;
+
+pub const NS_DISCO_INFO: &str = "http://jabber.org/protocol/disco#info";
+pub const NS_DISCO_ITEMS: &str = "http://jabber.org/protocol/disco#items";
+pub const NS_VERSION: &str = "jabber:iq:version";
+pub const NS_PING: &str = "urn:xmpp:ping";
+pub const NS_SESSION: &str = "urn:ietf:params:xml:ns:xmpp-session";
+
+/// Features the server advertises in disco#info (XEP-0030).
+const SERVER_FEATURES: &[&str] = &[
+    NS_DISCO_INFO,
+    NS_DISCO_ITEMS,
+    NS_VERSION,
+    NS_PING,
+    "msgoffline",
+    "jabber:iq:roster",
+    "urn:xmpp:features:rosterver",
+    "urn:xmpp:features:pre-approval",
+];
+
+/// A get or set needs exactly one payload; results and errors need no answer.
+fn request_payload<'a>(server: &Server, iq: &'a Element) -> Option<&'a Element> {
+    match iq.get_attr("type") {
+        Some("get") | Some("set") => {}
+        Some("result") | Some("error") => return None,
+        _ => {
+            bounce(server, iq, Condition::BadRequest, Some("an IQ needs a type"));
+            return None;
+        }
+    }
+    if iq.get_attr("id").is_none() {
+        bounce(server, iq, Condition::BadRequest, Some("an IQ needs an id"));
+        return None;
+    }
+    let payload = iq_payload(iq);
+    if payload.is_none() {
+        bounce(
+            server,
+            iq,
+            Condition::BadRequest,
+            Some("a get or set carries exactly one child"),
+        );
+    }
+    payload
+}
+
+fn answer(server: &Server, iq: &Element, payload: Option<Element>) {
+    deliver_to_full(server, &iq_result(iq, payload));
+}
+
+fn identity(category: &str, kind: &str, name: Option<&str>) -> Element {
+    let mut e = Element::new("identity", NS_DISCO_INFO)
+        .attr("category", category)
+        .attr("type", kind);
+    if let Some(n) = name {
+        e.set_attr("name", n);
+    }
+    e
+}
+
+fn feature(var: &str) -> Element {
+    Element::new("feature", NS_DISCO_INFO).attr("var", var)
+}
+
+/// An IQ addressed to a hosted domain.
+pub async fn handle_for_server(server: &Arc<Server>, client: &mut Bound, iq: Element) {
+    let Some(payload) = request_payload(server, &iq) else {
+        return;
+    };
+    let get = iq.get_attr("type") == Some("get");
+    match (payload.ns.as_str(), payload.name.as_str(), get) {
+        (NS_DISCO_INFO, "query", true) if payload.get_attr("node").is_none() => {
+            let mut q = Element::new("query", NS_DISCO_INFO).child(identity("server", "im", Some("poolxmpp")));
+            for f in SERVER_FEATURES {
+                q = q.child(feature(f));
+            }
+            if server.config.features.registration {
+                q = q.child(feature(register::NS_REGISTER));
+            }
+            answer(server, &iq, Some(q));
+        }
+        (NS_DISCO_ITEMS, "query", true) => answer(server, &iq, Some(Element::new("query", NS_DISCO_ITEMS))),
+        (NS_VERSION, "query", true) => {
+            let q = Element::new("query", NS_VERSION)
+                .child(Element::new("name", NS_VERSION).text("poolxmpp"))
+                .child(Element::new("version", NS_VERSION).text(env!("CARGO_PKG_VERSION")));
+            answer(server, &iq, Some(q));
+        }
+        (NS_PING, "ping", true) => answer(server, &iq, None),
+        (NS_SESSION, "session", false) => answer(server, &iq, None),
+        (register::NS_REGISTER, "query", _) if server.config.features.registration => {
+            register::authenticated(server, client, &iq, payload).await
+        }
+        _ => bounce(server, &iq, Condition::ServiceUnavailable, None),
+    }
+}
+
+/// An IQ with no `to` or addressed to the sender's own bare JID.
+pub async fn handle_for_account(server: &Arc<Server>, client: &mut Bound, iq: Element) {
+    let Some(payload) = request_payload(server, &iq) else {
+        return;
+    };
+    let get = iq.get_attr("type") == Some("get");
+    match (payload.ns.as_str(), payload.name.as_str(), get) {
+        (crate::roster::NS_ROSTER, "query", _) => crate::roster::handle_iq(server, client, iq).await,
+        // RFC 3921 session establishment: a no-op kept for old clients.
+        (NS_SESSION, "session", false) => reply_to_self(server, client, &iq, None),
+        (NS_PING, "ping", true) => reply_to_self(server, client, &iq, None),
+        (NS_DISCO_INFO, "query", true) => reply_to_self(server, client, &iq, Some(account_info())),
+        (NS_DISCO_ITEMS, "query", true) => {
+            reply_to_self(server, client, &iq, Some(Element::new("query", NS_DISCO_ITEMS)))
+        }
+        _ => bounce(server, &iq, Condition::ServiceUnavailable, None),
+    }
+}
+
+fn account_info() -> Element {
+    Element::new("query", NS_DISCO_INFO)
+        .child(identity("account", "registered", None))
+        .child(feature(NS_DISCO_INFO))
+        .child(feature(NS_DISCO_ITEMS))
+}
+
+/// Replies to IQs without `to` come from the account's bare JID (or nowhere) to the sender.
+fn reply_to_self(server: &Server, client: &Bound, iq: &Element, payload: Option<Element>) {
+    let mut reply = iq_result(iq, payload);
+    if iq.get_attr("to").is_none() {
+        reply.remove_attr("from");
+    }
+    reply.set_attr("to", client.jid.to_string());
+    deliver_to_full(server, &reply);
+}
+
+/// An IQ to another local account's bare JID, answered on its behalf.
+pub async fn handle_for_other_account(server: &Arc<Server>, bare: &str, iq: Element) {
+    let Some(payload) = request_payload(server, &iq) else {
+        return;
+    };
+    match server.store.account_exists(bare).await {
+        Ok(true) => {}
+        Ok(false) => return bounce(server, &iq, Condition::ServiceUnavailable, None),
+        Err(e) => {
+            tracing::error!(error = %e, "account lookup failed");
+            return bounce(server, &iq, Condition::InternalServerError, None);
+        }
+    }
+    let get = iq.get_attr("type") == Some("get");
+    match (payload.ns.as_str(), payload.name.as_str(), get) {
+        (crate::roster::NS_ROSTER, _, _) => bounce(server, &iq, Condition::Forbidden, None),
+        (NS_DISCO_INFO, "query", true) => answer(server, &iq, Some(account_info())),
+        (NS_DISCO_ITEMS, "query", true) => answer(server, &iq, Some(Element::new("query", NS_DISCO_ITEMS))),
+        _ => bounce(server, &iq, Condition::ServiceUnavailable, None),
+    }
+}

@@ -1,0 +1,99 @@
+//! XEP-0077 in-band registration: account creation before authentication, password change
+//! and cancellation after. Off unless `[features] registration = true`.
+
+use std::sync::Arc;
+
+use crate::c2s::Bound;
+use crate::router::bounce;
+use crate::server::Server;
+use crate::stanza::{error_reply, iq_result, Condition};
+use crate::store::StoreError;
+use crate::stream::{Outbound, OutboundTx};
+use crate::xml::Element;
+
+pub const NS_REGISTER: &str = "jabber:iq:register";
+
+fn form() -> Element {
+    Element::new("query", NS_REGISTER)
+        .child(Element::new("instructions", NS_REGISTER).text("Choose a username and password."))
+        .child(Element::new("username", NS_REGISTER))
+        .child(Element::new("password", NS_REGISTER))
+}
+
+fn field(q: &Element, name: &str) -> Option<String> {
+    q.get_child(name, NS_REGISTER).map(|e| e.text_content())
+}
+
+/// Validate and create an account; the outcome as a stanza condition.
+async fn create(server: &Server, domain: &str, username: &str, password: &str) -> Result<(), Condition> {
+    let jid = jid::BareJid::new(&format!("{username}@{domain}")).map_err(|_| Condition::JidMalformed)?;
+    let creds = crate::auth::derive_credentials(password).map_err(|_| Condition::NotAcceptable)?;
+    match server.store.create_account(&jid.to_string(), domain, &creds).await {
+        Ok(()) => {
+            tracing::info!(%jid, "account registered in-band");
+            Ok(())
+        }
+        Err(StoreError::AccountExists) => Err(Condition::Conflict),
+        Err(e) => {
+            tracing::error!(error = %e, "in-band registration failed");
+            Err(Condition::InternalServerError)
+        }
+    }
+}
+
+/// A registration IQ on an unauthenticated stream.
+pub async fn pre_auth(server: &Arc<Server>, iq: &Element, domain: &str, tx: &OutboundTx) {
+    let query = iq.get_child("query", NS_REGISTER);
+    let reply = match (iq.get_attr("type"), query) {
+        (Some("get"), Some(_)) => iq_result(iq, Some(form())),
+        (Some("set"), Some(q)) => match (field(q, "username"), field(q, "password")) {
+            (Some(u), Some(p)) if !u.is_empty() && !p.is_empty() => match create(server, domain, &u, &p).await {
+                Ok(()) => iq_result(iq, None),
+                Err(c) => error_reply(iq, c, None),
+            },
+            _ => error_reply(iq, Condition::NotAcceptable, Some("username and password are required")),
+        },
+        _ => error_reply(iq, Condition::ServiceUnavailable, None),
+    };
+    let _ = tx.send(Outbound::Raw(reply.to_stream_xml())).await;
+}
+
+/// Password change or account removal by the logged-in user.
+pub async fn authenticated(server: &Arc<Server>, client: &mut Bound, iq: &Element, query: &Element) {
+    let reply_ok = || crate::router::deliver_to_full(server, &iq_result(iq, None));
+    if iq.get_attr("type") == Some("get") {
+        let q = Element::new("query", NS_REGISTER)
+            .child(Element::new("registered", NS_REGISTER))
+            .child(
+                Element::new("username", NS_REGISTER)
+                    .text(client.jid.node().map(|n| n.to_string()).unwrap_or_default()),
+            );
+        return crate::router::deliver_to_full(server, &iq_result(iq, Some(q)));
+    }
+    if query.has_child("remove", NS_REGISTER) {
+        match server.store.delete_account(&client.bare).await {
+            Ok(()) => {
+                reply_ok();
+                tracing::info!(jid = %client.bare, "account removed in-band");
+                let err = crate::stream::StreamError::new(
+                    crate::stream::StreamErrorCondition::NotAuthorized,
+                    "account removed",
+                );
+                let _ = client.tx.send(Outbound::Close(Some(err))).await;
+                client.kill.notify_one();
+            }
+            Err(_) => bounce(server, iq, Condition::InternalServerError, None),
+        }
+        return;
+    }
+    match field(query, "password") {
+        Some(p) if !p.is_empty() => match crate::auth::derive_credentials(&p) {
+            Ok(creds) => match server.store.set_credentials(&client.bare, &creds).await {
+                Ok(()) => reply_ok(),
+                Err(_) => bounce(server, iq, Condition::InternalServerError, None),
+            },
+            Err(_) => bounce(server, iq, Condition::NotAcceptable, None),
+        },
+        _ => bounce(server, iq, Condition::BadRequest, None),
+    }
+}

@@ -1,0 +1,26 @@
+//! poolxmpp: an XMPP server (RFC 6120/6121) built to run as a pool of nodes.
+//!
+//! Module map (see ARCHITECTURE.md for the picture):
+//! - [`cli`], [`config`], [`daemon`]: the binary's edge — arguments, the TOML file, start-up and shutdown.
+//! - [`listener`], [`tls`], [`stream`], [`xml`]: sockets, TLS, framing under hard limits, the element tree.
+//! - [`c2s`], [`auth`]: the client stream state machine, SASL and binding.
+//! - [`router`], [`sessions`], [`presence`], [`roster`], [`iq`], [`stanza`]: where stanzas go and the RFC 6121 rules.
+//! - [`store`]: SQLite/PostgreSQL persistence.
+
+pub mod auth;
+pub mod c2s;
+pub mod cli;
+pub mod config;
+pub mod daemon;
+pub mod iq;
+pub mod listener;
+pub mod presence;
+pub mod roster;
+pub mod router;
+pub mod server;
+pub mod sessions;
+pub mod stanza;
+pub mod store;
+pub mod stream;
+pub mod tls;
+pub mod xml;

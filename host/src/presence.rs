@@ -1,0 +1,224 @@
+//! Presence (RFC 6121 §4): broadcast to subscribers, probes on initial presence, directed
+//! presence, unavailable when a session ends — and, at initial presence, delivery of
+//! stored subscription requests and offline messages. Subscription stanzas are handed to
+//! [`crate::roster::subscription`].
+
+use std::sync::Arc;
+
+use jid::Jid;
+
+use crate::c2s::Bound;
+use crate::roster::subscription;
+use crate::router::{bounce, target, Target};
+use crate::server::Server;
+use crate::stanza::Condition;
+use crate::xml::{Element, NS_CLIENT};
+
+/// A presence stanza sent by a local client.
+pub async fn outbound(server: &Arc<Server>, client: &mut Bound, stanza: Element, to: Option<Jid>) {
+    let ptype = stanza.get_attr("type").unwrap_or("available").to_string();
+    match (ptype.as_str(), to) {
+        ("available" | "unavailable", None) => broadcast(server, client, stanza, ptype == "available").await,
+        ("available" | "unavailable", Some(to)) => directed(server, client, stanza, &to, ptype == "available"),
+        ("subscribe" | "subscribed" | "unsubscribe" | "unsubscribed", Some(to)) => {
+            subscription::outbound(server, client, stanza, &ptype, &to).await
+        }
+        ("probe", Some(to)) => {
+            // Clients should not probe (§4.3), but answering from what we know is harmless.
+            let contact = to.to_bare().to_string();
+            if may_see_presence(server, &contact, &client.bare).await {
+                send_current_presence(server, &contact, &client.jid.to_string());
+            }
+        }
+        ("error", Some(to)) => {
+            if let Target::Local {
+                bare,
+                resource: Some(res),
+            } = target(server, &to)
+            {
+                if let Some(r) = server.sessions.resource(&bare, &res) {
+                    r.send(Arc::new(stanza));
+                }
+            }
+        }
+        _ => bounce(server, &stanza, Condition::BadRequest, None),
+    }
+}
+
+fn priority_of(stanza: &Element) -> i8 {
+    stanza
+        .get_child("priority", NS_CLIENT)
+        .and_then(|p| p.text_content().trim().parse::<i8>().ok())
+        .unwrap_or(0)
+}
+
+/// Does `owner` let `viewer` see its presence (viewer has a `to`-subscription to owner)?
+async fn may_see_presence(server: &Server, owner: &str, viewer: &str) -> bool {
+    if owner == viewer {
+        return true;
+    }
+    matches!(server.store.roster_item(owner, viewer).await, Ok(Some(item)) if item.subscription.has_from())
+}
+
+/// Broadcast presence without a `to` (§4.2, §4.4, §4.5).
+async fn broadcast(server: &Arc<Server>, client: &mut Bound, stanza: Element, available: bool) {
+    let initial = available && !client.available;
+    let stanza = Arc::new(stanza);
+    if available {
+        server
+            .sessions
+            .set_presence(&client.bare, client.id, Some(stanza.clone()), priority_of(&stanza));
+        client.available = true;
+    } else {
+        server.sessions.set_presence(&client.bare, client.id, None, 0);
+        client.available = false;
+    }
+    let roster = server.store.roster(&client.bare).await.unwrap_or_else(|e| {
+        tracing::error!(error = %e, "roster load failed during presence broadcast");
+        Vec::new()
+    });
+    // To subscribers (from/both), then to our own available resources (including this one
+    // for available presence, §4.2.2).
+    for item in roster.iter().filter(|i| i.subscription.has_from()) {
+        deliver_to_available(server, &item.contact, &stanza);
+    }
+    for r in server.sessions.resources(&client.bare) {
+        if r.available() || r.id == client.id {
+            if r.id == client.id && !available {
+                continue;
+            }
+            r.send(stanza.clone());
+        }
+    }
+    if !available {
+        for to in std::mem::take(&mut client.directed) {
+            deliver_directed(server, &to, &stanza);
+        }
+        return;
+    }
+    if initial {
+        // Probes (§4.3): for local contacts we already know the answer.
+        let me = client.jid.to_string();
+        for item in roster.iter().filter(|i| i.subscription.has_to()) {
+            send_current_presence(server, &item.contact, &me);
+        }
+        subscription::redeliver_pending(server, client).await;
+        if priority_of(&stanza) >= 0 {
+            deliver_offline(server, client).await;
+        }
+    }
+}
+
+/// Directed presence (§4.6) to one entity.
+fn directed(server: &Arc<Server>, client: &mut Bound, stanza: Element, to: &Jid, available: bool) {
+    let key = to.to_string();
+    if available {
+        client.directed.insert(key.clone());
+    } else {
+        client.directed.remove(&key);
+    }
+    match target(server, to) {
+        Target::Remote => bounce(server, &stanza, Condition::RemoteServerNotFound, None),
+        _ => deliver_directed(server, &key, &Arc::new(stanza)),
+    }
+}
+
+fn deliver_directed(server: &Server, to: &str, stanza: &Arc<Element>) {
+    let Ok(jid) = Jid::new(to) else { return };
+    let bare = jid.to_bare().to_string();
+    match jid.resource() {
+        Some(res) => {
+            if let Some(r) = server.sessions.resource(&bare, res.as_str()) {
+                r.send(stanza.clone());
+            }
+        }
+        None => deliver_to_available(server, &bare, stanza),
+    }
+}
+
+/// Deliver presence to every available resource of a local account (§4.2.3: presence is
+/// for resources that sent initial presence).
+pub fn deliver_to_available(server: &Server, bare: &str, stanza: &Arc<Element>) {
+    for r in server.sessions.resources(bare).into_iter().filter(|r| r.available()) {
+        r.send(stanza.clone());
+    }
+}
+
+/// Send `owner`'s current presence (one stanza per available resource) to `to`: a full JID
+/// gets it directly, a bare JID on all its available resources.
+pub fn send_current_presence(server: &Server, owner: &str, to: &str) {
+    for r in server.sessions.resources(owner) {
+        let Some(p) = &r.presence else { continue };
+        let mut p = (**p).clone();
+        p.set_attr("to", to);
+        deliver_directed(server, to, &Arc::new(p));
+    }
+}
+
+/// Send `owner`'s unavailable presence (per available resource) to `to`'s resources.
+pub fn send_unavailable_presence(server: &Server, owner: &str, to: &str) {
+    for r in server.sessions.resources(owner).into_iter().filter(|r| r.available()) {
+        let p = Element::new("presence", NS_CLIENT)
+            .attr("from", format!("{owner}/{}", r.resource))
+            .attr("to", to)
+            .attr("type", "unavailable");
+        deliver_directed(server, to, &Arc::new(p));
+    }
+}
+
+/// The session ended without unavailable presence: send it on the client's behalf (§4.5.2).
+pub async fn went_offline(server: &Arc<Server>, client: &mut Bound) {
+    let stanza = Element::new("presence", NS_CLIENT)
+        .attr("from", client.jid.to_string())
+        .attr("type", "unavailable");
+    if client.available {
+        broadcast(server, client, stanza, false).await;
+    } else {
+        let stanza = Arc::new(stanza);
+        for to in std::mem::take(&mut client.directed) {
+            deliver_directed(server, &to, &stanza);
+        }
+    }
+}
+
+/// Offline messages, stamped with XEP-0203 delay, to a resource that just came online.
+async fn deliver_offline(server: &Arc<Server>, client: &Bound) {
+    let messages = match server.store.offline_messages(&client.bare).await {
+        Ok(m) => m,
+        Err(e) => {
+            tracing::error!(error = %e, "loading offline messages failed");
+            return;
+        }
+    };
+    let Some(last_id) = messages.last().map(|m| m.0) else {
+        return;
+    };
+    let Some(me) = server.sessions.resource(&client.bare, client.jid.resource().as_str()) else {
+        return;
+    };
+    let domain = client.jid.domain().to_string();
+    for (_, xml, stamp) in &messages {
+        let Some(mut stanza) = crate::stream::reader::parse_stored(xml).await else {
+            tracing::warn!("skipping an unreadable offline message");
+            continue;
+        };
+        let when = chrono::DateTime::from_timestamp(*stamp, 0).unwrap_or_default();
+        stanza.children.push(crate::xml::Node::Element(
+            Element::new("delay", "urn:xmpp:delay")
+                .attr("from", domain.as_str())
+                .attr("stamp", when.format("%Y-%m-%dT%H:%M:%SZ").to_string()),
+        ));
+        if me
+            .tx
+            .send(crate::stream::Outbound::Stanza(Arc::new(stanza)))
+            .await
+            .is_err()
+        {
+            // The client left mid-delivery: keep everything for next time.
+            return;
+        }
+    }
+    if let Err(e) = server.store.delete_offline(&client.bare, last_id).await {
+        tracing::error!(error = %e, "deleting delivered offline messages failed");
+    }
+}

@@ -1,0 +1,182 @@
+//! Roster management (RFC 6121 §2): get with versioning, set, remove, and pushes to every
+//! interested resource. The subscription state machine lives in [`subscription`].
+
+pub mod subscription;
+
+use std::sync::Arc;
+
+use crate::c2s::Bound;
+use crate::router::bounce;
+use crate::server::Server;
+use crate::stanza::{iq_payload, iq_result, Condition};
+use crate::store::RosterItem;
+use crate::xml::{Element, NS_CLIENT};
+
+pub const NS_ROSTER: &str = "jabber:iq:roster";
+
+/// The `<item/>` element for an item (or for a removal).
+pub fn item_element(item: &RosterItem, removed: bool) -> Element {
+    let mut e = Element::new("item", NS_ROSTER).attr("jid", item.contact.as_str());
+    if removed {
+        return e.attr("subscription", "remove");
+    }
+    if let Some(name) = &item.name {
+        e.set_attr("name", name.as_str());
+    }
+    e.set_attr("subscription", item.subscription.as_str());
+    if item.ask {
+        e.set_attr("ask", "subscribe");
+    }
+    if item.approved {
+        e.set_attr("approved", "true");
+    }
+    for g in &item.groups {
+        e = e.child(Element::new("group", NS_ROSTER).text(g.as_str()));
+    }
+    e
+}
+
+/// Push a changed item to each interested resource of `owner` (§2.1.6).
+pub fn push(server: &Server, owner: &str, item: &RosterItem, removed: bool, version: i64) {
+    let query = Element::new("query", NS_ROSTER)
+        .attr("ver", version.to_string())
+        .child(item_element(item, removed));
+    for r in server.sessions.resources(owner).into_iter().filter(|r| r.interested) {
+        let iq = Element::new("iq", NS_CLIENT)
+            .attr("type", "set")
+            .attr("id", format!("push-{}", crate::c2s::new_stream_id()))
+            .attr("to", format!("{owner}/{}", r.resource))
+            .child(query.clone());
+        r.send(Arc::new(iq));
+    }
+}
+
+/// Store an item and push it.
+pub async fn save_and_push(server: &Server, owner: &str, item: &RosterItem) -> Result<(), crate::store::StoreError> {
+    let version = server.store.put_roster_item(owner, item).await?;
+    push(server, owner, item, false, version);
+    Ok(())
+}
+
+/// A roster IQ from the account's own client.
+pub async fn handle_iq(server: &Arc<Server>, client: &Bound, iq: Element) {
+    let Some(query) = iq_payload(&iq).filter(|q| q.is("query", NS_ROSTER)) else {
+        return bounce(server, &iq, Condition::BadRequest, None);
+    };
+    let result = match iq.get_attr("type") {
+        Some("get") => get(server, client, &iq, query).await,
+        Some("set") => set(server, client, &iq, query).await,
+        _ => Ok(()),
+    };
+    if let Err(e) = result {
+        tracing::error!(error = %e, "roster operation failed");
+        bounce(server, &iq, Condition::InternalServerError, None);
+    }
+}
+
+fn reply(server: &Server, client: &Bound, iq: &Element, payload: Option<Element>) {
+    let mut reply = iq_result(iq, payload);
+    reply.remove_attr("from");
+    reply.set_attr("to", client.jid.to_string());
+    crate::router::deliver_to_full(server, &reply);
+}
+
+async fn get(
+    server: &Arc<Server>,
+    client: &Bound,
+    iq: &Element,
+    query: &Element,
+) -> Result<(), crate::store::StoreError> {
+    server.sessions.set_interested(&client.bare, client.id);
+    let version = server.store.roster_version(&client.bare).await?;
+    // §2.6.3: an up-to-date client gets an empty result and then pushes only.
+    if query.get_attr("ver") == Some(version.to_string().as_str()) {
+        reply(server, client, iq, None);
+        return Ok(());
+    }
+    let mut out = Element::new("query", NS_ROSTER).attr("ver", version.to_string());
+    for item in server.store.roster(&client.bare).await? {
+        out = out.child(item_element(&item, false));
+    }
+    reply(server, client, iq, Some(out));
+    Ok(())
+}
+
+async fn set(
+    server: &Arc<Server>,
+    client: &Bound,
+    iq: &Element,
+    query: &Element,
+) -> Result<(), crate::store::StoreError> {
+    let items: Vec<&Element> = query.elements().filter(|e| e.is("item", NS_ROSTER)).collect();
+    // §2.3.3: exactly one item per set.
+    let [item_el] = items.as_slice() else {
+        bounce(
+            server,
+            iq,
+            Condition::BadRequest,
+            Some("a roster set carries exactly one item"),
+        );
+        return Ok(());
+    };
+    let contact = match item_el.get_attr("jid").map(jid::Jid::new) {
+        Some(Ok(j)) => j.to_bare().to_string(),
+        _ => {
+            bounce(server, iq, Condition::BadRequest, Some("invalid or missing jid"));
+            return Ok(());
+        }
+    };
+    if contact == client.bare && item_el.get_attr("subscription") != Some("remove") {
+        // Allowed by the RFC but meaningless; many servers refuse it to avoid loops.
+        bounce(server, iq, Condition::NotAllowed, Some("you cannot add yourself"));
+        return Ok(());
+    }
+    if item_el.get_attr("subscription") == Some("remove") {
+        return remove(server, client, iq, &contact).await;
+    }
+    let mut groups: Vec<String> = Vec::new();
+    for g in item_el.elements().filter(|e| e.is("group", NS_ROSTER)) {
+        let name = g.text_content();
+        if name.is_empty() || groups.contains(&name) || name.len() > 1024 {
+            bounce(server, iq, Condition::BadRequest, Some("empty or duplicate group"));
+            return Ok(());
+        }
+        groups.push(name);
+    }
+    let existing = server.store.roster_item(&client.bare, &contact).await?;
+    if existing.is_none() && server.store.roster_len(&client.bare).await? >= server.config.limits.roster_max_items {
+        bounce(server, iq, Condition::NotAllowed, Some("roster is full"));
+        return Ok(());
+    }
+    // The client controls name and groups only; subscription state is the server's.
+    let mut item = existing.unwrap_or_else(|| RosterItem::new(&contact));
+    item.name = item_el.get_attr("name").filter(|n| !n.is_empty()).map(str::to_string);
+    item.groups = groups;
+    reply(server, client, iq, None);
+    save_and_push(server, &client.bare, &item).await
+}
+
+/// §2.5: removing an item cancels subscriptions both ways first.
+async fn remove(
+    server: &Arc<Server>,
+    client: &Bound,
+    iq: &Element,
+    contact: &str,
+) -> Result<(), crate::store::StoreError> {
+    let Some(item) = server.store.roster_item(&client.bare, contact).await? else {
+        bounce(server, iq, Condition::ItemNotFound, None);
+        return Ok(());
+    };
+    let pending_in = server.store.remove_pending_in(&client.bare, contact).await?;
+    reply(server, client, iq, None);
+    if let Some(version) = server.store.delete_roster_item(&client.bare, contact).await? {
+        push(server, &client.bare, &item, true, version);
+    }
+    if item.subscription.has_to() || item.ask {
+        subscription::send_from_server(server, &client.bare, contact, "unsubscribe").await;
+    }
+    if item.subscription.has_from() || pending_in {
+        subscription::send_from_server(server, &client.bare, contact, "unsubscribed").await;
+    }
+    Ok(())
+}

@@ -1,0 +1,217 @@
+//! The presence subscription state machine (RFC 6121 §3 and Appendix A).
+//!
+//! Each subscription stanza is processed twice: once on the sender's side ([`outbound`]),
+//! once on the recipient's ([`inbound`]). Both sides are local on one node, but keeping
+//! the two halves apart keeps each rule where the RFC states it, and is where a pool link
+//! or server-to-server connection will later sit between them.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use jid::Jid;
+
+use super::save_and_push;
+use crate::c2s::Bound;
+use crate::presence::{deliver_to_available, send_current_presence, send_unavailable_presence};
+use crate::router::{bounce, target, Target};
+use crate::server::Server;
+use crate::stanza::Condition;
+use crate::store::{RosterItem, StoreError};
+use crate::xml::{Element, NS_CLIENT};
+
+/// A subscription stanza from a local client.
+pub async fn outbound(server: &Arc<Server>, client: &Bound, mut stanza: Element, ptype: &str, to: &Jid) {
+    let contact = to.to_bare().to_string();
+    let user = client.bare.clone();
+    // §3.1.2 and friends: subscription stanzas travel between bare JIDs.
+    stanza.set_attr("from", user.as_str());
+    stanza.set_attr("to", contact.as_str());
+    if contact == user {
+        return;
+    }
+    let route = match process_outbound(server, &user, &contact, ptype).await {
+        Ok(route) => route,
+        Err(e) => {
+            tracing::error!(error = %e, "subscription processing failed");
+            return bounce(server, &stanza, Condition::InternalServerError, None);
+        }
+    };
+    if route {
+        deliver(server, &user, &contact, ptype, stanza).await;
+    }
+    // After routing, presence follows the new state (§3.1.5, §3.2.3).
+    match ptype {
+        "subscribed" if route => send_current_presence(server, &user, &contact),
+        "unsubscribed" if route => send_unavailable_presence(server, &user, &contact),
+        _ => {}
+    }
+}
+
+/// Update the sender's roster; returns whether the stanza goes on to the contact.
+async fn process_outbound(server: &Server, user: &str, contact: &str, ptype: &str) -> Result<bool, StoreError> {
+    let existing = server.store.roster_item(user, contact).await?;
+    let mut item = existing.clone().unwrap_or_else(|| RosterItem::new(contact));
+    match ptype {
+        "subscribe" => {
+            if !item.subscription.has_to() && !item.ask {
+                item.ask = true;
+                save_and_push(server, user, &item).await?;
+            }
+            Ok(true)
+        }
+        "subscribed" => {
+            if server.store.remove_pending_in(user, contact).await? {
+                item.subscription = item.subscription.with_from(true);
+                item.approved = false;
+                save_and_push(server, user, &item).await?;
+                Ok(true)
+            } else if item.subscription.has_from() {
+                Ok(false)
+            } else {
+                // Pre-approval (§3.4).
+                if !item.approved {
+                    item.approved = true;
+                    save_and_push(server, user, &item).await?;
+                }
+                Ok(false)
+            }
+        }
+        "unsubscribe" => {
+            if existing.is_some() && (item.subscription.has_to() || item.ask) {
+                item.subscription = item.subscription.with_to(false);
+                item.ask = false;
+                save_and_push(server, user, &item).await?;
+            }
+            Ok(true)
+        }
+        "unsubscribed" => {
+            let was_pending = server.store.remove_pending_in(user, contact).await?;
+            let had = existing.is_some() && (item.subscription.has_from() || item.approved);
+            if had {
+                item.subscription = item.subscription.with_from(false);
+                item.approved = false;
+                save_and_push(server, user, &item).await?;
+            }
+            Ok(was_pending || had)
+        }
+        _ => Ok(false),
+    }
+}
+
+/// Carry a subscription stanza to the contact's side.
+fn deliver<'a>(
+    server: &'a Arc<Server>,
+    from: &'a str,
+    contact: &'a str,
+    ptype: &'a str,
+    stanza: Element,
+) -> Pin<Box<dyn Future<Output = ()> + Send + 'a>> {
+    Box::pin(async move {
+        let Ok(to) = Jid::new(contact) else { return };
+        match target(server, &to) {
+            Target::Local { bare, .. } => {
+                if let Err(e) = inbound(server, &bare, from, ptype, stanza).await {
+                    tracing::error!(error = %e, "inbound subscription processing failed");
+                }
+            }
+            Target::Remote => bounce(server, &stanza, Condition::RemoteServerNotFound, None),
+            Target::Server => {}
+        }
+    })
+}
+
+/// A subscription stanza the server itself sends on `from`'s behalf (e.g. after a roster
+/// removal, §2.5.2).
+pub async fn send_from_server(server: &Arc<Server>, from: &str, to: &str, ptype: &str) {
+    let stanza = Element::new("presence", NS_CLIENT)
+        .attr("from", from)
+        .attr("to", to)
+        .attr("type", ptype);
+    deliver(server, from, to, ptype, stanza).await;
+}
+
+/// A subscription stanza arriving for local account `owner` from `contact`.
+async fn inbound(
+    server: &Arc<Server>,
+    owner: &str,
+    contact: &str,
+    ptype: &str,
+    stanza: Element,
+) -> Result<(), StoreError> {
+    if !server.store.account_exists(owner).await? {
+        if ptype == "subscribe" {
+            // §3.1.3: no such user — answer as if refused.
+            send_from_server(server, owner, contact, "unsubscribed").await;
+        }
+        return Ok(());
+    }
+    let existing = server.store.roster_item(owner, contact).await?;
+    let mut item = existing.clone().unwrap_or_else(|| RosterItem::new(contact));
+    let stanza = Arc::new(stanza);
+    match ptype {
+        "subscribe" => {
+            if item.subscription.has_from() {
+                // Already subscribed: answer for the user (§3.1.3 rule 1).
+                send_from_server(server, owner, contact, "subscribed").await;
+            } else if item.approved {
+                item.subscription = item.subscription.with_from(true);
+                item.approved = false;
+                save_and_push(server, owner, &item).await?;
+                send_from_server(server, owner, contact, "subscribed").await;
+                send_current_presence(server, owner, contact);
+            } else {
+                server
+                    .store
+                    .add_pending_in(owner, contact, &stanza.to_stream_xml())
+                    .await?;
+                deliver_to_available(server, owner, &stanza);
+            }
+        }
+        "subscribed" if item.ask && existing.is_some() => {
+            item.subscription = item.subscription.with_to(true);
+            item.ask = false;
+            save_and_push(server, owner, &item).await?;
+            deliver_to_available(server, owner, &stanza);
+        }
+        "unsubscribe" => {
+            let was_pending = server.store.remove_pending_in(owner, contact).await?;
+            if existing.is_some() && item.subscription.has_from() {
+                item.subscription = item.subscription.with_from(false);
+                save_and_push(server, owner, &item).await?;
+                deliver_to_available(server, owner, &stanza);
+                send_unavailable_presence(server, owner, contact);
+            } else if was_pending {
+                deliver_to_available(server, owner, &stanza);
+            }
+        }
+        "unsubscribed" if existing.is_some() && (item.subscription.has_to() || item.ask) => {
+            item.subscription = item.subscription.with_to(false);
+            item.ask = false;
+            save_and_push(server, owner, &item).await?;
+            deliver_to_available(server, owner, &stanza);
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
+/// Re-send stored subscription requests to a resource that just sent initial presence
+/// (§3.1.3: the request waits until the user answers).
+pub async fn redeliver_pending(server: &Server, client: &Bound) {
+    let pending = match server.store.pending_in(&client.bare).await {
+        Ok(p) => p,
+        Err(e) => {
+            tracing::error!(error = %e, "loading pending subscription requests failed");
+            return;
+        }
+    };
+    let Some(me) = server.sessions.resource(&client.bare, client.jid.resource().as_str()) else {
+        return;
+    };
+    for (_, xml) in pending {
+        if let Some(stanza) = crate::stream::reader::parse_stored(&xml).await {
+            me.send(Arc::new(stanza));
+        }
+    }
+}

@@ -1,0 +1,57 @@
+//! The node's shared state: configuration, store, TLS, the session table and limits.
+//! One `Arc<Server>` is handed to every connection task.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use tokio::sync::watch;
+
+use crate::auth::FailureLimiter;
+use crate::config::Config;
+use crate::sessions::Sessions;
+use crate::store::Store;
+
+pub struct Server {
+    pub config: Config,
+    pub store: Store,
+    pub sessions: Sessions,
+    pub auth_limiter: FailureLimiter,
+    pub tls: crate::tls::TlsSetup,
+    pub started: Instant,
+    /// Flips to `true` once when the node shuts down; connection tasks watch it.
+    pub shutdown: watch::Receiver<bool>,
+}
+
+impl Server {
+    pub fn new(
+        config: Config,
+        store: Store,
+        tls: crate::tls::TlsSetup,
+        shutdown: watch::Receiver<bool>,
+    ) -> Arc<Server> {
+        let auth_limiter = FailureLimiter::new(config.limits.auth_failures_per_minute);
+        Arc::new(Server {
+            config,
+            store,
+            sessions: Sessions::default(),
+            auth_limiter,
+            tls,
+            started: Instant::now(),
+            shutdown,
+        })
+    }
+
+    /// Is this domain served here?
+    pub fn hosts(&self, domain: &str) -> bool {
+        self.config.is_hosted(domain)
+    }
+}
+
+/// Resolves once the node starts shutting down.
+pub async fn until_shutdown(rx: &mut watch::Receiver<bool>) {
+    while !*rx.borrow_and_update() {
+        if rx.changed().await.is_err() {
+            return;
+        }
+    }
+}

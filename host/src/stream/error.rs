@@ -1,0 +1,87 @@
+//! Stream-level errors (RFC 6120 §4.9): every way a stream can fail maps to one condition here.
+
+use crate::xml::Element;
+
+pub const NS_STREAM_ERRORS: &str = "urn:ietf:params:xml:ns:xmpp-streams";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum StreamErrorCondition {
+    #[error("bad-format")]
+    BadFormat,
+    #[error("conflict")]
+    Conflict,
+    #[error("connection-timeout")]
+    ConnectionTimeout,
+    #[error("host-unknown")]
+    HostUnknown,
+    #[error("internal-server-error")]
+    InternalServerError,
+    #[error("invalid-from")]
+    InvalidFrom,
+    #[error("invalid-namespace")]
+    InvalidNamespace,
+    #[error("invalid-xml")]
+    InvalidXml,
+    #[error("not-authorized")]
+    NotAuthorized,
+    #[error("not-well-formed")]
+    NotWellFormed,
+    #[error("policy-violation")]
+    PolicyViolation,
+    #[error("reset")]
+    Reset,
+    #[error("resource-constraint")]
+    ResourceConstraint,
+    #[error("restricted-xml")]
+    RestrictedXml,
+    #[error("see-other-host")]
+    SeeOtherHost,
+    #[error("system-shutdown")]
+    SystemShutdown,
+    #[error("unsupported-encoding")]
+    UnsupportedEncoding,
+    #[error("unsupported-stanza-type")]
+    UnsupportedStanzaType,
+    #[error("unsupported-version")]
+    UnsupportedVersion,
+}
+
+/// A stream error with optional human-readable text.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("stream error {condition}: {text}")]
+pub struct StreamError {
+    pub condition: StreamErrorCondition,
+    pub text: String,
+}
+
+impl StreamError {
+    pub fn new(condition: StreamErrorCondition, text: impl Into<String>) -> Self {
+        StreamError {
+            condition,
+            text: text.into(),
+        }
+    }
+
+    /// The `<stream:error>` element; serialized with the `stream:` prefix by the writer.
+    pub fn to_xml(&self) -> String {
+        let mut out = String::from("<stream:error><");
+        out.push_str(&self.condition.to_string());
+        out.push_str(" xmlns='");
+        out.push_str(NS_STREAM_ERRORS);
+        out.push_str("'/>");
+        if !self.text.is_empty() {
+            out.push_str("<text xmlns='");
+            out.push_str(NS_STREAM_ERRORS);
+            out.push_str("'>");
+            crate::xml::escape_into(&mut out, &self.text);
+            out.push_str("</text>");
+        }
+        out.push_str("</stream:error>");
+        out
+    }
+}
+
+/// Convenience: is this element a stream error?
+pub fn is_stream_error(e: &Element) -> bool {
+    e.is("error", crate::xml::NS_STREAMS)
+}

@@ -1,0 +1,11 @@
+//! XML stream plumbing shared by every connection: framing with hard limits ([`reader`]),
+//! the write side ([`writer`]) and stream-level errors ([`error`]).
+
+pub mod error;
+pub mod limited;
+pub mod reader;
+pub mod writer;
+
+pub use error::{StreamError, StreamErrorCondition};
+pub use reader::{Limits, ReadError, StreamEvent, StreamHeader, XmlStreamReader};
+pub use writer::{Outbound, OutboundTx};

@@ -1,0 +1,437 @@
+//! Incremental XML framing of an XMPP stream: bytes in, one event per stream header,
+//! top-level stanza or stream end out.
+//!
+//! Hard limits are enforced while parsing, never after: stanza bytes (through
+//! [`LimitedBufRead`]), nesting depth and attribute count. RFC 6120 §11.1 forbids comments,
+//! processing instructions, DTDs and non-predefined entities; quick-xml never expands
+//! entities, and we refuse the events that would carry them, so billion-laughs documents
+//! cannot even start.
+
+use quick_xml::events::{BytesStart, Event};
+use quick_xml::Reader;
+use tokio::io::AsyncBufRead;
+
+use super::error::{StreamError, StreamErrorCondition};
+use super::limited::{LimitedBufRead, OverBudget};
+use crate::xml::{Element, Node};
+
+/// Parser limits, from `[limits]` in the config.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    pub max_stanza_bytes: usize,
+    pub max_depth: usize,
+    pub max_attributes: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_stanza_bytes: 256 * 1024,
+            max_depth: 48,
+            max_attributes: 64,
+        }
+    }
+}
+
+/// The attributes of a received `<stream:stream>` opening tag.
+#[derive(Debug, Clone, Default)]
+pub struct StreamHeader {
+    pub name: String,
+    pub ns: String,
+    /// The stream's default (content) namespace, e.g. `jabber:client`.
+    pub default_ns: Option<String>,
+    pub to: Option<String>,
+    pub from: Option<String>,
+    pub version: Option<String>,
+    pub lang: Option<String>,
+}
+
+#[derive(Debug)]
+pub enum StreamEvent {
+    Header(StreamHeader),
+    Stanza(Element),
+    /// Whitespace between stanzas: a keepalive (RFC 6120 §4.6.1).
+    Whitespace,
+    /// `</stream:stream>` from the peer.
+    End,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ReadError {
+    #[error(transparent)]
+    Stream(#[from] StreamError),
+    #[error("connection closed")]
+    Closed,
+    #[error("i/o error: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+fn violation(condition: StreamErrorCondition, text: &str) -> ReadError {
+    ReadError::Stream(StreamError::new(condition, text))
+}
+
+type Scope = Vec<(Option<String>, String)>;
+
+pub struct XmlStreamReader<R> {
+    reader: Reader<LimitedBufRead<R>>,
+    buf: Vec<u8>,
+    /// Elements opened below the stream root and not yet closed.
+    open: Vec<Element>,
+    /// Namespace declarations, one scope per open element including the root.
+    scopes: Vec<Scope>,
+    limits: Limits,
+}
+
+impl<R: AsyncBufRead + Unpin> XmlStreamReader<R> {
+    pub fn new(inner: R, limits: Limits) -> Self {
+        let limited = LimitedBufRead::new(inner, limits.max_stanza_bytes);
+        Self::from_limited(limited, limits)
+    }
+
+    fn from_limited(mut limited: LimitedBufRead<R>, limits: Limits) -> Self {
+        limited.reset_budget();
+        let mut reader = Reader::from_reader(limited);
+        let config = reader.config_mut();
+        config.trim_text(false);
+        config.check_end_names = true;
+        config.expand_empty_elements = false;
+        XmlStreamReader {
+            reader,
+            buf: Vec::with_capacity(256),
+            open: Vec::new(),
+            scopes: Vec::new(),
+            limits,
+        }
+    }
+
+    /// A new parser over the same bytes, for the stream restarts after STARTTLS and SASL.
+    pub fn restart(self) -> Self {
+        let limits = self.limits;
+        Self::from_limited(self.reader.into_inner(), limits)
+    }
+
+    /// The transport under the parser (bytes the parser has not consumed stay buffered in it).
+    pub fn into_inner(self) -> R {
+        self.reader.into_inner().into_inner()
+    }
+
+    /// Switch limits, e.g. to the larger authenticated stanza size after SASL.
+    pub fn set_limits(&mut self, limits: Limits) {
+        self.limits = limits;
+        self.reader.get_mut().set_limit(limits.max_stanza_bytes);
+    }
+
+    pub fn bytes_read(&self) -> u64 {
+        self.reader.get_ref().total
+    }
+
+    /// Read until the next complete event.
+    pub async fn next(&mut self) -> Result<StreamEvent, ReadError> {
+        loop {
+            self.buf.clear();
+            let event = match self.reader.read_event_into_async(&mut self.buf).await {
+                Ok(ev) => ev.into_owned(),
+                Err(e) => return Err(map_xml_error(e)),
+            };
+            if let Some(out) = self.handle(event)? {
+                if matches!(out, StreamEvent::Stanza(_) | StreamEvent::Header(_)) {
+                    self.reader.get_mut().reset_budget();
+                }
+                if self.buf.capacity() > 4096 {
+                    // A big stanza went by; do not keep its buffer for an idle connection.
+                    self.buf = Vec::with_capacity(256);
+                }
+                return Ok(out);
+            }
+        }
+    }
+
+    fn handle(&mut self, event: Event<'static>) -> Result<Option<StreamEvent>, ReadError> {
+        match event {
+            Event::Decl(_) => Ok(None),
+            Event::Start(start) => self.on_start(start, false),
+            Event::Empty(start) => self.on_start(start, true),
+            Event::End(_) => self.on_end(),
+            Event::Text(text) => {
+                let s = text
+                    .decode()
+                    .map_err(|_| violation(StreamErrorCondition::NotWellFormed, "bad encoding"))?;
+                self.on_text(&s)
+            }
+            Event::CData(data) => {
+                let s = data
+                    .decode()
+                    .map_err(|_| violation(StreamErrorCondition::NotWellFormed, "bad encoding"))?;
+                self.on_text(&s)
+            }
+            Event::GeneralRef(r) => {
+                let ch = if r.is_char_ref() {
+                    r.resolve_char_ref()
+                        .ok()
+                        .flatten()
+                        .ok_or_else(|| violation(StreamErrorCondition::NotWellFormed, "bad character reference"))?
+                } else {
+                    match &*r {
+                        b"amp" => '&',
+                        b"lt" => '<',
+                        b"gt" => '>',
+                        b"apos" => '\'',
+                        b"quot" => '"',
+                        _ => {
+                            return Err(violation(
+                                StreamErrorCondition::RestrictedXml,
+                                "entity references are not allowed",
+                            ))
+                        }
+                    }
+                };
+                self.on_text(ch.encode_utf8(&mut [0; 4]))
+            }
+            Event::Comment(_) => Err(violation(
+                StreamErrorCondition::RestrictedXml,
+                "comments are not allowed",
+            )),
+            Event::PI(_) => Err(violation(
+                StreamErrorCondition::RestrictedXml,
+                "processing instructions are not allowed",
+            )),
+            Event::DocType(_) => Err(violation(StreamErrorCondition::RestrictedXml, "DTDs are not allowed")),
+            Event::Eof => Err(ReadError::Closed),
+        }
+    }
+
+    fn on_text(&mut self, s: &str) -> Result<Option<StreamEvent>, ReadError> {
+        match self.open.last_mut() {
+            Some(parent) => {
+                if let Some(Node::Text(prev)) = parent.children.last_mut() {
+                    prev.push_str(s);
+                } else {
+                    parent.children.push(Node::Text(s.to_string()));
+                }
+                Ok(None)
+            }
+            None if s.trim().is_empty() => Ok(Some(StreamEvent::Whitespace)),
+            None if self.scopes.is_empty() => Err(violation(
+                StreamErrorCondition::NotWellFormed,
+                "text before the stream header",
+            )),
+            None => Err(violation(StreamErrorCondition::BadFormat, "text at stream level")),
+        }
+    }
+
+    fn on_start(&mut self, start: BytesStart<'static>, empty: bool) -> Result<Option<StreamEvent>, ReadError> {
+        if self.scopes.len() >= self.limits.max_depth {
+            return Err(violation(StreamErrorCondition::PolicyViolation, "nesting too deep"));
+        }
+        let (prefix, local) = split_qname(start.name().as_ref())?;
+        let mut scope: Scope = Vec::new();
+        let mut attrs = Vec::new();
+        for (count, attr) in start.attributes().with_checks(true).enumerate() {
+            if count >= self.limits.max_attributes {
+                return Err(violation(StreamErrorCondition::PolicyViolation, "too many attributes"));
+            }
+            let attr = attr.map_err(|_| violation(StreamErrorCondition::NotWellFormed, "malformed attribute"))?;
+            let key = std::str::from_utf8(attr.key.as_ref())
+                .map_err(|_| violation(StreamErrorCondition::NotWellFormed, "bad encoding"))?
+                .to_string();
+            let value = attr
+                .unescape_value()
+                .map_err(|_| violation(StreamErrorCondition::NotWellFormed, "bad attribute value"))?
+                .into_owned();
+            if key == "xmlns" {
+                scope.push((None, value));
+            } else if let Some(p) = key.strip_prefix("xmlns:") {
+                scope.push((Some(p.to_string()), value.clone()));
+                attrs.push((key, value));
+            } else {
+                attrs.push((key, value));
+            }
+        }
+        self.scopes.push(scope);
+        let ns = self.resolve(prefix.as_deref())?;
+        let element = Element {
+            name: local,
+            ns,
+            attrs,
+            children: Vec::new(),
+        };
+        if self.scopes.len() == 1 {
+            // The stream root.
+            let header = StreamHeader {
+                default_ns: self.resolve(None).ok().filter(|ns| !ns.is_empty()),
+                to: element.get_attr("to").map(str::to_string),
+                from: element.get_attr("from").map(str::to_string),
+                version: element.get_attr("version").map(str::to_string),
+                lang: element.get_attr("xml:lang").map(str::to_string),
+                name: element.name,
+                ns: element.ns,
+            };
+            if empty {
+                return Err(violation(StreamErrorCondition::BadFormat, "empty stream element"));
+            }
+            return Ok(Some(StreamEvent::Header(header)));
+        }
+        if empty {
+            self.scopes.pop();
+            Ok(self.complete(element))
+        } else {
+            self.open.push(element);
+            Ok(None)
+        }
+    }
+
+    fn on_end(&mut self) -> Result<Option<StreamEvent>, ReadError> {
+        self.scopes.pop();
+        match self.open.pop() {
+            Some(element) => Ok(self.complete(element)),
+            None => Ok(Some(StreamEvent::End)),
+        }
+    }
+
+    /// Attach a closed element to its parent, or hand it out if it is a top-level stanza.
+    fn complete(&mut self, element: Element) -> Option<StreamEvent> {
+        match self.open.last_mut() {
+            Some(parent) => {
+                parent.children.push(Node::Element(element));
+                None
+            }
+            None => Some(StreamEvent::Stanza(element)),
+        }
+    }
+
+    fn resolve(&self, prefix: Option<&str>) -> Result<String, ReadError> {
+        if prefix == Some("xml") {
+            return Ok("http://www.w3.org/XML/1998/namespace".to_string());
+        }
+        for scope in self.scopes.iter().rev() {
+            if let Some((_, ns)) = scope.iter().find(|(p, _)| p.as_deref() == prefix) {
+                return Ok(ns.clone());
+            }
+        }
+        match prefix {
+            None => Ok(String::new()),
+            Some(_) => Err(violation(
+                StreamErrorCondition::InvalidNamespace,
+                "undeclared namespace prefix",
+            )),
+        }
+    }
+}
+
+/// Parse one stanza we stored ourselves (offline messages), with the same parser and rules
+/// as the wire, so there is exactly one XML reader in the server.
+pub async fn parse_stored(xml: &str) -> Option<Element> {
+    let doc = format!("<stream:stream xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams'>{xml}");
+    let limits = Limits {
+        max_stanza_bytes: doc.len() + 1,
+        ..Limits::default()
+    };
+    let mut reader = XmlStreamReader::new(doc.as_bytes(), limits);
+    match reader.next().await {
+        Ok(StreamEvent::Header(_)) => {}
+        _ => return None,
+    }
+    match reader.next().await {
+        Ok(StreamEvent::Stanza(e)) => Some(e),
+        _ => None,
+    }
+}
+
+fn split_qname(raw: &[u8]) -> Result<(Option<String>, String), ReadError> {
+    let s = std::str::from_utf8(raw).map_err(|_| violation(StreamErrorCondition::NotWellFormed, "bad encoding"))?;
+    Ok(match s.split_once(':') {
+        Some((p, l)) => (Some(p.to_string()), l.to_string()),
+        None => (None, s.to_string()),
+    })
+}
+
+fn map_xml_error(e: quick_xml::Error) -> ReadError {
+    match e {
+        quick_xml::Error::Io(io) => {
+            if io.get_ref().is_some_and(|inner| inner.is::<OverBudget>()) {
+                violation(StreamErrorCondition::PolicyViolation, "stanza too large")
+            } else if io.kind() == std::io::ErrorKind::UnexpectedEof {
+                ReadError::Closed
+            } else {
+                ReadError::Io(std::io::Error::new(io.kind(), io.to_string()))
+            }
+        }
+        quick_xml::Error::Encoding(_) => violation(StreamErrorCondition::NotWellFormed, "bad encoding"),
+        _ => violation(StreamErrorCondition::NotWellFormed, "malformed XML"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn events(input: &str, limits: Limits) -> Vec<Result<String, String>> {
+        let mut r = XmlStreamReader::new(input.as_bytes(), limits);
+        let mut out = Vec::new();
+        loop {
+            match r.next().await {
+                Ok(StreamEvent::Header(h)) => out.push(Ok(format!("header {} {:?}", h.ns, h.default_ns))),
+                Ok(StreamEvent::Stanza(e)) => out.push(Ok(e.to_stream_xml())),
+                Ok(StreamEvent::Whitespace) => {}
+                Ok(StreamEvent::End) => out.push(Ok("end".into())),
+                Err(ReadError::Closed) => break,
+                Err(ReadError::Stream(e)) => {
+                    out.push(Err(e.condition.to_string()));
+                    break;
+                }
+                Err(e) => {
+                    out.push(Err(e.to_string()));
+                    break;
+                }
+            }
+        }
+        out
+    }
+
+    const HEAD: &str = "<?xml version='1.0'?><stream:stream xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams' to='localhost' version='1.0'>";
+
+    #[tokio::test]
+    async fn frames_stanzas_and_resolves_namespaces() {
+        let input = format!(
+            "{HEAD} <message to='a@b'><body>x &amp; &#65;</body><p:x xmlns:p='urn:p'/></message></stream:stream>"
+        );
+        let ev = events(&input, Limits::default()).await;
+        assert_eq!(
+            ev[0],
+            Ok("header http://etherx.jabber.org/streams Some(\"jabber:client\")".into())
+        );
+        assert_eq!(
+            ev[1],
+            Ok("<message to='a@b'><body>x &amp; A</body><x xmlns='urn:p' xmlns:p='urn:p'/></message>".into())
+        );
+        assert_eq!(ev[2], Ok("end".into()));
+    }
+
+    #[tokio::test]
+    async fn refuses_dtd_and_entities() {
+        let input = "<?xml version='1.0'?><!DOCTYPE lolz [<!ENTITY lol 'lol'>]><stream:stream/>";
+        assert_eq!(
+            events(input, Limits::default()).await,
+            vec![Err("restricted-xml".into())]
+        );
+        let input = format!("{HEAD}<message><body>&lol;</body></message>");
+        assert_eq!(events(&input, Limits::default()).await[1], Err("restricted-xml".into()));
+    }
+
+    #[tokio::test]
+    async fn enforces_size_depth_and_wellformedness() {
+        let limits = Limits {
+            max_stanza_bytes: 1000,
+            ..Limits::default()
+        };
+        let big = format!("{HEAD}<message><body>{}</body></message>", "a".repeat(5000));
+        assert_eq!(events(&big, limits).await[1], Err("policy-violation".into()));
+        let deep = format!("{HEAD}{}", "<a>".repeat(100));
+        assert_eq!(
+            events(&deep, Limits::default()).await[1],
+            Err("policy-violation".into())
+        );
+        let bad = format!("{HEAD}<message><body></message>");
+        assert_eq!(events(&bad, Limits::default()).await[1], Err("not-well-formed".into()));
+    }
+}
