@@ -25,6 +25,26 @@ enum Command {
     /// Manage accounts.
     #[command(subcommand)]
     User(UserCommand),
+    /// Inspect and reload the running daemon's plugins, or build the bundled ones.
+    #[command(subcommand)]
+    Plugin(PluginCommand),
+}
+
+#[derive(Subcommand)]
+enum PluginCommand {
+    /// Show loaded plugins with their state and statistics (asks the running daemon).
+    List,
+    /// Reload one plugin from its files now (asks the running daemon).
+    Reload { name: String },
+    /// Build the plugins in this source tree for wasm32-wasip2 and install each as
+    /// NAME.wasm + NAME.toml into the plugins directory (or --out).
+    Build {
+        /// The workspace to build from.
+        #[arg(long, default_value = ".")]
+        source: PathBuf,
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -60,6 +80,7 @@ pub fn main() -> ExitCode {
         match cli.command {
             Command::Serve => crate::daemon::serve(config).await,
             Command::User(cmd) => user(config, cmd).await,
+            Command::Plugin(cmd) => plugin(config, cmd).await,
         }
     });
     match result {
@@ -126,5 +147,28 @@ async fn user(config: Config, cmd: UserCommand) -> anyhow::Result<()> {
         }
     }
     store.close().await;
+    Ok(())
+}
+
+async fn plugin(config: Config, cmd: PluginCommand) -> anyhow::Result<()> {
+    match cmd {
+        PluginCommand::List => {
+            let reply = crate::plugins::admin::request(&config.data_dir, "list").await?;
+            println!("{}", serde_json::to_string_pretty(&reply["plugins"])?);
+        }
+        PluginCommand::Reload { name } => {
+            let reply = crate::plugins::admin::request(&config.data_dir, &format!("reload {name}")).await?;
+            if reply["ok"] != serde_json::Value::Bool(true) {
+                anyhow::bail!("reload failed: {}", reply["error"]);
+            }
+            println!("reloaded {name}");
+        }
+        PluginCommand::Build { source, out } => {
+            let out = out.unwrap_or_else(|| config.plugins_dir());
+            for installed in crate::plugins::build::build_all(&source, &out)? {
+                println!("installed {}", installed.display());
+            }
+        }
+    }
     Ok(())
 }

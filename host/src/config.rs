@@ -22,7 +22,29 @@ pub struct Config {
     pub listen: ListenConfig,
     pub limits: LimitsConfig,
     pub features: FeaturesConfig,
+    pub plugins: PluginsConfig,
     pub log: LogConfig,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PluginsConfig {
+    /// Load WebAssembly plugins at all.
+    pub enabled: bool,
+    /// Directory of `NAME.wasm` + `NAME.toml` pairs; defaults to `data_dir/plugins`.
+    pub dir: Option<PathBuf>,
+    /// Reload on changes to the directory.
+    pub watch: bool,
+}
+
+impl Default for PluginsConfig {
+    fn default() -> Self {
+        PluginsConfig {
+            enabled: true,
+            dir: None,
+            watch: true,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -92,6 +114,7 @@ impl Default for Config {
             listen: ListenConfig::default(),
             limits: LimitsConfig::default(),
             features: FeaturesConfig::default(),
+            plugins: PluginsConfig::default(),
             log: LogConfig::default(),
         }
     }
@@ -184,6 +207,13 @@ impl Config {
             return Err(ConfigError::Invalid("max_stanza_bytes must be at least 10000".into()));
         }
         Ok(())
+    }
+
+    pub fn plugins_dir(&self) -> PathBuf {
+        self.plugins
+            .dir
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join("plugins"))
     }
 
     pub fn is_hosted(&self, domain: &str) -> bool {

@@ -24,7 +24,22 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     let store = open_store(&config).await?;
     let tls = crate::tls::server_config(&config).context("loading TLS certificates")?;
     let (shutdown_tx, shutdown_rx) = tokio::sync::watch::channel(false);
-    let server = Server::new(config, store, tls, shutdown_rx);
+    let domains = config.domains.iter().map(|d| d.name.to_ascii_lowercase()).collect();
+    let plugins =
+        Arc::new(crate::plugins::Plugins::new(config.plugins_dir(), domains).context("starting the plugin runtime")?);
+    let server = Server::new(config, store, tls, plugins.clone(), shutdown_rx);
+    if server.config.plugins.enabled {
+        for e in plugins.sync_dir().await {
+            tracing::error!(error = %e, "plugin not loaded");
+        }
+        if server.config.plugins.watch {
+            crate::plugins::watch::spawn_watcher(plugins.clone());
+        }
+    }
+    let admin = crate::plugins::watch::admin_socket_path(&server.config.data_dir);
+    if let Err(e) = crate::plugins::watch::spawn_admin_socket(plugins.clone(), admin.clone()) {
+        tracing::warn!(path = %admin.display(), error = %e, "admin socket unavailable");
+    }
     let listeners = crate::listener::bind_all(&server).await?;
     let domains: Vec<_> = server.config.domains.iter().map(|d| d.name.as_str()).collect();
     tracing::info!(?domains, store = ?server.store.backend(), "poolxmpp {} serving", env!("CARGO_PKG_VERSION"));

@@ -5,6 +5,7 @@
 //! - [`listener`], [`tls`], [`stream`], [`xml`]: sockets, TLS, framing under hard limits, the element tree.
 //! - [`c2s`], [`auth`]: the client stream state machine, SASL and binding.
 //! - [`router`], [`sessions`], [`presence`], [`roster`], [`iq`], [`stanza`]: where stanzas go and the RFC 6121 rules.
+//! - [`plugins`]: the WebAssembly component runtime (wasmtime), hot reload, containment.
 //! - [`store`]: SQLite/PostgreSQL persistence.
 
 pub mod auth;
@@ -14,6 +15,7 @@ pub mod config;
 pub mod daemon;
 pub mod iq;
 pub mod listener;
+pub mod plugins;
 pub mod presence;
 pub mod roster;
 pub mod router;

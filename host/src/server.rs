@@ -17,6 +17,7 @@ pub struct Server {
     pub sessions: Sessions,
     pub auth_limiter: FailureLimiter,
     pub tls: crate::tls::TlsSetup,
+    pub plugins: Arc<crate::plugins::Plugins>,
     pub started: Instant,
     /// Flips to `true` once when the node shuts down; connection tasks watch it.
     pub shutdown: watch::Receiver<bool>,
@@ -27,18 +28,22 @@ impl Server {
         config: Config,
         store: Store,
         tls: crate::tls::TlsSetup,
+        plugins: Arc<crate::plugins::Plugins>,
         shutdown: watch::Receiver<bool>,
     ) -> Arc<Server> {
         let auth_limiter = FailureLimiter::new(config.limits.auth_failures_per_minute);
-        Arc::new(Server {
+        let server = Arc::new(Server {
             config,
             store,
             sessions: Sessions::default(),
             auth_limiter,
             tls,
+            plugins,
             started: Instant::now(),
             shutdown,
-        })
+        });
+        server.plugins.attach(Arc::downgrade(&server));
+        server
     }
 
     /// Is this domain served here?

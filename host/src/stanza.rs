@@ -104,6 +104,11 @@ pub fn may_bounce(e: &Element) -> bool {
 /// Build the error reply to `original`: addresses swapped, `type='error'`, the original
 /// payload kept (RFC 6120 §8.3.1 allows it and clients use it to match the request).
 pub fn error_reply(original: &Element, condition: Condition, text: Option<&str>) -> Element {
+    error_reply_raw(original, condition.error_type(), condition.name(), text)
+}
+
+/// As [`error_reply`], for conditions given by name (e.g. by a plugin).
+pub fn error_reply_raw(original: &Element, error_type: &str, condition: &str, text: Option<&str>) -> Element {
     let mut reply = Element::new(&original.name, NS_CLIENT);
     if let Some(id) = original.get_attr("id") {
         reply.set_attr("id", id);
@@ -118,8 +123,8 @@ pub fn error_reply(original: &Element, condition: Condition, text: Option<&str>)
     if original.name == "iq" {
         reply.children = original.children.clone();
     }
-    let mut error = Element::new("error", NS_CLIENT).attr("type", condition.error_type());
-    error = error.child(Element::new(condition.name(), NS_STANZAS));
+    let mut error = Element::new("error", NS_CLIENT).attr("type", error_type);
+    error = error.child(Element::new(condition, NS_STANZAS));
     if let Some(text) = text {
         error = error.child(Element::new("text", NS_STANZAS).attr("xml:lang", "en").text(text));
     }

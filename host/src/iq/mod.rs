@@ -89,9 +89,26 @@ pub async fn handle_for_server(server: &Arc<Server>, client: &mut Bound, iq: Ele
             if server.config.features.registration {
                 q = q.child(feature(register::NS_REGISTER));
             }
+            for f in &server.plugins.active().disco_features {
+                q = q.child(feature(f));
+            }
             answer(server, &iq, Some(q));
         }
-        (NS_DISCO_ITEMS, "query", true) => answer(server, &iq, Some(Element::new("query", NS_DISCO_ITEMS))),
+        (NS_DISCO_ITEMS, "query", true) => {
+            // Component services run by plugins on this domain (XEP-0030 §4).
+            let domain = iq.get_attr("to").unwrap_or_default().to_ascii_lowercase();
+            let mut q = Element::new("query", NS_DISCO_ITEMS);
+            let active = server.plugins.active();
+            let mut services: Vec<&String> = active
+                .addresses()
+                .filter(|a| a.ends_with(&format!(".{domain}")))
+                .collect();
+            services.sort();
+            for a in services {
+                q = q.child(Element::new("item", NS_DISCO_ITEMS).attr("jid", a.as_str()));
+            }
+            answer(server, &iq, Some(q));
+        }
         (NS_VERSION, "query", true) => {
             let q = Element::new("query", NS_VERSION)
                 .child(Element::new("name", NS_VERSION).text("poolxmpp"))
@@ -103,7 +120,7 @@ pub async fn handle_for_server(server: &Arc<Server>, client: &mut Bound, iq: Ele
         (register::NS_REGISTER, "query", _) if server.config.features.registration => {
             register::authenticated(server, client, &iq, payload).await
         }
-        _ => bounce(server, &iq, Condition::ServiceUnavailable, None),
+        _ => to_plugin_or_unavailable(server, iq),
     }
 }
 
@@ -161,6 +178,16 @@ pub async fn handle_for_other_account(server: &Arc<Server>, bare: &str, iq: Elem
         (crate::roster::NS_ROSTER, _, _) => bounce(server, &iq, Condition::Forbidden, None),
         (NS_DISCO_INFO, "query", true) => answer(server, &iq, Some(account_info())),
         (NS_DISCO_ITEMS, "query", true) => answer(server, &iq, Some(Element::new("query", NS_DISCO_ITEMS))),
-        _ => bounce(server, &iq, Condition::ServiceUnavailable, None),
+        _ => to_plugin_or_unavailable(server, iq),
+    }
+}
+
+/// An IQ whose payload namespace a plugin claims goes to that plugin; anything else gets
+/// `service-unavailable` (RFC 6120 §8.4).
+fn to_plugin_or_unavailable(server: &Arc<Server>, iq: Element) {
+    let plugin = iq_payload(&iq).and_then(|p| server.plugins.active().for_iq_namespace(&p.ns).cloned());
+    match plugin {
+        Some(p) => crate::router::dispatch_to_plugin(server, &p, iq),
+        None => bounce(server, &iq, Condition::ServiceUnavailable, None),
     }
 }

@@ -116,6 +116,7 @@ fn deliver<'a>(
                 }
             }
             Target::Remote => bounce(server, &stanza, Condition::RemoteServerNotFound, None),
+            Target::Plugin(plugin) => crate::router::dispatch_to_plugin(server, &plugin, stanza),
             Target::Server => {}
         }
     })

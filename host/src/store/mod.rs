@@ -7,6 +7,7 @@
 
 mod accounts;
 mod offline;
+mod plugin_kv;
 mod roster;
 
 use std::path::Path;

@@ -1,0 +1,224 @@
+//! What the host offers plugins (the WIT imports), implemented on each instance's store
+//! data. Every capability is scoped to the calling plugin: storage keys are prefixed by its
+//! name, log lines and metrics are tagged with it, and `send` may only speak for addresses
+//! the plugin claims.
+
+use std::sync::{Arc, Weak};
+
+use wasmtime::component::ResourceTable;
+use wasmtime::StoreLimits;
+use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+
+use super::bindings::feature::poolxmpp::plugin::{clock, log, metrics, pool, presence, roster, router, storage, types};
+use super::stats::PluginStats;
+use crate::server::Server;
+
+/// The data of one plugin instance's `Store`.
+pub struct PluginState {
+    pub name: String,
+    pub server: Weak<Server>,
+    pub stats: Arc<PluginStats>,
+    pub limits: StoreLimits,
+    wasi: WasiCtx,
+    table: ResourceTable,
+}
+
+impl PluginState {
+    pub fn new(name: &str, server: Weak<Server>, stats: Arc<PluginStats>, memory_bytes: usize) -> Self {
+        // No preopened directories, no environment, no network: a plugin reaches the world
+        // only through the poolxmpp interfaces. Its stderr goes to ours for debugging.
+        let wasi = WasiCtx::builder().inherit_stderr().build();
+        PluginState {
+            name: name.to_string(),
+            server,
+            stats,
+            limits: wasmtime::StoreLimitsBuilder::new()
+                .memory_size(memory_bytes)
+                .instances(4)
+                .tables(16)
+                .memories(4)
+                .trap_on_grow_failure(true)
+                .build(),
+            wasi,
+            table: ResourceTable::new(),
+        }
+    }
+
+    fn server(&self) -> Option<Arc<Server>> {
+        self.server.upgrade()
+    }
+}
+
+impl WasiView for PluginState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+impl types::Host for PluginState {}
+
+impl log::Host for PluginState {
+    async fn write(&mut self, level: types::LogLevel, message: String) {
+        let plugin = self.name.as_str();
+        match level {
+            types::LogLevel::Trace => tracing::trace!(plugin, "{message}"),
+            types::LogLevel::Debug => tracing::debug!(plugin, "{message}"),
+            types::LogLevel::Info => tracing::info!(plugin, "{message}"),
+            types::LogLevel::Warn => tracing::warn!(plugin, "{message}"),
+            types::LogLevel::Error => tracing::error!(plugin, "{message}"),
+        }
+    }
+}
+
+impl clock::Host for PluginState {
+    async fn now_ms(&mut self) -> u64 {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis() as u64)
+            .unwrap_or(0)
+    }
+}
+
+impl metrics::Host for PluginState {
+    async fn increment(&mut self, name: String, delta: u64) {
+        self.stats.custom_increment(&name, delta);
+    }
+
+    async fn observe(&mut self, name: String, value: f64) {
+        self.stats.custom_observe(&name, value);
+    }
+}
+
+/// Values larger than this are refused: plugin state is many small records, not blobs.
+const MAX_VALUE_BYTES: usize = 1024 * 1024;
+
+impl storage::Host for PluginState {
+    async fn get(&mut self, key: String) -> Result<Option<Vec<u8>>, String> {
+        let server = self.server().ok_or("server is shutting down")?;
+        server.store.kv_get(&self.name, &key).await.map_err(|e| e.to_string())
+    }
+
+    async fn put(&mut self, key: String, value: Vec<u8>) -> Result<(), String> {
+        if value.len() > MAX_VALUE_BYTES {
+            return Err(format!("value over {MAX_VALUE_BYTES} bytes"));
+        }
+        let server = self.server().ok_or("server is shutting down")?;
+        server
+            .store
+            .kv_put(&self.name, &key, &value)
+            .await
+            .map_err(|e| e.to_string())
+    }
+
+    async fn delete(&mut self, key: String) -> Result<bool, String> {
+        let server = self.server().ok_or("server is shutting down")?;
+        server
+            .store
+            .kv_delete(&self.name, &key)
+            .await
+            .map_err(|e| e.to_string())
+    }
+
+    async fn scan(
+        &mut self,
+        prefix: String,
+        start_after: Option<String>,
+        limit: u32,
+    ) -> Result<Vec<(String, Vec<u8>)>, String> {
+        let server = self.server().ok_or("server is shutting down")?;
+        server
+            .store
+            .kv_scan(&self.name, &prefix, start_after.as_deref(), limit)
+            .await
+            .map_err(|e| e.to_string())
+    }
+
+    async fn compare_and_swap(
+        &mut self,
+        key: String,
+        expected: Option<Vec<u8>>,
+        new: Option<Vec<u8>>,
+    ) -> Result<bool, String> {
+        if new.as_ref().is_some_and(|v| v.len() > MAX_VALUE_BYTES) {
+            return Err(format!("value over {MAX_VALUE_BYTES} bytes"));
+        }
+        let server = self.server().ok_or("server is shutting down")?;
+        server
+            .store
+            .kv_compare_and_swap(&self.name, &key, expected.as_deref(), new.as_deref())
+            .await
+            .map_err(|e| e.to_string())
+    }
+}
+
+fn to_wit_item(item: crate::store::RosterItem) -> types::RosterItem {
+    types::RosterItem {
+        jid: item.contact,
+        name: item.name,
+        subscription: item.subscription.as_str().to_string(),
+        ask: item.ask,
+        groups: item.groups,
+    }
+}
+
+impl roster::Host for PluginState {
+    async fn items(&mut self, user: String) -> Vec<types::RosterItem> {
+        let Some(server) = self.server() else { return Vec::new() };
+        match server.store.roster(&user).await {
+            Ok(items) => items.into_iter().map(to_wit_item).collect(),
+            Err(e) => {
+                tracing::warn!(plugin = %self.name, error = %e, "roster query failed");
+                Vec::new()
+            }
+        }
+    }
+
+    async fn item(&mut self, user: String, contact: String) -> Option<types::RosterItem> {
+        let server = self.server()?;
+        server
+            .store
+            .roster_item(&user, &contact)
+            .await
+            .ok()
+            .flatten()
+            .map(to_wit_item)
+    }
+}
+
+impl presence::Host for PluginState {
+    async fn resources(&mut self, user: String) -> Vec<types::ResourcePresence> {
+        let Some(server) = self.server() else { return Vec::new() };
+        server
+            .sessions
+            .resources(&user)
+            .into_iter()
+            .map(|r| types::ResourcePresence {
+                jid: format!("{user}/{}", r.resource),
+                available: r.available(),
+                priority: r.priority,
+                presence_xml: r.presence.as_ref().map(|p| p.to_stream_xml()).unwrap_or_default(),
+            })
+            .collect()
+    }
+}
+
+impl router::Host for PluginState {
+    async fn send(&mut self, xml: String) -> Result<(), String> {
+        let server = self.server().ok_or("server is shutting down")?;
+        self.stats.sent.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        crate::router::route_from_plugin(&server, &self.name, &xml).await
+    }
+}
+
+impl pool::Host for PluginState {
+    async fn node_id(&mut self) -> String {
+        crate::plugins::LOCAL_NODE.to_string()
+    }
+
+    async fn owner_of(&mut self, _key: String) -> String {
+        crate::plugins::LOCAL_NODE.to_string()
+    }
+}

@@ -1,0 +1,326 @@
+//! One plugin version running: a task that owns the wasmtime `Store` and drains a queue of
+//! calls, so the instance needs no locks (the shape of Zed's extension host).
+//!
+//! Containment lives here: every call runs under an epoch deadline (CPU) and a wall-clock
+//! timeout (host calls included), with the store's memory limit. A trap or timeout answers
+//! that call with a fault, the instance is recreated from the compiled component, and after
+//! `max_failures` consecutive failures the breaker switches the plugin off.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, Weak};
+use std::time::{Duration, Instant};
+
+use tokio::sync::{mpsc, oneshot};
+use wasmtime::component::{Component, Linker};
+use wasmtime::{Engine, Store};
+
+use super::bindings::feature::exports::poolxmpp::plugin::feature_plugin;
+use super::bindings::feature::poolxmpp::plugin::types;
+use super::bindings::{feature::Feature, filter::Filter};
+use super::imports::PluginState;
+use super::manifest::{Manifest, World};
+use super::stats::PluginStats;
+use crate::server::Server;
+
+/// How often the engine's epoch advances; deadlines are counted in these ticks.
+pub const EPOCH_TICK: Duration = Duration::from_millis(5);
+
+/// Why a call produced no answer from the plugin.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Fault {
+    #[error("the plugin trapped: {0}")]
+    Trap(String),
+    #[error("the plugin ran out of time")]
+    Timeout,
+    #[error("the plugin is switched off: {0}")]
+    Disabled(String),
+    #[error("the plugin is overloaded")]
+    Busy,
+}
+
+pub type CallResult<T> = Result<T, Fault>;
+
+pub enum Call {
+    Stanza {
+        stanza: types::Stanza,
+        reply: oneshot::Sender<CallResult<Result<(), types::StanzaError>>>,
+    },
+    Check {
+        direction: types::Direction,
+        stanza: types::Stanza,
+        reply: oneshot::Sender<CallResult<types::Verdict>>,
+    },
+    Event(types::Event),
+}
+
+/// The linkers for each world, built once per engine.
+pub struct Linkers {
+    pub feature: Linker<PluginState>,
+    pub filter: Linker<PluginState>,
+}
+
+impl Linkers {
+    pub fn new(engine: &Engine) -> wasmtime::Result<Linkers> {
+        use wasmtime::component::HasSelf;
+        let mut feature = Linker::new(engine);
+        wasmtime_wasi::p2::add_to_linker_async(&mut feature)?;
+        Feature::add_to_linker::<_, HasSelf<_>>(&mut feature, |s| s)?;
+        let mut filter = Linker::new(engine);
+        wasmtime_wasi::p2::add_to_linker_async(&mut filter)?;
+        Filter::add_to_linker::<_, HasSelf<_>>(&mut filter, |s| s)?;
+        Ok(Linkers { feature, filter })
+    }
+}
+
+/// Whether the breaker has switched the plugin off, and why.
+#[derive(Default)]
+pub struct Health {
+    disabled: AtomicBool,
+    reason: Mutex<String>,
+}
+
+impl Health {
+    pub fn disabled(&self) -> Option<String> {
+        self.disabled
+            .load(Ordering::Acquire)
+            .then(|| self.reason.lock().expect("health lock").clone())
+    }
+
+    fn disable(&self, reason: String) {
+        *self.reason.lock().expect("health lock") = reason;
+        self.disabled.store(true, Ordering::Release);
+    }
+}
+
+enum Exports {
+    Feature(Feature),
+    Filter(Filter),
+}
+
+struct Instance {
+    store: Store<PluginState>,
+    exports: Exports,
+}
+
+/// Everything needed to (re)create instances of one compiled plugin version.
+pub struct Blueprint {
+    pub engine: Engine,
+    pub linkers: Arc<Linkers>,
+    pub component: Component,
+    pub manifest: Manifest,
+    pub server: Weak<Server>,
+    pub stats: Arc<PluginStats>,
+    pub health: Arc<Health>,
+}
+
+fn ticks(d: Duration) -> u64 {
+    (d.as_millis() / EPOCH_TICK.as_millis()).max(1) as u64 + 1
+}
+
+impl Blueprint {
+    /// Instantiate and run `init`; any failure rejects this version.
+    async fn instantiate(&self) -> anyhow::Result<Instance> {
+        let limits = &self.manifest.limits;
+        let state = PluginState::new(
+            &self.manifest.name,
+            self.server.clone(),
+            self.stats.clone(),
+            (limits.memory_mib * 1024 * 1024) as usize,
+        );
+        let mut store = Store::new(&self.engine, state);
+        store.limiter(|s| &mut s.limits);
+        store.epoch_deadline_trap();
+        let init_budget = Duration::from_millis(limits.init_timeout_ms);
+        store.set_epoch_deadline(ticks(init_budget));
+        let config = self.manifest.config_pairs();
+        let work = async {
+            let exports = match self.manifest.world {
+                World::Feature => {
+                    let f = Feature::instantiate_async(&mut store, &self.component, &self.linkers.feature).await?;
+                    f.poolxmpp_plugin_feature_plugin()
+                        .call_init(&mut store, &config)
+                        .await?
+                        .map_err(|e| anyhow::anyhow!("init refused: {e}"))?;
+                    Exports::Feature(f)
+                }
+                World::Filter => {
+                    let f = Filter::instantiate_async(&mut store, &self.component, &self.linkers.filter).await?;
+                    f.poolxmpp_plugin_filter_plugin()
+                        .call_init(&mut store, &config)
+                        .await?
+                        .map_err(|e| anyhow::anyhow!("init refused: {e}"))?;
+                    Exports::Filter(f)
+                }
+            };
+            anyhow::Ok(exports)
+        };
+        let exports = tokio::time::timeout(init_budget, work)
+            .await
+            .map_err(|_| anyhow::anyhow!("init took longer than {init_budget:?}"))??;
+        Ok(Instance { store, exports })
+    }
+}
+
+/// Create the first instance (so a bad version is rejected before it replaces anything),
+/// then run the actor task. Returns the queue to send calls into.
+pub async fn start(blueprint: Blueprint) -> anyhow::Result<mpsc::Sender<Call>> {
+    let instance = blueprint.instantiate().await?;
+    let (tx, rx) = mpsc::channel(blueprint.manifest.limits.queue);
+    tokio::spawn(run(blueprint, instance, rx));
+    Ok(tx)
+}
+
+async fn run(blueprint: Blueprint, first: Instance, mut rx: mpsc::Receiver<Call>) {
+    let name = blueprint.manifest.name.clone();
+    let budget = Duration::from_millis(blueprint.manifest.limits.timeout_ms);
+    let max_failures = blueprint.manifest.limits.max_failures;
+    let mut instance = Some(first);
+    let mut consecutive_failures = 0u32;
+    while let Some(call) = rx.recv().await {
+        if let Some(reason) = blueprint.health.disabled() {
+            refuse(call, Fault::Disabled(reason));
+            continue;
+        }
+        let inst = match instance.take() {
+            Some(i) => i,
+            None => match blueprint.instantiate().await {
+                Ok(i) => i,
+                Err(e) => {
+                    let reason = format!("cannot recreate the instance: {e:#}");
+                    tracing::error!(plugin = %name, "{reason}; switching it off");
+                    blueprint.health.disable(reason.clone());
+                    refuse(call, Fault::Disabled(reason));
+                    continue;
+                }
+            },
+        };
+        let started = Instant::now();
+        blueprint.stats.calls.fetch_add(1, Ordering::Relaxed);
+        let (inst, fault) = invoke(inst, call, budget, &blueprint.stats).await;
+        blueprint.stats.record_latency(started.elapsed());
+        match fault {
+            None => {
+                consecutive_failures = 0;
+                instance = inst;
+            }
+            Some(fault) => {
+                consecutive_failures += 1;
+                match &fault {
+                    Fault::Timeout => blueprint.stats.timeouts.fetch_add(1, Ordering::Relaxed),
+                    _ => blueprint.stats.traps.fetch_add(1, Ordering::Relaxed),
+                };
+                tracing::warn!(plugin = %name, %fault, consecutive_failures, "plugin call failed; recreating the instance");
+                // The store may be mid-call or poisoned: never reuse it.
+                instance = None;
+                if consecutive_failures >= max_failures {
+                    let reason = format!("{consecutive_failures} consecutive failures, last: {fault}");
+                    tracing::error!(plugin = %name, "breaker open: {reason}");
+                    blueprint.health.disable(reason);
+                }
+            }
+        }
+    }
+    tracing::debug!(plugin = %name, "plugin instance retired");
+}
+
+fn refuse(call: Call, fault: Fault) {
+    match call {
+        Call::Stanza { reply, .. } => {
+            let _ = reply.send(Err(fault));
+        }
+        Call::Check { reply, .. } => {
+            let _ = reply.send(Err(fault));
+        }
+        Call::Event(_) => {}
+    }
+}
+
+/// Run one call. Returns the instance if it is still usable, and the fault if any.
+async fn invoke(
+    mut inst: Instance,
+    call: Call,
+    budget: Duration,
+    stats: &PluginStats,
+) -> (Option<Instance>, Option<Fault>) {
+    inst.store.set_epoch_deadline(ticks(budget));
+    macro_rules! guarded {
+        ($fut:expr) => {
+            match tokio::time::timeout(budget, $fut).await {
+                Ok(Ok(v)) => Ok(v),
+                Ok(Err(trap)) => Err(classify(trap)),
+                Err(_) => Err(Fault::Timeout),
+            }
+        };
+    }
+    let Instance { store, exports } = &mut inst;
+    let fault = match (call, &*exports) {
+        (Call::Stanza { stanza, reply }, Exports::Feature(f)) => {
+            let r = guarded!(f
+                .poolxmpp_plugin_feature_plugin()
+                .call_handle_stanza(&mut *store, &stanza));
+            if matches!(r, Ok(Err(_))) {
+                stats.errors.fetch_add(1, Ordering::Relaxed);
+            }
+            let fault = r.as_ref().err().cloned();
+            let _ = reply.send(r);
+            fault
+        }
+        (Call::Event(event), Exports::Feature(f)) => {
+            let r: CallResult<()> = guarded!(f.poolxmpp_plugin_feature_plugin().call_on_event(&mut *store, &event));
+            r.err()
+        }
+        (
+            Call::Check {
+                direction,
+                stanza,
+                reply,
+            },
+            Exports::Filter(f),
+        ) => {
+            let r = guarded!(f
+                .poolxmpp_plugin_filter_plugin()
+                .call_check(&mut *store, direction, &stanza));
+            let fault = r.as_ref().err().cloned();
+            let _ = reply.send(r);
+            fault
+        }
+        (call, _) => {
+            // A call for another world: the registry never sends one, but be total.
+            refuse(call, Fault::Disabled("wrong world".into()));
+            None
+        }
+    };
+    match fault {
+        None => (Some(inst), None),
+        Some(f) => (None, Some(f)),
+    }
+}
+
+fn classify(err: wasmtime::Error) -> Fault {
+    match err.downcast_ref::<wasmtime::Trap>() {
+        Some(wasmtime::Trap::Interrupt) => Fault::Timeout,
+        Some(trap) => Fault::Trap(trap.to_string()),
+        None => Fault::Trap(format!("{err:#}")),
+    }
+}
+
+/// Convert a stanza for the boundary.
+pub fn to_wit(stanza: &crate::xml::Element) -> types::Stanza {
+    let kind = match stanza.name.as_str() {
+        "message" => types::StanzaKind::Message,
+        "presence" => types::StanzaKind::Presence,
+        _ => types::StanzaKind::Iq,
+    };
+    let attr = |n: &str| stanza.get_attr(n).unwrap_or_default().to_string();
+    types::Stanza {
+        kind,
+        from: attr("from"),
+        to: attr("to"),
+        type_: attr("type"),
+        id: attr("id"),
+        xml: stanza.to_stream_xml(),
+    }
+}
+
+/// Keep the type name visible to the registry.
+pub type StanzaError = feature_plugin::StanzaError;

@@ -1,0 +1,111 @@
+//! The manifest beside each plugin: `NAME.wasm` comes with `NAME.toml` saying which world it
+//! implements, what it claims, its limits and its configuration.
+
+use std::path::Path;
+
+use serde::Deserialize;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum World {
+    Feature,
+    Filter,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Manifest {
+    /// Unique plugin name; also the namespace of its storage keys and metrics.
+    pub name: String,
+    pub world: World,
+    pub version: String,
+    #[serde(default)]
+    pub description: String,
+    /// Payload namespaces of IQs addressed to a user's bare JID, to no one, or to a hosted
+    /// domain, that this plugin answers (e.g. `vcard-temp`).
+    #[serde(default)]
+    pub iq_namespaces: Vec<String>,
+    /// Component addresses this plugin owns entirely; `{domain}` expands to every hosted
+    /// domain (e.g. `conference.{domain}`).
+    #[serde(default)]
+    pub addresses: Vec<String>,
+    /// Features added to the server's disco#info.
+    #[serde(default)]
+    pub disco_features: Vec<String>,
+    #[serde(default)]
+    pub limits: PluginLimits,
+    /// Free-form settings handed to `init`.
+    #[serde(default)]
+    pub config: toml::Table,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PluginLimits {
+    /// Linear memory per instance.
+    pub memory_mib: u64,
+    /// Wall-clock budget for one call, including host calls it makes.
+    pub timeout_ms: u64,
+    /// Budget for `init`.
+    pub init_timeout_ms: u64,
+    /// Consecutive failures (traps, timeouts) after which the breaker switches the plugin off.
+    pub max_failures: u32,
+    /// Calls queued for the plugin before new ones are refused with `resource-constraint`.
+    pub queue: usize,
+}
+
+impl Default for PluginLimits {
+    fn default() -> Self {
+        PluginLimits {
+            memory_mib: 64,
+            timeout_ms: 1000,
+            init_timeout_ms: 5000,
+            max_failures: 5,
+            queue: 1024,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ManifestError {
+    #[error("cannot read {0}: {1}")]
+    Read(String, std::io::Error),
+    #[error("invalid manifest {0}: {1}")]
+    Parse(String, toml::de::Error),
+    #[error("manifest {0}: {1}")]
+    Invalid(String, String),
+}
+
+impl Manifest {
+    pub fn load(path: &Path) -> Result<Manifest, ManifestError> {
+        let shown = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|e| ManifestError::Read(shown.clone(), e))?;
+        let manifest: Manifest = toml::from_str(&text).map_err(|e| ManifestError::Parse(shown.clone(), e))?;
+        if manifest.name.is_empty()
+            || !manifest
+                .name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        {
+            return Err(ManifestError::Invalid(shown, "name must be [A-Za-z0-9_-]+".into()));
+        }
+        if manifest.limits.memory_mib == 0 || manifest.limits.timeout_ms == 0 {
+            return Err(ManifestError::Invalid(shown, "limits must be positive".into()));
+        }
+        Ok(manifest)
+    }
+
+    /// The `[config]` table as the flat `key = value` strings `init` receives.
+    pub fn config_pairs(&self) -> Vec<(String, String)> {
+        self.config
+            .iter()
+            .map(|(k, v)| {
+                let v = match v {
+                    toml::Value::String(s) => s.clone(),
+                    other => other.to_string(),
+                };
+                (k.clone(), v)
+            })
+            .collect()
+    }
+}

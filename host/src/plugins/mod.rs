@@ -1,0 +1,402 @@
+//! The plugin runtime: WebAssembly components (wasmtime, component model) that implement the
+//! worlds in `wit/`, loaded from the plugins directory and hot-reloaded when it changes.
+//!
+//! - [`manifest`]: `NAME.toml` beside `NAME.wasm` — world, claims, limits, config.
+//! - [`instance`]: one task per running version; containment and the breaker.
+//! - [`imports`]: the host side of the WIT imports.
+//! - [`watch`]: the directory watcher and the admin socket.
+//! - this module: the registry — which plugin claims what — and make-before-break swaps.
+//!
+//! A new version is compiled, instantiated and `init`ed before it replaces the old one; if
+//! any step fails the old one keeps serving and the failure is logged. Calls already queued
+//! on the old version finish there.
+
+pub mod admin;
+pub mod bindings;
+pub mod build;
+pub mod imports;
+pub mod instance;
+pub mod manifest;
+pub mod stats;
+pub mod watch;
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, OnceLock, RwLock, Weak};
+use std::time::SystemTime;
+
+use sha2::Digest;
+use tokio::sync::{mpsc, oneshot};
+use wasmtime::component::Component;
+use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
+
+pub use bindings::feature::poolxmpp::plugin::types;
+pub use instance::Fault;
+use instance::{Blueprint, Call, Health, Linkers};
+use manifest::{Manifest, World};
+use stats::PluginStats;
+
+use crate::server::Server;
+use crate::xml::Element;
+
+/// What a feature plugin made of a stanza, once it has run.
+pub type StanzaReply = oneshot::Receiver<Result<Result<(), types::StanzaError>, Fault>>;
+
+/// Until the pool exists every key is owned here.
+pub const LOCAL_NODE: &str = "local";
+
+/// One loaded plugin version.
+pub struct PluginHandle {
+    pub manifest: Manifest,
+    pub path: PathBuf,
+    /// SHA-256 of the `.wasm` and manifest: a reload with identical bytes is a no-op.
+    digest: [u8; 32],
+    tx: mpsc::Sender<Call>,
+    pub stats: Arc<PluginStats>,
+    pub health: Arc<Health>,
+    pub loaded_at: SystemTime,
+}
+
+impl PluginHandle {
+    pub fn name(&self) -> &str {
+        &self.manifest.name
+    }
+
+    fn enqueue(&self, call: Call) -> Result<(), Fault> {
+        if let Some(reason) = self.health.disabled() {
+            return Err(Fault::Disabled(reason));
+        }
+        self.tx.try_send(call).map_err(|e| match e {
+            mpsc::error::TrySendError::Full(_) => {
+                self.stats.refused.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                Fault::Busy
+            }
+            mpsc::error::TrySendError::Closed(_) => Fault::Disabled("unloaded".into()),
+        })
+    }
+
+    /// Queue a stanza for a feature plugin; the receiver yields its answer. Queuing is
+    /// synchronous so stanzas reach the plugin in the order they were routed.
+    pub fn submit_stanza(&self, stanza: &Element) -> Result<StanzaReply, Fault> {
+        let (reply, rx) = oneshot::channel();
+        self.enqueue(Call::Stanza {
+            stanza: instance::to_wit(stanza),
+            reply,
+        })?;
+        Ok(rx)
+    }
+
+    /// Ask a filter plugin about a stanza.
+    pub async fn check(&self, direction: types::Direction, stanza: &Element) -> Result<types::Verdict, Fault> {
+        let (reply, rx) = oneshot::channel();
+        self.enqueue(Call::Check {
+            direction,
+            stanza: instance::to_wit(stanza),
+            reply,
+        })?;
+        rx.await.unwrap_or(Err(Fault::Disabled("unloaded".into())))
+    }
+}
+
+/// The set of active plugins and what each claims; replaced whole on every change so
+/// routing reads a consistent snapshot without holding a lock.
+#[derive(Default)]
+pub struct Active {
+    pub by_name: BTreeMap<String, Arc<PluginHandle>>,
+    by_iq_ns: HashMap<String, Arc<PluginHandle>>,
+    by_address: HashMap<String, Arc<PluginHandle>>,
+    pub filters: Vec<Arc<PluginHandle>>,
+    pub disco_features: Vec<String>,
+}
+
+impl Active {
+    fn build(by_name: BTreeMap<String, Arc<PluginHandle>>, domains: &[String]) -> Active {
+        let mut active = Active {
+            by_name,
+            ..Active::default()
+        };
+        for p in active.by_name.values() {
+            for ns in &p.manifest.iq_namespaces {
+                active.by_iq_ns.insert(ns.clone(), p.clone());
+            }
+            for a in &p.manifest.addresses {
+                for d in domains {
+                    active
+                        .by_address
+                        .insert(a.replace("{domain}", d).to_ascii_lowercase(), p.clone());
+                }
+            }
+            if p.manifest.world == World::Filter {
+                active.filters.push(p.clone());
+            }
+            active.disco_features.extend(p.manifest.disco_features.iter().cloned());
+        }
+        active.disco_features.sort();
+        active.disco_features.dedup();
+        active
+    }
+
+    pub fn for_iq_namespace(&self, ns: &str) -> Option<&Arc<PluginHandle>> {
+        self.by_iq_ns.get(ns)
+    }
+
+    /// The plugin owning a component domain such as `conference.example.org`.
+    pub fn for_address(&self, domain: &str) -> Option<&Arc<PluginHandle>> {
+        self.by_address.get(&domain.to_ascii_lowercase())
+    }
+
+    pub fn addresses(&self) -> impl Iterator<Item = &String> {
+        self.by_address.keys()
+    }
+}
+
+pub struct Plugins {
+    engine: Engine,
+    linkers: Arc<Linkers>,
+    pub dir: PathBuf,
+    domains: Vec<String>,
+    server: OnceLock<Weak<Server>>,
+    active: RwLock<Arc<Active>>,
+    /// One loader at a time (watcher events and admin reloads serialize here).
+    loading: tokio::sync::Mutex<()>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum PluginError {
+    #[error("{0}")]
+    Manifest(#[from] manifest::ManifestError),
+    #[error("cannot read {0}: {1}")]
+    Read(String, std::io::Error),
+    #[error("{name}: {message}")]
+    Rejected { name: String, message: String },
+    #[error("no plugin named {0}")]
+    Unknown(String),
+}
+
+impl Plugins {
+    pub fn new(dir: PathBuf, domains: Vec<String>) -> anyhow::Result<Plugins> {
+        let mut config = Config::new();
+        config.wasm_component_model(true);
+        config.epoch_interruption(true);
+        let mut pool = PoolingAllocationConfig::default();
+        pool.total_component_instances(256);
+        pool.total_core_instances(512);
+        pool.total_memories(256);
+        pool.total_tables(512);
+        pool.max_memory_size(1 << 30);
+        config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+        let engine = Engine::new(&config)?;
+        let linkers = Arc::new(Linkers::new(&engine)?);
+        spawn_epoch_ticker(engine.weak());
+        Ok(Plugins {
+            engine,
+            linkers,
+            dir,
+            domains,
+            server: OnceLock::new(),
+            active: RwLock::new(Arc::new(Active::default())),
+            loading: tokio::sync::Mutex::new(()),
+        })
+    }
+
+    pub fn attach(&self, server: Weak<Server>) {
+        let _ = self.server.set(server);
+    }
+
+    pub fn active(&self) -> Arc<Active> {
+        self.active.read().expect("plugins lock").clone()
+    }
+
+    fn publish(&self, by_name: BTreeMap<String, Arc<PluginHandle>>) {
+        let next = Arc::new(Active::build(by_name, &self.domains));
+        *self.active.write().expect("plugins lock") = next;
+    }
+
+    /// Bring the active set in line with the directory: load new and changed plugins,
+    /// unload removed ones. Failures are logged per plugin; the rest carry on.
+    pub async fn sync_dir(&self) -> Vec<PluginError> {
+        let _guard = self.loading.lock().await;
+        let mut errors = Vec::new();
+        let found = match scan_dir(&self.dir) {
+            Ok(f) => f,
+            Err(e) => {
+                tracing::debug!(dir = %self.dir.display(), error = %e, "plugins directory not readable");
+                Vec::new()
+            }
+        };
+        let current = self.active();
+        let mut next = current.by_name.clone();
+        // Removed files unload their plugin.
+        next.retain(|_, h| {
+            let keep = found.iter().any(|(wasm, _)| *wasm == h.path);
+            if !keep {
+                tracing::info!(plugin = %h.name(), "plugin removed");
+            }
+            keep
+        });
+        for (wasm, manifest_path) in found {
+            match self.prepare(&wasm, &manifest_path, &current).await {
+                Ok(Some(handle)) => {
+                    let name = handle.name().to_string();
+                    if let Some(old) = next.values().find(|h| h.path == wasm && h.name() != name) {
+                        let old_name = old.name().to_string();
+                        next.remove(&old_name);
+                    }
+                    next.insert(name, handle);
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    tracing::error!(error = %e, "plugin rejected; any running version keeps serving");
+                    errors.push(e);
+                }
+            }
+        }
+        self.publish(next);
+        errors
+    }
+
+    /// Force a reload of one plugin from its files, even if unchanged.
+    pub async fn reload(&self, name: &str) -> Result<(), PluginError> {
+        let _guard = self.loading.lock().await;
+        let current = self.active();
+        let old = current
+            .by_name
+            .get(name)
+            .ok_or_else(|| PluginError::Unknown(name.to_string()))?;
+        let manifest_path = old.path.with_extension("toml");
+        let handle = self.load(&old.path, &manifest_path, Some(old)).await?;
+        let mut next = current.by_name.clone();
+        next.insert(name.to_string(), handle);
+        self.publish(next);
+        Ok(())
+    }
+
+    /// Load a plugin if its bytes changed since the running version.
+    async fn prepare(
+        &self,
+        wasm: &Path,
+        manifest_path: &Path,
+        current: &Active,
+    ) -> Result<Option<Arc<PluginHandle>>, PluginError> {
+        let digest = digest_files(wasm, manifest_path)?;
+        let old = current.by_name.values().find(|h| h.path == wasm);
+        if old.is_some_and(|h| h.digest == digest) {
+            return Ok(None);
+        }
+        self.load(wasm, manifest_path, old).await.map(Some)
+    }
+
+    async fn load(
+        &self,
+        wasm: &Path,
+        manifest_path: &Path,
+        old: Option<&Arc<PluginHandle>>,
+    ) -> Result<Arc<PluginHandle>, PluginError> {
+        let manifest = Manifest::load(manifest_path)?;
+        let name = manifest.name.clone();
+        let rejected = |message: String| PluginError::Rejected {
+            name: name.clone(),
+            message,
+        };
+        let digest = digest_files(wasm, manifest_path)?;
+        let bytes = std::fs::read(wasm).map_err(|e| PluginError::Read(wasm.display().to_string(), e))?;
+        // Compiling is CPU-heavy: keep it off the async workers serving clients.
+        let engine = self.engine.clone();
+        let component = tokio::task::spawn_blocking(move || Component::from_binary(&engine, &bytes))
+            .await
+            .map_err(|e| rejected(format!("compiler task failed: {e}")))?
+            .map_err(|e| rejected(format!("not a valid component: {e:#}")))?;
+        let stats = old.map(|o| o.stats.clone()).unwrap_or_default();
+        let health = Arc::new(Health::default());
+        let blueprint = Blueprint {
+            engine: self.engine.clone(),
+            linkers: self.linkers.clone(),
+            component,
+            manifest: manifest.clone(),
+            server: self.server.get().cloned().unwrap_or_default(),
+            stats: stats.clone(),
+            health: health.clone(),
+        };
+        let tx = instance::start(blueprint)
+            .await
+            .map_err(|e| rejected(format!("{e:#}")))?;
+        if old.is_some() {
+            stats.reloads.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+        tracing::info!(plugin = %name, version = %manifest.version, world = ?manifest.world, reloaded = old.is_some(), "plugin loaded");
+        Ok(Arc::new(PluginHandle {
+            manifest,
+            path: wasm.to_path_buf(),
+            digest,
+            tx,
+            stats,
+            health,
+            loaded_at: SystemTime::now(),
+        }))
+    }
+
+    /// A JSON description of every plugin, for `poolxmpp plugin list`.
+    pub fn describe(&self) -> serde_json::Value {
+        let active = self.active();
+        let list: Vec<_> = active
+            .by_name
+            .values()
+            .map(|h| {
+                serde_json::json!({
+                    "name": h.name(),
+                    "version": h.manifest.version,
+                    "world": format!("{:?}", h.manifest.world).to_lowercase(),
+                    "path": h.path.display().to_string(),
+                    "state": match h.health.disabled() { Some(r) => format!("disabled: {r}"), None => "active".to_string() },
+                    "loaded_at": h.loaded_at.duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0),
+                    "stats": h.stats.snapshot(),
+                })
+            })
+            .collect();
+        serde_json::Value::Array(list)
+    }
+}
+
+/// `*.wasm` files with a manifest beside them; a `.wasm` without one is reported and skipped.
+fn scan_dir(dir: &Path) -> std::io::Result<Vec<(PathBuf, PathBuf)>> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir)? {
+        let path = entry?.path();
+        if path.extension().and_then(|e| e.to_str()) != Some("wasm") {
+            continue;
+        }
+        let manifest = path.with_extension("toml");
+        if manifest.exists() {
+            out.push((path, manifest));
+        } else {
+            tracing::warn!(wasm = %path.display(), "no manifest beside this component; skipped");
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+fn digest_files(wasm: &Path, manifest: &Path) -> Result<[u8; 32], PluginError> {
+    let mut h = sha2::Sha256::new();
+    for p in [wasm, manifest] {
+        let bytes = std::fs::read(p).map_err(|e| PluginError::Read(p.display().to_string(), e))?;
+        h.update((bytes.len() as u64).to_le_bytes());
+        h.update(&bytes);
+    }
+    Ok(h.finalize().into())
+}
+
+/// Advance the engine's epoch so running calls can be interrupted at their deadline. Stops
+/// when the engine is gone.
+fn spawn_epoch_ticker(engine: wasmtime::EngineWeak) {
+    std::thread::Builder::new()
+        .name("wasm-epoch".into())
+        .spawn(move || loop {
+            std::thread::sleep(instance::EPOCH_TICK);
+            match engine.upgrade() {
+                Some(e) => e.increment_epoch(),
+                None => return,
+            }
+        })
+        .expect("spawning the epoch thread");
+}

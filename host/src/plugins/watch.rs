@@ -1,0 +1,101 @@
+//! Hot reload and administration: a debounced watcher on the plugins directory, and a
+//! local admin socket for `poolxmpp plugin list|reload`.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use notify::{RecursiveMode, Watcher};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::net::UnixListener;
+
+use super::Plugins;
+
+/// Wait this long after the last change before reloading: copying a file fires many events.
+const DEBOUNCE: Duration = Duration::from_millis(300);
+
+/// Watch the plugins directory and sync on every settled change. Runs until the process
+/// ends; a watcher that cannot start is logged and reloads stay available on demand.
+pub fn spawn_watcher(plugins: Arc<Plugins>) {
+    let dir = plugins.dir.clone();
+    if let Err(e) = std::fs::create_dir_all(&dir) {
+        tracing::warn!(dir = %dir.display(), error = %e, "cannot create the plugins directory");
+    }
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
+        if event.is_ok() {
+            let _ = tx.send(());
+        }
+    });
+    let mut watcher = match watcher {
+        Ok(w) => w,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot watch the plugins directory; use `poolxmpp plugin reload`");
+            return;
+        }
+    };
+    if let Err(e) = watcher.watch(&dir, RecursiveMode::NonRecursive) {
+        tracing::warn!(dir = %dir.display(), error = %e, "cannot watch the plugins directory");
+        return;
+    }
+    tokio::spawn(async move {
+        let _watcher = watcher;
+        while rx.recv().await.is_some() {
+            // Debounce: keep absorbing events until the directory is quiet.
+            while let Ok(Some(())) = tokio::time::timeout(DEBOUNCE, rx.recv()).await {}
+            plugins.sync_dir().await;
+        }
+    });
+}
+
+/// Where the admin socket lives for a given data directory.
+pub fn admin_socket_path(data_dir: &std::path::Path) -> PathBuf {
+    data_dir.join("admin.sock")
+}
+
+/// Serve line commands on the admin socket: `list` and `reload NAME`, one JSON line back.
+/// The socket is created mode 0600: only the daemon's user may administer it.
+pub fn spawn_admin_socket(plugins: Arc<Plugins>, path: PathBuf) -> std::io::Result<()> {
+    let _ = std::fs::remove_file(&path);
+    let listener = UnixListener::bind(&path)?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))?;
+    }
+    tokio::spawn(async move {
+        loop {
+            let Ok((conn, _)) = listener.accept().await else {
+                continue;
+            };
+            let plugins = plugins.clone();
+            tokio::spawn(async move {
+                let (read, mut write) = conn.into_split();
+                let mut lines = BufReader::new(read).lines();
+                while let Ok(Some(line)) = lines.next_line().await {
+                    let reply = answer(&plugins, line.trim()).await;
+                    if write.write_all(format!("{reply}\n").as_bytes()).await.is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+    });
+    Ok(())
+}
+
+async fn answer(plugins: &Plugins, command: &str) -> serde_json::Value {
+    let mut words = command.split_whitespace();
+    match (words.next(), words.next()) {
+        (Some("list"), None) => serde_json::json!({ "ok": true, "plugins": plugins.describe() }),
+        (Some("reload"), Some(name)) => match plugins.reload(name).await {
+            Ok(()) => serde_json::json!({ "ok": true }),
+            Err(e) => serde_json::json!({ "ok": false, "error": e.to_string() }),
+        },
+        (Some("sync"), None) => {
+            let errors: Vec<String> = plugins.sync_dir().await.iter().map(|e| e.to_string()).collect();
+            serde_json::json!({ "ok": errors.is_empty(), "errors": errors })
+        }
+        _ => serde_json::json!({ "ok": false, "error": "commands: list | reload NAME | sync" }),
+    }
+}
