@@ -1,0 +1,314 @@
+//! `poolxmpp-load`: a load generator that speaks plain, standard XMPP
+//! (RFC 6120 / 6121) so the very same client workload can be pointed at
+//! poolxmpp, Prosody or ejabberd and the figures compared side by side.
+//!
+//! BENCHMARK TOOL ONLY: TLS certificates are not verified (see `tls.rs`), and
+//! it refuses to connect anywhere but loopback.
+//!
+//! Module map: `xmpp` (client connection), `xml` (stream parser), `tls`,
+//! `sasl` (rsasl glue), `stats` (percentiles, CPU, RSS), `runner` (bounded
+//! concurrency helpers) and one module per scenario.
+
+mod accounts;
+mod idle;
+mod logins;
+mod messages;
+mod runner;
+mod sasl;
+mod stats;
+mod tls;
+mod xml;
+mod xmpp;
+
+use std::time::{Duration, Instant};
+
+use anyhow::Result;
+use clap::{Args, Parser, Subcommand};
+use serde_json::Value;
+
+#[derive(Parser)]
+#[command(
+    name = "poolxmpp-load",
+    version,
+    about = "Standard-XMPP load generator (benchmark tool; TLS certs NOT verified; loopback only)"
+)]
+struct Cli {
+    /// Print the result as one JSON object instead of indented text.
+    #[arg(long, global = true)]
+    json: bool,
+    /// Hard upper bound for the whole run, in seconds.
+    #[arg(long, global = true, default_value_t = 120)]
+    timeout_secs: u64,
+    /// Tokio worker threads (default: one per core).
+    #[arg(long, global = true)]
+    threads: Option<usize>,
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Connection churn: N full logins (connect, TLS, SASL, bind, presence, close).
+    Logins {
+        #[command(flatten)]
+        conn: ConnectArgs,
+        /// Number of logins to perform.
+        #[arg(long, default_value_t = 200)]
+        count: usize,
+    },
+    /// Server memory per idle logged-in connection (reads /proc/PID/status).
+    Idle {
+        #[command(flatten)]
+        conn: ConnectArgs,
+        /// Number of connections to open and hold.
+        #[arg(long, default_value_t = 200)]
+        connections: usize,
+        /// Wait after the last login before sampling RSS.
+        #[arg(long, default_value_t = 3)]
+        settle_secs: u64,
+        /// Keep the connections open this long after sampling.
+        #[arg(long, default_value_t = 0)]
+        hold_secs: u64,
+    },
+    /// One-to-one chat throughput and latency between K sender/receiver pairs.
+    Messages {
+        #[command(flatten)]
+        conn: ConnectArgs,
+        /// Number of sender->receiver pairs (2K sessions).
+        #[arg(long, default_value_t = 20)]
+        pairs: usize,
+        /// Messages each sender sends.
+        #[arg(long, default_value_t = 200)]
+        messages: usize,
+        /// Max un-acked (not yet received) messages per pair.
+        #[arg(long, default_value_t = 10)]
+        window: usize,
+        /// A message not received this long after the previous one is lost.
+        #[arg(long, default_value_t = 10)]
+        loss_timeout_secs: u64,
+        /// Extra filler bytes per message body.
+        #[arg(long, default_value_t = 0)]
+        body_bytes: usize,
+    },
+    /// Only create users {prefix}0..{prefix}N-1 by XEP-0077 in-band registration.
+    Register {
+        #[command(flatten)]
+        conn: ConnectArgs,
+        #[arg(long, default_value_t = 200)]
+        count: usize,
+    },
+    /// Print shell commands that create the benchmark accounts.
+    Accounts {
+        #[arg(long, visible_alias = "users-prefix", default_value = "load")]
+        prefix: String,
+        #[arg(long, default_value_t = 200)]
+        count: usize,
+        #[arg(long, default_value = "pw")]
+        password: String,
+        #[arg(long, default_value = "localhost")]
+        domain: String,
+        #[arg(long, value_enum, default_value = "poolxmpp")]
+        format: accounts::Format,
+        /// poolxmpp config file passed to `poolxmpp user add`.
+        #[arg(long, default_value = "poolxmpp.toml")]
+        config: String,
+    },
+}
+
+/// Connection options shared by every scenario that logs in.
+#[derive(Args, Clone, Debug)]
+pub struct ConnectArgs {
+    /// Server address (must be loopback).
+    #[arg(long, default_value = "127.0.0.1")]
+    pub host: String,
+    #[arg(long, default_value_t = 5222)]
+    pub port: u16,
+    /// XMPP domain (stream `to`, JID domain, TLS SNI).
+    #[arg(long, default_value = "localhost")]
+    pub domain: String,
+    /// Users are {prefix}{i}@{domain}.
+    #[arg(long, visible_alias = "prefix", default_value = "load")]
+    pub users_prefix: String,
+    #[arg(long, default_value = "pw")]
+    pub password: String,
+    /// Only this many distinct users exist: connection i uses user i % user-count.
+    #[arg(long)]
+    pub user_count: Option<usize>,
+    /// Max logins in flight at once.
+    #[arg(long, default_value_t = 50)]
+    pub concurrency: usize,
+    /// Use STARTTLS on the plain port (the default).
+    #[arg(long, conflicts_with_all = ["direct_tls", "no_tls"])]
+    pub starttls: bool,
+    /// XEP-0368 direct TLS (e.g. port 5223).
+    #[arg(long, conflicts_with = "no_tls")]
+    pub direct_tls: bool,
+    /// No TLS at all (only if the server permits it).
+    #[arg(long)]
+    pub no_tls: bool,
+    #[arg(long, default_value = "SCRAM-SHA-1",
+          value_parser = ["SCRAM-SHA-1", "SCRAM-SHA-256", "PLAIN"], ignore_case = true)]
+    pub mechanism: String,
+    /// Resource prefix; connection i binds {resource}{i}.
+    #[arg(long, default_value = "load")]
+    pub resource: String,
+    /// Bound for one login (or registration) attempt.
+    #[arg(long, default_value_t = 30)]
+    pub op_timeout_secs: u64,
+    /// Create the users first with XEP-0077 in-band registration (not timed).
+    #[arg(long)]
+    pub register: bool,
+    /// Allow TLS session resumption (off: every login is a full handshake).
+    #[arg(long)]
+    pub tls_resume: bool,
+    /// Re-run PBKDF2 on every SCRAM login instead of caching SaltedPassword.
+    #[arg(long)]
+    pub no_scram_cache: bool,
+    /// Server PID: report its CPU use too (required by `idle` for VmRSS).
+    #[arg(long)]
+    pub pid: Option<u32>,
+}
+
+/// Allow many sockets: raise the soft open-file limit to the hard limit.
+fn raise_nofile() {
+    // SAFETY: plain libc calls on a zeroed, correctly typed struct.
+    unsafe {
+        let mut rl: libc::rlimit = std::mem::zeroed();
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut rl) == 0 && rl.rlim_cur < rl.rlim_max {
+            rl.rlim_cur = rl.rlim_max;
+            libc::setrlimit(libc::RLIMIT_NOFILE, &rl);
+        }
+    }
+}
+
+/// Indented "key: value" rendering of the JSON report for humans.
+fn print_human(v: &Value, indent: usize, out: &mut String) {
+    let pad = "  ".repeat(indent);
+    match v {
+        Value::Object(m) => {
+            for (k, v) in m {
+                match v {
+                    Value::Object(_) => {
+                        out.push_str(&format!("{pad}{k}:\n"));
+                        print_human(v, indent + 1, out);
+                    }
+                    Value::Array(a) if !a.is_empty() => {
+                        out.push_str(&format!("{pad}{k}:\n"));
+                        for item in a {
+                            out.push_str(&format!("{pad}  - {item}\n"));
+                        }
+                    }
+                    _ => out.push_str(&format!("{pad}{k}: {v}\n")),
+                }
+            }
+        }
+        other => out.push_str(&format!("{pad}{other}\n")),
+    }
+}
+
+/// Exit status: 0 all good, 1 the scenario saw failures/losses, 2 fatal error.
+fn exit_code(report: &Value) -> i32 {
+    let failed = report["failed"].as_u64().unwrap_or(0) > 0
+        || report["not_attempted"].as_u64().unwrap_or(0) > 0
+        || report["logins"]["failed"].as_u64().unwrap_or(0) > 0
+        || report["ok"] == Value::Bool(false);
+    i32::from(failed)
+}
+
+async fn run(cmd: Cmd, deadline: Instant) -> Result<Value> {
+    match cmd {
+        Cmd::Logins { conn, count } => logins::run(runner::Env::new(&conn, deadline)?, count).await,
+        Cmd::Idle {
+            conn,
+            connections,
+            settle_secs,
+            hold_secs,
+        } => {
+            let params = idle::IdleParams {
+                connections,
+                settle: Duration::from_secs(settle_secs),
+                hold: Duration::from_secs(hold_secs),
+            };
+            idle::run(runner::Env::new(&conn, deadline)?, params).await
+        }
+        Cmd::Messages {
+            conn,
+            pairs,
+            messages,
+            window,
+            loss_timeout_secs,
+            body_bytes,
+        } => {
+            let params = messages::MsgParams {
+                pairs,
+                messages,
+                window,
+                loss_timeout: Duration::from_secs(loss_timeout_secs),
+                body_bytes,
+            };
+            messages::run(runner::Env::new(&conn, deadline)?, params).await
+        }
+        Cmd::Register { conn, count } => {
+            let env = runner::Env::new(&conn, deadline)?;
+            let mut report = serde_json::json!({ "scenario": "register", "target": env.target() });
+            let reg = runner::register_users(&env, count).await;
+            report["failed"] = reg["failed"].clone();
+            report["not_attempted"] = reg["not_attempted"].clone();
+            report["registration"] = reg;
+            Ok(report)
+        }
+        Cmd::Accounts { .. } => unreachable!("handled without a runtime"),
+    }
+}
+
+fn main() {
+    let cli = Cli::parse();
+    if let Cmd::Accounts {
+        prefix,
+        count,
+        password,
+        domain,
+        format,
+        config,
+    } = &cli.cmd
+    {
+        for line in accounts::lines(*format, prefix, *count, domain, password, config) {
+            println!("{line}");
+        }
+        return;
+    }
+    raise_nofile();
+    let mut rt = tokio::runtime::Builder::new_multi_thread();
+    if let Some(t) = cli.threads {
+        rt.worker_threads(t.max(1));
+    }
+    let rt = rt.enable_all().build().expect("tokio runtime");
+    let total = Duration::from_secs(cli.timeout_secs);
+    let deadline = Instant::now() + total;
+    // Scenarios respect the deadline themselves; the outer timeout (with a grace
+    // period for polite closes) guarantees the process ends regardless.
+    let result = rt.block_on(async {
+        match tokio::time::timeout(total + Duration::from_secs(15), run(cli.cmd, deadline)).await {
+            Ok(r) => r,
+            Err(_) => Err(anyhow::anyhow!("global timeout of {}s exceeded", cli.timeout_secs)),
+        }
+    });
+    let code = match result {
+        Ok(report) => {
+            if cli.json {
+                println!("{report}");
+            } else {
+                let mut out = String::new();
+                print_human(&report, 0, &mut out);
+                print!("{out}");
+            }
+            exit_code(&report)
+        }
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            2
+        }
+    };
+    rt.shutdown_timeout(Duration::from_secs(1));
+    std::process::exit(code);
+}

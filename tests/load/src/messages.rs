@@ -1,0 +1,282 @@
+//! `messages`: one-to-one chat throughput and end-to-end latency.
+//!
+//! 2K sessions form K sender->receiver pairs. Each sender sends M chat messages
+//! to its partner's *full* JID (so routing is direct, no offline storage or
+//! resource selection). Bodies carry `seq send_time_us`; the receiver computes
+//! latency on arrival and its arrival also acts as the ack that frees a slot in
+//! the pair's window (at most W in flight), so we measure a server under
+//! sustained but not unbounded pressure. Anything not received within the
+//! loss timeout is counted as lost.
+
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
+
+use anyhow::Result;
+use serde_json::{json, Value};
+use tokio::sync::{watch, Semaphore};
+
+use crate::runner::{self, Env, MAX_REASONS};
+use crate::stats::{round3, CpuMeter, ErrorTally, Latencies};
+use crate::xml::escape;
+use crate::xmpp::{self, Session, SessionReader, SessionWriter};
+
+pub struct MsgParams {
+    pub pairs: usize,
+    pub messages: usize,
+    pub window: usize,
+    pub loss_timeout: Duration,
+    pub body_bytes: usize,
+}
+
+/// Clock shared by senders and receivers (same process), in microseconds.
+fn now_us() -> u64 {
+    static BASE: OnceLock<Instant> = OnceLock::new();
+    BASE.get_or_init(Instant::now).elapsed().as_micros() as u64
+}
+
+#[derive(Default)]
+struct RecvStats {
+    received: u64,
+    duplicates: u64,
+    latency: Latencies,
+    last_arrival: Option<Instant>,
+    errors: ErrorTally,
+}
+
+/// Receive until all `m` messages arrived, or nothing arrived for `loss_timeout`.
+async fn receive(
+    mut session: Session,
+    m: usize,
+    window: Arc<Semaphore>,
+    loss_timeout: Duration,
+    deadline: Instant,
+    mut start: watch::Receiver<bool>,
+) -> (RecvStats, Session) {
+    let mut st = RecvStats::default();
+    let mut seen = vec![false; m];
+    runner::until_set(&mut start).await;
+    while (st.received as usize) < m {
+        let wait = loss_timeout.min(deadline.saturating_duration_since(Instant::now()));
+        let el = match tokio::time::timeout(wait, session.reader.next_element()).await {
+            Err(_) => break,
+            Ok(Ok(Some(el))) => el,
+            Ok(Ok(None)) => {
+                st.errors.add_msg("receiver stream closed by server".into());
+                break;
+            }
+            Ok(Err(e)) => {
+                st.errors.add(&e.context("receiver read"));
+                break;
+            }
+        };
+        if let Some(reply) = xmpp::iq_reply(&el) {
+            let _ = xmpp::send(&mut session.writer, &reply).await;
+            continue;
+        }
+        if el.name != "message" {
+            continue;
+        }
+        if el.attr("type") == Some("error") {
+            st.errors.add_msg(format!("message error: {}", el.describe_error()));
+            continue;
+        }
+        let Some(body) = el.child("body") else {
+            continue;
+        };
+        let mut it = body.text.split_ascii_whitespace();
+        let (Some(Ok(seq)), Some(Ok(sent))) = (it.next().map(str::parse::<usize>), it.next().map(str::parse::<u64>))
+        else {
+            continue;
+        };
+        if seq >= m || seen[seq] {
+            st.duplicates += 1;
+            continue;
+        }
+        seen[seq] = true;
+        st.received += 1;
+        st.latency.record_micros(now_us().saturating_sub(sent));
+        st.last_arrival = Some(Instant::now());
+        window.add_permits(1);
+    }
+    // Unblock the sender if we gave up.
+    window.close();
+    (st, session)
+}
+
+#[derive(Default)]
+struct SendStats {
+    sent: u64,
+    stalls: u64,
+    errors: ErrorTally,
+}
+
+/// Send `m` messages to `to`, keeping at most `window` permits' worth in flight.
+#[allow(clippy::too_many_arguments)]
+async fn send(
+    mut writer: SessionWriter,
+    to: String,
+    m: usize,
+    pad: Arc<String>,
+    window: Arc<Semaphore>,
+    loss_timeout: Duration,
+    deadline: Instant,
+    mut start: watch::Receiver<bool>,
+) -> (SendStats, SessionWriter) {
+    let mut st = SendStats::default();
+    let to = escape(&to).into_owned();
+    runner::until_set(&mut start).await;
+    let mut buf = String::with_capacity(256 + pad.len());
+    for seq in 0..m {
+        if Instant::now() >= deadline {
+            st.errors.add_msg("global timeout while sending".into());
+            break;
+        }
+        match tokio::time::timeout(loss_timeout, window.acquire()).await {
+            Ok(Ok(permit)) => permit.forget(),
+            // Receiver gave up: nothing more can be delivered usefully.
+            Ok(Err(_)) => break,
+            // Window stuck (a message was lost); move on rather than deadlock.
+            Err(_) => st.stalls += 1,
+        }
+        buf.clear();
+        use std::fmt::Write as _;
+        let _ = write!(
+            buf,
+            "<message to='{to}' type='chat' id='m{seq}'><body>{seq} {}{pad}</body></message>",
+            now_us()
+        );
+        if let Err(e) = xmpp::send(&mut writer, &buf).await {
+            st.errors.add(&e.context("send"));
+            break;
+        }
+        st.sent += 1;
+    }
+    (st, writer)
+}
+
+/// Read (and discard) whatever arrives on a sender's stream until told to stop,
+/// counting bounced messages.
+async fn drain(mut reader: SessionReader, mut stop: watch::Receiver<bool>) -> (u64, SessionReader) {
+    let mut bounced = 0;
+    loop {
+        tokio::select! {
+            _ = runner::until_set(&mut stop) => break,
+            r = reader.next_element() => match r {
+                Ok(Some(el)) if el.name == "message" && el.attr("type") == Some("error") => bounced += 1,
+                Ok(Some(_)) => {}
+                Ok(None) | Err(_) => break,
+            },
+        }
+    }
+    (bounced, reader)
+}
+
+pub async fn run(env: Env, p: MsgParams) -> Result<Value> {
+    let mut report = json!({
+        "scenario": "messages", "target": env.target(),
+        "pairs": p.pairs, "messages_per_pair": p.messages, "window": p.window,
+        "body_pad_bytes": p.body_bytes,
+    });
+    let n = p.pairs * 2;
+    if env.args.register {
+        report["registration"] = runner::register_users(&env, runner::distinct_users(&env, n)).await;
+    }
+    let mut logged = runner::login_many(&env, n).await;
+    report["logins"] = logged.report();
+
+    let (start_tx, start_rx) = watch::channel(false);
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let pad = Arc::new("x".repeat(p.body_bytes));
+    let mut tasks = Vec::new();
+    let mut sessions = logged.sessions.drain(..);
+    let mut incomplete_pairs = 0;
+    while let (Some(a), Some(b)) = (sessions.next(), sessions.next()) {
+        let (Some(sender), Some(receiver)) = (a, b) else {
+            incomplete_pairs += 1;
+            continue;
+        };
+        let window = Arc::new(Semaphore::new(p.window.max(1)));
+        let to = receiver.jid.clone();
+        let rx = tokio::spawn(receive(
+            receiver,
+            p.messages,
+            window.clone(),
+            p.loss_timeout,
+            env.deadline,
+            start_rx.clone(),
+        ));
+        let Session { reader, writer, .. } = sender;
+        let dr = tokio::spawn(drain(reader, stop_rx.clone()));
+        let tx = tokio::spawn(send(
+            writer,
+            to,
+            p.messages,
+            pad.clone(),
+            window,
+            p.loss_timeout,
+            env.deadline,
+            start_rx.clone(),
+        ));
+        tasks.push((tx, rx, dr));
+    }
+    drop(sessions);
+    let active_pairs = tasks.len();
+
+    let meter = CpuMeter::start(env.args.pid);
+    let started = Instant::now();
+    let _ = start_tx.send(true);
+
+    let mut latency = Latencies::default();
+    let mut errors = ErrorTally::default();
+    let (mut sent, mut received, mut dups, mut stalls, mut bounced) = (0u64, 0u64, 0u64, 0u64, 0u64);
+    let mut last_arrival = started;
+    let mut finished = Vec::new();
+    for (tx, rx, dr) in tasks {
+        let (ss, writer) = tx.await?;
+        let (rs, rsession) = rx.await?;
+        sent += ss.sent;
+        stalls += ss.stalls;
+        errors.merge(ss.errors);
+        received += rs.received;
+        dups += rs.duplicates;
+        errors.merge(rs.errors);
+        latency.merge(rs.latency);
+        if let Some(t) = rs.last_arrival {
+            last_arrival = last_arrival.max(t);
+        }
+        finished.push((writer, rsession, dr));
+    }
+    let elapsed = last_arrival.duration_since(started).as_secs_f64();
+    let cpu = meter.report();
+
+    let _ = stop_tx.send(true);
+    let wait = env.close_wait();
+    let mut closes = Vec::new();
+    for (writer, rsession, dr) in finished {
+        let (b, reader) = dr.await?;
+        bounced += b;
+        closes.push(tokio::spawn(xmpp::close_halves(reader, writer, wait)));
+        closes.push(tokio::spawn(rsession.close(wait)));
+    }
+    for c in closes {
+        let _ = c.await;
+    }
+
+    let expected = (active_pairs * p.messages) as u64;
+    report["active_pairs"] = json!(active_pairs);
+    report["incomplete_pairs"] = json!(incomplete_pairs);
+    report["sent"] = json!(sent);
+    report["received"] = json!(received);
+    report["lost"] = json!(sent.saturating_sub(received));
+    report["not_sent"] = json!(expected.saturating_sub(sent));
+    report["duplicates"] = json!(dups);
+    report["bounced"] = json!(bounced);
+    report["window_stalls"] = json!(stalls);
+    report["elapsed_s"] = json!(round3(elapsed));
+    report["messages_per_s"] = json!(round3(received as f64 / elapsed.max(1e-9)));
+    report["latency"] = latency.summary();
+    report["errors"] = errors.report(MAX_REASONS);
+    report["cpu"] = cpu;
+    report["ok"] = json!(incomplete_pairs == 0 && received == expected && active_pairs == p.pairs);
+    Ok(report)
+}

@@ -1,0 +1,250 @@
+//! Shared plumbing for the scenarios: turning CLI connection options into a
+//! [`ClientOpts`], bounded-concurrency execution, the optional XEP-0077
+//! registration pre-phase, and "log in N sessions and keep them".
+//!
+//! Every loop here is bounded both in count (`n`) and in time (the global
+//! deadline derived from `--timeout-secs`), so the tool always terminates.
+
+use std::future::Future;
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use serde_json::{json, Value};
+
+use crate::sasl::ScramCache;
+use crate::stats::{ErrorTally, Latencies};
+use crate::xmpp::{self, ClientOpts, Registered, Session, TlsMode};
+use crate::ConnectArgs;
+
+/// How many distinct error reasons a report lists.
+pub const MAX_REASONS: usize = 5;
+
+/// Resolved connection settings plus the global deadline.
+pub struct Env {
+    pub opts: Arc<ClientOpts>,
+    pub args: ConnectArgs,
+    pub deadline: Instant,
+}
+
+impl Env {
+    pub fn new(args: &ConnectArgs, deadline: Instant) -> Result<Self> {
+        let addr = resolve_loopback(&args.host, args.port)?;
+        let tls = if args.no_tls {
+            TlsMode::None
+        } else if args.direct_tls {
+            TlsMode::Direct
+        } else {
+            TlsMode::StartTls
+        };
+        let opts = ClientOpts {
+            addr,
+            domain: args.domain.clone(),
+            password: args.password.clone(),
+            tls,
+            connector: crate::tls::connector(tls == TlsMode::Direct, args.tls_resume)?,
+            mechanism: args.mechanism.to_uppercase(),
+            op_timeout: Duration::from_secs(args.op_timeout_secs),
+            deadline,
+            scram: Arc::new(ScramCache::new(!args.no_scram_cache)),
+        };
+        Ok(Self {
+            opts: Arc::new(opts),
+            args: args.clone(),
+            deadline,
+        })
+    }
+
+    /// Localpart of the user for connection index `i`.
+    pub fn user(&self, i: usize) -> String {
+        let idx = match self.args.user_count {
+            Some(u) if u > 0 => i % u,
+            _ => i,
+        };
+        format!("{}{}", self.args.users_prefix, idx)
+    }
+
+    /// Resource for connection `i`: unique per connection so that reusing a user
+    /// (`--user-count`) never triggers resource conflicts.
+    pub fn resource(&self, i: usize) -> String {
+        format!("{}{}", self.args.resource, i)
+    }
+
+    pub fn remaining(&self) -> Duration {
+        self.deadline.saturating_duration_since(Instant::now())
+    }
+
+    /// Bound for waiting on a polite stream close.
+    pub fn close_wait(&self) -> Duration {
+        Duration::from_secs(5).min(self.remaining())
+    }
+
+    pub fn target(&self) -> Value {
+        json!({
+            "addr": self.opts.addr.to_string(),
+            "domain": self.opts.domain,
+            "tls": format!("{:?}", self.opts.tls),
+            "mechanism": self.opts.mechanism,
+        })
+    }
+}
+
+/// This tool only ever talks to servers on this machine.
+fn resolve_loopback(host: &str, port: u16) -> Result<SocketAddr> {
+    let addrs: Vec<SocketAddr> = (host, port)
+        .to_socket_addrs()
+        .with_context(|| format!("cannot resolve {host}"))?
+        .collect();
+    match addrs.iter().find(|a| a.ip().is_loopback()) {
+        Some(a) => Ok(*a),
+        None => bail!("{host} is not a loopback address; this load tool only targets loopback"),
+    }
+}
+
+/// Run `f(i)` for `i` in `0..n` with at most `concurrency` futures in flight.
+/// No new item is started after `deadline`; skipped items are simply absent
+/// from the returned `(index, output)` list.
+pub async fn run_bounded<T, F, Fut>(n: usize, concurrency: usize, deadline: Instant, f: F) -> Vec<(usize, T)>
+where
+    F: Fn(usize) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = T> + Send,
+    T: Send + 'static,
+{
+    let f = Arc::new(f);
+    let next = Arc::new(AtomicUsize::new(0));
+    let workers: Vec<_> = (0..concurrency.clamp(1, n.max(1)))
+        .map(|_| {
+            let (f, next) = (f.clone(), next.clone());
+            tokio::spawn(async move {
+                let mut out = Vec::new();
+                loop {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    if i >= n || Instant::now() >= deadline {
+                        break;
+                    }
+                    out.push((i, f(i).await));
+                }
+                out
+            })
+        })
+        .collect();
+    let mut all = Vec::with_capacity(n);
+    for w in workers {
+        if let Ok(mut out) = w.await {
+            all.append(&mut out);
+        }
+    }
+    all.sort_unstable_by_key(|(i, _)| *i);
+    all
+}
+
+/// Resolves once the flag in `rx` is set (or its sender is gone). Returns `()`
+/// rather than watch's non-`Send` guard so it can sit in `select!` in spawned tasks.
+pub async fn until_set(rx: &mut tokio::sync::watch::Receiver<bool>) {
+    let _ = rx.wait_for(|v| *v).await;
+}
+
+/// XEP-0077 pre-phase (`--register`): make sure the first `distinct` users exist.
+pub async fn register_users(env: &Env, distinct: usize) -> Value {
+    let started = Instant::now();
+    let opts = env.opts.clone();
+    let prefix = env.args.users_prefix.clone();
+    let results = run_bounded(distinct, env.args.concurrency, env.deadline, move |i| {
+        let opts = opts.clone();
+        let user = format!("{prefix}{i}");
+        async move { xmpp::register(&opts, &user).await }
+    })
+    .await;
+    let (mut created, mut existing) = (0, 0);
+    let mut errors = ErrorTally::default();
+    for (_, r) in &results {
+        match r {
+            Ok(Registered::Created) => created += 1,
+            Ok(Registered::AlreadyExists) => existing += 1,
+            Err(e) => errors.add(e),
+        }
+    }
+    json!({
+        "users": distinct,
+        "created": created,
+        "already_existed": existing,
+        "failed": errors.total(),
+        "not_attempted": distinct - results.len(),
+        "elapsed_s": crate::stats::round3(started.elapsed().as_secs_f64()),
+        "errors": errors.report(MAX_REASONS),
+    })
+}
+
+/// Number of distinct accounts used by `connections` logins.
+pub fn distinct_users(env: &Env, connections: usize) -> usize {
+    match env.args.user_count {
+        Some(u) if u > 0 => u.min(connections),
+        _ => connections,
+    }
+}
+
+/// Result of logging in many sessions that are kept open.
+pub struct LoggedIn {
+    /// Indexed by connection number; `None` for failed or skipped logins.
+    pub sessions: Vec<Option<Session>>,
+    pub latency: Latencies,
+    pub errors: ErrorTally,
+    pub elapsed: Duration,
+}
+
+impl LoggedIn {
+    pub fn established(&self) -> usize {
+        self.sessions.iter().filter(|s| s.is_some()).count()
+    }
+
+    pub fn report(&mut self) -> Value {
+        let n = self.sessions.len();
+        let ok = self.established();
+        json!({
+            "requested": n,
+            "established": ok,
+            "failed": self.errors.total(),
+            "not_attempted": n as u64 - ok as u64 - self.errors.total(),
+            "elapsed_s": crate::stats::round3(self.elapsed.as_secs_f64()),
+            "latency": self.latency.summary(),
+            "errors": self.errors.report(MAX_REASONS),
+        })
+    }
+}
+
+/// Log in `n` sessions (bounded concurrency) and keep them open.
+pub async fn login_many(env: &Env, n: usize) -> LoggedIn {
+    let started = Instant::now();
+    let opts = env.opts.clone();
+    let users: Vec<(String, String)> = (0..n).map(|i| (env.user(i), env.resource(i))).collect();
+    let users = Arc::new(users);
+    let results = run_bounded(n, env.args.concurrency, env.deadline, move |i| {
+        let (opts, users) = (opts.clone(), users.clone());
+        async move {
+            let (user, resource) = &users[i];
+            xmpp::login(&opts, user, resource).await
+        }
+    })
+    .await;
+    let elapsed = started.elapsed();
+    let mut sessions: Vec<Option<Session>> = (0..n).map(|_| None).collect();
+    let mut latency = Latencies::default();
+    let mut errors = ErrorTally::default();
+    for (i, r) in results {
+        match r {
+            Ok(s) => {
+                latency.record(s.timings.total);
+                sessions[i] = Some(s);
+            }
+            Err(e) => errors.add(&e),
+        }
+    }
+    LoggedIn {
+        sessions,
+        latency,
+        errors,
+        elapsed,
+    }
+}
