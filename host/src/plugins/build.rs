@@ -65,6 +65,12 @@ pub fn build_all(source: &Path, out: &Path) -> anyhow::Result<Vec<PathBuf>> {
             source.display()
         );
     }
+    // The target is one rustup command away; add it so a fresh machine needs no extra step.
+    if let Ok(status) = Command::new("rustup").args(["target", "add", TARGET]).status() {
+        if !status.success() {
+            tracing::warn!("rustup could not add {TARGET}; the build may fail");
+        }
+    }
     let mut cmd = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
     cmd.current_dir(source).args(["build", "--release", "--target", TARGET]);
     for c in &crates {
