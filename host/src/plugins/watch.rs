@@ -23,7 +23,9 @@ pub fn spawn_watcher(plugins: Arc<Plugins>) {
     }
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
     let watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
-        if event.is_ok() {
+        // Only changes count: reading the files during a sync raises access events, which
+        // must not trigger another sync.
+        if event.is_ok_and(|e| is_change(&e.kind)) {
             let _ = tx.send(());
         }
     });
@@ -46,6 +48,16 @@ pub fn spawn_watcher(plugins: Arc<Plugins>) {
             plugins.sync_dir().await;
         }
     });
+}
+
+fn is_change(kind: &notify::EventKind) -> bool {
+    use notify::event::{EventKind, ModifyKind};
+    match kind {
+        EventKind::Create(_) | EventKind::Remove(_) => true,
+        EventKind::Modify(ModifyKind::Metadata(_)) => false,
+        EventKind::Modify(_) => true,
+        EventKind::Access(_) | EventKind::Any | EventKind::Other => false,
+    }
 }
 
 /// Where the admin socket lives for a given data directory.
