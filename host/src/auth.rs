@@ -27,6 +27,15 @@ use crate::store::{ScramKeys, Store, StoredCredentials};
 /// PBKDF2 rounds for new credentials. The client pays them, not the server.
 pub const SCRAM_ITERATIONS: u32 = 4096;
 
+/// rsasl's default registry leaves out the -PLUS variants; name exactly what we offer.
+static SERVER_MECHANISMS: &[rsasl::prelude::Mechanism] = &[
+    rsasl::mechanisms::scram::SCRAM_SHA256_PLUS,
+    rsasl::mechanisms::scram::SCRAM_SHA1_PLUS,
+    rsasl::mechanisms::scram::SCRAM_SHA256,
+    rsasl::mechanisms::scram::SCRAM_SHA1,
+    rsasl::mechanisms::plain::PLAIN,
+];
+
 /// Mechanisms in our order of preference.
 pub const MECHANISMS: [&str; 5] = [
     "SCRAM-SHA-256-PLUS",
@@ -275,7 +284,7 @@ impl SaslExchange {
         bindings: ChannelBindings,
     ) -> Result<SaslExchange, SaslFailure> {
         let config = SASLConfig::builder()
-            .with_defaults()
+            .with_registry(rsasl::prelude::Registry::with_mechanisms(SERVER_MECHANISMS))
             .with_callback(StoreCallback {
                 store: store.clone(),
                 domain: domain.to_string(),

@@ -63,6 +63,13 @@ async fn may_see_presence(server: &Server, owner: &str, viewer: &str) -> bool {
 /// Broadcast presence without a `to` (§4.2, §4.4, §4.5).
 async fn broadcast(server: &Arc<Server>, client: &mut Bound, stanza: Element, available: bool) {
     let initial = available && !client.available;
+    // Read stored subscription requests before becoming available: one arriving later is
+    // delivered live instead, so none is shown twice.
+    let pending = if initial {
+        subscription::pending_requests(server, &client.bare).await
+    } else {
+        Vec::new()
+    };
     let stanza = Arc::new(stanza);
     if available {
         server
@@ -102,7 +109,7 @@ async fn broadcast(server: &Arc<Server>, client: &mut Bound, stanza: Element, av
         for item in roster.iter().filter(|i| i.subscription.has_to()) {
             send_current_presence(server, &item.contact, &me);
         }
-        subscription::redeliver_pending(server, client).await;
+        subscription::redeliver_pending(server, client, pending).await;
         if priority_of(&stanza) >= 0 {
             deliver_offline(server, client).await;
         }

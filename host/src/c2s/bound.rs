@@ -2,6 +2,7 @@
 //! feeds its stanzas to the router until the stream ends for any reason.
 
 use std::collections::HashSet;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -65,17 +66,39 @@ pub async fn run<R: AsyncBufRead + Unpin>(
     let idle = Duration::from_secs(server.config.limits.idle_timeout_secs);
     let mut shutdown = server.shutdown.clone();
     let kill = session.kill.clone();
+    let activity = reader.activity();
     let result = loop {
-        let event = tokio::select! {
-            r = tokio::time::timeout(idle, reader.next()) => match r {
-                Ok(r) => r,
-                Err(_) => Err(ReadError::Stream(StreamError::new(StreamErrorCondition::ConnectionTimeout, "idle for too long"))),
-            },
-            _ = kill.notified() => break Ok(()),
-            _ = crate::server::until_shutdown(&mut shutdown) => {
-                break Err(ReadError::Stream(StreamError::new(StreamErrorCondition::SystemShutdown, "the server is shutting down")));
+        // The read is never cancelled mid-event (quick-xml is not cancellation-safe); the idle
+        // timer only ends the stream when no byte at all arrived for a whole period, so
+        // whitespace keepalives (RFC 6120 §4.6.1) count even though they form no event yet.
+        let event = {
+            let next = reader.next();
+            tokio::pin!(next);
+            let mut seen = activity.load(Ordering::Relaxed);
+            loop {
+                tokio::select! {
+                    r = &mut next => break Some(r),
+                    _ = tokio::time::sleep(idle) => {
+                        let now = activity.load(Ordering::Relaxed);
+                        if now == seen {
+                            break Some(Err(ReadError::Stream(StreamError::new(
+                                StreamErrorCondition::ConnectionTimeout,
+                                "idle for too long",
+                            ))));
+                        }
+                        seen = now;
+                    }
+                    _ = kill.notified() => break None,
+                    _ = crate::server::until_shutdown(&mut shutdown) => {
+                        break Some(Err(ReadError::Stream(StreamError::new(
+                            StreamErrorCondition::SystemShutdown,
+                            "the server is shutting down",
+                        ))));
+                    }
+                }
             }
         };
+        let Some(event) = event else { break Ok(()) };
         match event {
             Ok(StreamEvent::Stanza(stanza)) => {
                 if let Err(e) = handle_stanza(server, &mut session, stanza).await {

@@ -197,16 +197,16 @@ async fn inbound(
     Ok(())
 }
 
-/// Re-send stored subscription requests to a resource that just sent initial presence
-/// (§3.1.3: the request waits until the user answers).
-pub async fn redeliver_pending(server: &Server, client: &Bound) {
-    let pending = match server.store.pending_in(&client.bare).await {
-        Ok(p) => p,
-        Err(e) => {
-            tracing::error!(error = %e, "loading pending subscription requests failed");
-            return;
-        }
-    };
+/// Stored subscription requests for `owner` (§3.1.3: a request waits until answered).
+pub async fn pending_requests(server: &Server, owner: &str) -> Vec<(String, String)> {
+    server.store.pending_in(owner).await.unwrap_or_else(|e| {
+        tracing::error!(error = %e, "loading pending subscription requests failed");
+        Vec::new()
+    })
+}
+
+/// Re-send stored subscription requests to a resource that just sent initial presence.
+pub async fn redeliver_pending(server: &Server, client: &Bound, pending: Vec<(String, String)>) {
     let Some(me) = server.sessions.resource(&client.bare, client.jid.resource().as_str()) else {
         return;
     };

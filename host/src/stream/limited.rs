@@ -7,6 +7,8 @@
 
 use std::io;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use tokio::io::{AsyncBufRead, AsyncRead, ReadBuf};
@@ -27,8 +29,9 @@ pub struct LimitedBufRead<R> {
     inner: R,
     consumed: usize,
     limit: usize,
-    /// Total bytes consumed over the connection's life, for metrics.
-    pub total: u64,
+    /// Total bytes consumed over the connection's life. Shared, so an idle timer can see
+    /// bytes arrive (whitespace keepalives) while a read is still waiting for a whole event.
+    activity: Arc<AtomicU64>,
 }
 
 impl<R> LimitedBufRead<R> {
@@ -37,7 +40,7 @@ impl<R> LimitedBufRead<R> {
             inner,
             consumed: 0,
             limit,
-            total: 0,
+            activity: Arc::new(AtomicU64::new(0)),
         }
     }
 
@@ -48,6 +51,10 @@ impl<R> LimitedBufRead<R> {
 
     pub fn set_limit(&mut self, limit: usize) {
         self.limit = limit;
+    }
+
+    pub fn activity(&self) -> Arc<AtomicU64> {
+        self.activity.clone()
     }
 
     pub fn get_ref(&self) -> &R {
@@ -77,7 +84,7 @@ impl<R: AsyncBufRead + Unpin> AsyncBufRead for LimitedBufRead<R> {
     fn consume(self: Pin<&mut Self>, amt: usize) {
         let this = self.get_mut();
         this.consumed += amt;
-        this.total += amt as u64;
+        this.activity.fetch_add(amt as u64, Ordering::Relaxed);
         Pin::new(&mut this.inner).consume(amt)
     }
 }

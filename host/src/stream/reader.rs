@@ -121,8 +121,9 @@ impl<R: AsyncBufRead + Unpin> XmlStreamReader<R> {
         self.reader.get_mut().set_limit(limits.max_stanza_bytes);
     }
 
-    pub fn bytes_read(&self) -> u64 {
-        self.reader.get_ref().total
+    /// A counter of bytes consumed, readable while `next()` is pending.
+    pub fn activity(&self) -> std::sync::Arc<std::sync::atomic::AtomicU64> {
+        self.reader.get_ref().activity()
     }
 
     /// Read until the next complete event.

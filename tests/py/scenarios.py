@@ -1,0 +1,734 @@
+#!/usr/bin/env python3
+"""End-to-end XMPP scenarios for poolxmpp, driven by slixmpp.
+
+Usage (normally invoked by the Rust harness in tests/support):
+
+    python tests/py/scenarios.py SCENARIO --host 127.0.0.1 --port P \
+        [--tls-port T] --domain localhost [--domain2 example.test] \
+        --account alice@localhost=secret ... [--phase N]
+
+Exit status 0 means every assertion held; anything else is a failure and the
+output explains which expectation (with its RFC section) was not met.
+
+Accounts expected from the harness (see tests/support/mod.rs):
+    alice, bob, carol, eve  @ --domain
+    dave                    @ --domain2
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+import xml.etree.ElementTree as ET
+from typing import Any, Awaitable, Callable, Optional
+
+from xmpptest import (
+    JID,
+    QUIET,
+    STANZAS_NS,
+    Client,
+    Env,
+    LoginFailed,
+    ScenarioFailure,
+    base_arg_parser,
+    check,
+    close_all,
+    is_from,
+    message_pred,
+    note,
+    presence_pred,
+    run_scenario,
+    setup_logging,
+    step,
+)
+
+SCENARIOS: dict[str, Callable[[Env], Awaitable[None]]] = {}
+
+
+def scenario(name: str):
+    def register(fn):
+        SCENARIOS[name] = fn
+        return fn
+
+    return register
+
+
+# --------------------------------------------------------------------------
+# Reusable protocol sequences
+# --------------------------------------------------------------------------
+
+
+async def expect_login_failure(env: Env, jid: str, password: str, mech: str, what: str) -> None:
+    """RFC 6120 6.5.10 / 6.4.5: bad credentials -> SASL <not-authorized/>."""
+    c = Client(env, jid, password, mech=mech, label=f"{jid}[{mech}, {what}]")
+    try:
+        await c.login()
+    except LoginFailed as e:
+        offered = sorted(c.plugin["feature_mechanisms"].mech_list or [])
+        check(
+            mech in offered,
+            f"{c.label}: server did not offer {mech} (offered {offered})",
+        )
+        check(
+            e.conditions == ["not-authorized"],
+            f"{c.label}: RFC 6120 6.4.5: expected exactly one SASL failure <not-authorized/>, "
+            f"got {e.conditions} ({e.reason})",
+        )
+        step(f"{c.label}: refused with <not-authorized/> as expected")
+        return
+    finally:
+        await close_all([c])
+    raise ScenarioFailure(f"{c.label}: login unexpectedly succeeded as {c.boundjid}")
+
+
+async def login_with(env: Env, jid: str, mech: str, direct_tls: bool = False) -> None:
+    label = f"{jid}[{mech}{', direct TLS' if direct_tls else ''}]"
+    c = Client(env, jid, mech=mech, direct_tls=direct_tls, label=label)
+    try:
+        try:
+            await c.login()
+        except LoginFailed:
+            offered = sorted(c.plugin["feature_mechanisms"].mech_list or [])
+            check(mech in offered, f"{label}: server did not offer {mech} (offered {offered})")
+            raise
+        used = c.plugin["feature_mechanisms"].mech.name
+        check(used == mech, f"{label}: expected to authenticate with {mech}, slixmpp used {used}")
+        check(
+            c.boundjid.bare == JID(jid).bare and c.boundjid.resource,
+            f"{label}: RFC 6120 7.6.1: bound JID must be <{jid}/resource>, got {c.boundjid}",
+        )
+        await c.ping()
+        step(f"{label}: logged in as {c.boundjid.full}, ping ok")
+    finally:
+        await close_all([c])
+
+
+async def subscribe_handshake(a: Client, b: Client) -> None:
+    """Full RFC 6121 section 3.1 handshake in both directions between two
+    online, roster-interested clients, asserting every push and presence.
+    Ends with subscription='both' on both rosters."""
+    a_bare, b_bare = a.boundjid.bare, b.boundjid.bare
+
+    # a -> subscribe -> b
+    first_id = a.sub(b_bare, "subscribe")
+    await a.wait_push(b_bare, "RFC 6121 3.1.2: user's server pushes pending-out item", subscription="none", ask="subscribe")
+    req = await b.presences.wait(presence_pred(a_bare, "subscribe"), f"RFC 6121 3.1.3: subscription request from {a_bare}")
+    check(req["from"].full == a_bare, f"RFC 6121 3.1.2: subscribe must be stamped with the user's bare JID, got from={req['from']}")
+
+    # b -> subscribed -> a
+    b.sub(a_bare, "subscribed")
+    await b.wait_push(a_bare, "RFC 6121 3.1.5: contact's server pushes subscription=from", subscription="from")
+    ok = await a.presences.wait(presence_pred(b_bare, "subscribed"), f"RFC 6121 3.1.6: 'subscribed' from {b_bare}")
+    check(ok["from"].full == b_bare, f"'subscribed' must come from the contact's bare JID, got {ok['from']}")
+    await a.wait_push(b_bare, "RFC 6121 3.1.6: user's server pushes subscription=to", subscription="to", ask=None)
+    await a.presences.wait(presence_pred(b.boundjid.full), f"RFC 6121 3.1.5: current presence of {b.boundjid.full} after approval")
+
+    # b -> subscribe -> a
+    b.sub(a_bare, "subscribe")
+    await b.wait_push(a_bare, "RFC 6121 3.1.2: pending-out push on the reverse subscription", subscription="from", ask="subscribe")
+    await a.presences.wait(presence_pred(b_bare, "subscribe"), f"RFC 6121 3.1.3: subscription request from {b_bare}")
+
+    # a -> subscribed -> b
+    a.sub(b_bare, "subscribed")
+    await a.wait_push(b_bare, "RFC 6121 3.1.5: push subscription=both", subscription="both")
+    await b.presences.wait(presence_pred(a_bare, "subscribed"), f"RFC 6121 3.1.6: 'subscribed' from {a_bare}")
+    await b.wait_push(a_bare, "RFC 6121 3.1.6: push subscription=both", subscription="both", ask=None)
+    await b.presences.wait(presence_pred(a.boundjid.full), f"RFC 6121 3.1.5: current presence of {a.boundjid.full}")
+
+    for me, other in ((a, b_bare), (b, a_bare)):
+        items = await me.roster_items()
+        check(other in items, f"{me.label}: roster must contain {other}: {items}")
+        check(
+            items[other]["subscription"] == "both",
+            f"{me.label}: roster item {other} must have subscription=both: {items[other]}",
+        )
+    # A request is delivered once. (A second copy can appear when the request
+    # races with the contact's initial presence and is also re-sent from storage.)
+    dups = b.presences.all(lambda p: p["type"] == "subscribe" and p["id"] == first_id)
+    if dups:
+        note(f"{b.label}: subscription request {first_id} from {a_bare} was delivered {1 + len(dups)} times")
+    step(f"mutual subscription {a_bare} <-> {b_bare} established")
+
+
+# --------------------------------------------------------------------------
+# Scenarios
+# --------------------------------------------------------------------------
+
+
+@scenario("login")
+async def sc_login(env: Env) -> None:
+    alice = env.jid("alice")
+    for mech in ("SCRAM-SHA-1", "SCRAM-SHA-256", "PLAIN"):
+        await login_with(env, alice, mech)
+    if env.tls_port:
+        # XEP-0368: direct TLS port, same SASL.
+        await login_with(env, alice, "SCRAM-SHA-256", direct_tls=True)
+        await login_with(env, alice, "PLAIN", direct_tls=True)
+    # Non-ASCII password (SASLprep, RFC 4013) through both mechanism families.
+    await login_with(env, env.jid("eve"), "SCRAM-SHA-256")
+    await login_with(env, env.jid("eve"), "PLAIN")
+
+    await expect_login_failure(env, alice, "wrong-password", "SCRAM-SHA-256", "wrong password")
+    await expect_login_failure(env, alice, "wrong-password", "SCRAM-SHA-1", "wrong password")
+    await expect_login_failure(env, alice, "wrong-password", "PLAIN", "wrong password")
+    await expect_login_failure(env, env.jid("nobody"), "whatever", "PLAIN", "unknown user")
+
+    # Failures must not affect later, correct logins.
+    await login_with(env, alice, "SCRAM-SHA-256")
+
+
+@scenario("roster")
+async def sc_roster(env: Env) -> None:
+    alice, bob, carol = env.jid("alice"), env.jid("bob"), env.jid("carol")
+    r1 = Client(env, alice + "/r1")
+    r2 = Client(env, alice + "/r2")
+    try:
+        await r1.start()
+        await r2.start()
+        initial = await r1.fetch_roster()
+        versioning = "rosterver" in r1.features
+        ver0 = initial["roster"]["ver"] if versioning else None
+        step(f"roster versioning advertised: {versioning} (initial ver={ver0!r})")
+        if versioning:
+            check(
+                initial.xml.find("{jabber:iq:roster}query") is not None and initial["roster"].xml.get("ver") is not None,
+                f"RFC 6121 2.6.3: a server that supports versioning MUST include 'ver' in the roster result: {initial}",
+            )
+
+        # Add: both interested resources get the push (RFC 6121 2.3.2 / 2.1.6).
+        await r1.roster_set(bob, name="Bob", groups=["Friends"])
+        for r in (r1, r2):
+            item = await r.wait_push(bob, "RFC 6121 2.3.2: push after roster add", subscription="none", name="Bob", groups=["Friends"])
+            check(item["subscription"] == "none", f"{r.label}: new item must have subscription=none: {item}")
+        items = await r2.roster_items()
+        check(bob in items and items[bob]["name"] == "Bob", f"{r2.label}: roster get must show {bob} named Bob: {items}")
+        check(list(items[bob]["groups"]) == ["Friends"], f"{r2.label}: group must be Friends: {items[bob]}")
+
+        # Second item, then an update from the other resource.
+        await r2.roster_set(carol, name="Carol")
+        for r in (r1, r2):
+            await r.wait_push(carol, "push after adding a second item", name="Carol")
+        await r2.roster_set(bob, name="Bobby", groups=["Friends", "Work"])
+        pushes_ver: Optional[str] = None
+        for r in (r1, r2):
+            await r.wait_push(bob, "RFC 6121 2.4: push after roster update", name="Bobby", groups=["Friends", "Work"])
+        if versioning:
+            # The push itself carries the new version (RFC 6121 2.6.3).
+            items = await r1.fetch_roster()
+            pushes_ver = items["roster"]["ver"]
+            check(pushes_ver and pushes_ver != ver0, f"RFC 6121 2.6: version must change after modifications ({ver0!r} -> {pushes_ver!r})")
+
+        # Remove (RFC 6121 2.5).
+        await r1.roster_set(carol, remove=True)
+        for r in (r1, r2):
+            await r.wait_push(carol, "RFC 6121 2.5.2: push with subscription=remove", subscription="remove")
+        items = await r1.roster_items()
+        check(carol not in items, f"{r1.label}: removed item still in roster: {items}")
+        check(bob in items, f"{r1.label}: unrelated item disappeared: {items}")
+
+        # A roster set with two items is a bad request (RFC 6121 2.3.3).
+        iq = r1.Iq()
+        iq["type"] = "set"
+        iq["roster"]["items"] = {env.jid("x1"): {"name": "x1"}, env.jid("x2"): {"name": "x2"}}
+        err = await r1.iq_error(iq, "roster set with two items")
+        check(err["error"]["condition"] == "bad-request", f"RFC 6121 2.3.3: two-item roster set must be <bad-request/>, got {err}")
+
+        if versioning:
+            current = (await r1.fetch_roster())["roster"]["ver"]
+            # Same version -> empty result, changes (none) via pushes (2.6.3).
+            res = await r1.fetch_roster(ver=current)
+            query = res.xml.find("{jabber:iq:roster}query")
+            if query is not None:
+                got = res["roster"]["items"]
+                check(
+                    JID(bob) in got,
+                    f"RFC 6121 2.6.3: roster get with the current version must return an empty result "
+                    f"or the complete roster, got {res}",
+                )
+            # Stale version -> the client must learn about the changes either as
+            # a full roster or as pushes (2.6.3).
+            r2.roster_pushes.clear()
+            res = await r2.fetch_roster(ver=ver0 or "")
+            if res.xml.find("{jabber:iq:roster}query") is not None:
+                got = {str(j) for j in res["roster"]["items"]}
+                check(bob in got and carol not in got, f"roster get with stale version returned wrong roster: {got}")
+            else:
+                await r2.wait_push(bob, "RFC 6121 2.6.3: changes since stale version as pushes", name="Bobby")
+            step("roster versioning behaves")
+
+        # Final cleanup of bob as well; roster is empty again.
+        await r2.roster_set(bob, remove=True)
+        for r in (r1, r2):
+            await r.wait_push(bob, "push for removal of bob", subscription="remove")
+        items = await r2.roster_items()
+        check(bob not in items and carol not in items, f"roster should be empty of bob/carol: {items}")
+    finally:
+        await close_all([r1, r2])
+
+
+@scenario("subscription")
+async def sc_subscription(env: Env) -> None:
+    a = Client(env, env.jid("alice") + "/a")
+    b = Client(env, env.jid("bob") + "/b")
+    try:
+        await a.start()
+        await b.start()
+        await subscribe_handshake(a, b)
+        a_bare, b_bare = a.boundjid.bare, b.boundjid.bare
+
+        # Already subscribed: the contact's server auto-replies 'subscribed'
+        # on the contact's behalf and does not bother the contact (RFC 6121
+        # 3.1.3); the user's server then ignores that 'subscribed' because
+        # nothing is pending (3.1.6), so the roster stays 'both'.
+        redundant = a.sub(b_bare, "subscribe")
+        await b.presences.expect_none(
+            lambda p: presence_pred(a_bare, "subscribe")(p) and p["id"] == redundant,
+            "RFC 6121 3.1.3: redundant subscribe must not be delivered to the contact",
+        )
+        items = await a.roster_items()
+        check(items[b_bare]["subscription"] == "both", f"redundant subscribe changed the roster: {items[b_bare]}")
+
+        # a unsubscribes from b's presence (RFC 6121 3.3).
+        a.presences.clear()
+        a.sub(b_bare, "unsubscribe")
+        await a.wait_push(b_bare, "RFC 6121 3.3.2: push after unsubscribe", subscription="from")
+        await b.presences.wait(presence_pred(a_bare, "unsubscribe"), "RFC 6121 3.3.3: unsubscribe delivered to contact")
+        await b.wait_push(a_bare, "RFC 6121 3.3.3: contact's push after unsubscribe", subscription="to")
+        await a.presences.should(presence_pred(b.boundjid.full, "unavailable"), "RFC 6121 3.3.3: unavailable presence from the contact's resources")
+
+        # a cancels b's subscription to a (RFC 6121 3.2).
+        b.presences.clear()
+        a.sub(b_bare, "unsubscribed")
+        await a.wait_push(b_bare, "RFC 6121 3.2.2: push after cancelling", subscription="none")
+        await b.presences.wait(presence_pred(a_bare, "unsubscribed"), "RFC 6121 3.2.3: 'unsubscribed' delivered")
+        await b.wait_push(a_bare, "RFC 6121 3.2.3: push after cancellation", subscription="none")
+        await b.presences.wait(presence_pred(a.boundjid.full, "unavailable"), "RFC 6121 3.2.2: unavailable presence from the user's resources")
+
+        for me, other in ((a, b_bare), (b, a_bare)):
+            items = await me.roster_items()
+            check(other in items, f"{me.label}: item {other} must remain after unsubscription: {items}")
+            check(items[other]["subscription"] == "none", f"{me.label}: {other} must be subscription=none: {items[other]}")
+
+        # With no subscription any more, presence changes are not broadcast.
+        a.send_presence(pstatus="nobody should see this")
+        await b.presences.expect_none(presence_pred(a.boundjid.full), "RFC 6121 4.4.2: broadcast only to subscribers")
+
+        # Pre-existing roster item + subscription request from an unknown
+        # contact: subscribe to someone who is offline; the request is stored
+        # and delivered when they come online (RFC 6121 3.1.3).
+        carol = env.jid("carol")
+        a.sub(carol, "subscribe")
+        await a.wait_push(carol, "RFC 6121 3.1.2: pending-out push", subscription="none", ask="subscribe")
+        c = Client(env, carol + "/c")
+        try:
+            await c.start()
+            await c.presences.wait(presence_pred(a_bare, "subscribe"), "RFC 6121 3.1.3: stored subscription request delivered at login")
+            c.sub(a_bare, "unsubscribed")  # deny
+            await a.presences.wait(presence_pred(carol, "unsubscribed"), "RFC 6121 3.2: denial delivered")
+            await a.wait_push(carol, "push after denial", subscription="none", ask=None)
+        finally:
+            await close_all([c])
+    finally:
+        await close_all([a, b])
+
+
+@scenario("presence")
+async def sc_presence(env: Env) -> None:
+    alice, bob, carol = env.jid("alice"), env.jid("bob"), env.jid("carol")
+    a = Client(env, alice + "/a")
+    b1 = Client(env, bob + "/b1")
+    c = Client(env, carol + "/c")
+    extra: list[Client] = []
+    try:
+        await a.start()
+        await b1.start()
+        await c.start()
+        await subscribe_handshake(a, b1)
+
+        # Presence probe at login (RFC 6121 4.2.3 / 4.3): alice reconnects and
+        # gets bob's current presence.
+        await a.stop()
+        a = Client(env, alice + "/a2")
+        await a.start()
+        await a.presences.wait(presence_pred(b1.boundjid.full), "RFC 6121 4.3.2: current presence of contacts after initial presence")
+        await b1.presences.wait(presence_pred(a.boundjid.full), "RFC 6121 4.2.2: initial presence broadcast to subscribers")
+
+        # Presence update broadcast to subscribers only (RFC 6121 4.4.2).
+        a.send_presence(pshow="away", pstatus="lunch")
+        p = await b1.presences.wait(lambda p: is_from(p, a.boundjid.full) and p["status"] == "lunch", "RFC 6121 4.4.2: presence update broadcast")
+        check(p["show"] == "away", f"presence <show/> not preserved: {p}")
+        await c.presences.expect_none(presence_pred(alice), "RFC 6121 4.4.2: non-subscriber must not receive alice's presence")
+
+        # A second resource of bob comes online.
+        b2 = Client(env, bob + "/b2")
+        extra.append(b2)
+        await b2.start(status="second")
+        p = await a.presences.wait(presence_pred(b2.boundjid.full), "RFC 6121 4.2.2: initial presence of a new resource")
+        check(p["status"] == "second", f"status not preserved: {p}")
+        await b1.presences.wait(presence_pred(b2.boundjid.full), "RFC 6121 4.2.2: initial presence broadcast to the user's other resources")
+        await b2.presences.wait(presence_pred(a.boundjid.full), "RFC 6121 4.2.3: contacts' presence delivered to the new resource")
+
+        # Clean close (</stream:stream>) without unavailable presence.
+        await b2.stop()
+        await a.presences.wait(presence_pred(b2.boundjid.full, "unavailable"), "RFC 6121 4.6.3: unavailable after clean stream close")
+        await b1.presences.wait(presence_pred(b2.boundjid.full, "unavailable"), "unavailable to the user's other resources")
+
+        # Abrupt close: TCP RST, no closing tag.
+        b3 = Client(env, bob + "/b3")
+        extra.append(b3)
+        await b3.start()
+        await a.presences.wait(presence_pred(b3.boundjid.full), "available from b3")
+        b3.kill_tcp()
+        await a.presences.wait(presence_pred(b3.boundjid.full, "unavailable"), "RFC 6121 4.6.3: unavailable after TCP reset")
+
+        # Abrupt close: plain FIN without closing tag.
+        b4 = Client(env, bob + "/b4")
+        extra.append(b4)
+        await b4.start()
+        await a.presences.wait(presence_pred(b4.boundjid.full), "available from b4")
+        b4.cancel_connection_attempt()
+        b4.transport.close()
+        await a.presences.wait(presence_pred(b4.boundjid.full, "unavailable"), "RFC 6121 4.6.3: unavailable after TCP close without stream close")
+
+        # Explicit unavailable while staying connected (RFC 6121 4.5).
+        b1.send_presence(ptype="unavailable", pstatus="gone")
+        p = await a.presences.wait(presence_pred(b1.boundjid.full, "unavailable"), "RFC 6121 4.5.2: explicit unavailable broadcast")
+        check(p["status"] == "gone", f"status of unavailable presence not preserved: {p}")
+        await b1.ping()
+        await c.presences.expect_none(presence_pred(bob), "non-subscriber must not receive bob's presence", duration=0.1)
+    finally:
+        await close_all([a, b1, c] + extra)
+
+
+@scenario("messages")
+async def sc_messages(env: Env) -> None:
+    alice, bob = env.jid("alice"), env.jid("bob")
+    a = Client(env, alice + "/a")
+    b1 = Client(env, bob + "/b1")
+    b2 = Client(env, bob + "/b2")
+    try:
+        await a.start()
+        await b1.start(priority=5)
+        await b2.start(priority=1)
+        await a.ping()
+
+        # Bare JID -> highest-priority resource only (RFC 6121 8.5.2.1.1).
+        a.msg(bob, "to-bare-1")
+        m = await b1.messages.wait(message_pred(alice, "to-bare-1"), "RFC 6121 8.5.2.1.1: bare-JID chat to the highest-priority resource")
+        check(m["from"].full == a.boundjid.full, f"RFC 6120 8.1.2.1: 'from' must be the sender's full JID, got {m['from']}")
+        check(m["to"].bare == bob, f"'to' must be preserved, got {m['to']}")
+        await b2.messages.expect_none(message_pred(alice, "to-bare-1"), "bare-JID message must not go to the lower-priority resource")
+
+        # Full JID -> exactly that resource (RFC 6121 8.5.3.1).
+        a.msg(b2.boundjid.full, "to-full-b2")
+        await b2.messages.wait(message_pred(alice, "to-full-b2"), "RFC 6121 8.5.3.1: full-JID message to that resource")
+        a.msg(b1.boundjid.full, "to-full-b1", mtype="normal")
+        await b1.messages.wait(message_pred(alice, "to-full-b1"), "RFC 6121 8.5.3.1: full-JID normal message")
+        await b1.messages.expect_none(message_pred(alice, "to-full-b2"), "full-JID message for b2 must not reach b1", duration=0.1)
+        await b2.messages.expect_none(message_pred(alice, "to-full-b1"), "full-JID message for b1 must not reach b2", duration=0.1)
+
+        # Priority change flips the bare-JID target.
+        b2.send_presence(ppriority=10)
+        await b2.ping()
+        await asyncio.sleep(0.3)
+        a.msg(bob, "to-bare-2")
+        await b2.messages.wait(message_pred(alice, "to-bare-2"), "bare-JID message after b2 raised its priority to 10")
+        await b1.messages.expect_none(message_pred(alice, "to-bare-2"), "bare-JID message must not go to the now lower-priority b1")
+
+        # Payload fidelity: XML special characters and non-ASCII text.
+        tricky = "<tag> & 'apos' \"quot\" ünïcödé 🎉 ]]> &amp;"
+        a.msg(b1.boundjid.full, tricky)
+        await b1.messages.wait(message_pred(alice, tricky), "body with XML special characters preserved")
+
+        # In-order processing (RFC 6120 10.1): a burst arrives complete and in order.
+        burst = [f"burst-{i:03d}" for i in range(100)]
+        for body in burst:
+            a.msg(b1.boundjid.full, body)
+        got = []
+        for body in burst:
+            m = await b1.messages.wait(lambda m: is_from(m, alice) and m["body"].startswith("burst-"), f"burst message (have {len(got)} of 100)")
+            got.append(m["body"])
+        check(got == burst, f"RFC 6120 10.1: burst delivered out of order: {got}")
+
+        # IQ routing to a full JID (answered by slixmpp's XEP-0199 plugin).
+        await a.ping(b1.boundjid.full)
+        # IQ to a resource that is not online -> service-unavailable (RFC 6121 8.5.3.2.1).
+        iq = a.Iq()
+        iq["type"] = "get"
+        iq["to"] = bob + "/no-such-resource"
+        iq.enable("ping")
+        err = await a.iq_error(iq, "ping to an offline full JID")
+        check(err["error"]["condition"] == "service-unavailable", f"RFC 6121 8.5.3.2.1: expected <service-unavailable/>, got {err}")
+
+        # IQ requests nobody understands: the server answers for itself and, for
+        # a bare JID, on behalf of the account (RFC 6120 8.4, RFC 6121 8.5.2.1.3 / 8.5.1).
+        for target in (env.domain, bob, env.jid("nobody")):
+            iq = a.Iq()
+            iq["type"] = "get"
+            iq["to"] = target
+            iq.xml.append(ET.Element("{urn:example:unknown}query"))
+            err = await a.iq_error(iq, f"IQ with an unknown payload to {target}")
+            check(
+                err["error"]["condition"] in ("service-unavailable", "feature-not-implemented"),
+                f"RFC 6120 8.4: unknown IQ payload to {target} must get <service-unavailable/> or "
+                f"<feature-not-implemented/>, got {err}",
+            )
+            check(err["id"] == iq["id"], f"IQ error must carry the request id: {err}")
+
+        # Message to an account that does not exist: silently ignored or
+        # <service-unavailable/> (RFC 6121 8.5.1).
+        a.msg(env.jid("nobody"), "to-nobody")
+        await asyncio.sleep(QUIET)
+        errors = a.messages.all(lambda m: m["type"] == "error")
+        for e in errors:
+            check(e["error"]["condition"] == "service-unavailable", f"RFC 6121 8.5.1: message to unknown user: error must be <service-unavailable/>: {e}")
+
+        # Sender-supplied 'from' is never trusted (RFC 6120 8.1.2.1): the
+        # server either rewrites it to the sender's full JID or closes the
+        # stream with <invalid-from/>.
+        spoof = a.Message()
+        spoof["to"] = b1.boundjid.full
+        spoof["from"] = env.jid("mallory") + "/evil"
+        spoof["type"] = "chat"
+        spoof["body"] = "spoofed"
+        spoof.send()
+        await asyncio.sleep(QUIET)
+        got = b1.messages.all(lambda m: m["body"] == "spoofed")
+        errs = a.stream_errors.all(lambda e: True)
+        if got:
+            for m in got:
+                check(m["from"].full == a.boundjid.full, f"RFC 6120 8.1.2.1: spoofed 'from' was delivered unchanged: {m}")
+        else:
+            check(
+                any(e["condition"] == "invalid-from" for e in errs),
+                "RFC 6120 8.1.2.1: message with a forged 'from' was neither delivered with the sender's "
+                f"real JID nor answered by an <invalid-from/> stream error (stream errors: {errs})",
+            )
+        await b1.ping()
+    finally:
+        await close_all([a, b1, b2])
+
+
+@scenario("offline")
+async def sc_offline(env: Env) -> None:
+    alice, bob = env.jid("alice"), env.jid("bob")
+    a = Client(env, alice + "/a")
+    b: Optional[Client] = None
+    try:
+        await a.start()
+        bodies = ["offline-1", "offline-2 <&>", "offline-3 ünï"]
+        for body in bodies:
+            a.msg(bob, body)
+        a.msg(bob, "offline-normal", mtype="normal")
+        # RFC 6121 8.5.2.2.1 / XEP-0160: headlines are not stored.
+        a.msg(bob, "offline-headline", mtype="headline")
+        await a.ping()
+        await asyncio.sleep(0.5)
+        errs = a.messages.all(lambda m: m["type"] == "error")
+        check(not errs, f"offline messages to an existing account must be stored, not bounced: {errs}")
+
+        b = Client(env, bob + "/b")
+        await b.start(presence=False)
+        # XEP-0160: stored messages are delivered after initial presence.
+        await b.messages.expect_none(lambda m: True, "XEP-0160: no offline messages before initial presence")
+        b.send_presence()
+        got = []
+        for body in bodies + ["offline-normal"]:
+            m = await b.messages.wait(message_pred(alice, body), f"XEP-0160 / RFC 6121 8.5.2.2: offline message {body!r} after initial presence")
+            got.append(m)
+        order = [m["body"] for m in got]
+        check(order[: len(bodies)] == bodies, f"offline chat messages arrived out of order: {order}")
+        check(got[0]["from"].full == a.boundjid.full, f"offline message 'from' must be the sender's full JID: {got[0]['from']}")
+        missing_delay = [m["body"] for m in got if m.xml.find("{urn:xmpp:delay}delay") is None]
+        if missing_delay:
+            note(f"XEP-0160 SHOULD add a XEP-0203 <delay/> to offline messages; missing on {missing_delay}")
+        await b.messages.expect_none(message_pred(alice, "offline-headline"), "RFC 6121 8.5.2.2.1: headline messages must not be stored offline")
+        await b.stop()
+
+        # Delivered once only.
+        b = Client(env, bob + "/b-again")
+        await b.start()
+        await b.messages.expect_none(lambda m: m["body"] and m["body"].startswith("offline"), "offline messages must be removed once delivered")
+    finally:
+        await close_all([a] + ([b] if b else []))
+
+
+@scenario("offline_quota")
+async def sc_offline_quota(env: Env) -> None:
+    """The harness configures offline_quota = 3: the 4th and 5th message to an
+    offline user bounce with an error instead of being stored."""
+    quota = 3
+    alice, bob = env.jid("alice"), env.jid("bob")
+    a = Client(env, alice + "/a")
+    b = Client(env, bob + "/b")
+    try:
+        await a.start()
+        sent = [a.msg(bob, f"quota-{i}") for i in range(quota + 2)]
+        await a.ping()
+        await asyncio.sleep(0.5)
+        errors = a.messages.all(lambda m: m["type"] == "error")
+        bounced = {e["id"] for e in errors}
+        over = {m["id"] for m in sent[quota:]}
+        check(
+            bounced == over,
+            f"with offline_quota={quota}, exactly the messages beyond the quota must bounce; "
+            f"bounced ids {sorted(bounced)}, expected {sorted(over)}",
+        )
+        for e in errors:
+            check(
+                e["error"]["condition"] in ("resource-constraint", "service-unavailable"),
+                f"over-quota bounce should be <resource-constraint/> or <service-unavailable/>: {e}",
+            )
+        await b.start()
+        for i in range(quota):
+            await b.messages.wait(message_pred(alice, f"quota-{i}"), f"stored message quota-{i}")
+        await b.messages.expect_none(
+            lambda m: m["body"] in (f"quota-{quota}", f"quota-{quota + 1}"),
+            "messages beyond the quota must not be stored",
+        )
+    finally:
+        await close_all([a, b])
+
+
+@scenario("conflict")
+async def sc_conflict(env: Env) -> None:
+    alice, bob = env.jid("alice"), env.jid("bob")
+    old = Client(env, alice + "/same", label="alice/same (old)")
+    new = Client(env, alice + "/same", label="alice/same (new)")
+    b = Client(env, bob + "/b")
+    try:
+        await b.start()
+        await old.start()
+        check(old.boundjid.full == alice + "/same", f"server must honour the requested resource: {old.boundjid}")
+        await new.start()
+        check(
+            new.boundjid.full == alice + "/same",
+            f"RFC 6120 7.7.2.2: new session must get the requested resource (old session replaced), got {new.boundjid}",
+        )
+        err = await old.stream_errors.wait(lambda e: True, "RFC 6120 7.7.2.2 / 4.9.3.3: <conflict/> stream error on the replaced session")
+        check(err["condition"] == "conflict", f"replaced session must get <conflict/>, got {err['condition']}")
+        await old.wait_disconnected("RFC 6120 4.9.1.1: stream must be closed after the <conflict/> error")
+        check(not new.stream_errors.items, f"new session got a stream error: {new.stream_errors.items}")
+
+        await new.ping()
+        b.msg(alice + "/same", "hello new session")
+        await new.messages.wait(message_pred(bob, "hello new session"), "full-JID message reaches the new session")
+        await b.ping(alice + "/same")
+    finally:
+        await close_all([old, new, b])
+
+
+@scenario("multidomain")
+async def sc_multidomain(env: Env) -> None:
+    d2 = env.require_domain2()
+    alice, dave = env.jid("alice"), env.jid("dave", d2)
+    # Accounts are per domain.
+    await expect_login_failure(env, env.jid("dave"), env.password(dave), "PLAIN", "dave does not exist on the first domain")
+    await expect_login_failure(env, env.jid("alice", d2), env.password(alice), "SCRAM-SHA-256", "alice does not exist on the second domain")
+
+    a = Client(env, alice + "/a")
+    d = Client(env, dave + "/d")
+    try:
+        await a.start()
+        await d.start()
+        check(d.boundjid.domain == d2, f"dave must be bound on {d2}: {d.boundjid}")
+        await d.ping(d2)
+        await a.ping(d2)  # the other hosted domain answers too
+        await subscribe_handshake(a, d)
+
+        a.msg(dave, "hello from A")
+        m = await d.messages.wait(message_pred(alice, "hello from A"), "message from domain A to a bare JID on domain B")
+        check(m["from"].full == a.boundjid.full, f"cross-domain 'from' must be the sender's full JID: {m['from']}")
+        d.msg(a.boundjid.full, "hello from B")
+        m = await a.messages.wait(message_pred(dave, "hello from B"), "message from domain B to a full JID on domain A")
+        check(m["from"].full == d.boundjid.full, f"cross-domain 'from' must be the sender's full JID: {m['from']}")
+
+        d.send_presence(pstatus="on B")
+        await a.presences.wait(lambda p: is_from(p, d.boundjid.full) and p["status"] == "on B", "cross-domain presence broadcast")
+        await d.stop()
+        await a.presences.wait(presence_pred(d.boundjid.full, "unavailable"), "cross-domain unavailable")
+
+        # Offline delivery across domains.
+        a.msg(dave, "stored across domains")
+        await a.ping()
+        await asyncio.sleep(0.3)
+        d = Client(env, dave + "/d2")
+        await d.start()
+        await d.messages.wait(message_pred(alice, "stored across domains"), "offline message across hosted domains")
+    finally:
+        await close_all([a, d])
+
+
+@scenario("restart")
+async def sc_restart(env: Env) -> None:
+    """Phase 1 creates state, the harness restarts the server, phase 2 checks it."""
+    alice, bob, carol = env.jid("alice"), env.jid("bob"), env.jid("carol")
+    if env.phase == 1:
+        a = Client(env, alice + "/a")
+        b = Client(env, bob + "/b")
+        try:
+            await a.start()
+            await b.start()
+            await subscribe_handshake(a, b)
+            await a.roster_set(bob, name="Bobby", groups=["Team"])
+            await a.wait_push(bob, "push after renaming", name="Bobby", subscription="both")
+            await a.roster_set(carol, name="Carol")
+            await a.wait_push(carol, "push after adding carol", name="Carol")
+            a.sub(carol, "subscribe")  # carol is offline: request must be stored
+            await a.wait_push(carol, "pending-out push", ask="subscribe")
+            await b.stop()
+            await a.presences.wait(presence_pred(b.boundjid.full, "unavailable"), "bob went offline")
+            a.msg(bob, "persist-1")
+            a.msg(bob, "persist-2")
+            a.msg(carol, "persist-carol")
+            await a.ping()
+            await asyncio.sleep(0.5)
+            check(not a.messages.all(lambda m: m["type"] == "error"), f"offline messages bounced: {a.messages.items}")
+        finally:
+            await close_all([a, b])
+        step("phase 1 state created")
+        return
+
+    # Phase 2, after the restart.
+    await expect_login_failure(env, alice, "wrong-password", "PLAIN", "wrong password after restart")
+    a = Client(env, alice + "/a")
+    b = Client(env, bob + "/b")
+    c = Client(env, carol + "/c")
+    try:
+        await a.start()
+        items = await a.roster_items()
+        check(bob in items, f"alice's roster lost bob across restart: {items}")
+        check(items[bob]["subscription"] == "both", f"subscription state lost: {items[bob]}")
+        check(items[bob]["name"] == "Bobby" and list(items[bob]["groups"]) == ["Team"], f"name/groups lost: {items[bob]}")
+        check(carol in items and items[carol]["name"] == "Carol", f"carol's item lost: {items}")
+        check(items[carol]["ask"] == "subscribe", f"pending-out subscription to carol lost: {items[carol]}")
+
+        await b.start()
+        for body in ("persist-1", "persist-2"):
+            await b.messages.wait(message_pred(alice, body), f"offline message {body!r} kept across restart")
+        order = [m["body"] for m in b.messages.items]  # anything left over
+        check("persist-1" not in order and "persist-2" not in order, f"duplicate offline delivery: {order}")
+        items = await b.roster_items()
+        check(alice in items and items[alice]["subscription"] == "both", f"bob's roster lost alice: {items}")
+        await b.presences.wait(presence_pred(a.boundjid.full), "presence of alice (subscription survived restart)")
+
+        await c.start()
+        await c.messages.wait(message_pred(alice, "persist-carol"), "offline message to carol kept across restart")
+        await c.presences.wait(presence_pred(alice, "subscribe"), "stored subscription request kept across restart")
+    finally:
+        await close_all([a, b, c])
+
+
+def main(argv: list[str]) -> int:
+    parser = base_arg_parser(__doc__ or "")
+    parser.add_argument("scenario", choices=sorted(SCENARIOS))
+    parser.add_argument("--overall-timeout", type=float, default=90.0)
+    args = parser.parse_args(argv)
+    setup_logging(args.debug)
+    env = Env(args)
+    step(f"scenario {args.scenario} (phase {env.phase}) against {env.host}:{env.port} domain={env.domain}")
+    return run_scenario(SCENARIOS[args.scenario], env, args.overall_timeout)
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
