@@ -44,6 +44,10 @@ enum PluginCommand {
         source: PathBuf,
         #[arg(long)]
         out: Option<PathBuf>,
+        /// Also build and install `examples/plugins/` (including the deliberately broken
+        /// ones the containment tests use): for development, never for a real deployment.
+        #[arg(long)]
+        examples: bool,
     },
 }
 
@@ -163,9 +167,9 @@ async fn plugin(config: Config, cmd: PluginCommand) -> anyhow::Result<()> {
             }
             println!("reloaded {name}");
         }
-        PluginCommand::Build { source, out } => {
+        PluginCommand::Build { source, out, examples } => {
             let out = out.unwrap_or_else(|| config.plugins_dir());
-            for installed in crate::plugins::build::build_all(&source, &out)? {
+            for installed in crate::plugins::build::build_all(&source, &out, examples)? {
                 println!("installed {}", installed.display());
             }
         }

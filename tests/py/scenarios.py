@@ -719,6 +719,60 @@ async def sc_restart(env: Env) -> None:
         await close_all([a, b, c])
 
 
+VCARD_NS = "vcard-temp"
+VCARD_BUILD_NS = "urn:poolxmpp:plugin:vcard"
+
+
+def vcard_iq(c: Client, itype: str, to: Optional[str], payload: str) -> Any:
+    iq = c.Iq()
+    iq["type"] = itype
+    if to:
+        iq["to"] = to
+    iq.xml.append(ET.fromstring(payload))
+    return iq
+
+
+def vcard_fn(result: Any) -> Optional[str]:
+    card = result.xml.find(f"{{{VCARD_NS}}}vCard")
+    check(card is not None, f"XEP-0054 3.1: a vCard get returns a <vCard/>, got {result}")
+    fn = card.find(f"{{{VCARD_NS}}}FN")
+    return fn.text if fn is not None else None
+
+
+@scenario("vcard")
+async def sc_vcard(env: Env) -> None:
+    """XEP-0054 through the vcard plugin. Phase 1 stores Alice's vCard and checks
+    access rules and build 0.1.0; phase 2 (after a hot reload) checks the vCard is still
+    served and the new build answers."""
+    alice, bob = env.jid("alice"), env.jid("bob")
+    a = Client(env, alice + "/vc")
+    b = Client(env, bob + "/vc")
+    try:
+        await a.start()
+        await b.start()
+        build = await a.iq(vcard_iq(a, "get", env.domain, f"<query xmlns='{VCARD_BUILD_NS}'/>"), "plugin build query")
+        label = build.xml.find(f"{{{VCARD_BUILD_NS}}}query/{{{VCARD_BUILD_NS}}}build")
+        expected = "0.1.0" if env.phase in (None, 1) else "hot-reloaded"
+        check(label is not None and label.text == expected, f"vcard build must be {expected!r}, got {build}")
+        if env.phase in (None, 1):
+            info = await a["xep_0030"].get_info(jid=env.domain, timeout=10)
+            check("vcard-temp" in info["disco_info"]["features"], "XEP-0054 2: the server advertises vcard-temp")
+            empty = await b.iq(vcard_iq(b, "get", None, f"<vCard xmlns='{VCARD_NS}'/>"), "own empty vCard")
+            check(vcard_fn(empty) is None, f"an unset vCard is empty, got {empty}")
+            await a.iq(vcard_iq(a, "set", None, f"<vCard xmlns='{VCARD_NS}'><FN>Alice Example</FN></vCard>"), "set own vCard")
+            own = await a.iq(vcard_iq(a, "get", None, f"<vCard xmlns='{VCARD_NS}'/>"), "get own vCard")
+            check(vcard_fn(own) == "Alice Example", f"own vCard round-trips, got {own}")
+            err = await b.iq_error(
+                vcard_iq(b, "set", alice, f"<vCard xmlns='{VCARD_NS}'><FN>Mallory</FN></vCard>"),
+                "setting someone else's vCard",
+            )
+            check(err["error"]["condition"] == "forbidden", f"XEP-0054: only the owner sets a vCard, got {err}")
+        other = await b.iq(vcard_iq(b, "get", alice, f"<vCard xmlns='{VCARD_NS}'/>"), "get alice's vCard")
+        check(vcard_fn(other) == "Alice Example", f"anyone gets a stored vCard, got {other}")
+    finally:
+        await close_all([a, b])
+
+
 def main(argv: list[str]) -> int:
     parser = base_arg_parser(__doc__ or "")
     parser.add_argument("scenario", choices=sorted(SCENARIOS))

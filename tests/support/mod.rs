@@ -9,6 +9,7 @@
 //! - `POOLXMPP_PG_BIN`: directory with initdb/pg_ctl, see [`postgres`].
 #![allow(dead_code)]
 
+pub mod plugins;
 pub mod postgres;
 pub mod python;
 pub mod raw;
@@ -49,8 +50,9 @@ pub fn password(local: &str) -> &'static str {
 
 /// How long a scenario script may run before it is considered hung.
 pub const SCENARIO_TIMEOUT: Duration = Duration::from_secs(150);
-/// How long the server may take to accept connections after spawning.
-pub const READY_TIMEOUT: Duration = Duration::from_secs(20);
+/// How long the server may take to accept connections after spawning (it compiles its
+/// plugins first; a CPython component takes a while in a debug build).
+pub const READY_TIMEOUT: Duration = Duration::from_secs(120);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Store {
@@ -70,6 +72,8 @@ pub struct ServerOptions {
     pub auth_failures_per_minute: u32,
     pub offline_quota: i64,
     pub registration: bool,
+    /// `[plugins] dir`; `None` leaves the default (an empty `data_dir/plugins`).
+    pub plugins_dir: Option<PathBuf>,
 }
 
 impl ServerOptions {
@@ -87,6 +91,7 @@ impl ServerOptions {
             auth_failures_per_minute: 5,
             offline_quota: 1000,
             registration: false,
+            plugins_dir: None,
         }
     }
 
@@ -110,6 +115,9 @@ impl ServerOptions {
         let _ = writeln!(t, "auth_failures_per_minute = {}", self.auth_failures_per_minute);
         let _ = writeln!(t, "offline_quota = {}", self.offline_quota);
         let _ = writeln!(t, "\n[features]\nregistration = {}", self.registration);
+        if let Some(dir) = &self.plugins_dir {
+            let _ = writeln!(t, "\n[plugins]\ndir = {:?}", dir.display().to_string());
+        }
         t
     }
 }

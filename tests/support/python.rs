@@ -78,10 +78,10 @@ fn ensure_python() -> Result<PathBuf> {
 
 /// A cross-process lock: a directory that exists while held (mkdir is atomic).
 /// A lock older than 15 minutes is considered abandoned (its holder was killed).
-struct DirLock(PathBuf);
+pub struct DirLock(PathBuf);
 
 impl DirLock {
-    fn acquire(path: &Path) -> Result<DirLock> {
+    pub fn acquire(path: &Path) -> Result<DirLock> {
         let start = Instant::now();
         loop {
             match fs::create_dir(path) {

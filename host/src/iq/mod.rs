@@ -139,7 +139,15 @@ pub async fn handle_for_account(server: &Arc<Server>, client: &mut Bound, iq: El
         (NS_DISCO_ITEMS, "query", true) => {
             reply_to_self(server, client, &iq, Some(Element::new("query", NS_DISCO_ITEMS)))
         }
-        _ => bounce(server, &iq, Condition::ServiceUnavailable, None),
+        _ => {
+            // Plugins see the account the request is about: a missing `to` means the
+            // sender's own bare JID (RFC 6120 §10.3.3).
+            let mut iq = iq;
+            if iq.get_attr("to").is_none() {
+                iq.set_attr("to", client.jid.to_bare().to_string());
+            }
+            to_plugin_or_unavailable(server, iq)
+        }
     }
 }
 

@@ -1,7 +1,7 @@
 //! `poolxmpp plugin build`: compile the Rust plugins of a source tree to components and
 //! install them as `NAME.wasm` + `NAME.toml`, the layout the runtime loads.
 //!
-//! A plugin crate is any directory under `plugins/` (and `examples/plugins/`) with a
+//! A plugin crate is any directory under `plugins/` (and, on request, `examples/plugins/`) with a
 //! `Cargo.toml` and a `plugin.toml` manifest; a crate may ship extra manifests
 //! (`*.plugin.toml`) to install the same component under several names and configs.
 
@@ -20,9 +20,14 @@ struct PluginCrate {
     manifests: Vec<PathBuf>,
 }
 
-fn find_crates(source: &Path) -> anyhow::Result<Vec<PluginCrate>> {
+fn find_crates(source: &Path, examples: bool) -> anyhow::Result<Vec<PluginCrate>> {
     let mut out = Vec::new();
-    for base in ["plugins", "examples/plugins"] {
+    let bases: &[&str] = if examples {
+        &["plugins", "examples/plugins"]
+    } else {
+        &["plugins"]
+    };
+    for base in bases {
         let Ok(entries) = std::fs::read_dir(source.join(base)) else {
             continue;
         };
@@ -57,8 +62,8 @@ fn find_crates(source: &Path) -> anyhow::Result<Vec<PluginCrate>> {
 }
 
 /// Build every plugin crate in release mode and install the results into `out`.
-pub fn build_all(source: &Path, out: &Path) -> anyhow::Result<Vec<PathBuf>> {
-    let crates = find_crates(source)?;
+pub fn build_all(source: &Path, out: &Path, examples: bool) -> anyhow::Result<Vec<PathBuf>> {
+    let crates = find_crates(source, examples)?;
     if crates.is_empty() {
         bail!(
             "no plugin crates (with a plugin.toml) under {}/plugins",

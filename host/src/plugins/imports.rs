@@ -34,9 +34,11 @@ impl PluginState {
             stats,
             limits: wasmtime::StoreLimitsBuilder::new()
                 .memory_size(memory_bytes)
-                .instances(4)
-                .tables(16)
-                .memories(4)
+                // Core instances, tables and memories per store: a Rust component needs a few, a
+                // componentize-py one (CPython, libc, WASI adapter, ...) a dozen or more.
+                .instances(32)
+                .tables(64)
+                .memories(16)
                 .trap_on_grow_failure(true)
                 .build(),
             wasi,

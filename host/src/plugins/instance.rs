@@ -11,6 +11,7 @@ use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
 use tokio::sync::{mpsc, oneshot};
+use tracing::Instrument as _;
 use wasmtime::component::{Component, Linker};
 use wasmtime::{Engine, Store};
 
@@ -51,6 +52,17 @@ pub enum Call {
         reply: oneshot::Sender<CallResult<types::Verdict>>,
     },
     Event(types::Event),
+}
+
+impl Call {
+    /// The export this call invokes, for spans and logs.
+    fn kind(&self) -> &'static str {
+        match self {
+            Call::Stanza { .. } => "handle-stanza",
+            Call::Check { .. } => "check",
+            Call::Event(_) => "on-event",
+        }
+    }
 }
 
 /// The linkers for each world, built once per engine.
@@ -196,7 +208,10 @@ async fn run(blueprint: Blueprint, first: Instance, mut rx: mpsc::Receiver<Call>
         };
         let started = Instant::now();
         blueprint.stats.calls.fetch_add(1, Ordering::Relaxed);
-        let (inst, fault) = invoke(inst, call, budget, &blueprint.stats).await;
+        // A span per call: the plugin's own log lines and the host calls it makes nest
+        // under it, so one stanza's path through a plugin reads as one unit.
+        let span = tracing::debug_span!("plugin_call", plugin = %name, call = call.kind());
+        let (inst, fault) = invoke(inst, call, budget, &blueprint.stats).instrument(span).await;
         blueprint.stats.record_latency(started.elapsed());
         match fault {
             None => {

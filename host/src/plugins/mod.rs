@@ -180,9 +180,9 @@ impl Plugins {
         config.epoch_interruption(true);
         let mut pool = PoolingAllocationConfig::default();
         pool.total_component_instances(256);
-        pool.total_core_instances(512);
+        pool.total_core_instances(2048);
         pool.total_memories(256);
-        pool.total_tables(512);
+        pool.total_tables(2048);
         pool.max_memory_size(1 << 30);
         config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
         let engine = Engine::new(&config)?;

@@ -89,6 +89,11 @@ enum Cmd {
         /// Extra filler bytes per message body.
         #[arg(long, default_value_t = 0)]
         body_bytes: usize,
+        /// Echo mode: each of K sessions sends to this address and receives the reply on
+        /// its own stream (`self` = its own full JID, i.e. native routing; a service such
+        /// as `echo.localhost` = a round trip through that plugin).
+        #[arg(long)]
+        via: Option<String>,
     },
     /// Only create users {prefix}0..{prefix}N-1 by XEP-0077 in-band registration.
     Register {
@@ -238,6 +243,7 @@ async fn run(cmd: Cmd, deadline: Instant) -> Result<Value> {
             window,
             loss_timeout_secs,
             body_bytes,
+            via,
         } => {
             let params = messages::MsgParams {
                 pairs,
@@ -245,6 +251,7 @@ async fn run(cmd: Cmd, deadline: Instant) -> Result<Value> {
                 window,
                 loss_timeout: Duration::from_secs(loss_timeout_secs),
                 body_bytes,
+                via,
             };
             messages::run(runner::Env::new(&conn, deadline)?, params).await
         }

@@ -7,6 +7,11 @@
 //! the pair's window (at most W in flight), so we measure a server under
 //! sustained but not unbounded pressure. Anything not received within the
 //! loss timeout is counted as lost.
+//!
+//! With `via`, K sessions each send to one address and receive the answer on their
+//! own stream: `self` (their own full JID) is native routing, a service address such
+//! as `echo.localhost` is a round trip through that plugin. Both on the same server
+//! give the plugin overhead.
 
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
@@ -26,6 +31,8 @@ pub struct MsgParams {
     pub window: usize,
     pub loss_timeout: Duration,
     pub body_bytes: usize,
+    /// Echo mode target (see the module doc).
+    pub via: Option<String>,
 }
 
 /// Clock shared by senders and receivers (same process), in microseconds.
@@ -45,19 +52,20 @@ struct RecvStats {
 
 /// Receive until all `m` messages arrived, or nothing arrived for `loss_timeout`.
 async fn receive(
-    mut session: Session,
+    mut reader: SessionReader,
+    mut writer: Option<SessionWriter>,
     m: usize,
     window: Arc<Semaphore>,
     loss_timeout: Duration,
     deadline: Instant,
     mut start: watch::Receiver<bool>,
-) -> (RecvStats, Session) {
+) -> (RecvStats, SessionReader, Option<SessionWriter>) {
     let mut st = RecvStats::default();
     let mut seen = vec![false; m];
     runner::until_set(&mut start).await;
     while (st.received as usize) < m {
         let wait = loss_timeout.min(deadline.saturating_duration_since(Instant::now()));
-        let el = match tokio::time::timeout(wait, session.reader.next_element()).await {
+        let el = match tokio::time::timeout(wait, reader.next_element()).await {
             Err(_) => break,
             Ok(Ok(Some(el))) => el,
             Ok(Ok(None)) => {
@@ -70,7 +78,9 @@ async fn receive(
             }
         };
         if let Some(reply) = xmpp::iq_reply(&el) {
-            let _ = xmpp::send(&mut session.writer, &reply).await;
+            if let Some(w) = writer.as_mut() {
+                let _ = xmpp::send(w, &reply).await;
+            }
             continue;
         }
         if el.name != "message" {
@@ -100,7 +110,7 @@ async fn receive(
     }
     // Unblock the sender if we gave up.
     window.close();
-    (st, session)
+    (st, reader, writer)
 }
 
 #[derive(Default)]
@@ -177,7 +187,9 @@ pub async fn run(env: Env, p: MsgParams) -> Result<Value> {
         "pairs": p.pairs, "messages_per_pair": p.messages, "window": p.window,
         "body_pad_bytes": p.body_bytes,
     });
-    let n = p.pairs * 2;
+    let per_unit = if p.via.is_some() { 1 } else { 2 };
+    report["via"] = json!(p.via);
+    let n = p.pairs * per_unit;
     if env.args.register {
         report["registration"] = runner::register_users(&env, runner::distinct_users(&env, n)).await;
     }
@@ -190,23 +202,45 @@ pub async fn run(env: Env, p: MsgParams) -> Result<Value> {
     let mut tasks = Vec::new();
     let mut sessions = logged.sessions.drain(..);
     let mut incomplete_pairs = 0;
-    while let (Some(a), Some(b)) = (sessions.next(), sessions.next()) {
-        let (Some(sender), Some(receiver)) = (a, b) else {
+    loop {
+        let (sender, receiver) = match &p.via {
+            Some(_) => match sessions.next() {
+                None => break,
+                Some(s) => (s, None),
+            },
+            None => match (sessions.next(), sessions.next()) {
+                (Some(a), Some(b)) => (a, Some(b)),
+                _ => break,
+            },
+        };
+        let Some(sender) = sender else {
             incomplete_pairs += 1;
             continue;
         };
         let window = Arc::new(Semaphore::new(p.window.max(1)));
-        let to = receiver.jid.clone();
+        let Session {
+            reader, writer, jid, ..
+        } = sender;
+        // Pair mode: the partner receives, the sender's own stream is drained for
+        // bounces. Echo mode: the sender's own stream receives the answers.
+        let (to, rx_reader, rx_writer, drain_reader) = match (&p.via, receiver) {
+            (Some(via), _) => (if via == "self" { jid } else { via.clone() }, reader, None, None),
+            (None, Some(Some(r))) => (r.jid.clone(), r.reader, Some(r.writer), Some(reader)),
+            (None, _) => {
+                incomplete_pairs += 1;
+                continue;
+            }
+        };
         let rx = tokio::spawn(receive(
-            receiver,
+            rx_reader,
+            rx_writer,
             p.messages,
             window.clone(),
             p.loss_timeout,
             env.deadline,
             start_rx.clone(),
         ));
-        let Session { reader, writer, .. } = sender;
-        let dr = tokio::spawn(drain(reader, stop_rx.clone()));
+        let dr = drain_reader.map(|r| tokio::spawn(drain(r, stop_rx.clone())));
         let tx = tokio::spawn(send(
             writer,
             to,
@@ -233,7 +267,7 @@ pub async fn run(env: Env, p: MsgParams) -> Result<Value> {
     let mut finished = Vec::new();
     for (tx, rx, dr) in tasks {
         let (ss, writer) = tx.await?;
-        let (rs, rsession) = rx.await?;
+        let (rs, rreader, rwriter) = rx.await?;
         sent += ss.sent;
         stalls += ss.stalls;
         errors.merge(ss.errors);
@@ -244,7 +278,7 @@ pub async fn run(env: Env, p: MsgParams) -> Result<Value> {
         if let Some(t) = rs.last_arrival {
             last_arrival = last_arrival.max(t);
         }
-        finished.push((writer, rsession, dr));
+        finished.push((writer, rreader, rwriter, dr));
     }
     let elapsed = last_arrival.duration_since(started).as_secs_f64();
     let cpu = meter.report();
@@ -252,11 +286,17 @@ pub async fn run(env: Env, p: MsgParams) -> Result<Value> {
     let _ = stop_tx.send(true);
     let wait = env.close_wait();
     let mut closes = Vec::new();
-    for (writer, rsession, dr) in finished {
-        let (b, reader) = dr.await?;
-        bounced += b;
-        closes.push(tokio::spawn(xmpp::close_halves(reader, writer, wait)));
-        closes.push(tokio::spawn(rsession.close(wait)));
+    for (writer, rreader, rwriter, dr) in finished {
+        match (dr, rwriter) {
+            (Some(dr), Some(rwriter)) => {
+                let (b, reader) = dr.await?;
+                bounced += b;
+                closes.push(tokio::spawn(xmpp::close_halves(reader, writer, wait)));
+                closes.push(tokio::spawn(xmpp::close_halves(rreader, rwriter, wait)));
+            }
+            // Echo mode: one session, its reader was the receiver.
+            _ => closes.push(tokio::spawn(xmpp::close_halves(rreader, writer, wait))),
+        }
     }
     for c in closes {
         let _ = c.await;

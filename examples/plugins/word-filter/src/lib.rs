@@ -1,0 +1,91 @@
+//! A filter plugin: messages whose body contains a configured word bounce back to their
+//! sender with `policy-violation` (type `modify`); everything else passes.
+//!
+//! The words come from the manifest: `[config] words = "spam,scam"` (comma-separated,
+//! matched case-insensitively as substrings of every `<body/>`).
+
+use poolxmpp_sdk::{Config, Direction, Element, ErrorType, Filter, Stanza, StanzaError, Verdict, NS_CLIENT};
+
+pub struct WordFilter {
+    /// Lowercased.
+    words: Vec<String>,
+}
+
+impl WordFilter {
+    /// The configured word `body` contains, if any.
+    fn offending(&self, body: &str) -> Option<&str> {
+        let body = body.to_lowercase();
+        self.words
+            .iter()
+            .find(|w| body.contains(w.as_str()))
+            .map(String::as_str)
+    }
+}
+
+impl Filter for WordFilter {
+    fn init(config: &Config) -> Result<Self, String> {
+        let words: Vec<String> = config.list("words").iter().map(|w| w.to_lowercase()).collect();
+        poolxmpp_sdk::info!("filtering {} words", words.len());
+        Ok(WordFilter { words })
+    }
+
+    fn check(&mut self, _direction: Direction, stanza: Stanza) -> Verdict {
+        // Only messages carry bodies; errors are never bounced (no bounce loops).
+        if !stanza.is_message() || stanza.type_ == "error" || self.words.is_empty() {
+            return Verdict::Allow;
+        }
+        let Ok(message) = stanza.element() else {
+            return Verdict::Allow;
+        };
+        let hit = message
+            .elements()
+            .filter(|e| e.is("body", NS_CLIENT))
+            .map(Element::text_content)
+            .find_map(|body| self.offending(&body).map(str::to_string));
+        match hit {
+            Some(word) => {
+                poolxmpp_sdk::debug!("bouncing a message from {} containing {word:?}", stanza.from);
+                Verdict::Bounce(
+                    StanzaError::new(ErrorType::Modify, "policy-violation")
+                        .with_text(format!("messages containing \"{word}\" are not allowed")),
+                )
+            }
+            None => Verdict::Allow,
+        }
+    }
+}
+
+poolxmpp_sdk::export_filter!(WordFilter);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn check(body: &str) -> Verdict {
+        let mut f = WordFilter::init(&Config::from([("words", "spam, Scam")])).unwrap();
+        let xml = format!("<message from='a@l/r' to='b@l' type='chat'><body>{body}</body></message>");
+        f.check(Direction::Outbound, Stanza::from_xml(&xml).unwrap())
+    }
+
+    #[test]
+    fn bounces_configured_words_case_insensitively() {
+        match check("this is SPAMmy") {
+            Verdict::Bounce(e) => {
+                assert_eq!(e.condition, "policy-violation");
+                assert_eq!(e.type_, ErrorType::Modify);
+            }
+            v => panic!("expected a bounce, got {v:?}"),
+        }
+        assert!(matches!(check("a scam"), Verdict::Bounce(_)));
+    }
+
+    #[test]
+    fn allows_everything_else() {
+        assert!(matches!(check("hello"), Verdict::Allow));
+        let mut f = WordFilter::init(&Config::from([("words", "spam")])).unwrap();
+        let presence = Stanza::from_xml("<presence from='a@l/r'><status>spam</status></presence>").unwrap();
+        assert!(matches!(f.check(Direction::Inbound, presence), Verdict::Allow));
+        let error = Stanza::from_xml("<message type='error'><body>spam</body></message>").unwrap();
+        assert!(matches!(f.check(Direction::Inbound, error), Verdict::Allow));
+    }
+}

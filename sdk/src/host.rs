@@ -1,0 +1,135 @@
+//! The host's imports, behind plain functions.
+//!
+//! On `wasm32` these call the WIT imports. On any other target (a plugin's `cargo test`,
+//! or `cargo clippy --workspace` building plugins natively) they talk to an in-memory
+//! stand-in instead, so plugin logic is unit-testable without a server; see
+//! [`crate::testing`]. Everything else in the SDK goes through this module, so it is the
+//! only place that knows the difference.
+
+pub use crate::bindings::types::{LogLevel, ResourcePresence, RosterItem};
+
+#[cfg(target_arch = "wasm32")]
+mod imp {
+    use super::{LogLevel, ResourcePresence, RosterItem};
+    use crate::bindings::feature::poolxmpp::plugin::{clock, log, metrics, pool, presence, roster, router, storage};
+
+    pub fn log(level: LogLevel, message: &str) {
+        log::write(level, message)
+    }
+    pub fn now_ms() -> u64 {
+        clock::now_ms()
+    }
+    pub fn increment(name: &str, delta: u64) {
+        metrics::increment(name, delta)
+    }
+    pub fn observe(name: &str, value: f64) {
+        metrics::observe(name, value)
+    }
+    pub fn get(key: &str) -> Result<Option<Vec<u8>>, String> {
+        storage::get(key)
+    }
+    pub fn put(key: &str, value: &[u8]) -> Result<(), String> {
+        storage::put(key, value)
+    }
+    pub fn delete(key: &str) -> Result<bool, String> {
+        storage::delete(key)
+    }
+    pub fn scan(prefix: &str, start_after: Option<&str>, limit: u32) -> Result<Vec<(String, Vec<u8>)>, String> {
+        storage::scan(prefix, start_after, limit)
+    }
+    pub fn compare_and_swap(key: &str, expected: Option<&[u8]>, new: Option<&[u8]>) -> Result<bool, String> {
+        storage::compare_and_swap(key, expected, new)
+    }
+    pub fn roster_items(user: &str) -> Vec<RosterItem> {
+        roster::items(user)
+    }
+    pub fn roster_item(user: &str, contact: &str) -> Option<RosterItem> {
+        roster::item(user, contact)
+    }
+    pub fn resources(user: &str) -> Vec<ResourcePresence> {
+        presence::resources(user)
+    }
+    pub fn send(xml: &str) -> Result<(), String> {
+        router::send(xml)
+    }
+    pub fn node_id() -> String {
+        pool::node_id()
+    }
+    pub fn owner_of(key: &str) -> String {
+        pool::owner_of(key)
+    }
+}
+
+#[cfg(not(target_arch = "wasm32"))]
+mod imp {
+    use super::{LogLevel, ResourcePresence, RosterItem};
+    use crate::testing::with_host;
+
+    pub fn log(level: LogLevel, message: &str) {
+        with_host(|h| h.logs.push((level, message.to_string())))
+    }
+    pub fn now_ms() -> u64 {
+        with_host(|h| h.now_ms)
+    }
+    pub fn increment(name: &str, delta: u64) {
+        with_host(|h| *h.counters.entry(name.to_string()).or_default() += delta)
+    }
+    pub fn observe(_name: &str, _value: f64) {}
+    pub fn get(key: &str) -> Result<Option<Vec<u8>>, String> {
+        with_host(|h| Ok(h.storage.get(key).cloned()))
+    }
+    pub fn put(key: &str, value: &[u8]) -> Result<(), String> {
+        with_host(|h| {
+            h.storage.insert(key.to_string(), value.to_vec());
+            Ok(())
+        })
+    }
+    pub fn delete(key: &str) -> Result<bool, String> {
+        with_host(|h| Ok(h.storage.remove(key).is_some()))
+    }
+    pub fn scan(prefix: &str, start_after: Option<&str>, limit: u32) -> Result<Vec<(String, Vec<u8>)>, String> {
+        with_host(|h| {
+            Ok(h.storage
+                .range(prefix.to_string()..)
+                .take_while(|(k, _)| k.starts_with(prefix))
+                .filter(|(k, _)| start_after.is_none_or(|s| k.as_str() > s))
+                .take(limit as usize)
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect())
+        })
+    }
+    pub fn compare_and_swap(key: &str, expected: Option<&[u8]>, new: Option<&[u8]>) -> Result<bool, String> {
+        with_host(|h| {
+            if h.storage.get(key).map(Vec::as_slice) != expected {
+                return Ok(false);
+            }
+            match new {
+                Some(v) => h.storage.insert(key.to_string(), v.to_vec()),
+                None => h.storage.remove(key),
+            };
+            Ok(true)
+        })
+    }
+    pub fn roster_items(user: &str) -> Vec<RosterItem> {
+        with_host(|h| h.rosters.get(user).cloned().unwrap_or_default())
+    }
+    pub fn roster_item(user: &str, contact: &str) -> Option<RosterItem> {
+        roster_items(user).into_iter().find(|i| i.jid == contact)
+    }
+    pub fn resources(user: &str) -> Vec<ResourcePresence> {
+        with_host(|h| h.resources.get(user).cloned().unwrap_or_default())
+    }
+    pub fn send(xml: &str) -> Result<(), String> {
+        crate::Element::parse_in(xml, crate::xml::NS_CLIENT).map_err(|e| e.to_string())?;
+        with_host(|h| h.sent.push(xml.to_string()));
+        Ok(())
+    }
+    pub fn node_id() -> String {
+        "local".to_string()
+    }
+    pub fn owner_of(_key: &str) -> String {
+        "local".to_string()
+    }
+}
+
+pub use imp::*;

@@ -1,0 +1,151 @@
+//! Typed access to the plugin's key/value storage.
+//!
+//! The host stores opaque bytes per plugin (keys are private to the plugin and survive
+//! reloads, restarts and failover). Most plugins store text or small JSON records, so
+//! these helpers do the encoding. A [`StorageError`] converts into an
+//! `internal-server-error` stanza error, so `?` works inside `handle_stanza`.
+
+use std::fmt;
+
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use crate::host;
+use crate::stanza::StanzaError;
+
+/// The store failed, or a value did not decode.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StorageError(pub String);
+
+impl fmt::Display for StorageError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "storage: {}", self.0)
+    }
+}
+
+impl std::error::Error for StorageError {}
+
+impl From<StorageError> for StanzaError {
+    fn from(e: StorageError) -> Self {
+        crate::log::error(&e.to_string());
+        StanzaError::internal_server_error()
+    }
+}
+
+pub type Result<T> = std::result::Result<T, StorageError>;
+
+/// How many entries [`scan`] fetches per host call.
+const PAGE: u32 = 100;
+
+pub fn get_bytes(key: &str) -> Result<Option<Vec<u8>>> {
+    host::get(key).map_err(StorageError)
+}
+
+pub fn put_bytes(key: &str, value: &[u8]) -> Result<()> {
+    host::put(key, value).map_err(StorageError)
+}
+
+/// The value under `key` as UTF-8 text.
+pub fn get_string(key: &str) -> Result<Option<String>> {
+    get_bytes(key)?
+        .map(|v| String::from_utf8(v).map_err(|_| StorageError(format!("{key}: not UTF-8"))))
+        .transpose()
+}
+
+pub fn put_string(key: &str, value: &str) -> Result<()> {
+    put_bytes(key, value.as_bytes())
+}
+
+/// The value under `key` decoded from JSON.
+pub fn get_json<T: DeserializeOwned>(key: &str) -> Result<Option<T>> {
+    get_bytes(key)?
+        .map(|v| serde_json::from_slice(&v).map_err(|e| StorageError(format!("{key}: {e}"))))
+        .transpose()
+}
+
+/// Store `value` under `key` as JSON.
+pub fn put_json<T: Serialize + ?Sized>(key: &str, value: &T) -> Result<()> {
+    let bytes = serde_json::to_vec(value).map_err(|e| StorageError(format!("{key}: {e}")))?;
+    put_bytes(key, &bytes)
+}
+
+/// Remove `key`; returns whether it existed.
+pub fn delete(key: &str) -> Result<bool> {
+    host::delete(key).map_err(StorageError)
+}
+
+/// Replace the value under `key` with `new` (`None` deletes) only if it currently equals
+/// `expected` (`None`: absent). Returns whether the swap happened; build counters and
+/// claims on it instead of get-then-put, which races across nodes.
+pub fn compare_and_swap(key: &str, expected: Option<&[u8]>, new: Option<&[u8]>) -> Result<bool> {
+    host::compare_and_swap(key, expected, new).map_err(StorageError)
+}
+
+/// Every entry whose key starts with `prefix`, in key order, fetched page by page.
+pub fn scan(prefix: &str) -> Scan {
+    Scan {
+        prefix: prefix.to_string(),
+        after: None,
+        page: Vec::new().into_iter(),
+        done: false,
+    }
+}
+
+/// The iterator [`scan`] returns; each item is a page fetch away at most.
+pub struct Scan {
+    prefix: String,
+    after: Option<String>,
+    page: std::vec::IntoIter<(String, Vec<u8>)>,
+    done: bool,
+}
+
+impl Iterator for Scan {
+    type Item = Result<(String, Vec<u8>)>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        loop {
+            if let Some(entry) = self.page.next() {
+                self.after = Some(entry.0.clone());
+                return Some(Ok(entry));
+            }
+            if self.done {
+                return None;
+            }
+            match host::scan(&self.prefix, self.after.as_deref(), PAGE) {
+                Ok(page) => {
+                    self.done = page.len() < PAGE as usize;
+                    self.page = page.into_iter();
+                }
+                Err(e) => {
+                    self.done = true;
+                    return Some(Err(StorageError(e)));
+                }
+            }
+        }
+    }
+}
+
+#[cfg(all(test, not(target_arch = "wasm32")))]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn typed_values_and_paged_scans() {
+        crate::testing::reset();
+        put_string("a", "x").unwrap();
+        put_json("b", &vec![1, 2]).unwrap();
+        assert_eq!(get_string("a").unwrap().as_deref(), Some("x"));
+        assert_eq!(get_json::<Vec<u32>>("b").unwrap(), Some(vec![1, 2]));
+        assert!(get_json::<Vec<u32>>("a").is_err());
+        for i in 0..250 {
+            put_string(&format!("p/{i:03}"), "v").unwrap();
+        }
+        let keys: Vec<String> = scan("p/").map(|e| e.unwrap().0).collect();
+        assert_eq!(keys.len(), 250);
+        assert_eq!(keys[0], "p/000");
+        assert_eq!(keys[249], "p/249");
+        assert!(compare_and_swap("c", None, Some(b"1")).unwrap());
+        assert!(!compare_and_swap("c", None, Some(b"2")).unwrap());
+        assert!(delete("c").unwrap());
+    }
+}

@@ -1,0 +1,63 @@
+//! An in-memory stand-in for the host, for unit-testing plugins natively (`cargo test`).
+//!
+//! Only compiled for non-wasm targets. Each test thread gets its own host (storage, sent
+//! stanzas, logs, rosters), so tests run in parallel without interfering; call [`reset`]
+//! to start over within one test.
+//!
+//! ```
+//! use poolxmpp_sdk::{testing, storage};
+//! testing::reset();
+//! storage::put_string("k", "v").unwrap();
+//! assert_eq!(testing::stored("k").as_deref(), Some("v"));
+//! ```
+
+use std::cell::RefCell;
+use std::collections::{BTreeMap, HashMap};
+
+use crate::host::{LogLevel, ResourcePresence, RosterItem};
+use crate::xml::{Element, NS_CLIENT};
+
+/// What the stand-in host remembers.
+#[derive(Default)]
+pub struct MockHost {
+    pub storage: BTreeMap<String, Vec<u8>>,
+    /// Stanzas passed to `router.send`, serialized, oldest first.
+    pub sent: Vec<String>,
+    pub logs: Vec<(LogLevel, String)>,
+    pub counters: HashMap<String, u64>,
+    pub rosters: HashMap<String, Vec<RosterItem>>,
+    pub resources: HashMap<String, Vec<ResourcePresence>>,
+    pub now_ms: u64,
+}
+
+thread_local! {
+    static HOST: RefCell<MockHost> = RefCell::new(MockHost::default());
+}
+
+/// Run `f` on this thread's stand-in host.
+pub fn with_host<R>(f: impl FnOnce(&mut MockHost) -> R) -> R {
+    HOST.with(|h| f(&mut h.borrow_mut()))
+}
+
+/// Forget everything: empty storage, no sent stanzas, no logs.
+pub fn reset() {
+    with_host(|h| *h = MockHost::default());
+}
+
+/// Take the stanzas sent so far, parsed.
+pub fn take_sent() -> Vec<Element> {
+    with_host(|h| std::mem::take(&mut h.sent))
+        .iter()
+        .map(|x| Element::parse_in(x, NS_CLIENT).expect("sent stanzas are checked when sent"))
+        .collect()
+}
+
+/// The value under a storage key, as text.
+pub fn stored(key: &str) -> Option<String> {
+    with_host(|h| h.storage.get(key).map(|v| String::from_utf8_lossy(v).into_owned()))
+}
+
+/// The log lines written so far.
+pub fn logs() -> Vec<(LogLevel, String)> {
+    with_host(|h| h.logs.clone())
+}

@@ -1,0 +1,230 @@
+//! Plugin runtime end to end: components built by `poolxmpp plugin build` (and
+//! componentize-py), loaded from the plugins directory by the real binary, driven by
+//! slixmpp (vCard) and raw sockets (containment, filters, echo).
+
+mod support;
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, ensure, Context, Result};
+use support::raw::RawConn;
+use support::{password, plugins, with_server, ServerOptions, Store, TestServer, DOMAIN};
+
+fn jid(local: &str) -> String {
+    format!("{local}@{DOMAIN}")
+}
+
+async fn login(srv: &TestServer, local: &str, resource: &str) -> Result<RawConn> {
+    RawConn::login(srv.starttls, DOMAIN, local, password(local), resource).await
+}
+
+/// Start a server whose plugins directory holds `names`.
+fn with_plugins(names: &[&str], body: impl FnOnce(&mut TestServer, &Path) -> Result<()>) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let plugin_dir = dir.path().join("plugins");
+    if let Err(e) = plugins::install(&plugin_dir, names) {
+        panic!("{e:#}");
+    }
+    let mut opts = ServerOptions::new(Store::Sqlite);
+    opts.plugins_dir = Some(plugin_dir.clone());
+    with_server(opts, |srv| body(srv, &plugin_dir));
+}
+
+/// Wait until the server log has gained a line containing `needle` since `from` bytes.
+fn wait_log(srv: &TestServer, from: usize, needle: &str, timeout: Duration) -> Result<()> {
+    let start = Instant::now();
+    loop {
+        let log = srv.log();
+        if log.get(from..).is_some_and(|new| new.contains(needle)) {
+            return Ok(());
+        }
+        if start.elapsed() > timeout {
+            bail!(
+                "no log line with {needle:?} within {timeout:?}; log tail:\n{}",
+                srv.log_tail(40)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Two raw clients exchange a message both ways: proof the connections are alive.
+async fn exchange(a: &mut RawConn, b: &mut RawConn, tag: &str) -> Result<()> {
+    let body = format!("carol to eve {tag}");
+    a.message(&format!("{}/raw", jid("eve")), &body).await?;
+    b.expect_message(&body).await?;
+    let body = format!("eve to carol {tag}");
+    b.message(&format!("{}/raw", jid("carol")), &body).await?;
+    a.expect_message(&body).await?;
+    Ok(())
+}
+
+/// Issue 3, must-show 1 and 2: vCards through slixmpp, then a hot reload that changes
+/// visible behaviour while clients stay connected, then a corrupt component that is
+/// rejected while the running version keeps serving.
+#[test]
+fn vcard_and_hot_reload() {
+    with_plugins(&["vcard"], |srv, dir| {
+        let rt = support::rt();
+        let (mut carol, mut eve) = rt.block_on(async {
+            let carol = login(srv, "carol", "raw").await?;
+            let eve = login(srv, "eve", "raw").await?;
+            anyhow::Ok((carol, eve))
+        })?;
+        rt.block_on(exchange(&mut carol, &mut eve, "before"))?;
+        srv.scenario("vcard", Some(1))
+            .context("vCard set/get before the reload")?;
+
+        // A new version: same component, a manifest whose build label differs.
+        let manifest = std::fs::read_to_string(dir.join("vcard.toml"))?;
+        ensure!(
+            manifest.contains("build = \"0.1.0\""),
+            "unexpected manifest:\n{manifest}"
+        );
+        let mark = srv.log().len();
+        plugins::replace(
+            &dir.join("vcard.toml"),
+            manifest
+                .replace("build = \"0.1.0\"", "build = \"hot-reloaded\"")
+                .as_bytes(),
+        )?;
+        wait_log(srv, mark, "plugin loaded", Duration::from_secs(20))?;
+        rt.block_on(exchange(&mut carol, &mut eve, "after reload"))?;
+        srv.scenario("vcard", Some(2)).context("vCards after the reload")?;
+
+        // A corrupt component is refused; the running version keeps serving.
+        let mark = srv.log().len();
+        plugins::replace(&dir.join("vcard.wasm"), b"\0asm this is not a component")?;
+        wait_log(srv, mark, "plugin rejected", Duration::from_secs(20))?;
+        srv.scenario("vcard", Some(2))
+            .context("vCards after a corrupt component was dropped in")?;
+        rt.block_on(async {
+            exchange(&mut carol, &mut eve, "after corrupt").await?;
+            carol.ping(DOMAIN).await?;
+            eve.ping(DOMAIN).await?;
+            anyhow::Ok(())
+        })?;
+        let list = srv.cli_ok(&["plugin", "list"])?;
+        ensure!(
+            list.contains("\"vcard\"") && list.contains("\"active\""),
+            "plugin list:\n{list}"
+        );
+        Ok(())
+    });
+}
+
+fn is_error_from(e: &support::xml::Element, from: &str) -> bool {
+    e.local == "message" && e.attr("type") == Some("error") && e.attr("from") == Some(from)
+}
+
+fn condition(e: &support::xml::Element) -> String {
+    e.find("error")
+        .and_then(|err| err.elements().next())
+        .map(|c| c.local.clone())
+        .unwrap_or_default()
+}
+
+/// Issue 3, must-show 3: a looping, a trapping and an allocating plugin each answer with
+/// an error in bounded time, others (a second client, the echo plugin) are unaffected, and
+/// the breaker switches each bad plugin off after repeated failures.
+#[test]
+fn containment_of_bad_plugins() {
+    with_plugins(&["bad-loop", "bad-trap", "bad-alloc", "echo"], |srv, _dir| {
+        let rt = support::rt();
+        rt.block_on(async {
+            let mut alice = login(srv, "alice", "raw").await?;
+            let mut bob = login(srv, "bob", "raw").await?;
+            for service in ["loop", "trap", "alloc"] {
+                let addr = format!("{service}.{DOMAIN}");
+                // max_failures = 3 in their manifests: three failures, then the breaker.
+                for attempt in 1..=3 {
+                    let started = Instant::now();
+                    alice.message(&addr, &format!("attempt {attempt}")).await?;
+                    let reply = alice
+                        .wait_for(Duration::from_secs(10), &format!("error from {addr}"), |e| {
+                            is_error_from(e, &addr)
+                        })
+                        .await?;
+                    ensure!(
+                        condition(&reply) == "internal-server-error",
+                        "{addr} attempt {attempt}: expected internal-server-error, got {}",
+                        reply.raw
+                    );
+                    ensure!(
+                        started.elapsed() < Duration::from_secs(5),
+                        "{addr}: error took {:?}",
+                        started.elapsed()
+                    );
+                }
+                alice.message(&addr, "after the breaker").await?;
+                let reply = alice
+                    .wait_for(Duration::from_secs(10), &format!("breaker error from {addr}"), |e| {
+                        is_error_from(e, &addr)
+                    })
+                    .await?;
+                ensure!(
+                    condition(&reply) == "service-unavailable",
+                    "{addr}: a switched-off plugin answers service-unavailable, got {}",
+                    reply.raw
+                );
+                // Everyone else carries on.
+                alice
+                    .message(&format!("{}/raw", jid("bob")), &format!("still here after {service}"))
+                    .await?;
+                bob.expect_message(&format!("still here after {service}")).await?;
+                let echo = format!("echo.{DOMAIN}");
+                alice.message(&echo, &format!("echo after {service}")).await?;
+                alice.expect_message(&format!("echo after {service}")).await?;
+            }
+            anyhow::Ok(())
+        })?;
+        let list = srv.cli_ok(&["plugin", "list"])?;
+        ensure!(
+            list.matches("disabled").count() >= 3,
+            "three plugins should be switched off:\n{list}"
+        );
+        Ok(())
+    });
+}
+
+/// The filter example bounces messages with configured words and lets the rest through.
+#[test]
+fn word_filter_bounces_and_allows() {
+    with_plugins(&["word-filter"], |srv, _dir| {
+        support::rt().block_on(async {
+            let mut alice = login(srv, "alice", "raw").await?;
+            let mut bob = login(srv, "bob", "raw").await?;
+            let to = format!("{}/raw", jid("bob"));
+            alice.message(&to, "buy cheap SPAM now").await?;
+            let reply = alice
+                .wait_for(Duration::from_secs(10), "policy-violation bounce", |e| {
+                    e.local == "message" && e.attr("type") == Some("error")
+                })
+                .await?;
+            ensure!(condition(&reply) == "policy-violation", "got {}", reply.raw);
+            alice.message(&to, "hello bob").await?;
+            let got = bob.expect_message("hello bob").await?;
+            ensure!(!got.raw.contains("SPAM"), "the filtered message must not arrive");
+            anyhow::Ok(())
+        })
+    });
+}
+
+/// Issue 3, must-show 4: the Python (componentize-py) plugin answers a stanza.
+#[test]
+fn python_plugin_answers() {
+    with_plugins(&["python-echo"], |srv, _dir| {
+        support::rt().block_on(async {
+            let mut alice = login(srv, "alice", "raw").await?;
+            alice.message(&format!("pyecho.{DOMAIN}"), "hello from rust").await?;
+            let got = alice.expect_message("hello from rust").await?;
+            ensure!(
+                got.attr("from").is_some_and(|f| f.starts_with("pyecho.")),
+                "reply: {}",
+                got.raw
+            );
+            anyhow::Ok(())
+        })
+    });
+}
