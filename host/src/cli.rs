@@ -28,6 +28,34 @@ enum Command {
     /// Inspect and reload the running daemon's plugins, or build the bundled ones.
     #[command(subcommand)]
     Plugin(PluginCommand),
+    /// Set up and inspect a pool of nodes.
+    #[command(subcommand)]
+    Pool(PoolCommand),
+}
+
+#[derive(Subcommand)]
+enum PoolCommand {
+    /// Create a pool CA in DIR and a certificate for each node: ca.crt, NODE.crt, NODE.key
+    /// go to every node (`[pool] tls_dir`); keep ca.key with the operator.
+    Init {
+        #[arg(long)]
+        dir: PathBuf,
+        /// Node ids, comma-separated (a-z, 0-9, '-').
+        #[arg(long, value_delimiter = ',', required = true)]
+        nodes: Vec<String>,
+    },
+    /// Issue (or re-issue) one node's certificate with the CA in DIR.
+    Issue {
+        #[arg(long)]
+        dir: PathBuf,
+        node: String,
+    },
+    /// Nodes, their leases, sessions and load, as the shared store sees them.
+    Status {
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -85,6 +113,7 @@ pub fn main() -> ExitCode {
             Command::Serve => crate::daemon::serve(config).await,
             Command::User(cmd) => user(config, cmd).await,
             Command::Plugin(cmd) => plugin(config, cmd).await,
+            Command::Pool(cmd) => pool(config, cmd).await,
         }
     });
     match result {
@@ -171,6 +200,62 @@ async fn plugin(config: Config, cmd: PluginCommand) -> anyhow::Result<()> {
             let out = out.unwrap_or_else(|| config.plugins_dir());
             for installed in crate::plugins::build::build_all(&source, &out, examples)? {
                 println!("installed {}", installed.display());
+            }
+        }
+    }
+    Ok(())
+}
+
+async fn pool(config: Config, cmd: PoolCommand) -> anyhow::Result<()> {
+    use crate::pool::pki;
+    match cmd {
+        PoolCommand::Init { dir, nodes } => {
+            for node in &nodes {
+                pki::validate_node_id(node)?;
+            }
+            pki::init_ca(&dir)?;
+            println!("created the pool CA in {}", dir.display());
+            for node in &nodes {
+                let (crt, _) = pki::issue_node(&dir, node)?;
+                println!("issued {}", crt.display());
+            }
+        }
+        PoolCommand::Issue { dir, node } => {
+            let (crt, _) = pki::issue_node(&dir, &node)?;
+            println!("issued {}", crt.display());
+        }
+        PoolCommand::Status { json } => {
+            if !config.store.starts_with("postgres") {
+                anyhow::bail!(
+                    "pool status reads the pool's PostgreSQL store; this config's store is {:?}",
+                    config.store
+                );
+            }
+            let store = crate::daemon::open_store(&config).await?;
+            store.close().await;
+            let db = sqlx::postgres::PgPoolOptions::new()
+                .max_connections(1)
+                .connect(&config.store)
+                .await?;
+            let nodes = crate::pool::membership::Membership::nodes(&db).await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&nodes)?);
+            } else {
+                println!(
+                    "{:<16} {:>6} {:<6} {:>10} {:>9} {:<22} clients",
+                    "node", "epoch", "state", "lease age", "sessions", "link"
+                );
+                for n in nodes {
+                    let state = if n.state == "live" && !n.lease_valid {
+                        "expired"
+                    } else {
+                        n.state.as_str()
+                    };
+                    println!(
+                        "{:<16} {:>6} {:<6} {:>8}ms {:>9} {:<22} {}",
+                        n.node_id, n.epoch, state, n.lease_age_ms, n.sessions, n.link_addr, n.client_addrs
+                    );
+                }
             }
         }
     }

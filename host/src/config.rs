@@ -24,6 +24,44 @@ pub struct Config {
     pub features: FeaturesConfig,
     pub plugins: PluginsConfig,
     pub log: LogConfig,
+    /// Present when this node is one of a pool (DESIGN §4); absent for a single server.
+    pub pool: Option<PoolConfig>,
+}
+
+/// `[pool]`: this node's identity and how it reaches and is reached by its peers. Every
+/// node of a pool shares the same PostgreSQL `store` and the same pool CA.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PoolConfig {
+    /// This node's id, unique in the pool (a DNS label: a-z, 0-9, '-').
+    pub node_id: String,
+    /// Where this node accepts pool links from its peers.
+    pub listen: SocketAddr,
+    /// The address peers dial for links (defaults to `listen`; set it behind NAT).
+    pub advertise: Option<SocketAddr>,
+    /// Directory holding `ca.crt`, `NODE.crt` and `NODE.key` from `poolxmpp pool init`.
+    pub tls_dir: PathBuf,
+    /// A node that has not renewed its lease for this long is dead to the pool. A node
+    /// that cannot renew within it fences itself first.
+    #[serde(default = "default_lease_ms")]
+    pub lease_ms: u64,
+    /// How often the lease is renewed; at most a third of `lease_ms`.
+    #[serde(default = "default_heartbeat_ms")]
+    pub heartbeat_ms: u64,
+}
+
+fn default_lease_ms() -> u64 {
+    5_000
+}
+
+fn default_heartbeat_ms() -> u64 {
+    1_000
+}
+
+impl PoolConfig {
+    pub fn advertised(&self) -> SocketAddr {
+        self.advertise.unwrap_or(self.listen)
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -116,6 +154,7 @@ impl Default for Config {
             features: FeaturesConfig::default(),
             plugins: PluginsConfig::default(),
             log: LogConfig::default(),
+            pool: None,
         }
     }
 }
@@ -206,6 +245,19 @@ impl Config {
             // RFC 6120 §13.12: servers MUST NOT block stanzas under 10,000 bytes.
             return Err(ConfigError::Invalid("max_stanza_bytes must be at least 10000".into()));
         }
+        if let Some(pool) = &self.pool {
+            crate::pool::pki::validate_node_id(&pool.node_id).map_err(|e| ConfigError::Invalid(e.to_string()))?;
+            if !self.store.starts_with("postgres") {
+                return Err(ConfigError::Invalid(
+                    "[pool] needs the shared PostgreSQL store: set store = \"postgres://...\"".into(),
+                ));
+            }
+            if pool.heartbeat_ms == 0 || pool.heartbeat_ms * 3 > pool.lease_ms {
+                return Err(ConfigError::Invalid(
+                    "[pool] heartbeat_ms must be positive and at most a third of lease_ms".into(),
+                ));
+            }
+        }
         Ok(())
     }
 
@@ -232,5 +284,28 @@ impl Config {
             max_depth: self.limits.max_depth,
             max_attributes: self.limits.max_attributes,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The documented example must stay a valid config, with its pool section too.
+    #[test]
+    fn example_config_parses() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/poolxmpp.toml");
+        let text = std::fs::read_to_string(&path).unwrap();
+        let _: Config = toml::from_str(&text).unwrap();
+        // The [pool] section is commented out; uncomment it and parse it too.
+        let pool_part: String = text[text.find("\n# [pool]\n").unwrap() + 1..]
+            .lines()
+            .skip(1)
+            .map(|l| l.strip_prefix("# ").unwrap_or(l))
+            .filter(|l| !l.starts_with('#'))
+            .collect::<Vec<_>>()
+            .join("\n");
+        let pool: PoolConfig = toml::from_str(&pool_part).unwrap();
+        assert_eq!(pool.node_id, "n1");
     }
 }

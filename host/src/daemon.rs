@@ -27,7 +27,20 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     let domains = config.domains.iter().map(|d| d.name.to_ascii_lowercase()).collect();
     let plugins =
         Arc::new(crate::plugins::Plugins::new(config.plugins_dir(), domains).context("starting the plugin runtime")?);
-    let server = Server::new(config, store, tls, plugins.clone(), shutdown_rx);
+    let pool = match &config.pool {
+        Some(_) => Some(crate::pool::Pool::start(&config).await.context("joining the pool")?),
+        None => None,
+    };
+    let server = Server::new(config, store, tls, plugins.clone(), pool.clone(), shutdown_rx);
+    if let Some(pool) = &pool {
+        let weak = Arc::downgrade(&server);
+        tokio::spawn(
+            pool.clone()
+                .run_lease(move || weak.upgrade().map_or(0, |s| s.sessions.count())),
+        );
+        tokio::spawn(pool.clone().run_reaper());
+        tokio::spawn(close_sessions_when_fenced(server.clone(), pool.subscribe()));
+    }
     if server.config.plugins.enabled {
         for e in plugins.sync_dir().await {
             tracing::error!(error = %e, "plugin not loaded");
@@ -62,8 +75,30 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     for t in tasks {
         t.abort();
     }
+    if let Some(pool) = &server.pool {
+        pool.leave().await;
+    }
     server.store.close().await;
     Ok(())
+}
+
+/// A fenced node must not keep serving on state the pool no longer trusts: close every
+/// client stream (the clients reconnect to a live node) each time the node is fenced.
+async fn close_sessions_when_fenced(
+    server: Arc<Server>,
+    mut state: tokio::sync::watch::Receiver<crate::pool::NodeState>,
+) {
+    use crate::stream::{Outbound, StreamError, StreamErrorCondition};
+    while state.changed().await.is_ok() {
+        let crate::pool::NodeState::Fenced { reason } = state.borrow_and_update().clone() else {
+            continue;
+        };
+        let err = StreamError::new(StreamErrorCondition::SystemShutdown, format!("node fenced: {reason}"));
+        for r in server.sessions.all() {
+            let _ = r.tx.try_send(Outbound::Close(Some(err.clone())));
+            r.kill.notify_one();
+        }
+    }
 }
 
 async fn wait_for_signal() {

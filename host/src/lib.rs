@@ -16,6 +16,7 @@ pub mod daemon;
 pub mod iq;
 pub mod listener;
 pub mod plugins;
+pub mod pool;
 pub mod presence;
 pub mod roster;
 pub mod router;

@@ -43,6 +43,11 @@ pub async fn accept_loop(server: Arc<Server>, listener: TcpListener, direct_tls:
             },
             _ = crate::server::until_shutdown(&mut shutdown) => return,
         };
+        if !server.accepting() {
+            // Fenced out of the pool: the client's reconnect logic takes it to a live node.
+            tracing::debug!(%peer, "refusing connection: this node is fenced");
+            continue;
+        }
         if per_ip > 0 {
             let mut c = counts.lock().expect("counts lock");
             let n = c.entry(peer.ip()).or_default();

@@ -18,6 +18,8 @@ pub struct Server {
     pub auth_limiter: FailureLimiter,
     pub tls: crate::tls::TlsSetup,
     pub plugins: Arc<crate::plugins::Plugins>,
+    /// This node's place in a pool; `None` for a single server.
+    pub pool: Option<Arc<crate::pool::Pool>>,
     pub started: Instant,
     /// Flips to `true` once when the node shuts down; connection tasks watch it.
     pub shutdown: watch::Receiver<bool>,
@@ -29,6 +31,7 @@ impl Server {
         store: Store,
         tls: crate::tls::TlsSetup,
         plugins: Arc<crate::plugins::Plugins>,
+        pool: Option<Arc<crate::pool::Pool>>,
         shutdown: watch::Receiver<bool>,
     ) -> Arc<Server> {
         let auth_limiter = FailureLimiter::new(config.limits.auth_failures_per_minute);
@@ -39,11 +42,17 @@ impl Server {
             auth_limiter,
             tls,
             plugins,
+            pool,
             started: Instant::now(),
             shutdown,
         });
         server.plugins.attach(Arc::downgrade(&server));
         server
+    }
+
+    /// Does this node take new clients? Not while fenced out of its pool.
+    pub fn accepting(&self) -> bool {
+        self.pool.as_ref().is_none_or(|p| p.epoch().is_some())
     }
 
     /// Is this domain served here?

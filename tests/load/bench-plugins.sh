@@ -47,7 +47,7 @@ for round in $(seq 1 "$ROUNDS"); do
         echo "{\"scenario\":\"messages-via\",\"via\":\"$via\",\"round\":$round,\"result\":$("$LOAD" messages "${common[@]}" --pairs "$SESSIONS" --messages "$MSGS" --via "$via")}"
     done
 done
-echo "{\"scenario\":\"plugin-list\",\"result\":$("$SERVER" plugin list --config "$DIR/poolxmpp.toml")}"
+echo "{\"scenario\":\"plugin-list\",\"result\":$("$SERVER" plugin list --config "$DIR/poolxmpp.toml" | tr -d "\n")}"
 kill "$PID"; wait "$PID" 2>/dev/null || true
 echo "handle-stanza micro-benchmark" >&2
 (cd "$ROOT" && cargo bench -q -p poolxmpp --bench plugin_call -- "$DIR/plugins" "$CALLS" 2>/dev/null | tr -d '\n')

@@ -74,6 +74,24 @@ pub struct ServerOptions {
     pub registration: bool,
     /// `[plugins] dir`; `None` leaves the default (an empty `data_dir/plugins`).
     pub plugins_dir: Option<PathBuf>,
+    /// The loopback address the client listeners bind (pool tests give each node its own).
+    pub ip: std::net::IpAddr,
+    /// Use this PostgreSQL URL (shared by the nodes of a pool) instead of starting one.
+    pub shared_store: Option<String>,
+    /// Create `accounts` before the first start (the first node of a pool does it for all).
+    pub create_accounts: bool,
+    /// `[pool]` for a pool node.
+    pub pool: Option<PoolNode>,
+}
+
+/// The `[pool]` section of one test node.
+#[derive(Debug, Clone)]
+pub struct PoolNode {
+    pub node_id: String,
+    pub link: SocketAddr,
+    pub tls_dir: PathBuf,
+    pub lease_ms: u64,
+    pub heartbeat_ms: u64,
 }
 
 impl ServerOptions {
@@ -92,6 +110,10 @@ impl ServerOptions {
             offline_quota: 1000,
             registration: false,
             plugins_dir: None,
+            ip: std::net::Ipv4Addr::LOCALHOST.into(),
+            shared_store: None,
+            create_accounts: true,
+            pool: None,
         }
     }
 
@@ -117,6 +139,11 @@ impl ServerOptions {
         let _ = writeln!(t, "\n[features]\nregistration = {}", self.registration);
         if let Some(dir) = &self.plugins_dir {
             let _ = writeln!(t, "\n[plugins]\ndir = {:?}", dir.display().to_string());
+        }
+        if let Some(p) = &self.pool {
+            let _ = writeln!(t, "\n[pool]\nnode_id = {:?}\nlisten = \"{}\"", p.node_id, p.link);
+            let _ = writeln!(t, "tls_dir = {:?}", p.tls_dir.display().to_string());
+            let _ = writeln!(t, "lease_ms = {}\nheartbeat_ms = {}", p.lease_ms, p.heartbeat_ms);
         }
         t
     }
@@ -172,19 +199,20 @@ impl TestServer {
             .prefix("poolxmpp-test-")
             .tempdir()
             .context("create temp dir")?;
-        let pg = match opts.store {
-            Store::Sqlite => None,
-            Store::Postgres => Some(PostgresInstance::start()?),
+        let pg = match (opts.store, &opts.shared_store) {
+            (Store::Postgres, None) => Some(PostgresInstance::start()?),
+            _ => None,
         };
-        let store_url = match &pg {
-            Some(pg) => pg.url(),
-            None => "sqlite".to_string(),
+        let store_url = match (&pg, &opts.shared_store) {
+            (Some(pg), _) => pg.url(),
+            (None, Some(shared)) => shared.clone(),
+            (None, None) => "sqlite".to_string(),
         };
         let data_dir = dir.path().join("data");
-        let starttls: SocketAddr = format!("127.0.0.1:{}", free_port()?).parse()?;
-        let mut direct_tls: SocketAddr = format!("127.0.0.1:{}", free_port()?).parse()?;
+        let starttls = SocketAddr::new(opts.ip, free_port()?);
+        let mut direct_tls = SocketAddr::new(opts.ip, free_port()?);
         while direct_tls == starttls {
-            direct_tls = format!("127.0.0.1:{}", free_port()?).parse()?;
+            direct_tls = SocketAddr::new(opts.ip, free_port()?);
         }
         let config_path = dir.path().join("poolxmpp.toml");
         fs::write(&config_path, opts.to_toml(&data_dir, &store_url, starttls, direct_tls))?;
@@ -202,7 +230,11 @@ impl TestServer {
             pg,
             dir: Some(dir),
         };
-        let accounts = srv.opts.accounts.clone();
+        let accounts = if srv.opts.create_accounts {
+            srv.opts.accounts.clone()
+        } else {
+            Vec::new()
+        };
         for (jid, pw) in &accounts {
             srv.cli_ok(&["user", "add", jid, pw])
                 .with_context(|| format!("creating account {jid}"))?;
@@ -325,6 +357,22 @@ impl TestServer {
         false
     }
 
+    /// SIGKILL: the node dies without a word to anyone (failover tests).
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Start again after [`stop`](Self::stop) or [`kill`](Self::kill).
+    pub fn start_again(&mut self) -> Result<()> {
+        if self.child.is_some() {
+            bail!("the server is still running");
+        }
+        self.spawn()
+    }
+
     /// Stop and start again with the same config, data dir and database.
     pub fn restart(&mut self) -> Result<()> {
         if !self.stop() {
@@ -357,7 +405,7 @@ impl TestServer {
         let mut a = vec![
             scenario.to_string(),
             "--host".into(),
-            "127.0.0.1".into(),
+            self.starttls.ip().to_string(),
             "--port".into(),
             self.starttls.port().to_string(),
             "--tls-port".into(),

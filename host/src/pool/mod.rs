@@ -1,0 +1,206 @@
+//! The server pool (DESIGN §4): this node's membership in a deployment of several nodes
+//! sharing one PostgreSQL store.
+//!
+//! - [`pki`]: the pool CA, node certificates and the mutual-TLS configs of pool links.
+//! - [`membership`]: heartbeat leases with epochs, fencing, declaring dead nodes.
+//!
+//! A node is *live* while it holds a lease under its current epoch. When it cannot renew
+//! the lease in time (PostgreSQL unreachable, or the pool declared it dead) it *fences*
+//! itself: it closes its client streams and refuses new ones, so a node cut off from the
+//! pool never acts on stale state; then it keeps trying to rejoin under a new epoch.
+
+pub mod membership;
+pub mod pki;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use sqlx::postgres::{PgPool, PgPoolOptions};
+use tokio::sync::watch;
+use tokio::time::Instant;
+
+use crate::config::{Config, PoolConfig};
+use membership::Membership;
+
+/// Connections this node opens to PostgreSQL for pool coordination (membership,
+/// directory); bounded so many nodes stay inside the server's connection limit.
+const COORDINATION_CONNECTIONS: u32 = 4;
+
+/// Where this node stands in the pool.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NodeState {
+    /// Holding a lease under this epoch: serving.
+    Live { epoch: i64 },
+    /// Not serving: the lease could not be renewed, or the pool declared us dead.
+    Fenced { reason: String },
+}
+
+pub struct Pool {
+    pub config: PoolConfig,
+    pub db: PgPool,
+    pub membership: Membership,
+    pub tls: pki::LinkTls,
+    state: watch::Sender<NodeState>,
+    /// `host:port` of every client listener, published for `pool status` and redirects.
+    client_addrs: String,
+}
+
+impl Pool {
+    /// Check the node's credentials, connect to the shared store and join the pool.
+    pub async fn start(config: &Config) -> anyhow::Result<Arc<Pool>> {
+        let pool_config = config.pool.clone().context("no [pool] section")?;
+        let tls = pki::LinkTls::load(&pool_config.tls_dir, &pool_config.node_id).with_context(|| {
+            format!(
+                "loading the pool certificates of node {:?} from {} (create them with `poolxmpp pool init`)",
+                pool_config.node_id,
+                pool_config.tls_dir.display()
+            )
+        })?;
+        let db = PgPoolOptions::new()
+            .max_connections(COORDINATION_CONNECTIONS)
+            .acquire_timeout(Duration::from_millis(pool_config.heartbeat_ms.max(1000)))
+            .connect(&config.store)
+            .await
+            .context("connecting to the pool's PostgreSQL store")?;
+        let lease = Duration::from_millis(pool_config.lease_ms);
+        let membership = Membership::new(db.clone(), &pool_config.node_id, lease);
+        let client_addrs = config
+            .listen
+            .starttls
+            .iter()
+            .chain(&config.listen.direct_tls)
+            .map(|a| a.to_string())
+            .collect::<Vec<_>>()
+            .join(",");
+        // Wait out the lease of our own previous run (a restart after a crash), plus a beat.
+        let epoch = membership
+            .join(pool_config.advertised(), &client_addrs, lease + Duration::from_secs(1))
+            .await?;
+        tracing::info!(node = %pool_config.node_id, epoch, "joined the pool");
+        let (state, _) = watch::channel(NodeState::Live { epoch });
+        Ok(Arc::new(Pool {
+            config: pool_config,
+            db,
+            membership,
+            tls,
+            state,
+            client_addrs,
+        }))
+    }
+
+    pub fn node_id(&self) -> &str {
+        &self.config.node_id
+    }
+
+    pub fn state(&self) -> NodeState {
+        self.state.borrow().clone()
+    }
+
+    pub fn subscribe(&self) -> watch::Receiver<NodeState> {
+        self.state.subscribe()
+    }
+
+    /// The epoch we serve under, or `None` while fenced.
+    pub fn epoch(&self) -> Option<i64> {
+        match *self.state.borrow() {
+            NodeState::Live { epoch } => Some(epoch),
+            NodeState::Fenced { .. } => None,
+        }
+    }
+
+    fn fence(&self, reason: String) {
+        tracing::error!(node = %self.node_id(), %reason, "fencing this node: closing client streams until it rejoins");
+        self.state.send_replace(NodeState::Fenced { reason });
+    }
+
+    /// Renew the lease every heartbeat; fence when it cannot be renewed in time; rejoin
+    /// under a new epoch when the store is reachable again. `sessions` reports our load.
+    pub async fn run_lease(self: Arc<Self>, sessions: impl Fn() -> usize) {
+        let heartbeat = Duration::from_millis(self.config.heartbeat_ms);
+        let lease = Duration::from_millis(self.config.lease_ms);
+        // Our own conservative view of the lease: counted from when the last successful
+        // renewal was *sent*, and given up one heartbeat early, so we stop serving before
+        // any survivor may consider us dead.
+        let mut renewed_at = Instant::now();
+        let mut ticker = tokio::time::interval(heartbeat);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            ticker.tick().await;
+            match self.epoch() {
+                Some(epoch) => {
+                    let sent = Instant::now();
+                    let count = sessions() as i64;
+                    match tokio::time::timeout(heartbeat, self.membership.renew(epoch, count, count as f64)).await {
+                        Ok(Ok(true)) => renewed_at = sent,
+                        Ok(Ok(false)) => self.fence(format!("the pool no longer honours epoch {epoch}")),
+                        Ok(Err(e)) if sent.duration_since(renewed_at) + heartbeat >= lease => {
+                            self.fence(format!("cannot renew the lease: {e}"))
+                        }
+                        Err(_) if sent.duration_since(renewed_at) + heartbeat >= lease => {
+                            self.fence("cannot renew the lease: the store does not answer".into())
+                        }
+                        Ok(Err(e)) => tracing::warn!(error = %e, "lease renewal failed; retrying"),
+                        Err(_) => tracing::warn!("lease renewal timed out; retrying"),
+                    }
+                }
+                None => {
+                    let rejoin = self
+                        .membership
+                        .join(self.config.advertised(), &self.client_addrs, Duration::ZERO);
+                    match tokio::time::timeout(heartbeat.max(Duration::from_secs(1)), rejoin).await {
+                        Ok(Ok(epoch)) => {
+                            renewed_at = Instant::now();
+                            tracing::info!(node = %self.node_id(), epoch, "rejoined the pool");
+                            self.state.send_replace(NodeState::Live { epoch });
+                        }
+                        Ok(Err(e)) => tracing::debug!(error = %e, "cannot rejoin yet"),
+                        Err(_) => tracing::debug!("cannot rejoin yet: the store does not answer"),
+                    }
+                }
+            }
+        }
+    }
+
+    /// Declare nodes whose lease ran out dead, and run the failover for those we won.
+    pub async fn run_reaper(self: Arc<Self>) {
+        let mut ticker = tokio::time::interval(Duration::from_millis(self.config.heartbeat_ms));
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            ticker.tick().await;
+            if self.epoch().is_none() {
+                continue; // a fenced node takes no decisions for the pool
+            }
+            match self.membership.claim_expired().await {
+                Ok(dead) => {
+                    for (node, epoch) in dead {
+                        tracing::warn!(%node, epoch, "node's lease expired: declared dead");
+                        if let Err(e) = self.forget_sessions(&node, epoch).await {
+                            tracing::error!(%node, error = %e, "cannot clear the dead node's sessions");
+                        }
+                    }
+                }
+                Err(e) => tracing::debug!(error = %e, "cannot check leases"),
+            }
+        }
+    }
+
+    /// Remove a dead node's entries from the session directory.
+    async fn forget_sessions(&self, node: &str, epoch: i64) -> Result<u64, sqlx::Error> {
+        let done = sqlx::query("DELETE FROM pool_sessions WHERE node_id = $1 AND epoch <= $2")
+            .bind(node)
+            .bind(epoch)
+            .execute(&self.db)
+            .await?;
+        Ok(done.rows_affected())
+    }
+
+    /// Give the lease back on a clean shutdown.
+    pub async fn leave(&self) {
+        if let Some(epoch) = self.epoch() {
+            if let Err(e) = self.membership.leave(epoch).await {
+                tracing::warn!(error = %e, "could not leave the pool cleanly; the lease will expire");
+            }
+        }
+    }
+}
