@@ -76,7 +76,7 @@ fn vcard_and_hot_reload() {
         srv.scenario("vcard", Some(1))
             .context("vCard set/get before the reload")?;
 
-        // A new version: same component, a manifest whose build label differs.
+        // A new version: same component, a manifest with a new version and build label.
         let manifest = std::fs::read_to_string(dir.join("vcard.toml"))?;
         ensure!(
             manifest.contains("build = \"0.1.0\""),
@@ -87,6 +87,7 @@ fn vcard_and_hot_reload() {
             &dir.join("vcard.toml"),
             manifest
                 .replace("build = \"0.1.0\"", "build = \"hot-reloaded\"")
+                .replace("version = \"0.1.0\"", "version = \"0.2.0\"")
                 .as_bytes(),
         )?;
         wait_log(srv, mark, "plugin loaded", Duration::from_secs(20))?;
@@ -107,8 +108,8 @@ fn vcard_and_hot_reload() {
         })?;
         let list = srv.cli_ok(&["plugin", "list"])?;
         ensure!(
-            list.contains("\"vcard\"") && list.contains("\"active\""),
-            "plugin list:\n{list}"
+            list.contains("\"vcard\"") && list.contains("\"active\"") && list.contains("\"0.2.0\""),
+            "plugin list should show vcard 0.2.0 active:\n{list}"
         );
         Ok(())
     });
