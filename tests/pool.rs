@@ -137,3 +137,100 @@ fn membership_leases_and_rejoin() {
         panic!("{e:#}");
     }
 }
+
+fn jid(local: &str) -> String {
+    format!("{local}@{}", support::DOMAIN)
+}
+
+async fn login(node: &TestServer, local: &str) -> Result<support::raw::RawConn> {
+    support::raw::RawConn::login(node.starttls, support::DOMAIN, local, support::password(local), "raw").await
+}
+
+/// Wait (bounded) until `from`'s node knows `to`'s session: an IQ to its full JID
+/// reaches it. Session updates travel over pool links asynchronously.
+async fn wait_routable(from: &mut support::raw::RawConn, to: &mut support::raw::RawConn, to_jid: &str) -> Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let mut n = 0;
+    while Instant::now() < deadline {
+        n += 1;
+        let id = format!("probe{n}");
+        from.send(format!(
+            "<iq type='get' id='{id}' to='{to_jid}'><query xmlns='jabber:iq:version'/></iq>"
+        ))
+        .await?;
+        let got = to
+            .wait_for(Duration::from_millis(500), "forwarded probe", |e| {
+                e.local == "iq" && e.attr("id") == Some(id.as_str())
+            })
+            .await;
+        if got.is_ok() {
+            return Ok(());
+        }
+    }
+    bail!("{to_jid} never became routable from the other node")
+}
+
+fn wait_log(node: &TestServer, needle: &str, within: Duration) -> Result<()> {
+    let start = Instant::now();
+    while !node.log().contains(needle) {
+        if start.elapsed() > within {
+            bail!(
+                "no {needle:?} in the node's log within {within:?}; tail:\n{}",
+                node.log_tail(30)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Ok(())
+}
+
+/// Users on different nodes exchange messages to full and bare JIDs; when a node is killed,
+/// a message to its user is kept offline and delivered when the user logs in on a survivor,
+/// which they can do at once.
+#[test]
+fn messages_across_nodes_and_failover() {
+    let run = || -> Result<()> {
+        let mut pool = TestPool::start(3)?;
+        let rt = support::rt();
+        let (mut alice, mut bob, mut carol) = rt.block_on(async {
+            let alice = login(&pool.nodes[0], "alice").await?;
+            let bob = login(&pool.nodes[1], "bob").await?;
+            let carol = login(&pool.nodes[2], "carol").await?;
+            anyhow::Ok((alice, bob, carol))
+        })?;
+        rt.block_on(async {
+            wait_routable(&mut alice, &mut bob, &format!("{}/raw", jid("bob"))).await?;
+            wait_routable(&mut carol, &mut alice, &format!("{}/raw", jid("alice"))).await?;
+            alice.message(&format!("{}/raw", jid("bob")), "full n1->n2").await?;
+            bob.expect_message("full n1->n2").await?;
+            alice.message(&jid("bob"), "bare n1->n2").await?;
+            bob.expect_message("bare n1->n2").await?;
+            carol.message(&jid("alice"), "bare n3->n1").await?;
+            alice.expect_message("bare n3->n1").await?;
+            bob.message(&jid("carol"), "bare n2->n3").await?;
+            carol.expect_message("bare n2->n3").await?;
+            anyhow::Ok(())
+        })?;
+
+        // n2 dies with bob on it. Once n1 has seen the link drop, a message to bob is
+        // kept offline; bob logs in on n1 at once (before n2's lease expires) and gets it.
+        pool.nodes[1].kill();
+        drop(bob);
+        wait_log(&pool.nodes[0], "pool link down", Duration::from_secs(10))?;
+        rt.block_on(async {
+            alice.message(&jid("bob"), "while n2 is dead").await?;
+            let mut bob = login(&pool.nodes[0], "bob").await?;
+            bob.expect_message("while n2 is dead").await?;
+            alice
+                .message(&format!("{}/raw", jid("bob")), "bob is back on n1")
+                .await?;
+            bob.expect_message("bob is back on n1").await?;
+            anyhow::Ok(())
+        })?;
+        pool.wait_state("n2", "dead", Duration::from_millis(LEASE_MS + 5_000))?;
+        Ok(())
+    };
+    if let Err(e) = run() {
+        panic!("{e:#}");
+    }
+}

@@ -27,12 +27,18 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     let domains = config.domains.iter().map(|d| d.name.to_ascii_lowercase()).collect();
     let plugins =
         Arc::new(crate::plugins::Plugins::new(config.plugins_dir(), domains).context("starting the plugin runtime")?);
-    let pool = match &config.pool {
-        Some(_) => Some(crate::pool::Pool::start(&config).await.context("joining the pool")?),
-        None => None,
+    let (pool, link_events) = match &config.pool {
+        Some(_) => {
+            let (pool, events) = crate::pool::Pool::start(&config).await.context("joining the pool")?;
+            (Some(pool), Some(events))
+        }
+        None => (None, None),
     };
     let server = Server::new(config, store, tls, plugins.clone(), pool.clone(), shutdown_rx);
-    if let Some(pool) = &pool {
+    if let (Some(pool), Some(events)) = (&pool, link_events) {
+        server.sessions.attach_links(pool.links.clone());
+        tokio::spawn(crate::pool::node::run_events(server.clone(), events));
+        tokio::spawn(crate::pool::node::run_mesh(server.clone()));
         let weak = Arc::downgrade(&server);
         tokio::spawn(
             pool.clone()
@@ -88,15 +94,14 @@ async fn close_sessions_when_fenced(
     server: Arc<Server>,
     mut state: tokio::sync::watch::Receiver<crate::pool::NodeState>,
 ) {
-    use crate::stream::{Outbound, StreamError, StreamErrorCondition};
+    use crate::stream::{StreamError, StreamErrorCondition};
     while state.changed().await.is_ok() {
         let crate::pool::NodeState::Fenced { reason } = state.borrow_and_update().clone() else {
             continue;
         };
         let err = StreamError::new(StreamErrorCondition::SystemShutdown, format!("node fenced: {reason}"));
         for r in server.sessions.all() {
-            let _ = r.tx.try_send(Outbound::Close(Some(err.clone())));
-            r.kill.notify_one();
+            r.close(err.clone());
         }
     }
 }

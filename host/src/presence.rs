@@ -203,6 +203,7 @@ async fn deliver_offline(server: &Arc<Server>, client: &Bound) {
     let Some(me) = server.sessions.resource(&client.bare, client.jid.resource().as_str()) else {
         return;
     };
+    let Some(tx) = me.local_tx() else { return };
     let domain = client.jid.domain().to_string();
     for (_, xml, stamp) in &messages {
         let Some(mut stanza) = crate::stream::reader::parse_stored(xml).await else {
@@ -215,8 +216,7 @@ async fn deliver_offline(server: &Arc<Server>, client: &Bound) {
                 .attr("from", domain.as_str())
                 .attr("stamp", when.format("%Y-%m-%dT%H:%M:%SZ").to_string()),
         ));
-        if me
-            .tx
+        if tx
             .send(crate::stream::Outbound::Stanza(Arc::new(stanza)))
             .await
             .is_err()
@@ -227,5 +227,38 @@ async fn deliver_offline(server: &Arc<Server>, client: &Bound) {
     }
     if let Err(e) = server.store.delete_offline(&client.bare, last_id).await {
         tracing::error!(error = %e, "deleting delivered offline messages failed");
+    }
+}
+
+/// A session on another node vanished with that node (failover): tell the contacts served
+/// *here* that it is unavailable. Every survivor does this for its own sessions, so each
+/// contact hears it once, from the node that serves it.
+pub async fn remote_session_lost(server: &Arc<Server>, lost: &crate::sessions::Resource) {
+    if !lost.available() {
+        return;
+    }
+    let stanza = Arc::new(
+        Element::new("presence", NS_CLIENT)
+            .attr("from", format!("{}/{}", lost.bare, lost.resource))
+            .attr("type", "unavailable"),
+    );
+    let roster = match server.store.roster(&lost.bare).await {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::error!(error = %e, "roster load failed during failover");
+            return;
+        }
+    };
+    let contacts = roster
+        .iter()
+        .filter(|i| i.subscription.has_from())
+        .map(|i| i.contact.as_str());
+    // Other resources of the same account see it go too (§4.5.2).
+    for bare in contacts.chain(std::iter::once(&*lost.bare)) {
+        for r in server.sessions.resources(bare) {
+            if r.is_local() && r.available() {
+                r.send(stanza.clone());
+            }
+        }
     }
 }

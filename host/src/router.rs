@@ -291,13 +291,17 @@ pub fn deliver_to_full(server: &Server, stanza: &Element) {
     }
 }
 
-/// RFC 6121 §8.5.2 / §8.5.3 for `<message/>`.
+/// RFC 6121 §8.5.2 / §8.5.3 for `<message/>`. A resource on another node that cannot be
+/// reached (its link is down or congested) counts as absent, so the message falls back
+/// to the next rule and, in the end, to offline storage: never silently lost.
 pub async fn deliver_message(server: &Arc<Server>, bare: &str, resource: Option<&str>, stanza: Element) {
     let msg_type = stanza.get_attr("type").unwrap_or("normal").to_string();
+    let stanza = Arc::new(stanza);
     if let Some(resource) = resource {
         if let Some(r) = server.sessions.resource(bare, resource) {
-            r.send(Arc::new(stanza));
-            return;
+            if r.send(stanza.clone()) {
+                return;
+            }
         }
         // §8.5.3.2.1: an absent resource is treated like the bare JID, except groupchat.
         if msg_type == "groupchat" {
@@ -312,34 +316,38 @@ pub async fn deliver_message(server: &Arc<Server>, bare: &str, resource: Option<
         .map(|r| r.priority)
         .max();
     if let Some(max) = max_priority {
-        let stanza = Arc::new(stanza);
+        let mut delivered = false;
         match msg_type.as_str() {
             // Headlines go to every non-negative resource (§8.5.2.1.1).
             "headline" => {
                 for r in resources.iter().filter(|r| r.available() && r.priority >= 0) {
-                    r.send(stanza.clone());
+                    delivered |= r.send(stanza.clone());
                 }
             }
             "groupchat" => {
                 bounce(server, &stanza, Condition::ServiceUnavailable, None);
+                return;
             }
             _ => {
                 // Chat, normal and error: every resource sharing the highest priority.
                 for r in resources.iter().filter(|r| r.available() && r.priority == max) {
-                    r.send(stanza.clone());
+                    delivered |= r.send(stanza.clone());
                 }
             }
         }
-        return;
+        if delivered {
+            return;
+        }
     }
     match msg_type.as_str() {
         "headline" | "error" => {}
         "groupchat" => bounce(server, &stanza, Condition::ServiceUnavailable, None),
-        _ => store_offline(server, bare, stanza).await,
+        _ => store_offline(server, bare, Arc::unwrap_or_clone(stanza)).await,
     }
 }
 
-async fn store_offline(server: &Arc<Server>, bare: &str, stanza: Element) {
+/// Keep a message for an account that has no resource to take it (XEP-0160).
+pub async fn store_offline(server: &Arc<Server>, bare: &str, stanza: Element) {
     match server.store.account_exists(bare).await {
         Ok(true) => {}
         Ok(false) => return bounce(server, &stanza, Condition::ServiceUnavailable, None),

@@ -1,24 +1,51 @@
-//! The table of bound client sessions on this node: who is connected, with which
-//! resources, which of them are available, at what priority, and how to reach each.
+//! The table of bound client sessions: who is connected, with which resources, which of
+//! them are available, at what priority, and how to reach each.
+//!
+//! In a pool the table also mirrors the sessions of the other nodes (their changes arrive
+//! over pool links), so the router decides RFC 6121 delivery from one table wherever a
+//! resource lives, and [`Resource::send`] forwards to the node that serves it. Changes to
+//! local sessions are broadcast to the other nodes from here.
 //!
 //! Every lookup is a short critical section on a std `RwLock` — never held across an
 //! `.await` — so routing never waits on a slow client.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, OnceLock, RwLock};
 
-use crate::stream::{Outbound, OutboundTx};
+use crate::pool::link::{Frame, Links};
+use crate::stream::{Outbound, OutboundTx, StreamError};
 use crate::xml::Element;
+
+/// Where a bound resource is served.
+#[derive(Clone)]
+pub enum Location {
+    /// On this node: its write queue, and a wake-up for its reader when something else
+    /// ends the session (a conflict, shutdown, fencing).
+    Local {
+        tx: OutboundTx,
+        kill: Arc<tokio::sync::Notify>,
+    },
+    /// On another node of the pool, reached over the link to it.
+    Remote { node: Arc<str>, links: Arc<Links> },
+}
+
+impl std::fmt::Debug for Location {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Location::Local { .. } => f.write_str("Local"),
+            Location::Remote { node, .. } => write!(f, "Remote({node})"),
+        }
+    }
+}
 
 /// A snapshot of one bound resource.
 #[derive(Debug, Clone)]
 pub struct Resource {
     pub id: u64,
+    pub bare: Arc<str>,
     pub resource: String,
-    pub tx: OutboundTx,
-    /// Wakes the session's reader when something else ends the session (a conflict, shutdown).
-    pub kill: Arc<tokio::sync::Notify>,
+    pub at: Location,
     /// The last available presence broadcast by this resource; `None` until initial presence
     /// (RFC 6121 §4.2) and again after unavailable.
     pub presence: Option<Arc<Element>>,
@@ -32,14 +59,72 @@ impl Resource {
         self.presence.is_some()
     }
 
-    /// Queue a stanza without waiting. A full queue means the client stopped reading; it is
-    /// told so and disconnected rather than allowed to hold server memory.
+    pub fn is_local(&self) -> bool {
+        matches!(self.at, Location::Local { .. })
+    }
+
+    /// The node serving a remote resource.
+    pub fn node(&self) -> Option<&str> {
+        match &self.at {
+            Location::Local { .. } => None,
+            Location::Remote { node, .. } => Some(node),
+        }
+    }
+
+    /// The write queue of a local session.
+    pub fn local_tx(&self) -> Option<&OutboundTx> {
+        match &self.at {
+            Location::Local { tx, .. } => Some(tx),
+            Location::Remote { .. } => None,
+        }
+    }
+
+    /// End the session: a local one is closed with `err`; a remote one is asked to close
+    /// by its node (a newer session took its resource).
+    pub fn close(&self, err: StreamError) {
+        match &self.at {
+            Location::Local { tx, kill } => {
+                let _ = tx.try_send(Outbound::Close(Some(err)));
+                kill.notify_one();
+            }
+            Location::Remote { node, links } => {
+                let kick = Frame::Kick {
+                    bare: self.bare.to_string(),
+                    resource: self.resource.clone(),
+                };
+                if let Err(e) = links.send(node, kick) {
+                    tracing::warn!(resource = %self.resource, error = %e, "cannot ask the other node to close a replaced session");
+                }
+            }
+        }
+    }
+
+    /// Queue a stanza without waiting; `false` if it could not be queued. A full local
+    /// queue means the client stopped reading; it is told so and disconnected rather than
+    /// allowed to hold server memory. A remote session's stanza goes over the pool link.
     pub fn send(&self, stanza: Arc<Element>) -> bool {
-        match self.tx.try_send(Outbound::Stanza(stanza)) {
+        let tx = match &self.at {
+            Location::Local { tx, .. } => tx,
+            Location::Remote { node, links } => {
+                let frame = Frame::Stanza {
+                    bare: self.bare.to_string(),
+                    resource: self.resource.clone(),
+                    xml: stanza.to_stream_xml(),
+                };
+                return match links.send(node, frame) {
+                    Ok(()) => true,
+                    Err(e) => {
+                        tracing::debug!(error = %e, "cannot forward a stanza");
+                        false
+                    }
+                };
+            }
+        };
+        match tx.try_send(Outbound::Stanza(stanza)) {
             Ok(()) => true,
             Err(tokio::sync::mpsc::error::TrySendError::Full(_)) => {
                 tracing::warn!(resource = %self.resource, "send queue full; closing the stream");
-                let tx = self.tx.clone();
+                let tx = tx.clone();
                 tokio::spawn(async move {
                     let err = crate::stream::StreamError::new(
                         crate::stream::StreamErrorCondition::PolicyViolation,
@@ -58,6 +143,8 @@ impl Resource {
 pub struct Sessions {
     by_bare: RwLock<HashMap<String, Vec<Resource>>>,
     next_id: AtomicU64,
+    /// Set when this node is in a pool: local changes are broadcast over it.
+    links: OnceLock<Arc<Links>>,
 }
 
 impl Sessions {
@@ -65,8 +152,19 @@ impl Sessions {
         self.next_id.fetch_add(1, Ordering::Relaxed) + 1
     }
 
-    /// Bind a resource; returns the session it replaced, if the resource was taken
-    /// (RFC 6120 §7.7.2.2: the newest session wins, the old one gets `<conflict/>`).
+    pub fn attach_links(&self, links: Arc<Links>) {
+        let _ = self.links.set(links);
+    }
+
+    fn broadcast(&self, frame: impl FnOnce() -> Frame) {
+        if let Some(links) = self.links.get() {
+            links.broadcast(&frame());
+        }
+    }
+
+    /// Bind a local resource; returns the session it replaced, if the resource was taken
+    /// here or on another node (RFC 6120 §7.7.2.2: the newest session wins, the old one
+    /// gets `<conflict/>`).
     pub fn bind(
         &self,
         bare: &str,
@@ -75,14 +173,24 @@ impl Sessions {
         tx: OutboundTx,
         kill: Arc<tokio::sync::Notify>,
     ) -> Option<Resource> {
+        let old = self.insert(bare, resource, id, Location::Local { tx, kill });
+        self.broadcast(|| Frame::SessionUp {
+            bare: bare.to_string(),
+            resource: resource.to_string(),
+        });
+        old
+    }
+
+    fn insert(&self, bare: &str, resource: &str, id: u64, at: Location) -> Option<Resource> {
         let mut map = self.by_bare.write().expect("sessions lock");
         let list = map.entry(bare.to_string()).or_default();
         let old = list.iter().position(|r| r.resource == resource).map(|i| list.remove(i));
+        let shared_bare = list.first().map(|r| r.bare.clone()).unwrap_or_else(|| Arc::from(bare));
         list.push(Resource {
             id,
+            bare: shared_bare,
             resource: resource.to_string(),
-            tx,
-            kill,
+            at,
             presence: None,
             priority: 0,
             interested: false,
@@ -90,11 +198,51 @@ impl Sessions {
         old
     }
 
-    /// Remove a session; returns its last state, if it was still bound.
-    pub fn unbind(&self, bare: &str, id: u64) -> Option<Resource> {
+    /// Mirror a session bound on another node. A local session on the same resource is
+    /// left to the binding node's `Kick`, which arrives separately.
+    pub fn bind_remote(&self, node: &str, bare: &str, resource: &str) {
+        let Some(links) = self.links.get().cloned() else { return };
+        let at = Location::Remote {
+            node: Arc::from(node),
+            links,
+        };
+        let id = self.new_id();
+        let mut map = self.by_bare.write().expect("sessions lock");
+        let list = map.entry(bare.to_string()).or_default();
+        if list.iter().any(|r| r.resource == resource && r.is_local()) {
+            return;
+        }
+        list.retain(|r| r.resource != resource);
+        let shared_bare = list.first().map(|r| r.bare.clone()).unwrap_or_else(|| Arc::from(bare));
+        list.push(Resource {
+            id,
+            bare: shared_bare,
+            resource: resource.to_string(),
+            at,
+            presence: None,
+            priority: 0,
+            interested: false,
+        });
+    }
+
+    /// Apply a change to a mirrored session of `node`.
+    pub fn update_remote(&self, node: &str, bare: &str, resource: &str, f: impl FnOnce(&mut Resource)) {
+        let mut map = self.by_bare.write().expect("sessions lock");
+        if let Some(r) = map
+            .get_mut(bare)
+            .and_then(|l| l.iter_mut().find(|r| r.resource == resource && r.node() == Some(node)))
+        {
+            f(r);
+        }
+    }
+
+    /// Forget a mirrored session of `node`; returns it if it was there.
+    pub fn unbind_remote(&self, node: &str, bare: &str, resource: &str) -> Option<Resource> {
         let mut map = self.by_bare.write().expect("sessions lock");
         let list = map.get_mut(bare)?;
-        let pos = list.iter().position(|r| r.id == id)?;
+        let pos = list
+            .iter()
+            .position(|r| r.resource == resource && r.node() == Some(node))?;
         let removed = list.remove(pos);
         if list.is_empty() {
             map.remove(bare);
@@ -102,22 +250,74 @@ impl Sessions {
         Some(removed)
     }
 
-    fn update(&self, bare: &str, id: u64, f: impl FnOnce(&mut Resource)) {
+    /// Forget every mirrored session of `node` (its link went down or it died).
+    pub fn forget_node(&self, node: &str) -> Vec<Resource> {
         let mut map = self.by_bare.write().expect("sessions lock");
-        if let Some(r) = map.get_mut(bare).and_then(|l| l.iter_mut().find(|r| r.id == id)) {
-            f(r);
-        }
+        let mut gone = Vec::new();
+        map.retain(|_, list| {
+            list.retain(|r| {
+                let theirs = r.node() == Some(node);
+                if theirs {
+                    gone.push(r.clone());
+                }
+                !theirs
+            });
+            !list.is_empty()
+        });
+        gone
+    }
+
+    /// Remove a local session; returns its last state, if it was still bound.
+    pub fn unbind(&self, bare: &str, id: u64) -> Option<Resource> {
+        let removed = {
+            let mut map = self.by_bare.write().expect("sessions lock");
+            let list = map.get_mut(bare)?;
+            let pos = list.iter().position(|r| r.id == id && r.is_local())?;
+            let removed = list.remove(pos);
+            if list.is_empty() {
+                map.remove(bare);
+            }
+            removed
+        };
+        self.broadcast(|| Frame::SessionDown {
+            bare: bare.to_string(),
+            resource: removed.resource.clone(),
+        });
+        Some(removed)
+    }
+
+    /// Change a local session; returns its resource name if it is still bound.
+    fn update(&self, bare: &str, id: u64, f: impl FnOnce(&mut Resource)) -> Option<String> {
+        let mut map = self.by_bare.write().expect("sessions lock");
+        let r = map
+            .get_mut(bare)
+            .and_then(|l| l.iter_mut().find(|r| r.id == id && r.is_local()))?;
+        f(r);
+        Some(r.resource.clone())
     }
 
     pub fn set_presence(&self, bare: &str, id: u64, presence: Option<Arc<Element>>, priority: i8) {
-        self.update(bare, id, |r| {
+        let xml = presence.as_ref().map(|p| p.to_stream_xml());
+        if let Some(resource) = self.update(bare, id, |r| {
             r.presence = presence;
             r.priority = priority;
-        });
+        }) {
+            self.broadcast(|| Frame::SessionPresence {
+                bare: bare.to_string(),
+                resource,
+                presence: xml,
+                priority,
+            });
+        }
     }
 
     pub fn set_interested(&self, bare: &str, id: u64) {
-        self.update(bare, id, |r| r.interested = true);
+        if let Some(resource) = self.update(bare, id, |r| r.interested = true) {
+            self.broadcast(|| Frame::SessionInterested {
+                bare: bare.to_string(),
+                resource,
+            });
+        }
     }
 
     pub fn resources(&self, bare: &str) -> Vec<Resource> {
@@ -134,13 +334,15 @@ impl Sessions {
         self.by_bare.read().expect("sessions lock").contains_key(bare)
     }
 
+    /// Sessions served by this node.
     pub fn count(&self) -> usize {
-        self.by_bare.read().expect("sessions lock").values().map(Vec::len).sum()
+        let map = self.by_bare.read().expect("sessions lock");
+        map.values().flatten().filter(|r| r.is_local()).count()
     }
 
-    /// Every bound session, for shutdown.
+    /// Every session served by this node, for shutdown, fencing and pool snapshots.
     pub fn all(&self) -> Vec<Resource> {
         let map = self.by_bare.read().expect("sessions lock");
-        map.values().flatten().cloned().collect()
+        map.values().flatten().filter(|r| r.is_local()).cloned().collect()
     }
 }

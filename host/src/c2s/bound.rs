@@ -12,7 +12,7 @@ use tokio::sync::Notify;
 
 use crate::server::Server;
 use crate::stanza::Kind;
-use crate::stream::{Outbound, OutboundTx, ReadError, StreamError, StreamErrorCondition, StreamEvent, XmlStreamReader};
+use crate::stream::{OutboundTx, ReadError, StreamError, StreamErrorCondition, StreamEvent, XmlStreamReader};
 use crate::{presence, router};
 
 pub struct Bound {
@@ -41,8 +41,7 @@ impl Bound {
         {
             tracing::info!(jid = %jid, "resource conflict: replacing the older session");
             let err = StreamError::new(StreamErrorCondition::Conflict, "replaced by a new connection");
-            let _ = old.tx.try_send(Outbound::Close(Some(err)));
-            old.kill.notify_one();
+            old.close(err);
         }
         tracing::info!(jid = %jid, "session bound");
         Bound {

@@ -186,6 +186,18 @@ impl Membership {
         rows.iter().map(node_info).collect()
     }
 
+    /// Does `node` hold a valid lease under `epoch` right now?
+    pub async fn is_live(db: &PgPool, node: &str, epoch: i64) -> Result<bool, sqlx::Error> {
+        let live: Option<bool> = sqlx::query_scalar(
+            "SELECT true FROM pool_nodes WHERE node_id = $1 AND epoch = $2 AND state = 'live' AND lease_until > now()",
+        )
+        .bind(node)
+        .bind(epoch)
+        .fetch_optional(db)
+        .await?;
+        Ok(live.is_some())
+    }
+
     /// The nodes that hold a valid lease now.
     pub async fn live_nodes(&self) -> Result<Vec<NodeInfo>, sqlx::Error> {
         Ok(Self::nodes(&self.db)

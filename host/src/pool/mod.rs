@@ -9,7 +9,9 @@
 //! itself: it closes its client streams and refuses new ones, so a node cut off from the
 //! pool never acts on stale state; then it keeps trying to rejoin under a new epoch.
 
+pub mod link;
 pub mod membership;
+pub mod node;
 pub mod pki;
 
 use std::sync::Arc;
@@ -17,7 +19,7 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use sqlx::postgres::{PgPool, PgPoolOptions};
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
 use crate::config::{Config, PoolConfig};
@@ -40,15 +42,16 @@ pub struct Pool {
     pub config: PoolConfig,
     pub db: PgPool,
     pub membership: Membership,
-    pub tls: pki::LinkTls,
+    pub links: Arc<link::Links>,
     state: watch::Sender<NodeState>,
     /// `host:port` of every client listener, published for `pool status` and redirects.
     client_addrs: String,
 }
 
 impl Pool {
-    /// Check the node's credentials, connect to the shared store and join the pool.
-    pub async fn start(config: &Config) -> anyhow::Result<Arc<Pool>> {
+    /// Check the node's credentials, connect to the shared store, join the pool and accept
+    /// links. The receiver yields what other nodes send; [`node::run_events`] applies it.
+    pub async fn start(config: &Config) -> anyhow::Result<(Arc<Pool>, mpsc::UnboundedReceiver<link::LinkEvent>)> {
         let pool_config = config.pool.clone().context("no [pool] section")?;
         let tls = pki::LinkTls::load(&pool_config.tls_dir, &pool_config.node_id).with_context(|| {
             format!(
@@ -63,6 +66,9 @@ impl Pool {
             .connect(&config.store)
             .await
             .context("connecting to the pool's PostgreSQL store")?;
+        let link_listener = tokio::net::TcpListener::bind(pool_config.listen)
+            .await
+            .with_context(|| format!("cannot listen for pool links on {}", pool_config.listen))?;
         let lease = Duration::from_millis(pool_config.lease_ms);
         let membership = Membership::new(db.clone(), &pool_config.node_id, lease);
         let client_addrs = config
@@ -78,15 +84,27 @@ impl Pool {
             .join(pool_config.advertised(), &client_addrs, lease + Duration::from_secs(1))
             .await?;
         tracing::info!(node = %pool_config.node_id, epoch, "joined the pool");
-        let (state, _) = watch::channel(NodeState::Live { epoch });
-        Ok(Arc::new(Pool {
+        let (state, state_rx) = watch::channel(NodeState::Live { epoch });
+        let (links, events) = link::Links::new(&pool_config.node_id, tls);
+        let my_epoch: link::MyEpoch = Arc::new(move || match *state_rx.borrow() {
+            NodeState::Live { epoch } => Some(epoch),
+            NodeState::Fenced { .. } => None,
+        });
+        let check_db = db.clone();
+        let check: link::EpochCheck = Arc::new(move |node, epoch| {
+            let db = check_db.clone();
+            Box::pin(async move { Membership::is_live(&db, &node, epoch).await.unwrap_or(false) })
+        });
+        tokio::spawn(links.clone().listen(link_listener, my_epoch, check));
+        let pool = Arc::new(Pool {
             config: pool_config,
             db,
             membership,
-            tls,
+            links,
             state,
             client_addrs,
-        }))
+        });
+        Ok((pool, events))
     }
 
     pub fn node_id(&self) -> &str {

@@ -1,0 +1,340 @@
+//! Pool links: one mutually authenticated TLS connection per pair of nodes, carrying
+//! length-prefixed JSON frames (a 4-byte big-endian length, then the frame).
+//!
+//! One per pair without races: the node with the smaller id dials, the other only
+//! accepts (the mesh task dials every live node with a larger id). Each side checks the
+//! other's `Hello` against its certificate (a node cannot pose as another) and against
+//! the membership table (a fenced or dead epoch cannot link). Sending never waits: each
+//! link has a bounded queue, and a full queue is reported to the caller (back-pressure),
+//! who decides — for a message, offline storage — rather than letting memory grow.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::mpsc;
+
+use super::pki::{self, LinkTls};
+
+/// Large enough for the biggest stanza a client may send, plus framing.
+pub const MAX_FRAME: usize = 1024 * 1024;
+/// Frames queued per link before senders are told the link is congested.
+const QUEUE: usize = 8192;
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// What nodes tell each other.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(tag = "t", rename_all = "kebab-case")]
+pub enum Frame {
+    /// First frame each way: who I am, under which epoch.
+    Hello { node: String, epoch: i64 },
+    /// A stanza for the session `bare/resource` on the receiving node.
+    Stanza {
+        bare: String,
+        resource: String,
+        xml: String,
+    },
+    /// A session was bound on the sending node.
+    SessionUp { bare: String, resource: String },
+    /// Its presence changed (`None`: unavailable) and with it its priority.
+    SessionPresence {
+        bare: String,
+        resource: String,
+        presence: Option<String>,
+        priority: i8,
+    },
+    /// It asked for the roster, so it receives roster pushes.
+    SessionInterested { bare: String, resource: String },
+    /// It ended.
+    SessionDown { bare: String, resource: String },
+    /// A newer session took this resource elsewhere: close it with `<conflict/>`.
+    Kick { bare: String, resource: String },
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum LinkError {
+    #[error("no link to node {0}")]
+    NotConnected(String),
+    #[error("the link to node {0} is congested")]
+    Congested(String),
+}
+
+/// What the links report to the node.
+#[derive(Debug)]
+pub enum LinkEvent {
+    Up { node: String },
+    Down { node: String },
+    Frame { node: String, frame: Frame },
+}
+
+struct Peer {
+    /// Tells this connection apart from a later one to the same node.
+    serial: u64,
+    epoch: i64,
+    tx: mpsc::Sender<Frame>,
+}
+
+pub struct Links {
+    node_id: String,
+    tls: LinkTls,
+    peers: Mutex<HashMap<String, Peer>>,
+    dialing: Mutex<std::collections::HashSet<String>>,
+    events: mpsc::UnboundedSender<LinkEvent>,
+    serial: std::sync::atomic::AtomicU64,
+}
+
+/// Validates a peer's `Hello`: is this node live in the pool under this epoch?
+pub type EpochCheck =
+    Arc<dyn Fn(String, i64) -> std::pin::Pin<Box<dyn std::future::Future<Output = bool> + Send>> + Send + Sync>;
+/// This node's current epoch, `None` while fenced (a fenced node accepts no links).
+pub type MyEpoch = Arc<dyn Fn() -> Option<i64> + Send + Sync>;
+
+impl Links {
+    pub fn new(node_id: &str, tls: LinkTls) -> (Arc<Links>, mpsc::UnboundedReceiver<LinkEvent>) {
+        let (events, rx) = mpsc::unbounded_channel();
+        let links = Arc::new(Links {
+            node_id: node_id.to_string(),
+            tls,
+            peers: Mutex::new(HashMap::new()),
+            dialing: Mutex::new(Default::default()),
+            events,
+            serial: Default::default(),
+        });
+        (links, rx)
+    }
+
+    /// Queue a frame for a node without waiting.
+    pub fn send(&self, node: &str, frame: Frame) -> Result<(), LinkError> {
+        let peers = self.peers.lock().expect("links lock");
+        let peer = peers
+            .get(node)
+            .ok_or_else(|| LinkError::NotConnected(node.to_string()))?;
+        peer.tx.try_send(frame).map_err(|e| match e {
+            mpsc::error::TrySendError::Full(_) => LinkError::Congested(node.to_string()),
+            mpsc::error::TrySendError::Closed(_) => LinkError::NotConnected(node.to_string()),
+        })
+    }
+
+    /// Queue a frame for every linked node (session changes).
+    pub fn broadcast(&self, frame: &Frame) {
+        let peers = self.peers.lock().expect("links lock");
+        for (node, peer) in peers.iter() {
+            if peer.tx.try_send(frame.clone()).is_err() {
+                tracing::warn!(%node, "link congested: dropping a session update; the link will be reset");
+            }
+        }
+    }
+
+    pub fn connected(&self) -> Vec<(String, i64)> {
+        let peers = self.peers.lock().expect("links lock");
+        peers.iter().map(|(n, p)| (n.clone(), p.epoch)).collect()
+    }
+
+    /// Close the link to a node (it died, or its epoch is no longer the pool's).
+    pub fn drop_peer(&self, node: &str) {
+        if self.peers.lock().expect("links lock").remove(node).is_some() {
+            let _ = self.events.send(LinkEvent::Down { node: node.to_string() });
+        }
+    }
+
+    /// Accept links from peers.
+    pub async fn listen(self: Arc<Self>, listener: TcpListener, my_epoch: MyEpoch, check: EpochCheck) {
+        let acceptor = tokio_rustls::TlsAcceptor::from(self.tls.server.clone());
+        loop {
+            let (tcp, addr) = match listener.accept().await {
+                Ok(x) => x,
+                Err(e) => {
+                    tracing::warn!(error = %e, "pool link accept failed");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            };
+            let links = self.clone();
+            let acceptor = acceptor.clone();
+            let check = check.clone();
+            let my_epoch = my_epoch.clone();
+            tokio::spawn(async move {
+                let Some(epoch) = my_epoch() else { return };
+                let accepted = tokio::time::timeout(HANDSHAKE_TIMEOUT, async {
+                    let _ = tcp.set_nodelay(true);
+                    let mut tls = acceptor.accept(tcp).await.map_err(|e| format!("TLS: {e}"))?;
+                    let cert = tls
+                        .get_ref()
+                        .1
+                        .peer_certificates()
+                        .and_then(|c| c.first().cloned())
+                        .ok_or("no client certificate")?;
+                    let (node, peer_epoch) = match read_frame(&mut tls).await? {
+                        Frame::Hello { node, epoch } => (node, epoch),
+                        other => return Err(format!("expected hello, got {other:?}")),
+                    };
+                    if !pki::cert_names_node(&cert, &node) {
+                        return Err(format!("certificate does not belong to node {node:?}"));
+                    }
+                    if node >= links.node_id {
+                        // One link per pair: the smaller id dials.
+                        return Err(format!("node {node:?} must wait for {} to dial it", links.node_id));
+                    }
+                    if !check(node.clone(), peer_epoch).await {
+                        return Err(format!("node {node:?} epoch {peer_epoch} is not live in the pool"));
+                    }
+                    write_frame(
+                        &mut tls,
+                        &Frame::Hello {
+                            node: links.node_id.clone(),
+                            epoch,
+                        },
+                    )
+                    .await?;
+                    Ok::<_, String>((tls, node, peer_epoch))
+                })
+                .await;
+                match accepted {
+                    Ok(Ok((tls, node, peer_epoch))) => links.register(node, peer_epoch, tls),
+                    Ok(Err(reason)) => tracing::warn!(%addr, %reason, "refused a pool link"),
+                    Err(_) => tracing::warn!(%addr, "refused a pool link: handshake timed out"),
+                }
+            });
+        }
+    }
+
+    /// Dial a node with a larger id, unless linked or already dialing.
+    pub fn dial(self: &Arc<Self>, node: String, epoch: i64, addr: String, my_epoch: i64) {
+        if node <= self.node_id || self.peers.lock().expect("links lock").contains_key(&node) {
+            return;
+        }
+        if !self.dialing.lock().expect("links lock").insert(node.clone()) {
+            return;
+        }
+        let links = self.clone();
+        tokio::spawn(async move {
+            let result = tokio::time::timeout(HANDSHAKE_TIMEOUT, async {
+                let name = pki::server_name(&node).map_err(|e| e.to_string())?;
+                let tcp = TcpStream::connect(&addr)
+                    .await
+                    .map_err(|e| format!("connect {addr}: {e}"))?;
+                let _ = tcp.set_nodelay(true);
+                let connector = tokio_rustls::TlsConnector::from(links.tls.client.clone());
+                let mut tls = connector.connect(name, tcp).await.map_err(|e| format!("TLS: {e}"))?;
+                write_frame(
+                    &mut tls,
+                    &Frame::Hello {
+                        node: links.node_id.clone(),
+                        epoch: my_epoch,
+                    },
+                )
+                .await?;
+                match read_frame(&mut tls).await? {
+                    Frame::Hello { node: n, epoch: e } if n == node && e == epoch => Ok(tls),
+                    other => Err(format!("unexpected hello {other:?}")),
+                }
+            })
+            .await;
+            links.dialing.lock().expect("links lock").remove(&node);
+            match result {
+                Ok(Ok(tls)) => links.register(node, epoch, tls),
+                Ok(Err(reason)) => tracing::warn!(%node, %addr, %reason, "cannot link to node"),
+                Err(_) => tracing::warn!(%node, %addr, "cannot link to node: handshake timed out"),
+            }
+        });
+    }
+
+    fn register<S>(self: &Arc<Self>, node: String, epoch: i64, stream: S)
+    where
+        S: AsyncRead + AsyncWrite + Send + Unpin + 'static,
+    {
+        let serial = self.serial.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let (tx, mut rx) = mpsc::channel::<Frame>(QUEUE);
+        let replaced = self
+            .peers
+            .lock()
+            .expect("links lock")
+            .insert(node.clone(), Peer { serial, epoch, tx });
+        if replaced.is_some() {
+            let _ = self.events.send(LinkEvent::Down { node: node.clone() });
+        }
+        tracing::info!(%node, epoch, "pool link up");
+        let _ = self.events.send(LinkEvent::Up { node: node.clone() });
+        let (mut reader, mut writer) = tokio::io::split(stream);
+        let writer_node = node.clone();
+        tokio::spawn(async move {
+            while let Some(frame) = rx.recv().await {
+                if let Err(e) = write_frame(&mut writer, &frame).await {
+                    tracing::warn!(node = %writer_node, error = %e, "pool link write failed");
+                    break;
+                }
+            }
+            let _ = writer.shutdown().await;
+        });
+        let links = self.clone();
+        tokio::spawn(async move {
+            loop {
+                match read_frame(&mut reader).await {
+                    Ok(frame) => {
+                        let _ = links.events.send(LinkEvent::Frame {
+                            node: node.clone(),
+                            frame,
+                        });
+                    }
+                    Err(reason) => {
+                        tracing::info!(%node, %reason, "pool link down");
+                        break;
+                    }
+                }
+            }
+            let mut peers = links.peers.lock().expect("links lock");
+            if peers.get(&node).is_some_and(|p| p.serial == serial) {
+                peers.remove(&node);
+                drop(peers);
+                let _ = links.events.send(LinkEvent::Down { node });
+            }
+        });
+    }
+}
+
+async fn write_frame<W: AsyncWrite + Unpin>(w: &mut W, frame: &Frame) -> Result<(), String> {
+    let body = serde_json::to_vec(frame).map_err(|e| e.to_string())?;
+    if body.len() > MAX_FRAME {
+        return Err(format!("frame of {} bytes exceeds the limit", body.len()));
+    }
+    let mut buf = Vec::with_capacity(4 + body.len());
+    buf.extend_from_slice(&(body.len() as u32).to_be_bytes());
+    buf.extend_from_slice(&body);
+    w.write_all(&buf).await.map_err(|e| e.to_string())?;
+    w.flush().await.map_err(|e| e.to_string())
+}
+
+async fn read_frame<R: AsyncRead + Unpin>(r: &mut R) -> Result<Frame, String> {
+    let len = r.read_u32().await.map_err(|e| e.to_string())? as usize;
+    if len > MAX_FRAME {
+        return Err(format!("garbled frame: announced length {len} exceeds the limit"));
+    }
+    let mut body = vec![0u8; len];
+    r.read_exact(&mut body).await.map_err(|e| e.to_string())?;
+    serde_json::from_slice(&body).map_err(|e| format!("garbled frame: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn frames_round_trip_and_garbage_is_refused() {
+        let (mut a, mut b) = tokio::io::duplex(4096);
+        let f = Frame::SessionPresence {
+            bare: "a@l".into(),
+            resource: "r".into(),
+            presence: Some("<presence/>".into()),
+            priority: 5,
+        };
+        write_frame(&mut a, &f).await.unwrap();
+        assert_eq!(read_frame(&mut b).await.unwrap(), f);
+        a.write_all(&[0xff, 0xff, 0xff, 0xff]).await.unwrap();
+        assert!(read_frame(&mut b).await.unwrap_err().contains("garbled"));
+        a.write_all(&[0, 0, 0, 3, b'x', b'y', b'z']).await.unwrap();
+        assert!(read_frame(&mut b).await.unwrap_err().contains("garbled"));
+    }
+}

@@ -1,0 +1,182 @@
+//! The pool seen from the server: what this node does with link events, how it keeps the
+//! mesh of links in line with membership, and the failover of dead nodes' sessions.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+
+use super::link::{Frame, LinkEvent};
+use crate::server::Server;
+use crate::stream::{StreamError, StreamErrorCondition};
+
+/// Apply what other nodes tell us.
+pub async fn run_events(server: Arc<Server>, mut events: mpsc::UnboundedReceiver<LinkEvent>) {
+    let Some(pool) = server.pool.clone() else { return };
+    while let Some(event) = events.recv().await {
+        match event {
+            LinkEvent::Up { node } => {
+                // Their mirror of us may be stale (a reconnect): replay our sessions.
+                for frame in snapshot(&server) {
+                    if pool.links.send(&node, frame).is_err() {
+                        break;
+                    }
+                }
+            }
+            // Keep their sessions until the node is declared dead or the link returns: a
+            // stanza for them meanwhile fails to forward and falls back to offline storage.
+            LinkEvent::Down { node } => {
+                tracing::debug!(%node, "link down; keeping its sessions until it is declared dead")
+            }
+            LinkEvent::Frame { node, frame } => apply(&server, &node, frame).await,
+        }
+    }
+}
+
+/// Our local sessions as the frames that recreate them on a peer.
+fn snapshot(server: &Server) -> Vec<Frame> {
+    let mut frames = Vec::new();
+    for r in server.sessions.all() {
+        let (bare, resource) = (r.bare.to_string(), r.resource.clone());
+        frames.push(Frame::SessionUp {
+            bare: bare.clone(),
+            resource: resource.clone(),
+        });
+        if let Some(p) = &r.presence {
+            frames.push(Frame::SessionPresence {
+                bare: bare.clone(),
+                resource: resource.clone(),
+                presence: Some(p.to_stream_xml()),
+                priority: r.priority,
+            });
+        }
+        if r.interested {
+            frames.push(Frame::SessionInterested { bare, resource });
+        }
+    }
+    frames
+}
+
+async fn apply(server: &Arc<Server>, node: &str, frame: Frame) {
+    let sessions = &server.sessions;
+    match frame {
+        Frame::Hello { .. } => tracing::warn!(%node, "unexpected hello on an established link"),
+        Frame::SessionUp { bare, resource } => sessions.bind_remote(node, &bare, &resource),
+        Frame::SessionPresence {
+            bare,
+            resource,
+            presence,
+            priority,
+        } => {
+            let presence = match presence {
+                Some(xml) => match crate::stream::reader::parse_stored(&xml).await {
+                    Some(p) => Some(Arc::new(p)),
+                    None => {
+                        tracing::warn!(%node, "garbled presence in a session update");
+                        return;
+                    }
+                },
+                None => None,
+            };
+            sessions.update_remote(node, &bare, &resource, |r| {
+                r.presence = presence;
+                r.priority = priority;
+            });
+        }
+        Frame::SessionInterested { bare, resource } => {
+            sessions.update_remote(node, &bare, &resource, |r| r.interested = true)
+        }
+        Frame::SessionDown { bare, resource } => {
+            sessions.unbind_remote(node, &bare, &resource);
+        }
+        Frame::Kick { bare, resource } => {
+            if let Some(r) = sessions.resource(&bare, &resource).filter(|r| r.is_local()) {
+                tracing::info!(jid = %format!("{bare}/{resource}"), %node, "resource taken on another node");
+                r.close(StreamError::new(
+                    StreamErrorCondition::Conflict,
+                    "replaced by a new connection",
+                ));
+            }
+        }
+        Frame::Stanza { bare, resource, xml } => deliver_forwarded(server, &bare, &resource, &xml).await,
+    }
+}
+
+/// A stanza another node routed to a session it believes we serve. Never forwarded
+/// again (no loops): if the session is gone, a message falls back to this node's view of
+/// the account (other local resources, or offline storage) and an IQ request is bounced.
+async fn deliver_forwarded(server: &Arc<Server>, bare: &str, resource: &str, xml: &str) {
+    let Some(stanza) = crate::stream::reader::parse_stored(xml).await else {
+        tracing::warn!("garbled stanza on a pool link");
+        return;
+    };
+    if let Some(r) = server.sessions.resource(bare, resource).filter(|r| r.is_local()) {
+        if r.send(Arc::new(stanza.clone())) {
+            return;
+        }
+    }
+    let condition = crate::stanza::Condition::ServiceUnavailable;
+    match (stanza.name.as_str(), stanza.get_attr("type").unwrap_or("normal")) {
+        ("message", "headline" | "error") => {}
+        ("message", "groupchat") => crate::router::bounce(server, &stanza, condition, None),
+        ("message", _) => crate::router::store_offline(server, bare, stanza).await,
+        ("iq", _) => crate::router::bounce(server, &stanza, condition, None),
+        _ => {}
+    }
+}
+
+/// Keep one link to every live peer, drop links to nodes whose epoch is no longer live,
+/// and fail over the sessions of nodes that left the live set.
+pub async fn run_mesh(server: Arc<Server>) {
+    let Some(pool) = server.pool.clone() else { return };
+    let mut ticker = tokio::time::interval(Duration::from_millis(pool.config.heartbeat_ms));
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // Nodes we have mirrored sessions of, with the epoch we linked them at.
+    let mut known: HashSet<(String, i64)> = HashSet::new();
+    loop {
+        ticker.tick().await;
+        let Some(my_epoch) = pool.epoch() else {
+            for (node, _) in pool.links.connected() {
+                pool.links.drop_peer(&node);
+            }
+            continue;
+        };
+        let live = match pool.membership.live_nodes().await {
+            Ok(l) => l,
+            Err(e) => {
+                tracing::debug!(error = %e, "cannot read membership");
+                continue;
+            }
+        };
+        let live_set: HashSet<(String, i64)> = live
+            .iter()
+            .filter(|n| n.node_id != pool.node_id())
+            .map(|n| (n.node_id.clone(), n.epoch))
+            .collect();
+        for n in live.iter().filter(|n| n.node_id != pool.node_id()) {
+            pool.links
+                .dial(n.node_id.clone(), n.epoch, n.link_addr.clone(), my_epoch);
+        }
+        for (node, epoch) in pool.links.connected() {
+            if !live_set.contains(&(node.clone(), epoch)) {
+                pool.links.drop_peer(&node);
+            }
+            known.insert((node, epoch));
+        }
+        // Failover: a node we knew is no longer live under that epoch.
+        let gone: Vec<(String, i64)> = known.iter().filter(|k| !live_set.contains(k)).cloned().collect();
+        for (node, epoch) in gone {
+            known.remove(&(node.clone(), epoch));
+            fail_over(&server, &node).await;
+        }
+    }
+}
+
+async fn fail_over(server: &Arc<Server>, node: &str) {
+    let lost = server.sessions.forget_node(node);
+    tracing::warn!(%node, sessions = lost.len(), "node left the pool: its sessions are gone");
+    for r in &lost {
+        crate::presence::remote_session_lost(server, r).await;
+    }
+}
