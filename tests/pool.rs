@@ -234,3 +234,52 @@ fn messages_across_nodes_and_failover() {
         panic!("{e:#}");
     }
 }
+
+impl TestPool {
+    /// Run a slixmpp scenario with its clients spread round-robin over the live nodes.
+    fn scenario(&self, name: &str) -> Result<String> {
+        let mut args = self.nodes[0].scenario_args(name);
+        for node in &self.nodes {
+            args.push("--node".into());
+            args.push(format!(
+                "{}:{}:{}",
+                node.starttls.ip(),
+                node.starttls.port(),
+                node.direct_tls.port()
+            ));
+        }
+        support::python::run_scenario(&args, self.nodes[0].dir(), support::SCENARIO_TIMEOUT)
+            .with_context(|| format!("scenario {name} over {} nodes", self.nodes.len()))
+    }
+}
+
+/// Uniform behaviour: the foundation's slixmpp scenarios pass with their users (and an
+/// account's resources) spread over three nodes: logins, roster pushes to a resource on
+/// another node, the subscription handshake, presence broadcast and unavailable on
+/// disconnect, messages to bare and full JIDs, offline delivery, resource conflicts, two
+/// hosted domains.
+#[test]
+fn foundation_scenarios_across_three_nodes() {
+    let run = || -> Result<()> {
+        let pool = TestPool::start(3)?;
+        // Links come up within a heartbeat or two of the last join.
+        wait_log(&pool.nodes[2], "pool link up", Duration::from_secs(10))?;
+        std::thread::sleep(Duration::from_millis(2 * HEARTBEAT_MS));
+        for name in [
+            "login",
+            "roster",
+            "subscription",
+            "presence",
+            "messages",
+            "offline",
+            "conflict",
+            "multidomain",
+        ] {
+            pool.scenario(name)?;
+        }
+        Ok(())
+    };
+    if let Err(e) = run() {
+        panic!("{e:#}");
+    }
+}

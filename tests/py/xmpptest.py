@@ -82,12 +82,28 @@ class Env:
         self.domain: str = args.domain
         self.domain2: Optional[str] = args.domain2
         self.phase: int = args.phase
+        # A pool: clients are spread over these nodes round-robin, in creation order, so
+        # the same scenario runs with its users (and an account's resources) on different
+        # nodes. Empty: every client uses --host/--port.
+        self.nodes: list[tuple[str, int, Optional[int]]] = []
+        for spec in getattr(args, "node", None) or []:
+            host, port, tls = spec.rsplit(":", 2)
+            self.nodes.append((host, int(port), int(tls) if tls else None))
+        self._next_node = 0
         self.accounts: dict[str, str] = {}
         for spec in args.account or []:
             jid, sep, password = spec.partition("=")
             if not sep:
                 raise SystemExit(f"--account expects JID=PASSWORD, got {spec!r}")
             self.accounts[jid] = password
+
+    def next_address(self) -> tuple[str, int, Optional[int]]:
+        """(host, STARTTLS port, direct TLS port) for the next client."""
+        if not self.nodes:
+            return (self.host, self.port, self.tls_port)
+        node = self.nodes[self._next_node % len(self.nodes)]
+        self._next_node += 1
+        return node
 
     def jid(self, local: str, domain: Optional[str] = None) -> str:
         return f"{local}@{domain or self.domain}"
@@ -114,6 +130,11 @@ def base_arg_parser(description: str) -> argparse.ArgumentParser:
     p.add_argument("--domain", required=True)
     p.add_argument("--domain2")
     p.add_argument("--phase", type=int, default=1)
+    p.add_argument(
+        "--node",
+        action="append",
+        help="HOST:PORT:TLSPORT of one node of a pool (repeatable): clients are spread over them",
+    )
     p.add_argument(
         "--account",
         action="append",
@@ -247,6 +268,8 @@ class Client(ClientXMPP):
         self.env = env
         self.label = label or jid
         self.direct_tls = direct_tls
+        # The node this client uses, chosen at its first login (see Env.next_address).
+        self.address: Optional[tuple[str, int, Optional[int]]] = None
         self.ssl_context = insecure_ssl_context()
         # Connect to exactly one transport: STARTTLS on the c2s port or
         # direct TLS on the XEP-0368 port (slixmpp would otherwise try both).
@@ -309,9 +332,12 @@ class Client(ClientXMPP):
         loop = asyncio.get_running_loop()
         self._session = loop.create_future()
         self._disconnected_ev = asyncio.Event()
-        port = self.env.tls_port if self.direct_tls else self.env.port
+        if self.address is None:
+            self.address = self.env.next_address()
+        host, plain_port, tls_port = self.address
+        port = tls_port if self.direct_tls else plain_port
         check(port, f"{self.label}: no port for direct_tls={self.direct_tls}")
-        self.connect(self.env.host, port)
+        self.connect(host, port)
         try:
             await asyncio.wait_for(asyncio.shield(self._session), timeout)
         except asyncio.TimeoutError:
