@@ -106,12 +106,10 @@ impl Resource {
         let tx = match &self.at {
             Location::Local { tx, .. } => tx,
             Location::Remote { node, links } => {
-                let frame = Frame::Stanza {
-                    bare: self.bare.to_string(),
-                    resource: self.resource.clone(),
-                    xml: stanza.to_stream_xml(),
-                };
-                return match links.send(node, frame) {
+                // Messages are tracked until the other node confirms them: if it dies
+                // first, they come back as offline messages instead of vanishing.
+                let tracked = stanza.name == "message";
+                return match links.send_stanza(node, &self.bare, &self.resource, stanza.to_stream_xml(), tracked) {
                     Ok(()) => true,
                     Err(e) => {
                         tracing::debug!(error = %e, "cannot forward a stanza");

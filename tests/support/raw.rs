@@ -652,6 +652,25 @@ impl RawConn {
         Ok(id)
     }
 
+    /// The bodies of every message received (including any set aside by `wait_for`) until
+    /// the stream ends, the connection closes, or `quiet` passes with nothing new.
+    pub async fn collect_bodies(&mut self, quiet: Duration) -> Vec<String> {
+        let body = |e: &Element| {
+            (e.local == "message")
+                .then(|| e.find("body").map(|b| b.text()))
+                .flatten()
+        };
+        let mut out: Vec<String> = self.backlog.drain(..).filter_map(|e| body(&e)).collect();
+        while let Ok(Some(event)) = self.next_event(quiet).await {
+            match event {
+                Event::Element(e) => out.extend(body(&e)),
+                Event::StreamEnd => break,
+                Event::Header(_) => {}
+            }
+        }
+        out
+    }
+
     /// Wait for a message with exactly this body.
     pub async fn expect_message(&mut self, body: &str) -> Result<Element> {
         let want = body.to_string();

@@ -31,12 +31,18 @@ const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
 pub enum Frame {
     /// First frame each way: who I am, under which epoch.
     Hello { node: String, epoch: i64 },
-    /// A stanza for the session `bare/resource` on the receiving node.
+    /// A stanza for the session `bare/resource` on the receiving node. `seq` > 0 asks for
+    /// an [`Frame::Ack`] once the receiver has taken responsibility for it (queued to the
+    /// session or stored offline); until then the sender keeps a copy.
     Stanza {
         bare: String,
         resource: String,
         xml: String,
+        #[serde(default)]
+        seq: u64,
     },
+    /// Every tracked stanza up to `seq` on this link is taken care of.
+    Ack { seq: u64 },
     /// A session was bound on the sending node.
     SessionUp { bare: String, resource: String },
     /// Its presence changed (`None`: unavailable) and with it its priority.
@@ -65,9 +71,26 @@ pub enum LinkError {
 /// What the links report to the node.
 #[derive(Debug)]
 pub enum LinkEvent {
-    Up { node: String },
-    Down { node: String },
-    Frame { node: String, frame: Frame },
+    Up {
+        node: String,
+    },
+    /// The link is gone; `undelivered` are the tracked stanzas it never acknowledged
+    /// (bare JID, stanza XML), for the node to keep as offline messages.
+    Down {
+        node: String,
+        undelivered: Vec<(String, String)>,
+    },
+    Frame {
+        node: String,
+        frame: Frame,
+    },
+}
+
+/// Tracked stanzas sent on one link and not yet acknowledged.
+#[derive(Default)]
+struct Unacked {
+    next_seq: u64,
+    pending: std::collections::VecDeque<(u64, String, String)>,
 }
 
 struct Peer {
@@ -75,6 +98,14 @@ struct Peer {
     serial: u64,
     epoch: i64,
     tx: mpsc::Sender<Frame>,
+    unacked: Arc<Mutex<Unacked>>,
+}
+
+impl Peer {
+    fn undelivered(&self) -> Vec<(String, String)> {
+        let mut u = self.unacked.lock().expect("unacked lock");
+        u.pending.drain(..).map(|(_, bare, xml)| (bare, xml)).collect()
+    }
 }
 
 pub struct Links {
@@ -118,6 +149,43 @@ impl Links {
         })
     }
 
+    /// Forward a stanza to a session on `node`. A `tracked` stanza (a message) is kept
+    /// until the peer acknowledges it, so a link that breaks first hands it back in
+    /// [`LinkEvent::Down`] instead of losing it.
+    pub fn send_stanza(
+        &self,
+        node: &str,
+        bare: &str,
+        resource: &str,
+        xml: String,
+        tracked: bool,
+    ) -> Result<(), LinkError> {
+        let peers = self.peers.lock().expect("links lock");
+        let peer = peers
+            .get(node)
+            .ok_or_else(|| LinkError::NotConnected(node.to_string()))?;
+        let permit = peer.tx.try_reserve().map_err(|e| match e {
+            mpsc::error::TrySendError::Full(_) => LinkError::Congested(node.to_string()),
+            mpsc::error::TrySendError::Closed(_) => LinkError::NotConnected(node.to_string()),
+        })?;
+        let seq = if tracked {
+            let mut u = peer.unacked.lock().expect("unacked lock");
+            u.next_seq += 1;
+            let seq = u.next_seq;
+            u.pending.push_back((seq, bare.to_string(), xml.clone()));
+            seq
+        } else {
+            0
+        };
+        permit.send(Frame::Stanza {
+            bare: bare.to_string(),
+            resource: resource.to_string(),
+            xml,
+            seq,
+        });
+        Ok(())
+    }
+
     /// Queue a frame for every linked node (session changes).
     pub fn broadcast(&self, frame: &Frame) {
         let peers = self.peers.lock().expect("links lock");
@@ -135,8 +203,12 @@ impl Links {
 
     /// Close the link to a node (it died, or its epoch is no longer the pool's).
     pub fn drop_peer(&self, node: &str) {
-        if self.peers.lock().expect("links lock").remove(node).is_some() {
-            let _ = self.events.send(LinkEvent::Down { node: node.to_string() });
+        let removed = self.peers.lock().expect("links lock").remove(node);
+        if let Some(peer) = removed {
+            let _ = self.events.send(LinkEvent::Down {
+                node: node.to_string(),
+                undelivered: peer.undelivered(),
+            });
         }
     }
 
@@ -248,13 +320,21 @@ impl Links {
     {
         let serial = self.serial.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let (tx, mut rx) = mpsc::channel::<Frame>(QUEUE);
-        let replaced = self
-            .peers
-            .lock()
-            .expect("links lock")
-            .insert(node.clone(), Peer { serial, epoch, tx });
-        if replaced.is_some() {
-            let _ = self.events.send(LinkEvent::Down { node: node.clone() });
+        let unacked = Arc::new(Mutex::new(Unacked::default()));
+        let replaced = self.peers.lock().expect("links lock").insert(
+            node.clone(),
+            Peer {
+                serial,
+                epoch,
+                tx,
+                unacked: unacked.clone(),
+            },
+        );
+        if let Some(old) = replaced {
+            let _ = self.events.send(LinkEvent::Down {
+                node: node.clone(),
+                undelivered: old.undelivered(),
+            });
         }
         tracing::info!(%node, epoch, "pool link up");
         let _ = self.events.send(LinkEvent::Up { node: node.clone() });
@@ -273,6 +353,12 @@ impl Links {
         tokio::spawn(async move {
             loop {
                 match read_frame(&mut reader).await {
+                    Ok(Frame::Ack { seq }) => {
+                        let mut u = unacked.lock().expect("unacked lock");
+                        while u.pending.front().is_some_and(|(s, _, _)| *s <= seq) {
+                            u.pending.pop_front();
+                        }
+                    }
                     Ok(frame) => {
                         let _ = links.events.send(LinkEvent::Frame {
                             node: node.clone(),
@@ -287,9 +373,12 @@ impl Links {
             }
             let mut peers = links.peers.lock().expect("links lock");
             if peers.get(&node).is_some_and(|p| p.serial == serial) {
-                peers.remove(&node);
+                let peer = peers.remove(&node).expect("checked above");
                 drop(peers);
-                let _ = links.events.send(LinkEvent::Down { node });
+                let _ = links.events.send(LinkEvent::Down {
+                    node,
+                    undelivered: peer.undelivered(),
+                });
             }
         });
     }

@@ -25,9 +25,17 @@ pub async fn run_events(server: Arc<Server>, mut events: mpsc::UnboundedReceiver
                 }
             }
             // Keep their sessions until the node is declared dead or the link returns: a
-            // stanza for them meanwhile fails to forward and falls back to offline storage.
-            LinkEvent::Down { node } => {
-                tracing::debug!(%node, "link down; keeping its sessions until it is declared dead")
+            // stanza for them meanwhile fails to forward and falls back to offline storage,
+            // and so do the messages the link never confirmed.
+            LinkEvent::Down { node, undelivered } => {
+                if !undelivered.is_empty() {
+                    tracing::info!(%node, messages = undelivered.len(), "keeping unconfirmed messages offline");
+                }
+                for (bare, xml) in undelivered {
+                    if let Some(stanza) = crate::stream::reader::parse_stored(&xml).await {
+                        crate::router::store_offline(&server, &bare, stanza).await;
+                    }
+                }
             }
             LinkEvent::Frame { node, frame } => apply(&server, &node, frame).await,
         }
@@ -99,7 +107,18 @@ async fn apply(server: &Arc<Server>, node: &str, frame: Frame) {
                 ));
             }
         }
-        Frame::Stanza { bare, resource, xml } => deliver_forwarded(server, &bare, &resource, &xml).await,
+        Frame::Stanza {
+            bare,
+            resource,
+            xml,
+            seq,
+        } => {
+            deliver_forwarded(server, &bare, &resource, &xml).await;
+            if seq > 0 {
+                let _ = server.pool.as_ref().map(|p| p.links.send(node, Frame::Ack { seq }));
+            }
+        }
+        Frame::Ack { .. } => {} // consumed by the link itself
     }
 }
 
