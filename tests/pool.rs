@@ -29,6 +29,7 @@ fn node_options(dir: &Path, pg: &PostgresInstance, i: usize) -> Result<ServerOpt
     opts.pool = Some(PoolNode {
         node_id: format!("n{}", i + 1),
         link: SocketAddr::new(ip, free_port()?),
+        advertise: None,
         tls_dir: dir.join("pool-tls"),
         lease_ms: LEASE_MS,
         heartbeat_ms: HEARTBEAT_MS,
@@ -36,8 +37,15 @@ fn node_options(dir: &Path, pg: &PostgresInstance, i: usize) -> Result<ServerOpt
     Ok(opts)
 }
 
+/// Adjusts node `i`'s options before it starts (the PostgreSQL instance is given).
+type Customize<'a> = &'a dyn Fn(usize, &mut ServerOptions, &PostgresInstance) -> Result<()>;
+
 impl TestPool {
     fn start(n: usize) -> Result<TestPool> {
+        Self::start_with(n, &|_, _, _| Ok(()))
+    }
+
+    fn start_with(n: usize, customize: Customize) -> Result<TestPool> {
         let dir = tempfile::Builder::new().prefix("poolxmpp-pool-").tempdir()?;
         let pg = PostgresInstance::start()?;
         let ids: Vec<String> = (1..=n).map(|i| format!("n{i}")).collect();
@@ -54,9 +62,9 @@ impl TestPool {
         );
         let mut nodes = Vec::new();
         for i in 0..n {
-            nodes.push(
-                TestServer::start(node_options(dir.path(), &pg, i)?).with_context(|| format!("node n{}", i + 1))?,
-            );
+            let mut opts = node_options(dir.path(), &pg, i)?;
+            customize(i, &mut opts, &pg)?;
+            nodes.push(TestServer::start(opts).with_context(|| format!("node n{}", i + 1))?);
         }
         Ok(TestPool { nodes, pg, _dir: dir })
     }
@@ -415,6 +423,110 @@ fn failover_loses_nothing() {
             ensure!(duplicated.is_empty(), "duplicated messages: {duplicated:?}");
             anyhow::Ok(())
         })?;
+        Ok(())
+    };
+    if let Err(e) = run() {
+        panic!("{e:#}");
+    }
+}
+
+/// Issue 4, must-show 3: n3 is cut off from PostgreSQL and from its peers (TCP proxies
+/// that stop forwarding). It fences itself — its clients' streams end with
+/// `<system-shutdown/>` — before the survivors declare it dead; messages sent to its user
+/// meanwhile wait offline and arrive, once each, when the user logs in on a survivor.
+/// Healed, n3 rejoins under a new epoch and serves again.
+#[test]
+fn partitioned_node_fences_itself() {
+    const DURING: usize = 50;
+    let run = || -> Result<()> {
+        let proxies = std::cell::RefCell::new(Vec::new());
+        let mut pool = TestPool::start_with(3, &|i, opts, pg| {
+            if i == 2 {
+                let pg_addr: SocketAddr = format!(
+                    "127.0.0.1:{}",
+                    pg.url().rsplit(':').next().unwrap().split('/').next().unwrap()
+                )
+                .parse()?;
+                let db = support::proxy::Proxy::start(opts.ip, pg_addr)?;
+                opts.shared_store = Some(pg.url().replace(&pg_addr.to_string(), &db.addr.to_string()));
+                let node = opts.pool.as_mut().unwrap();
+                let link = support::proxy::Proxy::start(opts.ip, node.link)?;
+                node.advertise = Some(link.addr);
+                proxies.borrow_mut().extend([db, link]);
+            }
+            Ok(())
+        })?;
+        let proxies = proxies.into_inner();
+        let rt = support::rt();
+        rt.block_on(async {
+            let mut alice = login(&pool.nodes[0], "alice").await?;
+            let mut bob = login(&pool.nodes[2], "bob").await?;
+            wait_routable(&mut alice, &mut bob, &format!("{}/raw", jid("bob"))).await?;
+            wait_routable(&mut bob, &mut alice, &format!("{}/raw", jid("alice"))).await?;
+            subscribe_both(&mut alice, &jid("alice"), &mut bob, &jid("bob")).await?;
+
+            for p in &proxies {
+                p.blackhole();
+            }
+            let cut_at = Instant::now();
+            let mut sent = Vec::new();
+            for i in 0..DURING {
+                let body = format!("during the partition #{i}");
+                alice.message(&jid("bob"), &body).await?;
+                sent.push(body);
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            // The isolated node stops serving before its lease can run out elsewhere.
+            let report = bob.expect_stream_error(Duration::from_millis(LEASE_MS + 3_000)).await;
+            report.assert_condition(&["system-shutdown"], "bob's stream on the fenced node")?;
+            eprintln!("n3 fenced itself {:?} after the cut", cut_at.elapsed());
+            alice
+                .wait_for(
+                    Duration::from_millis(LEASE_MS + 5_000),
+                    "bob's unavailable presence",
+                    |e| {
+                        e.local == "presence"
+                            && e.attr("type") == Some("unavailable")
+                            && e.attr("from") == Some(&format!("{}/raw", jid("bob")))
+                    },
+                )
+                .await?;
+            eprintln!("alice saw bob unavailable {:?} after the cut", cut_at.elapsed());
+            ensure!(pool.node_state("n3")?.0 == "dead", "n3 should be declared dead");
+
+            let mut bob = login(&pool.nodes[1], "bob").await?;
+            let received = bob.collect_bodies(Duration::from_secs(3)).await;
+            let mut counts = std::collections::HashMap::new();
+            for body in received.iter().filter(|b| b.starts_with("during the partition")) {
+                *counts.entry(body.clone()).or_insert(0) += 1;
+            }
+            let lost: Vec<_> = sent.iter().filter(|b| !counts.contains_key(*b)).collect();
+            let duplicated: Vec<_> = counts.iter().filter(|(_, n)| **n > 1).collect();
+            ensure!(lost.is_empty(), "lost messages: {lost:?}");
+            ensure!(duplicated.is_empty(), "duplicated messages: {duplicated:?}");
+
+            // Healed: n3 rejoins under a new epoch and serves again.
+            for p in &proxies {
+                p.heal();
+            }
+            let deadline = Instant::now() + Duration::from_secs(20);
+            loop {
+                let (state, epoch) = pool.node_state("n3")?;
+                if state == "live" && epoch == 2 {
+                    break;
+                }
+                ensure!(Instant::now() < deadline, "n3 did not rejoin: {state} epoch {epoch}");
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            let mut carol = login(&pool.nodes[2], "carol").await?;
+            wait_routable(&mut alice, &mut carol, &format!("{}/raw", jid("carol"))).await?;
+            alice
+                .message(&format!("{}/raw", jid("carol")), "after the heal")
+                .await?;
+            carol.expect_message("after the heal").await?;
+            anyhow::Ok(())
+        })?;
+        let _ = &mut pool;
         Ok(())
     };
     if let Err(e) = run() {

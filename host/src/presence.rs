@@ -111,7 +111,7 @@ async fn broadcast(server: &Arc<Server>, client: &mut Bound, stanza: Element, av
         }
         subscription::redeliver_pending(server, client, pending).await;
         if priority_of(&stanza) >= 0 {
-            deliver_offline(server, client).await;
+            deliver_offline(server, &client.bare, client.jid.resource().as_str()).await;
         }
     }
 }
@@ -188,9 +188,48 @@ pub async fn went_offline(server: &Arc<Server>, client: &mut Bound) {
     }
 }
 
-/// Offline messages, stamped with XEP-0203 delay, to a resource that just came online.
-async fn deliver_offline(server: &Arc<Server>, client: &Bound) {
-    let messages = match server.store.offline_messages(&client.bare).await {
+/// Offline messages, stamped with XEP-0203 delay, to a resource that just came online
+/// (or that is online when a message is stored late, see [`offline_stored`]). One delivery
+/// per account at a time on this node: a request during one makes it run once more, so a
+/// message stored meanwhile is not left behind and none is sent twice.
+pub async fn deliver_offline(server: &Arc<Server>, bare: &str, resource: &str) {
+    {
+        let mut running = server.offline_delivery.lock().expect("offline lock");
+        if let Some(again) = running.get_mut(bare) {
+            *again = true;
+            return;
+        }
+        running.insert(bare.to_string(), false);
+    }
+    loop {
+        deliver_offline_once(server, bare, resource).await;
+        let mut running = server.offline_delivery.lock().expect("offline lock");
+        if running.get(bare) == Some(&true) {
+            running.insert(bare.to_string(), false);
+        } else {
+            running.remove(bare);
+            return;
+        }
+    }
+}
+
+/// A message was stored offline for `bare` (here or, in a pool, on another node): if one of
+/// its resources here is already online and took its offline messages, hand it this one
+/// too. Closes the race between a login elsewhere and a store that lands just after it.
+pub async fn offline_stored(server: &Arc<Server>, bare: &str) {
+    let target = server
+        .sessions
+        .resources(bare)
+        .into_iter()
+        .filter(|r| r.is_local() && r.available() && r.priority >= 0)
+        .max_by_key(|r| r.priority);
+    if let Some(r) = target {
+        deliver_offline(server, bare, &r.resource).await;
+    }
+}
+
+async fn deliver_offline_once(server: &Arc<Server>, bare: &str, resource: &str) {
+    let messages = match server.store.offline_messages(bare).await {
         Ok(m) => m,
         Err(e) => {
             tracing::error!(error = %e, "loading offline messages failed");
@@ -200,11 +239,11 @@ async fn deliver_offline(server: &Arc<Server>, client: &Bound) {
     let Some(last_id) = messages.last().map(|m| m.0) else {
         return;
     };
-    let Some(me) = server.sessions.resource(&client.bare, client.jid.resource().as_str()) else {
+    let Some(me) = server.sessions.resource(bare, resource) else {
         return;
     };
     let Some(tx) = me.local_tx() else { return };
-    let domain = client.jid.domain().to_string();
+    let domain = bare.rsplit('@').next().unwrap_or_default().to_string();
     for (_, xml, stamp) in &messages {
         let Some(mut stanza) = crate::stream::reader::parse_stored(xml).await else {
             tracing::warn!("skipping an unreadable offline message");
@@ -225,7 +264,7 @@ async fn deliver_offline(server: &Arc<Server>, client: &Bound) {
             return;
         }
     }
-    if let Err(e) = server.store.delete_offline(&client.bare, last_id).await {
+    if let Err(e) = server.store.delete_offline(bare, last_id).await {
         tracing::error!(error = %e, "deleting delivered offline messages failed");
     }
 }

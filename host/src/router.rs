@@ -364,7 +364,15 @@ pub async fn store_offline(server: &Arc<Server>, bare: &str, stanza: Element) {
     }
     let quota = server.config.limits.offline_quota;
     match server.store.store_offline(bare, &stanza.to_stream_xml(), quota).await {
-        Ok(true) => {}
+        Ok(true) => {
+            // The account may have come online (here or on another node) between the
+            // routing decision and the store: whoever serves it now picks this up.
+            if let Some(pool) = &server.pool {
+                pool.links
+                    .broadcast(&crate::pool::link::Frame::OfflineStored { bare: bare.to_string() });
+            }
+            crate::presence::offline_stored(server, bare).await;
+        }
         Ok(false) => bounce(
             server,
             &stanza,

@@ -21,6 +21,9 @@ pub struct Server {
     /// This node's place in a pool; `None` for a single server.
     pub pool: Option<Arc<crate::pool::Pool>>,
     pub started: Instant,
+    /// Accounts whose offline messages are being delivered on this node, and whether
+    /// another delivery was asked for meanwhile (see `presence::deliver_offline`).
+    pub offline_delivery: std::sync::Mutex<std::collections::HashMap<String, bool>>,
     /// Flips to `true` once when the node shuts down; connection tasks watch it.
     pub shutdown: watch::Receiver<bool>,
 }
@@ -44,6 +47,7 @@ impl Server {
             plugins,
             pool,
             started: Instant::now(),
+            offline_delivery: Default::default(),
             shutdown,
         });
         server.plugins.attach(Arc::downgrade(&server));

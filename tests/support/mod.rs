@@ -11,6 +11,7 @@
 
 pub mod plugins;
 pub mod postgres;
+pub mod proxy;
 pub mod python;
 pub mod raw;
 pub mod xml;
@@ -89,6 +90,8 @@ pub struct ServerOptions {
 pub struct PoolNode {
     pub node_id: String,
     pub link: SocketAddr,
+    /// The link address peers dial, if not `link` (a proxy in partition tests).
+    pub advertise: Option<SocketAddr>,
     pub tls_dir: PathBuf,
     pub lease_ms: u64,
     pub heartbeat_ms: u64,
@@ -142,6 +145,9 @@ impl ServerOptions {
         }
         if let Some(p) = &self.pool {
             let _ = writeln!(t, "\n[pool]\nnode_id = {:?}\nlisten = \"{}\"", p.node_id, p.link);
+            if let Some(a) = p.advertise {
+                let _ = writeln!(t, "advertise = \"{a}\"");
+            }
             let _ = writeln!(t, "tls_dir = {:?}", p.tls_dir.display().to_string());
             let _ = writeln!(t, "lease_ms = {}\nheartbeat_ms = {}", p.lease_ms, p.heartbeat_ms);
         }

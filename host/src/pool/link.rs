@@ -43,6 +43,9 @@ pub enum Frame {
     },
     /// Every tracked stanza up to `seq` on this link is taken care of.
     Ack { seq: u64 },
+    /// A message was just stored offline for `bare`: a node where that account is
+    /// already online should deliver it now.
+    OfflineStored { bare: String },
     /// A session was bound on the sending node.
     SessionUp { bare: String, resource: String },
     /// Its presence changed (`None`: unavailable) and with it its priority.
@@ -360,6 +363,12 @@ impl Links {
                         }
                     }
                     Ok(frame) => {
+                        // A link dropped by this node (its peer's epoch ended) may still
+                        // deliver old bytes: they must not be acted on.
+                        let current = links.peers.lock().expect("links lock").get(&node).map(|p| p.serial);
+                        if current != Some(serial) {
+                            break;
+                        }
                         let _ = links.events.send(LinkEvent::Frame {
                             node: node.clone(),
                             frame,

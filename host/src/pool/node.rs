@@ -31,9 +31,11 @@ pub async fn run_events(server: Arc<Server>, mut events: mpsc::UnboundedReceiver
                 if !undelivered.is_empty() {
                     tracing::info!(%node, messages = undelivered.len(), "keeping unconfirmed messages offline");
                 }
+                // Routed again from scratch: to a session the account has opened elsewhere
+                // meanwhile, or to offline storage.
                 for (bare, xml) in undelivered {
                     if let Some(stanza) = crate::stream::reader::parse_stored(&xml).await {
-                        crate::router::store_offline(&server, &bare, stanza).await;
+                        crate::router::deliver_message(&server, &bare, None, stanza).await;
                     }
                 }
             }
@@ -119,6 +121,7 @@ async fn apply(server: &Arc<Server>, node: &str, frame: Frame) {
             }
         }
         Frame::Ack { .. } => {} // consumed by the link itself
+        Frame::OfflineStored { bare } => crate::presence::offline_stored(server, &bare).await,
     }
 }
 
