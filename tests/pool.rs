@@ -533,3 +533,118 @@ fn partitioned_node_fences_itself() {
         panic!("{e:#}");
     }
 }
+
+/// Open a TLS connection to a node's pool port with `config` (as node `server_id`).
+async fn tls_to_link(
+    addr: SocketAddr,
+    server_id: &str,
+    config: std::sync::Arc<rustls::ClientConfig>,
+) -> std::io::Result<tokio_rustls::client::TlsStream<tokio::net::TcpStream>> {
+    let tcp = tokio::net::TcpStream::connect(addr).await?;
+    let name = poolxmpp::pool::pki::server_name(server_id).map_err(std::io::Error::other)?;
+    tokio_rustls::TlsConnector::from(config).connect(name, tcp).await
+}
+
+/// A length-prefixed frame with raw JSON (or garbage).
+fn raw_frame(body: &[u8]) -> Vec<u8> {
+    let mut f = (body.len() as u32).to_be_bytes().to_vec();
+    f.extend_from_slice(body);
+    f
+}
+
+/// Issue 4, bad input on pool links: no client certificate, a certificate from another CA,
+/// a valid certificate presented under another node's id, and a garbled frame after a
+/// valid hello are each refused with a clear log line; the pool carries on.
+#[test]
+fn pool_links_refuse_strangers_and_garbage() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let run = || -> Result<()> {
+        let pool = TestPool::start(2)?;
+        let n2 = &pool.nodes[1];
+        let n2_link = n2.opts.pool.as_ref().unwrap().link;
+        let tls_dir = n2.opts.pool.as_ref().unwrap().tls_dir.clone();
+        let other = tempfile::tempdir()?;
+        let out = std::process::Command::new(support::server_binary())
+            .args(["pool", "init", "--dir"])
+            .arg(other.path())
+            .args(["--nodes", "n0"])
+            .output()?;
+        ensure!(out.status.success(), "second pool init failed");
+        let ours = poolxmpp::pool::pki::LinkTls::load(&tls_dir, "n1")?;
+        let theirs = poolxmpp::pool::pki::LinkTls::load(other.path(), "n0")?;
+        let mut roots = rustls::RootCertStore::empty();
+        for cert in rustls_pemfile::certs(&mut std::fs::read(tls_dir.join("ca.crt"))?.as_slice()) {
+            roots.add(cert?)?;
+        }
+        let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+        let mut anonymous = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()?
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        anonymous.alpn_protocols = vec![poolxmpp::pool::pki::ALPN.to_vec()];
+
+        let rt = support::rt();
+        rt.block_on(async {
+            // 1. No client certificate: the handshake (or the first read) fails.
+            if let Ok(mut s) = tls_to_link(n2_link, "n2", std::sync::Arc::new(anonymous)).await {
+                let _ = s.write_all(&raw_frame(br#"{"t":"hello","node":"n1","epoch":1}"#)).await;
+                let mut buf = [0u8; 16];
+                ensure!(
+                    !matches!(s.read(&mut buf).await, Ok(n) if n > 0),
+                    "a peer without a certificate got an answer"
+                );
+            }
+            // 2. A certificate from another pool's CA.
+            if let Ok(mut s) = tls_to_link(n2_link, "n2", theirs.client.clone()).await {
+                let _ = s.write_all(&raw_frame(br#"{"t":"hello","node":"n0","epoch":1}"#)).await;
+                let mut buf = [0u8; 16];
+                ensure!(
+                    !matches!(s.read(&mut buf).await, Ok(n) if n > 0),
+                    "a peer with a foreign certificate got an answer"
+                );
+            }
+            // 3. n1's certificate, claiming to be n0.
+            let mut s = tls_to_link(n2_link, "n2", ours.client.clone()).await?;
+            s.write_all(&raw_frame(br#"{"t":"hello","node":"n0","epoch":1}"#))
+                .await?;
+            let mut buf = [0u8; 16];
+            ensure!(
+                !matches!(s.read(&mut buf).await, Ok(n) if n > 0),
+                "a certificate for n1 was accepted as n0"
+            );
+            // 4. A valid hello, then garbage.
+            let mut s = tls_to_link(n2_link, "n2", ours.client.clone()).await?;
+            s.write_all(&raw_frame(br#"{"t":"hello","node":"n1","epoch":1}"#))
+                .await?;
+            let mut len = [0u8; 4];
+            s.read_exact(&mut len).await?;
+            let mut hello = vec![0u8; u32::from_be_bytes(len) as usize];
+            s.read_exact(&mut hello).await?;
+            s.write_all(&raw_frame(b"this is not a frame")).await?;
+            s.write_all(&[0xff; 64]).await?;
+            let _ = s.read(&mut buf).await;
+            anyhow::Ok(())
+        })?;
+        wait_log(n2, "certificate does not belong to node", Duration::from_secs(5))?;
+        wait_log(n2, "garbled frame", Duration::from_secs(5))?;
+        ensure!(
+            n2.log().matches("refused a pool link").count() >= 3,
+            "refusals:\n{}",
+            n2.log_tail(30)
+        );
+
+        // The pool carries on: n1 re-establishes its link and messages flow.
+        rt.block_on(async {
+            let mut alice = login(&pool.nodes[0], "alice").await?;
+            let mut bob = login(&pool.nodes[1], "bob").await?;
+            wait_routable(&mut alice, &mut bob, &format!("{}/raw", jid("bob"))).await?;
+            alice.message(&format!("{}/raw", jid("bob")), "still linked").await?;
+            bob.expect_message("still linked").await?;
+            anyhow::Ok(())
+        })?;
+        Ok(())
+    };
+    if let Err(e) = run() {
+        panic!("{e:#}");
+    }
+}

@@ -28,6 +28,8 @@ enum Command {
     /// Inspect and reload the running daemon's plugins, or build the bundled ones.
     #[command(subcommand)]
     Plugin(PluginCommand),
+    /// This running node's counters: sessions, links, stanzas delivered and forwarded.
+    Stats,
     /// Set up and inspect a pool of nodes.
     #[command(subcommand)]
     Pool(PoolCommand),
@@ -114,6 +116,11 @@ pub fn main() -> ExitCode {
             Command::User(cmd) => user(config, cmd).await,
             Command::Plugin(cmd) => plugin(config, cmd).await,
             Command::Pool(cmd) => pool(config, cmd).await,
+            Command::Stats => {
+                let answer = crate::plugins::admin::request(&config.data_dir, "stats").await?;
+                println!("{}", serde_json::to_string_pretty(&answer["stats"])?);
+                Ok(())
+            }
         }
     });
     match result {

@@ -56,7 +56,9 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         }
     }
     let admin = crate::plugins::watch::admin_socket_path(&server.config.data_dir);
-    if let Err(e) = crate::plugins::watch::spawn_admin_socket(plugins.clone(), admin.clone()) {
+    let weak = Arc::downgrade(&server);
+    let stats: crate::plugins::watch::StatsFn = Arc::new(move || node_stats(&weak));
+    if let Err(e) = crate::plugins::watch::spawn_admin_socket(plugins.clone(), admin.clone(), stats) {
         tracing::warn!(path = %admin.display(), error = %e, "admin socket unavailable");
     }
     let listeners = crate::listener::bind_all(&server).await?;
@@ -86,6 +88,24 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     }
     server.store.close().await;
     Ok(())
+}
+
+/// What `poolxmpp stats` shows about this node.
+fn node_stats(server: &std::sync::Weak<Server>) -> serde_json::Value {
+    use std::sync::atomic::Ordering::Relaxed;
+    let Some(server) = server.upgrade() else {
+        return serde_json::Value::Null;
+    };
+    serde_json::json!({
+        "node": server.pool.as_ref().map(|p| p.node_id().to_string()),
+        "epoch": server.pool.as_ref().and_then(|p| p.epoch()),
+        "sessions": server.sessions.count(),
+        "mirrored_sessions": server.sessions.mirrored(),
+        "links": server.pool.as_ref().map(|p| p.links.connected().len()).unwrap_or(0),
+        "stanzas_to_local_sessions": crate::sessions::LOCAL_SENDS.load(Relaxed),
+        "stanzas_forwarded": crate::sessions::FORWARDS.load(Relaxed),
+        "uptime_s": server.started.elapsed().as_secs(),
+    })
 }
 
 /// A fenced node must not keep serving on state the pool no longer trusts: close every

@@ -17,6 +17,13 @@ use crate::pool::link::{Frame, Links};
 use crate::stream::{Outbound, OutboundTx, StreamError};
 use crate::xml::Element;
 
+/// Stanzas handed to a session on this node, and stanzas forwarded to another node's
+/// session: process-wide counters (one node per process) for `poolxmpp stats`. Every
+/// stanza ends in exactly one local hand-over (forwarded ones on the receiving node), so
+/// summed over a pool, `forwarded / local` is the fraction that crossed a link.
+pub static LOCAL_SENDS: AtomicU64 = AtomicU64::new(0);
+pub static FORWARDS: AtomicU64 = AtomicU64::new(0);
+
 /// Where a bound resource is served.
 #[derive(Clone)]
 pub enum Location {
@@ -110,7 +117,10 @@ impl Resource {
                 // first, they come back as offline messages instead of vanishing.
                 let tracked = stanza.name == "message";
                 return match links.send_stanza(node, &self.bare, &self.resource, stanza.to_stream_xml(), tracked) {
-                    Ok(()) => true,
+                    Ok(()) => {
+                        FORWARDS.fetch_add(1, Ordering::Relaxed);
+                        true
+                    }
                     Err(e) => {
                         tracing::debug!(error = %e, "cannot forward a stanza");
                         false
@@ -119,7 +129,10 @@ impl Resource {
             }
         };
         match tx.try_send(Outbound::Stanza(stanza)) {
-            Ok(()) => true,
+            Ok(()) => {
+                LOCAL_SENDS.fetch_add(1, Ordering::Relaxed);
+                true
+            }
             Err(tokio::sync::mpsc::error::TrySendError::Full(_)) => {
                 tracing::warn!(resource = %self.resource, "send queue full; closing the stream");
                 let tx = tx.clone();
@@ -330,6 +343,12 @@ impl Sessions {
 
     pub fn is_online(&self, bare: &str) -> bool {
         self.by_bare.read().expect("sessions lock").contains_key(bare)
+    }
+
+    /// Sessions of other nodes mirrored here.
+    pub fn mirrored(&self) -> usize {
+        let map = self.by_bare.read().expect("sessions lock");
+        map.values().flatten().filter(|r| !r.is_local()).count()
     }
 
     /// Sessions served by this node.

@@ -67,7 +67,10 @@ pub fn admin_socket_path(data_dir: &std::path::Path) -> PathBuf {
 
 /// Serve line commands on the admin socket: `list` and `reload NAME`, one JSON line back.
 /// The socket is created mode 0600: only the daemon's user may administer it.
-pub fn spawn_admin_socket(plugins: Arc<Plugins>, path: PathBuf) -> std::io::Result<()> {
+/// Node statistics for the admin socket's `stats` command.
+pub type StatsFn = Arc<dyn Fn() -> serde_json::Value + Send + Sync>;
+
+pub fn spawn_admin_socket(plugins: Arc<Plugins>, path: PathBuf, stats: StatsFn) -> std::io::Result<()> {
     let _ = std::fs::remove_file(&path);
     let listener = UnixListener::bind(&path)?;
     #[cfg(unix)]
@@ -81,11 +84,15 @@ pub fn spawn_admin_socket(plugins: Arc<Plugins>, path: PathBuf) -> std::io::Resu
                 continue;
             };
             let plugins = plugins.clone();
+            let stats = stats.clone();
             tokio::spawn(async move {
                 let (read, mut write) = conn.into_split();
                 let mut lines = BufReader::new(read).lines();
                 while let Ok(Some(line)) = lines.next_line().await {
-                    let reply = answer(&plugins, line.trim()).await;
+                    let reply = match line.trim() {
+                        "stats" => serde_json::json!({ "ok": true, "stats": stats() }),
+                        command => answer(&plugins, command).await,
+                    };
                     if write.write_all(format!("{reply}\n").as_bytes()).await.is_err() {
                         break;
                     }
@@ -108,6 +115,6 @@ async fn answer(plugins: &Plugins, command: &str) -> serde_json::Value {
             let errors: Vec<String> = plugins.sync_dir().await.iter().map(|e| e.to_string()).collect();
             serde_json::json!({ "ok": errors.is_empty(), "errors": errors })
         }
-        _ => serde_json::json!({ "ok": false, "error": "commands: list | reload NAME | sync" }),
+        _ => serde_json::json!({ "ok": false, "error": "commands: list | reload NAME | sync | stats" }),
     }
 }

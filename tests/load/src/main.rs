@@ -172,6 +172,10 @@ pub struct ConnectArgs {
     /// Server PID: report its CPU use too (required by `idle` for VmRSS).
     #[arg(long)]
     pub pid: Option<u32>,
+    /// The client ports (HOST:PORT) of every node of a pool, comma-separated: each user
+    /// connects to one of them by a hash of its name (overrides --host/--port).
+    #[arg(long, value_delimiter = ',')]
+    pub spread: Vec<String>,
 }
 
 /// Allow many sockets: raise the soft open-file limit to the hard limit.

@@ -39,8 +39,19 @@ impl Env {
         } else {
             TlsMode::StartTls
         };
+        let spread = args
+            .spread
+            .iter()
+            .map(|a| {
+                let (host, port) = a
+                    .rsplit_once(':')
+                    .with_context(|| format!("--spread expects HOST:PORT, got {a}"))?;
+                resolve_loopback(host, port.parse().with_context(|| format!("bad port in {a}"))?)
+            })
+            .collect::<Result<Vec<_>>>()?;
         let opts = ClientOpts {
             addr,
+            spread,
             domain: args.domain.clone(),
             password: args.password.clone(),
             tls,
@@ -84,6 +95,7 @@ impl Env {
     pub fn target(&self) -> Value {
         json!({
             "addr": self.opts.addr.to_string(),
+            "spread": self.opts.spread.iter().map(|a| a.to_string()).collect::<Vec<_>>(),
             "domain": self.opts.domain,
             "tls": format!("{:?}", self.opts.tls),
             "mechanism": self.opts.mechanism,

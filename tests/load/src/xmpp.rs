@@ -44,6 +44,9 @@ pub enum TlsMode {
 /// Everything needed to open a client connection; shared by all tasks.
 pub struct ClientOpts {
     pub addr: SocketAddr,
+    /// The nodes of a pool: each user connects to one of them, chosen by a hash of its
+    /// name, so a user's sessions share a node and users spread evenly. Empty: `addr`.
+    pub spread: Vec<SocketAddr>,
     pub domain: String,
     pub password: String,
     pub tls: TlsMode,
@@ -54,6 +57,25 @@ pub struct ClientOpts {
     /// Global end of the run; no attempt runs past it.
     pub deadline: Instant,
     pub scram: Arc<ScramCache>,
+}
+
+impl ClientOpts {
+    /// The server address `user` connects to.
+    pub fn addr_for(&self, user: &str) -> SocketAddr {
+        if self.spread.is_empty() {
+            return self.addr;
+        }
+        // FNV-1a, then splitmix64's finalizer: stable across runs and platforms (unlike
+        // std's randomized hasher), and names that differ in one character (load0, load1)
+        // land independently instead of in a fixed pattern.
+        let mut h = user.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+            (h ^ b as u64).wrapping_mul(0x100_0000_01b3)
+        });
+        h = (h ^ (h >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        h = (h ^ (h >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        h ^= h >> 31;
+        self.spread[(h % self.spread.len() as u64) as usize]
+    }
 }
 
 /// Time spent in each phase of one login, measured from the start of `connect`.
@@ -255,12 +277,13 @@ impl Phase {
 /// (post-TLS) stream features.
 async fn connect_secure(
     opts: &ClientOpts,
+    user: &str,
     phase: &mut Phase,
     t: &mut LoginTimings,
     start: Instant,
 ) -> Result<(XmlReader<Io>, Element)> {
     *phase = Phase::Connect;
-    let tcp = TcpStream::connect(opts.addr).await?;
+    let tcp = TcpStream::connect(opts.addr_for(user)).await?;
     tcp.set_nodelay(true)?;
     t.tcp = start.elapsed();
     let sni = crate::tls::server_name(&opts.domain)?;
@@ -402,7 +425,7 @@ pub async fn login(opts: &ClientOpts, user: &str, resource: &str) -> Result<Sess
     let mut t = LoginTimings::default();
     let start = Instant::now();
     let fut = async {
-        let (mut xml, features) = connect_secure(opts, &mut phase, &mut t, start).await?;
+        let (mut xml, features) = connect_secure(opts, user, &mut phase, &mut t, start).await?;
         phase = Phase::Sasl;
         authenticate(opts, &mut xml, &features, user).await?;
         t.auth = start.elapsed();
@@ -439,7 +462,7 @@ pub async fn register(opts: &ClientOpts, user: &str) -> Result<Registered> {
     let mut phase = Phase::Connect;
     let mut t = LoginTimings::default();
     let fut = async {
-        let (mut xml, features) = connect_secure(opts, &mut phase, &mut t, Instant::now()).await?;
+        let (mut xml, features) = connect_secure(opts, user, &mut phase, &mut t, Instant::now()).await?;
         phase = Phase::Register;
         if features.child_ns("register", NS_REGISTER_FEATURE).is_none() {
             bail!("server does not advertise in-band registration (XEP-0077)");
