@@ -648,3 +648,58 @@ fn pool_links_refuse_strangers_and_garbage() {
         panic!("{e:#}");
     }
 }
+
+/// Issue 4, ownership for distributed features: a key is taken only from a holder whose
+/// epoch is no longer live, and every change of hands raises the fencing token, so the
+/// presumed-dead owner is recognisably stale.
+#[test]
+fn ownership_moves_on_failover_with_fencing() {
+    use poolxmpp::pool::ownership::{claim, still_owner};
+    let run = || -> Result<()> {
+        let mut pool = TestPool::start(3)?;
+        let rt = support::rt();
+        let db = rt.block_on(
+            sqlx::postgres::PgPoolOptions::new()
+                .max_connections(2)
+                .connect(&pool.pg.url()),
+        )?;
+        let key = "room@conference.localhost";
+        rt.block_on(async {
+            let first = claim(&db, key, "n2", 1).await?;
+            ensure!(first.node_id == "n2" && first.fence == 1, "{first:?}");
+            let other = claim(&db, key, "n1", 1).await?;
+            ensure!(other == first, "a live owner keeps its key: {other:?}");
+            let again = claim(&db, key, "n2", 1).await?;
+            ensure!(again == first, "re-claiming your own key changes nothing: {again:?}");
+            anyhow::Ok(())
+        })?;
+        pool.nodes[1].kill();
+        pool.wait_state("n2", "dead", Duration::from_millis(LEASE_MS + 5_000))?;
+        rt.block_on(async {
+            let taken = claim(&db, key, "n1", 1).await?;
+            ensure!(
+                taken.node_id == "n1" && taken.fence == 2,
+                "a survivor takes the key: {taken:?}"
+            );
+            ensure!(
+                !still_owner(&db, key, "n2", 1, 1).await?,
+                "the dead owner must be stale"
+            );
+            ensure!(still_owner(&db, key, "n1", 1, 2).await?);
+            anyhow::Ok(())
+        })?;
+        pool.nodes[1].start_again()?;
+        rt.block_on(async {
+            let back = claim(&db, key, "n2", 2).await?;
+            ensure!(
+                back.node_id == "n1" && back.fence == 2,
+                "a rejoined node does not snatch a live owner's key: {back:?}"
+            );
+            anyhow::Ok(())
+        })?;
+        Ok(())
+    };
+    if let Err(e) = run() {
+        panic!("{e:#}");
+    }
+}

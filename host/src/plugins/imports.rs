@@ -217,10 +217,24 @@ impl router::Host for PluginState {
 
 impl pool::Host for PluginState {
     async fn node_id(&mut self) -> String {
-        crate::plugins::LOCAL_NODE.to_string()
+        match self.server().and_then(|s| s.pool.clone()) {
+            Some(pool) => pool.node_id().to_string(),
+            None => crate::plugins::LOCAL_NODE.to_string(),
+        }
     }
 
-    async fn owner_of(&mut self, _key: String) -> String {
-        crate::plugins::LOCAL_NODE.to_string()
+    async fn owner_of(&mut self, key: String) -> String {
+        let Some(pool) = self.server().and_then(|s| s.pool.clone()) else {
+            return crate::plugins::LOCAL_NODE.to_string();
+        };
+        match pool.owner_of(&key).await {
+            Ok(owner) => owner,
+            Err(e) => {
+                // Without the store we cannot know better; acting locally is what a single
+                // node would do, and a fenced node serves nobody anyway.
+                tracing::warn!(plugin = %self.name, %key, error = %e, "ownership lookup failed");
+                pool.node_id().to_string()
+            }
+        }
     }
 }

@@ -12,6 +12,7 @@
 pub mod link;
 pub mod membership;
 pub mod node;
+pub mod ownership;
 pub mod pki;
 
 use std::sync::Arc;
@@ -44,6 +45,10 @@ pub struct Pool {
     pub membership: Membership,
     pub links: Arc<link::Links>,
     state: watch::Sender<NodeState>,
+    /// The live nodes (id, epoch) as of the last membership read, this one included.
+    live: std::sync::RwLock<Vec<(String, i64)>>,
+    /// Owners looked up since the live set last changed.
+    owners: std::sync::Mutex<std::collections::HashMap<String, String>>,
     /// `host:port` of every client listener, published for `pool status` and redirects.
     client_addrs: String,
 }
@@ -102,6 +107,8 @@ impl Pool {
             membership,
             links,
             state,
+            live: Default::default(),
+            owners: Default::default(),
             client_addrs,
         });
         Ok((pool, events))
@@ -125,6 +132,47 @@ impl Pool {
             NodeState::Live { epoch } => Some(epoch),
             NodeState::Fenced { .. } => None,
         }
+    }
+
+    /// Publish the live set read by the mesh task; a change forgets cached owners.
+    pub fn set_live(&self, mut live: Vec<(String, i64)>) {
+        live.sort();
+        let mut current = self.live.write().expect("live lock");
+        if *current != live {
+            *current = live;
+            self.owners.lock().expect("owners lock").clear();
+        }
+    }
+
+    /// The node that owns `key` (WIT `pool.owner-of`): the recorded owner while it is
+    /// live, otherwise the rendezvous choice among live nodes — which records itself as
+    /// owner (with a new fencing token) when it is this node.
+    pub async fn owner_of(&self, key: &str) -> Result<String, sqlx::Error> {
+        if let Some(owner) = self.owners.lock().expect("owners lock").get(key) {
+            return Ok(owner.clone());
+        }
+        let live = self.live.read().expect("live lock").clone();
+        let recorded: Option<(String, i64)> =
+            sqlx::query_as("SELECT node_id, node_epoch FROM pool_ownership WHERE key = $1")
+                .bind(key)
+                .fetch_optional(&self.db)
+                .await?;
+        let owner = match recorded {
+            Some(rec) if live.contains(&rec) => rec.0,
+            _ => {
+                let me = self.node_id();
+                let preferred = ownership::preferred_owner(key, live.iter().map(|(n, _)| n.as_str())).unwrap_or(me);
+                match self.epoch() {
+                    Some(epoch) if preferred == me => ownership::claim(&self.db, key, me, epoch).await?.node_id,
+                    _ => preferred.to_string(),
+                }
+            }
+        };
+        self.owners
+            .lock()
+            .expect("owners lock")
+            .insert(key.to_string(), owner.clone());
+        Ok(owner)
     }
 
     fn fence(&self, reason: String) {

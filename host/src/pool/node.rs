@@ -171,6 +171,7 @@ pub async fn run_mesh(server: Arc<Server>) {
                 continue;
             }
         };
+        pool.set_live(live.iter().map(|n| (n.node_id.clone(), n.epoch)).collect());
         let live_set: HashSet<(String, i64)> = live
             .iter()
             .filter(|n| n.node_id != pool.node_id())
