@@ -703,3 +703,136 @@ fn ownership_moves_on_failover_with_fencing() {
         panic!("{e:#}");
     }
 }
+
+/// Log in, retrying (with jitter) as long as the server refuses with the retryable
+/// `<resource-constraint/>`. Returns the number of refusals, or the first other failure.
+async fn login_with_retry(
+    addr: SocketAddr,
+    user: &str,
+    resource: &str,
+    deadline: Instant,
+) -> Result<(support::raw::RawConn, u32)> {
+    let mut refusals = 0;
+    loop {
+        match support::raw::RawConn::login(addr, support::DOMAIN, user, STORM_PASSWORD, resource).await {
+            Ok(c) => return Ok((c, refusals)),
+            Err(e) if format!("{e:#}").contains("resource-constraint") && Instant::now() < deadline => {
+                refusals += 1;
+                let jitter = (resource.len() as u64 * 37 + refusals as u64 * 101) % 400;
+                tokio::time::sleep(Duration::from_millis(200 + jitter)).await;
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+const STORM_PASSWORD: &str = "storm-pw";
+const STORM_USERS: usize = 100;
+const STORM_SESSIONS: usize = 2_000;
+
+/// Issue 4, must-show 4: a node holding 2,000 sessions is killed and all its clients
+/// reconnect to the survivors at once. Every client is back within a bounded time, no
+/// login fails except with the retryable `<resource-constraint/>` of admission control,
+/// and PostgreSQL stays within its connection limit.
+#[test]
+fn reconnect_storm_after_a_node_dies() {
+    let run = || -> Result<()> {
+        let mut pool = TestPool::start(3)?;
+        // 100 accounts x 20 resources = 2,000 sessions.
+        std::thread::scope(|scope| {
+            let handles: Vec<_> = (0..8)
+                .map(|t| {
+                    let node = &pool.nodes[0];
+                    scope.spawn(move || -> Result<()> {
+                        for i in (t..STORM_USERS).step_by(8) {
+                            node.cli_ok(&["user", "add", &format!("storm{i}@{}", support::DOMAIN), STORM_PASSWORD])?;
+                        }
+                        Ok(())
+                    })
+                })
+                .collect();
+            handles.into_iter().try_for_each(|h| h.join().expect("account thread"))
+        })?;
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()?;
+        let victim = pool.nodes[2].starttls;
+        let survivors = [pool.nodes[0].starttls, pool.nodes[1].starttls];
+        let pg_url = pool.pg.url();
+        let sessions = rt.block_on(async {
+            let limiter = std::sync::Arc::new(tokio::sync::Semaphore::new(64));
+            let mut tasks = Vec::new();
+            for i in 0..STORM_SESSIONS {
+                let limiter = limiter.clone();
+                tasks.push(tokio::spawn(async move {
+                    let _slot = limiter.acquire().await;
+                    let deadline = Instant::now() + Duration::from_secs(120);
+                    login_with_retry(victim, &format!("storm{}", i % STORM_USERS), &format!("r{i}"), deadline).await
+                }));
+            }
+            let mut sessions = Vec::new();
+            for t in tasks {
+                sessions.push(t.await??.0);
+            }
+            anyhow::Ok(sessions)
+        })?;
+        ensure!(sessions.len() == STORM_SESSIONS);
+
+        pool.nodes[2].kill();
+        drop(sessions);
+        let killed_at = Instant::now();
+        rt.block_on(async move {
+            let db = sqlx::postgres::PgPoolOptions::new().max_connections(1).connect(&pg_url).await?;
+            let limit: String = sqlx::query_scalar("SHOW max_connections").fetch_one(&db).await?;
+            let watch_db = db.clone();
+            let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+            let watching = done.clone();
+            let watcher = tokio::spawn(async move {
+                let mut max = 0i64;
+                while !watching.load(std::sync::atomic::Ordering::Relaxed) {
+                    if let Ok(n) = sqlx::query_scalar::<_, i64>("SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backend'")
+                        .fetch_one(&watch_db)
+                        .await
+                    {
+                        max = max.max(n);
+                    }
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                max
+            });
+            // Everyone at once: no client-side pacing beyond the server's answers.
+            let mut tasks = Vec::new();
+            for i in 0..STORM_SESSIONS {
+                let addr = survivors[i % 2];
+                tasks.push(tokio::spawn(async move {
+                    let deadline = Instant::now() + Duration::from_secs(120);
+                    login_with_retry(addr, &format!("storm{}", i % STORM_USERS), &format!("r{i}"), deadline).await
+                }));
+            }
+            let mut refusals = 0u32;
+            let mut back = Vec::new();
+            for t in tasks {
+                let (conn, r) = t.await??;
+                refusals += r;
+                back.push(conn);
+            }
+            let all_back = killed_at.elapsed();
+            done.store(true, std::sync::atomic::Ordering::Relaxed);
+            let max = watcher.await?;
+            let limit: i64 = limit.parse()?;
+            eprintln!(
+                "storm: {STORM_SESSIONS} clients back on the survivors {all_back:?} after the kill; {refusals} retryable refusals; \
+                 at most {max} PostgreSQL connections (limit {limit})"
+            );
+            ensure!(max <= limit, "PostgreSQL connections {max} exceeded its limit {limit}");
+            ensure!(all_back < Duration::from_secs(120));
+            drop(back);
+            anyhow::Ok(())
+        })?;
+        Ok(())
+    };
+    if let Err(e) = run() {
+        panic!("{e:#}");
+    }
+}

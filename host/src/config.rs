@@ -123,6 +123,11 @@ pub struct LimitsConfig {
     pub roster_max_items: i64,
     /// Concurrent connections per client IP (0 = unlimited).
     pub connections_per_ip: usize,
+    /// Logins (TLS, SASL, binding) in progress at once. More wait up to
+    /// `login_queue_ms`, then get a `<resource-constraint/>` stream error to retry on,
+    /// so a reconnect storm is admitted at the pace the node can take.
+    pub concurrent_logins: usize,
+    pub login_queue_ms: u64,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -181,6 +186,8 @@ impl Default for LimitsConfig {
             offline_quota: 1000,
             roster_max_items: 2000,
             connections_per_ip: 0,
+            concurrent_logins: 64,
+            login_queue_ms: 5_000,
         }
     }
 }

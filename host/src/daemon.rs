@@ -20,7 +20,22 @@ pub async fn open_store(config: &Config) -> anyhow::Result<Store> {
         .with_context(|| format!("opening the store {:?}", config.store))
 }
 
+/// Every client is a file descriptor: take the hard limit, not the (often 1,024) soft one.
+fn raise_open_file_limit() {
+    // SAFETY: getrlimit/setrlimit with a valid, zero-initialised struct.
+    unsafe {
+        let mut limit: libc::rlimit = std::mem::zeroed();
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) == 0 && limit.rlim_cur < limit.rlim_max {
+            limit.rlim_cur = limit.rlim_max;
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) != 0 {
+                tracing::warn!("could not raise the open-file limit");
+            }
+        }
+    }
+}
+
 pub async fn serve(config: Config) -> anyhow::Result<()> {
+    raise_open_file_limit();
     let store = open_store(&config).await?;
     let tls = crate::tls::server_config(&config).context("loading TLS certificates")?;
     let (shutdown_tx, shutdown_rx) = tokio::sync::watch::channel(false);

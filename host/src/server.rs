@@ -24,6 +24,8 @@ pub struct Server {
     /// Accounts whose offline messages are being delivered on this node, and whether
     /// another delivery was asked for meanwhile (see `presence::deliver_offline`).
     pub offline_delivery: std::sync::Mutex<std::collections::HashMap<String, bool>>,
+    /// Admission control: one permit per login in progress (`limits.concurrent_logins`).
+    pub logins: Arc<tokio::sync::Semaphore>,
     /// Flips to `true` once when the node shuts down; connection tasks watch it.
     pub shutdown: watch::Receiver<bool>,
 }
@@ -38,6 +40,7 @@ impl Server {
         shutdown: watch::Receiver<bool>,
     ) -> Arc<Server> {
         let auth_limiter = FailureLimiter::new(config.limits.auth_failures_per_minute);
+        let logins = Arc::new(tokio::sync::Semaphore::new(config.limits.concurrent_logins.max(1)));
         let server = Arc::new(Server {
             config,
             store,
@@ -48,6 +51,7 @@ impl Server {
             pool,
             started: Instant::now(),
             offline_delivery: Default::default(),
+            logins,
             shutdown,
         });
         server.plugins.attach(Arc::downgrade(&server));

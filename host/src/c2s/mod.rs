@@ -32,18 +32,45 @@ pub const NS_TLS: &str = "urn:ietf:params:xml:ns:xmpp-tls";
 /// and quick-xml grows its own buffer for the rare big stanza.
 const READ_BUFFER: usize = 2048;
 
+/// A login slot (admission control), held from accept until the session is bound.
+type LoginPermit = Option<tokio::sync::OwnedSemaphorePermit>;
+
+/// Wait (bounded) for a login slot; `None` means the node is saturated with logins.
+async fn admit(server: &Server) -> LoginPermit {
+    let wait = Duration::from_millis(server.config.limits.login_queue_ms);
+    match tokio::time::timeout(wait, server.logins.clone().acquire_owned()).await {
+        Ok(Ok(permit)) => Some(permit),
+        _ => None,
+    }
+}
+
+fn saturated() -> StreamError {
+    StreamError::new(
+        StreamErrorCondition::ResourceConstraint,
+        "too many logins in progress; please retry in a few seconds",
+    )
+}
+
 /// Serve one accepted TCP connection until it ends.
 pub async fn serve(server: Arc<Server>, tcp: TcpStream, peer: SocketAddr, direct_tls: bool) {
     let _ = tcp.set_nodelay(true);
     let span = tracing::info_span!("c2s", %peer);
     async move {
+        let permit = admit(&server).await;
+        if permit.is_none() {
+            tracing::info!("login refused: too many in progress (resource-constraint)");
+        }
         let result = if direct_tls {
-            match accept_tls(&server, tcp).await {
-                Some(tls) => secure(server, tls, peer).await,
-                None => Ok(()),
+            match (accept_tls(&server, tcp).await, permit) {
+                (Some(tls), Some(permit)) => secure(server, tls, peer, Some(permit)).await,
+                (Some(mut tls), None) => {
+                    close_with_error(&mut tls, &server, false, &saturated()).await;
+                    Ok(())
+                }
+                (None, _) => Ok(()),
             }
         } else {
-            plaintext(server, tcp, peer).await
+            plaintext(server, tcp, peer, permit).await
         };
         if let Err(e) = result {
             tracing::debug!(error = %e, "connection ended");
@@ -78,7 +105,12 @@ pub fn stream_header(domain: &str, id: &str) -> String {
 
 /// The plaintext phase: one header, STARTTLS, then hand the socket to [`secure`].
 /// Nothing but `<starttls/>` is accepted here: authentication always needs TLS.
-async fn plaintext(server: Arc<Server>, tcp: TcpStream, peer: SocketAddr) -> Result<(), ReadError> {
+async fn plaintext(
+    server: Arc<Server>,
+    tcp: TcpStream,
+    peer: SocketAddr,
+    permit: LoginPermit,
+) -> Result<(), ReadError> {
     let (read, mut write) = tokio::io::split(tcp);
     let mut reader = XmlStreamReader::new(
         BufReader::with_capacity(READ_BUFFER, read),
@@ -91,6 +123,9 @@ async fn plaintext(server: Arc<Server>, tcp: TcpStream, peer: SocketAddr) -> Res
         let domain = negotiate::check_header(&server, &header)?;
         write_raw(&mut write, &stream_header(&domain, &new_stream_id())).await?;
         header_sent = true;
+        if permit.is_none() {
+            return Err(saturated().into());
+        }
         let features = format!("<stream:features><starttls xmlns='{NS_TLS}'><required/></starttls></stream:features>");
         write_raw(&mut write, &features).await?;
         loop {
@@ -119,7 +154,7 @@ async fn plaintext(server: Arc<Server>, tcp: TcpStream, peer: SocketAddr) -> Res
             }
             let tcp = buffered.into_inner().unsplit(write);
             match accept_tls(&server, tcp).await {
-                Some(tls) => secure(server, tls, peer).await,
+                Some(tls) => secure(server, tls, peer, permit).await,
                 None => Ok(()),
             }
         }
@@ -175,9 +210,10 @@ async fn secure(
     server: Arc<Server>,
     tls: tokio_rustls::server::TlsStream<TcpStream>,
     peer: SocketAddr,
+    permit: LoginPermit,
 ) -> Result<(), ReadError> {
     let bindings = channel_bindings(&server, &tls);
-    run_stream(server, tls, peer, bindings).await
+    run_stream(server, tls, peer, bindings, permit).await
 }
 
 async fn run_stream<S>(
@@ -185,6 +221,7 @@ async fn run_stream<S>(
     stream: S,
     peer: SocketAddr,
     bindings: ChannelBindings,
+    permit: LoginPermit,
 ) -> Result<(), ReadError>
 where
     S: AsyncRead + AsyncWrite + Send + Unpin + 'static,
@@ -197,6 +234,8 @@ where
         server.config.stream_limits(false),
     );
     let result = negotiate::negotiate(&server, reader, tx.clone(), peer, bindings).await;
+    // Bound (or failed): the login slot is free for the next client.
+    drop(permit);
     let result = match result {
         Ok((reader, session)) => bound::run(&server, reader, session).await,
         Err(e) => Err(e),
