@@ -220,12 +220,20 @@ fn messages_across_nodes_and_failover() {
             anyhow::Ok(())
         })?;
 
+        // The shared directory knows where everyone is.
+        let wheres = |pool: &TestPool| pool.nodes[0].cli_ok(&["pool", "where", &jid("bob")]);
+        ensure!(
+            wheres(&pool)?.contains("bob@localhost/raw n2 epoch 1"),
+            "directory: {}",
+            wheres(&pool)?
+        );
+
         // n2 dies with bob on it. Once n1 has seen the link drop, a message to bob is
         // kept offline; bob logs in on n1 at once (before n2's lease expires) and gets it.
         pool.nodes[1].kill();
         drop(bob);
         wait_log(&pool.nodes[0], "pool link down", Duration::from_secs(10))?;
-        rt.block_on(async {
+        let _bob_on_n1 = rt.block_on(async {
             alice.message(&jid("bob"), "while n2 is dead").await?;
             let mut bob = login(&pool.nodes[0], "bob").await?;
             bob.expect_message("while n2 is dead").await?;
@@ -233,9 +241,18 @@ fn messages_across_nodes_and_failover() {
                 .message(&format!("{}/raw", jid("bob")), "bob is back on n1")
                 .await?;
             bob.expect_message("bob is back on n1").await?;
-            anyhow::Ok(())
+            anyhow::Ok(bob)
         })?;
         pool.wait_state("n2", "dead", Duration::from_millis(LEASE_MS + 5_000))?;
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while !wheres(&pool)?.contains("bob@localhost/raw n1 epoch 1") || wheres(&pool)?.contains(" n2 ") {
+            ensure!(
+                Instant::now() < deadline,
+                "directory after failover: {}",
+                wheres(&pool)?
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
         Ok(())
     };
     if let Err(e) = run() {

@@ -52,6 +52,8 @@ enum PoolCommand {
         dir: PathBuf,
         node: String,
     },
+    /// Which node serves each session of an account (the shared session directory).
+    Where { jid: String },
     /// Nodes, their leases, sessions and load, as the shared store sees them.
     Status {
         /// Print JSON instead of a table.
@@ -230,6 +232,21 @@ async fn pool(config: Config, cmd: PoolCommand) -> anyhow::Result<()> {
         PoolCommand::Issue { dir, node } => {
             let (crt, _) = pki::issue_node(&dir, &node)?;
             println!("issued {}", crt.display());
+        }
+        PoolCommand::Where { jid } => {
+            let bare = account_jid(&config, &jid)?.to_string();
+            let db = sqlx::postgres::PgPoolOptions::new()
+                .max_connections(1)
+                .connect(&config.store)
+                .await?;
+            let rows: Vec<(String, String, i64)> =
+                sqlx::query_as("SELECT resource, node_id, epoch FROM pool_sessions WHERE bare = $1 ORDER BY resource")
+                    .bind(&bare)
+                    .fetch_all(&db)
+                    .await?;
+            for (resource, node, epoch) in rows {
+                println!("{bare}/{resource} {node} epoch {epoch}");
+            }
         }
         PoolCommand::Status { json } => {
             if !config.store.starts_with("postgres") {

@@ -52,6 +52,9 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     let server = Server::new(config, store, tls, plugins.clone(), pool.clone(), shutdown_rx);
     if let (Some(pool), Some(events)) = (&pool, link_events) {
         server.sessions.attach_links(pool.links.clone());
+        let (directory_tx, directory_rx) = tokio::sync::mpsc::unbounded_channel();
+        server.sessions.attach_directory(directory_tx);
+        tokio::spawn(pool.clone().run_directory(directory_rx));
         tokio::spawn(crate::pool::node::run_events(server.clone(), events));
         tokio::spawn(crate::pool::node::run_mesh(server.clone()));
         let weak = Arc::downgrade(&server);

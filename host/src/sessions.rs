@@ -156,6 +156,15 @@ pub struct Sessions {
     next_id: AtomicU64,
     /// Set when this node is in a pool: local changes are broadcast over it.
     links: OnceLock<Arc<Links>>,
+    /// Set when this node is in a pool: local binds and unbinds for the shared directory.
+    directory: OnceLock<tokio::sync::mpsc::UnboundedSender<DirectoryChange>>,
+}
+
+/// A change to this node's entries in the shared session directory (`pool_sessions`).
+#[derive(Debug)]
+pub enum DirectoryChange {
+    Bound { bare: String, resource: String },
+    Unbound { bare: String, resource: String },
 }
 
 impl Sessions {
@@ -165,6 +174,16 @@ impl Sessions {
 
     pub fn attach_links(&self, links: Arc<Links>) {
         let _ = self.links.set(links);
+    }
+
+    pub fn attach_directory(&self, tx: tokio::sync::mpsc::UnboundedSender<DirectoryChange>) {
+        let _ = self.directory.set(tx);
+    }
+
+    fn record(&self, change: impl FnOnce() -> DirectoryChange) {
+        if let Some(tx) = self.directory.get() {
+            let _ = tx.send(change());
+        }
     }
 
     fn broadcast(&self, frame: impl FnOnce() -> Frame) {
@@ -186,6 +205,10 @@ impl Sessions {
     ) -> Option<Resource> {
         let old = self.insert(bare, resource, id, Location::Local { tx, kill });
         self.broadcast(|| Frame::SessionUp {
+            bare: bare.to_string(),
+            resource: resource.to_string(),
+        });
+        self.record(|| DirectoryChange::Bound {
             bare: bare.to_string(),
             resource: resource.to_string(),
         });
@@ -291,6 +314,10 @@ impl Sessions {
             removed
         };
         self.broadcast(|| Frame::SessionDown {
+            bare: bare.to_string(),
+            resource: removed.resource.clone(),
+        });
+        self.record(|| DirectoryChange::Unbound {
             bare: bare.to_string(),
             resource: removed.resource.clone(),
         });

@@ -251,6 +251,60 @@ impl Pool {
         }
     }
 
+    /// Keep this node's rows of the shared session directory (`pool_sessions`) in line with
+    /// its sessions, in order, off the login path. Rows carry our epoch, so rows of an
+    /// earlier life of this node (a crash) are told apart and cleared at the start.
+    pub async fn run_directory(
+        self: Arc<Self>,
+        mut changes: mpsc::UnboundedReceiver<crate::sessions::DirectoryChange>,
+    ) {
+        use crate::sessions::DirectoryChange;
+        if let Some(epoch) = self.epoch() {
+            let _ = sqlx::query("DELETE FROM pool_sessions WHERE node_id = $1 AND epoch < $2")
+                .bind(self.node_id())
+                .bind(epoch)
+                .execute(&self.db)
+                .await;
+        }
+        while let Some(change) = changes.recv().await {
+            let Some(epoch) = self.epoch() else { continue };
+            let result = match &change {
+                DirectoryChange::Bound { bare, resource } => {
+                    sqlx::query(
+                        "INSERT INTO pool_sessions (bare, resource, node_id, epoch) VALUES ($1, $2, $3, $4) \
+                         ON CONFLICT (bare, resource) DO UPDATE SET node_id = EXCLUDED.node_id, \
+                         epoch = EXCLUDED.epoch, bound_at = now()",
+                    )
+                    .bind(bare)
+                    .bind(resource)
+                    .bind(self.node_id())
+                    .bind(epoch)
+                    .execute(&self.db)
+                    .await
+                }
+                DirectoryChange::Unbound { bare, resource } => {
+                    sqlx::query("DELETE FROM pool_sessions WHERE bare = $1 AND resource = $2 AND node_id = $3")
+                        .bind(bare)
+                        .bind(resource)
+                        .bind(self.node_id())
+                        .execute(&self.db)
+                        .await
+                }
+            };
+            if let Err(e) = result {
+                tracing::warn!(error = %e, ?change, "session directory update failed");
+            }
+        }
+    }
+
+    /// Where the shared directory says `bare`'s sessions are: (resource, node).
+    pub async fn directory_lookup(&self, bare: &str) -> Result<Vec<(String, String)>, sqlx::Error> {
+        sqlx::query_as("SELECT resource, node_id FROM pool_sessions WHERE bare = $1 ORDER BY resource")
+            .bind(bare)
+            .fetch_all(&self.db)
+            .await
+    }
+
     /// Remove a dead node's entries from the session directory.
     async fn forget_sessions(&self, node: &str, epoch: i64) -> Result<u64, sqlx::Error> {
         let done = sqlx::query("DELETE FROM pool_sessions WHERE node_id = $1 AND epoch <= $2")
