@@ -753,6 +753,15 @@ const STORM_SESSIONS: usize = 2_000;
 /// and PostgreSQL stays within its connection limit.
 #[test]
 fn reconnect_storm_after_a_node_dies() {
+    // 2,000 client sockets in this process: take the hard open-file limit.
+    // SAFETY: getrlimit/setrlimit with a valid, zero-initialised struct.
+    unsafe {
+        let mut limit: libc::rlimit = std::mem::zeroed();
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) == 0 && limit.rlim_cur < limit.rlim_max {
+            limit.rlim_cur = limit.rlim_max;
+            libc::setrlimit(libc::RLIMIT_NOFILE, &limit);
+        }
+    }
     let run = || -> Result<()> {
         let mut pool = TestPool::start(3)?;
         // 100 accounts x 20 resources = 2,000 sessions.

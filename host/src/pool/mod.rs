@@ -297,14 +297,6 @@ impl Pool {
         }
     }
 
-    /// Where the shared directory says `bare`'s sessions are: (resource, node).
-    pub async fn directory_lookup(&self, bare: &str) -> Result<Vec<(String, String)>, sqlx::Error> {
-        sqlx::query_as("SELECT resource, node_id FROM pool_sessions WHERE bare = $1 ORDER BY resource")
-            .bind(bare)
-            .fetch_all(&self.db)
-            .await
-    }
-
     /// Remove a dead node's entries from the session directory.
     async fn forget_sessions(&self, node: &str, epoch: i64) -> Result<u64, sqlx::Error> {
         let done = sqlx::query("DELETE FROM pool_sessions WHERE node_id = $1 AND epoch <= $2")
