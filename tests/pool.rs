@@ -10,6 +10,14 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, ensure, Context, Result};
 use support::{free_port, PoolNode, PostgresInstance, ServerOptions, Store, TestServer};
 
+/// Pool tests run side by side, except the reconnect storm, which saturates the machine
+/// and would starve other tests' nodes of their lease renewals (they would rightly fence).
+static MACHINE: std::sync::RwLock<()> = std::sync::RwLock::new(());
+
+fn shared_machine() -> std::sync::RwLockReadGuard<'static, ()> {
+    MACHINE.read().unwrap_or_else(|e| e.into_inner())
+}
+
 const LEASE_MS: u64 = 3_000;
 const HEARTBEAT_MS: u64 = 500;
 
@@ -33,6 +41,7 @@ fn node_options(dir: &Path, pg: &PostgresInstance, i: usize) -> Result<ServerOpt
         tls_dir: dir.join("pool-tls"),
         lease_ms: LEASE_MS,
         heartbeat_ms: HEARTBEAT_MS,
+        redirect: false,
     });
     Ok(opts)
 }
@@ -106,6 +115,7 @@ impl TestPool {
 /// lease expires; restarted, it rejoins under a new epoch.
 #[test]
 fn membership_leases_and_rejoin() {
+    let _machine = shared_machine();
     let run = || -> Result<()> {
         let mut pool = TestPool::start(3)?;
         for node in ["n1", "n2", "n3"] {
@@ -197,6 +207,7 @@ fn wait_log(node: &TestServer, needle: &str, within: Duration) -> Result<()> {
 /// which they can do at once.
 #[test]
 fn messages_across_nodes_and_failover() {
+    let _machine = shared_machine();
     let run = || -> Result<()> {
         let mut pool = TestPool::start(3)?;
         let rt = support::rt();
@@ -285,6 +296,7 @@ impl TestPool {
 /// hosted domains.
 #[test]
 fn foundation_scenarios_across_three_nodes() {
+    let _machine = shared_machine();
     let run = || -> Result<()> {
         let pool = TestPool::start(3)?;
         // Links come up within a heartbeat or two of the last join.
@@ -353,6 +365,7 @@ async fn subscribe_one_way(
 /// duplicated.
 #[test]
 fn failover_loses_nothing() {
+    let _machine = shared_machine();
     const BEFORE: usize = 100;
     const DURING: usize = 100;
     let run = || -> Result<()> {
@@ -454,6 +467,7 @@ fn failover_loses_nothing() {
 /// Healed, n3 rejoins under a new epoch and serves again.
 #[test]
 fn partitioned_node_fences_itself() {
+    let _machine = shared_machine();
     const DURING: usize = 50;
     let run = || -> Result<()> {
         let proxies = std::cell::RefCell::new(Vec::new());
@@ -574,6 +588,7 @@ fn raw_frame(body: &[u8]) -> Vec<u8> {
 /// valid hello are each refused with a clear log line; the pool carries on.
 #[test]
 fn pool_links_refuse_strangers_and_garbage() {
+    let _machine = shared_machine();
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let run = || -> Result<()> {
         let pool = TestPool::start(2)?;
@@ -671,6 +686,7 @@ fn pool_links_refuse_strangers_and_garbage() {
 /// presumed-dead owner is recognisably stale.
 #[test]
 fn ownership_moves_on_failover_with_fencing() {
+    let _machine = shared_machine();
     use poolxmpp::pool::ownership::{claim, still_owner};
     let run = || -> Result<()> {
         let mut pool = TestPool::start(3)?;
@@ -753,6 +769,7 @@ const STORM_SESSIONS: usize = 2_000;
 /// and PostgreSQL stays within its connection limit.
 #[test]
 fn reconnect_storm_after_a_node_dies() {
+    let _machine = MACHINE.write().unwrap_or_else(|e| e.into_inner());
     // 2,000 client sockets in this process: take the hard open-file limit.
     // SAFETY: getrlimit/setrlimit with a valid, zero-initialised struct.
     unsafe {
@@ -854,6 +871,85 @@ fn reconnect_storm_after_a_node_dies() {
             ensure!(max <= limit, "PostgreSQL connections {max} exceeded its limit {limit}");
             ensure!(all_back < Duration::from_secs(120));
             drop(back);
+            anyhow::Ok(())
+        })?;
+        Ok(())
+    };
+    if let Err(e) = run() {
+        panic!("{e:#}");
+    }
+}
+
+/// Log in up to the restarted stream after SASL; returns the `<see-other-host/>` target if
+/// the node redirects, or `None` if it offers binding.
+async fn login_or_redirect(addr: SocketAddr, local: &str) -> Result<Option<String>> {
+    let (mut c, _) = support::raw::RawConn::connect_tls(addr, support::DOMAIN).await?;
+    match c.auth_plain(local, support::password(local)).await? {
+        support::raw::SaslOutcome::Success => {}
+        support::raw::SaslOutcome::Failure(cond, e) => bail!("login of {local} failed: <{cond}/> {e}"),
+    }
+    c.open_stream(support::DOMAIN).await?;
+    let first = c
+        .next_element(Duration::from_secs(10), "features or a stream error")
+        .await?;
+    if first.local == "features" {
+        return Ok(None);
+    }
+    ensure!(first.local == "error", "unexpected {first}");
+    let target = first
+        .elements()
+        .find(|e| e.local == "see-other-host")
+        .with_context(|| format!("a stream error other than see-other-host: {first}"))?;
+    Ok(Some(target.text()))
+}
+
+/// Issue 5 (first part): with `redirect = true`, a user authenticated on a node that is
+/// not their home gets `<see-other-host/>` naming the home's client address, only after
+/// SASL, and logging in there works; a user at home is served directly; when the home
+/// node dies, a new home is chosen among the survivors.
+#[test]
+fn redirect_to_home_node() {
+    let _machine = shared_machine();
+    let run = || -> Result<()> {
+        let mut pool = TestPool::start_with(2, &|_, opts, _| {
+            opts.pool.as_mut().unwrap().redirect = true;
+            Ok(())
+        })?;
+        wait_log(&pool.nodes[1], "pool link up", Duration::from_secs(10))?;
+        std::thread::sleep(Duration::from_millis(2 * HEARTBEAT_MS));
+        let home = |local: &str| {
+            poolxmpp::pool::ownership::preferred_owner(&jid(local), ["n1", "n2"])
+                .unwrap()
+                .to_string()
+        };
+        let users = ["alice", "bob", "carol", "eve"];
+        let away = users.iter().find(|u| home(u) == "n2").context("no user homed on n2")?;
+        let at_home = users.iter().find(|u| home(u) == "n1").context("no user homed on n1")?;
+        let n1 = pool.nodes[0].starttls;
+        let n2 = pool.nodes[1].starttls;
+        let rt = support::rt();
+        rt.block_on(async {
+            let target = login_or_redirect(n1, away).await?;
+            ensure!(
+                target == Some(n2.to_string()),
+                "{away} on n1: expected see-other-host {n2}, got {target:?}"
+            );
+            ensure!(login_or_redirect(n2, away).await?.is_none(), "{away} is served at home");
+            ensure!(
+                login_or_redirect(n1, at_home).await?.is_none(),
+                "{at_home} is served at home"
+            );
+            anyhow::Ok(())
+        })?;
+        // The home dies: the user gets a new home among the survivors.
+        pool.nodes[1].kill();
+        pool.wait_state("n2", "dead", Duration::from_millis(LEASE_MS + 5_000))?;
+        std::thread::sleep(Duration::from_millis(2 * HEARTBEAT_MS));
+        rt.block_on(async {
+            ensure!(
+                login_or_redirect(n1, away).await?.is_none(),
+                "{away} is now served on n1"
+            );
             anyhow::Ok(())
         })?;
         Ok(())

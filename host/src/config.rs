@@ -48,6 +48,10 @@ pub struct PoolConfig {
     /// How often the lease is renewed; at most a third of `lease_ms`.
     #[serde(default = "default_heartbeat_ms")]
     pub heartbeat_ms: u64,
+    /// Send authenticated clients whose home node is another one there with
+    /// `<see-other-host/>` (DESIGN §4). Off: every node serves every user itself.
+    #[serde(default)]
+    pub redirect: bool,
 }
 
 fn default_lease_ms() -> u64 {

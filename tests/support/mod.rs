@@ -95,6 +95,8 @@ pub struct PoolNode {
     pub tls_dir: PathBuf,
     pub lease_ms: u64,
     pub heartbeat_ms: u64,
+    /// `[pool] redirect`: send users to their home node with `<see-other-host/>`.
+    pub redirect: bool,
 }
 
 impl ServerOptions {
@@ -150,6 +152,7 @@ impl ServerOptions {
             }
             let _ = writeln!(t, "tls_dir = {:?}", p.tls_dir.display().to_string());
             let _ = writeln!(t, "lease_ms = {}\nheartbeat_ms = {}", p.lease_ms, p.heartbeat_ms);
+            let _ = writeln!(t, "redirect = {}", p.redirect);
         }
         t
     }

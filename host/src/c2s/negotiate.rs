@@ -148,6 +148,13 @@ pub async fn negotiate<R: AsyncBufRead + Unpin>(
     let mut reader = reader.restart();
     reader.set_limits(server.config.stream_limits(true));
     open_stream(server, &mut reader, &tx, timeout, Some(&domain)).await?;
+    // In a redirecting pool, a user whose home is another node goes there (RFC 6120
+    // §4.9.3.19). Only now: placement is never revealed before authentication.
+    let bare = format!("{username}@{domain}");
+    if let Some(home) = crate::pool::placement::redirect_target(server, &bare).await {
+        tracing::info!(user = %bare, %home, "redirecting to the user's home node");
+        return Err(StreamError::see_other_host(home, "your home node in this pool").into());
+    }
     send(
         &tx,
         format!(

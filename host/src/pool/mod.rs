@@ -14,6 +14,7 @@ pub mod membership;
 pub mod node;
 pub mod ownership;
 pub mod pki;
+pub mod placement;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -132,6 +133,11 @@ impl Pool {
             NodeState::Live { epoch } => Some(epoch),
             NodeState::Fenced { .. } => None,
         }
+    }
+
+    /// The live nodes (id, epoch) as of the last membership read, this one included.
+    pub fn live_nodes(&self) -> Vec<(String, i64)> {
+        self.live.read().expect("live lock").clone()
     }
 
     /// Publish the live set read by the mesh task; a change forgets cached owners.

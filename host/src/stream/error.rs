@@ -52,6 +52,8 @@ pub enum StreamErrorCondition {
 pub struct StreamError {
     pub condition: StreamErrorCondition,
     pub text: String,
+    /// Character data of the condition element: the `host:port` of `<see-other-host/>`.
+    pub content: Option<String>,
 }
 
 impl StreamError {
@@ -59,6 +61,16 @@ impl StreamError {
         StreamError {
             condition,
             text: text.into(),
+            content: None,
+        }
+    }
+
+    /// RFC 6120 §4.9.3.19: reconnect to `host_port` (an IPv6 literal in brackets).
+    pub fn see_other_host(host_port: impl Into<String>, text: impl Into<String>) -> Self {
+        StreamError {
+            condition: StreamErrorCondition::SeeOtherHost,
+            text: text.into(),
+            content: Some(host_port.into()),
         }
     }
 
@@ -68,7 +80,16 @@ impl StreamError {
         out.push_str(&self.condition.to_string());
         out.push_str(" xmlns='");
         out.push_str(NS_STREAM_ERRORS);
-        out.push_str("'/>");
+        match &self.content {
+            Some(content) => {
+                out.push_str("'>");
+                crate::xml::escape_into(&mut out, content);
+                out.push_str("</");
+                out.push_str(&self.condition.to_string());
+                out.push('>');
+            }
+            None => out.push_str("'/>"),
+        }
         if !self.text.is_empty() {
             out.push_str("<text xmlns='");
             out.push_str(NS_STREAM_ERRORS);
