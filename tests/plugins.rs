@@ -7,7 +7,7 @@ mod support;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use anyhow::{bail, ensure, Context, Result};
+use anyhow::{ensure, Context, Result};
 use support::raw::RawConn;
 use support::{password, plugins, with_server, ServerOptions, Store, TestServer, DOMAIN};
 
@@ -29,24 +29,6 @@ fn with_plugins(names: &[&str], body: impl FnOnce(&mut TestServer, &Path) -> Res
     let mut opts = ServerOptions::new(Store::Sqlite);
     opts.plugins_dir = Some(plugin_dir.clone());
     with_server(opts, |srv| body(srv, &plugin_dir));
-}
-
-/// Wait until the server log has gained a line containing `needle` since `from` bytes.
-fn wait_log(srv: &TestServer, from: usize, needle: &str, timeout: Duration) -> Result<()> {
-    let start = Instant::now();
-    loop {
-        let log = srv.log();
-        if log.get(from..).is_some_and(|new| new.contains(needle)) {
-            return Ok(());
-        }
-        if start.elapsed() > timeout {
-            bail!(
-                "no log line with {needle:?} within {timeout:?}; log tail:\n{}",
-                srv.log_tail(40)
-            );
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
 }
 
 /// Two raw clients exchange a message both ways: proof the connections are alive.
@@ -90,14 +72,14 @@ fn vcard_and_hot_reload() {
                 .replace("version = \"0.1.0\"", "version = \"0.2.0\"")
                 .as_bytes(),
         )?;
-        wait_log(srv, mark, "plugin loaded", Duration::from_secs(20))?;
+        srv.wait_log(mark, "plugin loaded", Duration::from_secs(20))?;
         rt.block_on(exchange(&mut carol, &mut eve, "after reload"))?;
         srv.scenario("vcard", Some(2)).context("vCards after the reload")?;
 
         // A corrupt component is refused; the running version keeps serving.
         let mark = srv.log().len();
         plugins::replace(&dir.join("vcard.wasm"), b"\0asm this is not a component")?;
-        wait_log(srv, mark, "plugin rejected", Duration::from_secs(20))?;
+        srv.wait_log(mark, "plugin rejected", Duration::from_secs(20))?;
         srv.scenario("vcard", Some(2))
             .context("vCards after a corrupt component was dropped in")?;
         rt.block_on(async {

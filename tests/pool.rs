@@ -116,7 +116,7 @@ impl TestPool {
 #[test]
 fn membership_leases_and_rejoin() {
     let _machine = shared_machine();
-    let run = || -> Result<()> {
+    must(|| {
         let mut pool = TestPool::start(3)?;
         for node in ["n1", "n2", "n3"] {
             let (state, epoch) = pool.node_state(node)?;
@@ -150,10 +150,34 @@ fn membership_leases_and_rejoin() {
         let (state, epoch) = pool.node_state("n3")?;
         ensure!(state == "live" && epoch == 2, "restarted n3: {state} epoch {epoch}");
         Ok(())
-    };
-    if let Err(e) = run() {
+    });
+}
+
+/// Run a test body; an error fails the test with its whole context chain.
+fn must(body: impl FnOnce() -> Result<()>) {
+    if let Err(e) = body() {
         panic!("{e:#}");
     }
+}
+
+/// Every message in `sent` is among `received` exactly once (none lost, none doubled).
+fn each_arrived_once(sent: &[String], received: &[String]) -> Result<()> {
+    let mut counts = std::collections::HashMap::new();
+    for body in received.iter().filter(|b| sent.contains(b)) {
+        *counts.entry(body.as_str()).or_insert(0) += 1;
+    }
+    let lost: Vec<_> = sent.iter().filter(|b| !counts.contains_key(b.as_str())).collect();
+    let duplicated: Vec<_> = counts.iter().filter(|(_, n)| **n > 1).collect();
+    eprintln!(
+        "sent {}, received {} distinct, lost {}, duplicated {}",
+        sent.len(),
+        counts.len(),
+        lost.len(),
+        duplicated.len()
+    );
+    ensure!(lost.is_empty(), "lost messages: {lost:?}");
+    ensure!(duplicated.is_empty(), "duplicated messages: {duplicated:?}");
+    Ok(())
 }
 
 fn jid(local: &str) -> String {
@@ -188,27 +212,13 @@ async fn wait_routable(from: &mut support::raw::RawConn, to: &mut support::raw::
     bail!("{to_jid} never became routable from the other node")
 }
 
-fn wait_log(node: &TestServer, needle: &str, within: Duration) -> Result<()> {
-    let start = Instant::now();
-    while !node.log().contains(needle) {
-        if start.elapsed() > within {
-            bail!(
-                "no {needle:?} in the node's log within {within:?}; tail:\n{}",
-                node.log_tail(30)
-            );
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    Ok(())
-}
-
 /// Users on different nodes exchange messages to full and bare JIDs; when a node is killed,
 /// a message to its user is kept offline and delivered when the user logs in on a survivor,
 /// which they can do at once.
 #[test]
 fn messages_across_nodes_and_failover() {
     let _machine = shared_machine();
-    let run = || -> Result<()> {
+    must(|| {
         let mut pool = TestPool::start(3)?;
         let rt = support::rt();
         let (mut alice, mut bob, mut carol) = rt.block_on(async {
@@ -243,7 +253,7 @@ fn messages_across_nodes_and_failover() {
         // kept offline; bob logs in on n1 at once (before n2's lease expires) and gets it.
         pool.nodes[1].kill();
         drop(bob);
-        wait_log(&pool.nodes[0], "pool link down", Duration::from_secs(10))?;
+        pool.nodes[0].wait_log(0, "pool link down", Duration::from_secs(10))?;
         let _bob_on_n1 = rt.block_on(async {
             alice.message(&jid("bob"), "while n2 is dead").await?;
             let mut bob = login(&pool.nodes[0], "bob").await?;
@@ -265,10 +275,7 @@ fn messages_across_nodes_and_failover() {
             std::thread::sleep(Duration::from_millis(100));
         }
         Ok(())
-    };
-    if let Err(e) = run() {
-        panic!("{e:#}");
-    }
+    });
 }
 
 impl TestPool {
@@ -297,10 +304,10 @@ impl TestPool {
 #[test]
 fn foundation_scenarios_across_three_nodes() {
     let _machine = shared_machine();
-    let run = || -> Result<()> {
+    must(|| {
         let pool = TestPool::start(3)?;
         // Links come up within a heartbeat or two of the last join.
-        wait_log(&pool.nodes[2], "pool link up", Duration::from_secs(10))?;
+        pool.nodes[2].wait_log(0, "pool link up", Duration::from_secs(10))?;
         std::thread::sleep(Duration::from_millis(2 * HEARTBEAT_MS));
         for name in [
             "login",
@@ -315,10 +322,7 @@ fn foundation_scenarios_across_three_nodes() {
             pool.scenario(name)?;
         }
         Ok(())
-    };
-    if let Err(e) = run() {
-        panic!("{e:#}");
-    }
+    });
 }
 
 /// Mutual presence subscription between two raw clients (RFC 6121 §3), then both
@@ -368,7 +372,7 @@ fn failover_loses_nothing() {
     let _machine = shared_machine();
     const BEFORE: usize = 100;
     const DURING: usize = 100;
-    let run = || -> Result<()> {
+    must(|| {
         let mut pool = TestPool::start(3)?;
         let rt = support::rt();
         rt.block_on(async {
@@ -436,28 +440,11 @@ fn failover_loses_nothing() {
             // Bob comes back on a survivor and gets the rest from offline storage.
             let mut bob = login(&pool.nodes[2], "bob").await?;
             received.extend(bob.collect_bodies(Duration::from_secs(3)).await);
-            let mut counts = std::collections::HashMap::new();
-            for body in received.iter().filter(|b| b.contains(" to bob #")) {
-                *counts.entry(body.clone()).or_insert(0) += 1;
-            }
-            let lost: Vec<_> = sent_to_bob.iter().filter(|b| !counts.contains_key(*b)).collect();
-            let duplicated: Vec<_> = counts.iter().filter(|(_, n)| **n > 1).collect();
-            eprintln!(
-                "sent {} to bob, received {} distinct, lost {}, duplicated {}",
-                sent_to_bob.len(),
-                counts.len(),
-                lost.len(),
-                duplicated.len()
-            );
-            ensure!(lost.is_empty(), "lost messages: {lost:?}");
-            ensure!(duplicated.is_empty(), "duplicated messages: {duplicated:?}");
+            each_arrived_once(&sent_to_bob, &received)?;
             anyhow::Ok(())
         })?;
         Ok(())
-    };
-    if let Err(e) = run() {
-        panic!("{e:#}");
-    }
+    });
 }
 
 /// Issue 4, must-show 3: n3 is cut off from PostgreSQL and from its peers (TCP proxies
@@ -469,7 +456,7 @@ fn failover_loses_nothing() {
 fn partitioned_node_fences_itself() {
     let _machine = shared_machine();
     const DURING: usize = 50;
-    let run = || -> Result<()> {
+    must(|| {
         let proxies = std::cell::RefCell::new(Vec::new());
         let mut pool = TestPool::start_with(3, &|i, opts, pg| {
             if i == 2 {
@@ -527,14 +514,7 @@ fn partitioned_node_fences_itself() {
 
             let mut bob = login(&pool.nodes[1], "bob").await?;
             let received = bob.collect_bodies(Duration::from_secs(3)).await;
-            let mut counts = std::collections::HashMap::new();
-            for body in received.iter().filter(|b| b.starts_with("during the partition")) {
-                *counts.entry(body.clone()).or_insert(0) += 1;
-            }
-            let lost: Vec<_> = sent.iter().filter(|b| !counts.contains_key(*b)).collect();
-            let duplicated: Vec<_> = counts.iter().filter(|(_, n)| **n > 1).collect();
-            ensure!(lost.is_empty(), "lost messages: {lost:?}");
-            ensure!(duplicated.is_empty(), "duplicated messages: {duplicated:?}");
+            each_arrived_once(&sent, &received)?;
 
             // Healed: n3 rejoins under a new epoch and serves again.
             for p in &proxies {
@@ -559,10 +539,7 @@ fn partitioned_node_fences_itself() {
         })?;
         let _ = &mut pool;
         Ok(())
-    };
-    if let Err(e) = run() {
-        panic!("{e:#}");
-    }
+    });
 }
 
 /// Open a TLS connection to a node's pool port with `config` (as node `server_id`).
@@ -590,7 +567,7 @@ fn raw_frame(body: &[u8]) -> Vec<u8> {
 fn pool_links_refuse_strangers_and_garbage() {
     let _machine = shared_machine();
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let run = || -> Result<()> {
+    must(|| {
         let pool = TestPool::start(2)?;
         let n2 = &pool.nodes[1];
         let n2_link = n2.opts.pool.as_ref().unwrap().link;
@@ -657,8 +634,8 @@ fn pool_links_refuse_strangers_and_garbage() {
             let _ = s.read(&mut buf).await;
             anyhow::Ok(())
         })?;
-        wait_log(n2, "certificate does not belong to node", Duration::from_secs(5))?;
-        wait_log(n2, "garbled frame", Duration::from_secs(5))?;
+        n2.wait_log(0, "certificate does not belong to node", Duration::from_secs(5))?;
+        n2.wait_log(0, "garbled frame", Duration::from_secs(5))?;
         ensure!(
             n2.log().matches("refused a pool link").count() >= 3,
             "refusals:\n{}",
@@ -675,10 +652,7 @@ fn pool_links_refuse_strangers_and_garbage() {
             anyhow::Ok(())
         })?;
         Ok(())
-    };
-    if let Err(e) = run() {
-        panic!("{e:#}");
-    }
+    });
 }
 
 /// Issue 4, ownership for distributed features: a key is taken only from a holder whose
@@ -688,7 +662,7 @@ fn pool_links_refuse_strangers_and_garbage() {
 fn ownership_moves_on_failover_with_fencing() {
     let _machine = shared_machine();
     use poolxmpp::pool::ownership::{claim, still_owner};
-    let run = || -> Result<()> {
+    must(|| {
         let mut pool = TestPool::start(3)?;
         let rt = support::rt();
         let db = rt.block_on(
@@ -731,10 +705,7 @@ fn ownership_moves_on_failover_with_fencing() {
             anyhow::Ok(())
         })?;
         Ok(())
-    };
-    if let Err(e) = run() {
-        panic!("{e:#}");
-    }
+    });
 }
 
 /// Log in, retrying (with jitter) as long as the server refuses with the retryable
@@ -770,16 +741,9 @@ const STORM_SESSIONS: usize = 2_000;
 #[test]
 fn reconnect_storm_after_a_node_dies() {
     let _machine = MACHINE.write().unwrap_or_else(|e| e.into_inner());
-    // 2,000 client sockets in this process: take the hard open-file limit.
-    // SAFETY: getrlimit/setrlimit with a valid, zero-initialised struct.
-    unsafe {
-        let mut limit: libc::rlimit = std::mem::zeroed();
-        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) == 0 && limit.rlim_cur < limit.rlim_max {
-            limit.rlim_cur = limit.rlim_max;
-            libc::setrlimit(libc::RLIMIT_NOFILE, &limit);
-        }
-    }
-    let run = || -> Result<()> {
+    // 2,000 client sockets in this process: take the hard open-file limit, as the server does.
+    poolxmpp::daemon::raise_open_file_limit();
+    must(|| {
         let mut pool = TestPool::start(3)?;
         // 100 accounts x 20 resources = 2,000 sessions.
         std::thread::scope(|scope| {
@@ -874,10 +838,7 @@ fn reconnect_storm_after_a_node_dies() {
             anyhow::Ok(())
         })?;
         Ok(())
-    };
-    if let Err(e) = run() {
-        panic!("{e:#}");
-    }
+    });
 }
 
 /// Log in up to the restarted stream after SASL; returns the `<see-other-host/>` target if
@@ -910,12 +871,12 @@ async fn login_or_redirect(addr: SocketAddr, local: &str) -> Result<Option<Strin
 #[test]
 fn redirect_to_home_node() {
     let _machine = shared_machine();
-    let run = || -> Result<()> {
+    must(|| {
         let mut pool = TestPool::start_with(2, &|_, opts, _| {
             opts.pool.as_mut().unwrap().redirect = true;
             Ok(())
         })?;
-        wait_log(&pool.nodes[1], "pool link up", Duration::from_secs(10))?;
+        pool.nodes[1].wait_log(0, "pool link up", Duration::from_secs(10))?;
         std::thread::sleep(Duration::from_millis(2 * HEARTBEAT_MS));
         let home = |local: &str| {
             poolxmpp::pool::ownership::preferred_owner(&jid(local), ["n1", "n2"])
@@ -953,8 +914,5 @@ fn redirect_to_home_node() {
             anyhow::Ok(())
         })?;
         Ok(())
-    };
-    if let Err(e) = run() {
-        panic!("{e:#}");
-    }
+    });
 }

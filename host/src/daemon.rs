@@ -21,7 +21,7 @@ pub async fn open_store(config: &Config) -> anyhow::Result<Store> {
 }
 
 /// Every client is a file descriptor: take the hard limit, not the (often 1,024) soft one.
-fn raise_open_file_limit() {
+pub fn raise_open_file_limit() {
     // SAFETY: getrlimit/setrlimit with a valid, zero-initialised struct.
     unsafe {
         let mut limit: libc::rlimit = std::mem::zeroed();

@@ -150,6 +150,21 @@ impl Resource {
     }
 }
 
+/// Add a freshly bound resource (not yet available) to an account's list, sharing the
+/// account's bare JID allocation with its other resources.
+fn push_new(list: &mut Vec<Resource>, bare: &str, resource: &str, id: u64, at: Location) {
+    let shared_bare = list.first().map(|r| r.bare.clone()).unwrap_or_else(|| Arc::from(bare));
+    list.push(Resource {
+        id,
+        bare: shared_bare,
+        resource: resource.to_string(),
+        at,
+        presence: None,
+        priority: 0,
+        interested: false,
+    });
+}
+
 #[derive(Default)]
 pub struct Sessions {
     by_bare: RwLock<HashMap<String, Vec<Resource>>>,
@@ -219,16 +234,7 @@ impl Sessions {
         let mut map = self.by_bare.write().expect("sessions lock");
         let list = map.entry(bare.to_string()).or_default();
         let old = list.iter().position(|r| r.resource == resource).map(|i| list.remove(i));
-        let shared_bare = list.first().map(|r| r.bare.clone()).unwrap_or_else(|| Arc::from(bare));
-        list.push(Resource {
-            id,
-            bare: shared_bare,
-            resource: resource.to_string(),
-            at,
-            presence: None,
-            priority: 0,
-            interested: false,
-        });
+        push_new(list, bare, resource, id, at);
         old
     }
 
@@ -247,16 +253,7 @@ impl Sessions {
             return;
         }
         list.retain(|r| r.resource != resource);
-        let shared_bare = list.first().map(|r| r.bare.clone()).unwrap_or_else(|| Arc::from(bare));
-        list.push(Resource {
-            id,
-            bare: shared_bare,
-            resource: resource.to_string(),
-            at,
-            presence: None,
-            priority: 0,
-            interested: false,
-        });
+        push_new(list, bare, resource, id, at);
     }
 
     /// Apply a change to a mirrored session of `node`.

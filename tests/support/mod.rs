@@ -409,6 +409,24 @@ impl TestServer {
         fs::read_to_string(&self.log_path).unwrap_or_default()
     }
 
+    /// Wait until the log has gained a line containing `needle` after its first `from`
+    /// bytes (0: anywhere); fails with the log's tail after `timeout`.
+    pub fn wait_log(&self, from: usize, needle: &str, timeout: Duration) -> Result<()> {
+        let start = Instant::now();
+        loop {
+            if self.log().get(from..).is_some_and(|new| new.contains(needle)) {
+                return Ok(());
+            }
+            if start.elapsed() > timeout {
+                bail!(
+                    "no log line with {needle:?} within {timeout:?}; log tail:\n{}",
+                    self.log_tail(40)
+                );
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
     /// Arguments for tests/py/scenarios.py describing this server.
     pub fn scenario_args(&self, scenario: &str) -> Vec<String> {
         let mut a = vec![

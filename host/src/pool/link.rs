@@ -146,10 +146,7 @@ impl Links {
         let peer = peers
             .get(node)
             .ok_or_else(|| LinkError::NotConnected(node.to_string()))?;
-        peer.tx.try_send(frame).map_err(|e| match e {
-            mpsc::error::TrySendError::Full(_) => LinkError::Congested(node.to_string()),
-            mpsc::error::TrySendError::Closed(_) => LinkError::NotConnected(node.to_string()),
-        })
+        peer.tx.try_send(frame).map_err(|e| queue_error(node, e))
     }
 
     /// Forward a stanza to a session on `node`. A `tracked` stanza (a message) is kept
@@ -167,10 +164,7 @@ impl Links {
         let peer = peers
             .get(node)
             .ok_or_else(|| LinkError::NotConnected(node.to_string()))?;
-        let permit = peer.tx.try_reserve().map_err(|e| match e {
-            mpsc::error::TrySendError::Full(_) => LinkError::Congested(node.to_string()),
-            mpsc::error::TrySendError::Closed(_) => LinkError::NotConnected(node.to_string()),
-        })?;
+        let permit = peer.tx.try_reserve().map_err(|e| queue_error(node, e))?;
         let seq = if tracked {
             let mut u = peer.unacked.lock().expect("unacked lock");
             u.next_seq += 1;
@@ -390,6 +384,14 @@ impl Links {
                 });
             }
         });
+    }
+}
+
+/// A link queue that would not take a frame: full (back-pressure) or gone.
+fn queue_error<T>(node: &str, e: mpsc::error::TrySendError<T>) -> LinkError {
+    match e {
+        mpsc::error::TrySendError::Full(_) => LinkError::Congested(node.to_string()),
+        mpsc::error::TrySendError::Closed(_) => LinkError::NotConnected(node.to_string()),
     }
 }
 

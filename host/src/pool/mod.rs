@@ -40,6 +40,16 @@ pub enum NodeState {
     Fenced { reason: String },
 }
 
+impl NodeState {
+    /// The epoch served under, `None` while fenced.
+    pub fn epoch(&self) -> Option<i64> {
+        match self {
+            NodeState::Live { epoch } => Some(*epoch),
+            NodeState::Fenced { .. } => None,
+        }
+    }
+}
+
 pub struct Pool {
     pub config: PoolConfig,
     pub db: PgPool,
@@ -92,10 +102,7 @@ impl Pool {
         tracing::info!(node = %pool_config.node_id, epoch, "joined the pool");
         let (state, state_rx) = watch::channel(NodeState::Live { epoch });
         let (links, events) = link::Links::new(&pool_config.node_id, tls);
-        let my_epoch: link::MyEpoch = Arc::new(move || match *state_rx.borrow() {
-            NodeState::Live { epoch } => Some(epoch),
-            NodeState::Fenced { .. } => None,
-        });
+        let my_epoch: link::MyEpoch = Arc::new(move || state_rx.borrow().epoch());
         let check_db = db.clone();
         let check: link::EpochCheck = Arc::new(move |node, epoch| {
             let db = check_db.clone();
@@ -129,10 +136,7 @@ impl Pool {
 
     /// The epoch we serve under, or `None` while fenced.
     pub fn epoch(&self) -> Option<i64> {
-        match *self.state.borrow() {
-            NodeState::Live { epoch } => Some(epoch),
-            NodeState::Fenced { .. } => None,
-        }
+        self.state.borrow().epoch()
     }
 
     /// The live nodes (id, epoch) as of the last membership read, this one included.
