@@ -3,12 +3,14 @@
 
 mod support;
 
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-use std::path::Path;
+use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, ensure, Context, Result};
-use support::{free_port, PoolNode, PostgresInstance, ServerOptions, Store, TestServer};
+use support::pool::{
+    each_arrived_once, jid, login, login_or_redirect, must, node_options, TestPool, HEARTBEAT_MS, LEASE_MS,
+};
+use support::TestServer;
 
 /// Pool tests run side by side, except the reconnect storm, which saturates the machine
 /// and would starve other tests' nodes of their lease renewals (they would rightly fence).
@@ -16,98 +18,6 @@ static MACHINE: std::sync::RwLock<()> = std::sync::RwLock::new(());
 
 fn shared_machine() -> std::sync::RwLockReadGuard<'static, ()> {
     MACHINE.read().unwrap_or_else(|e| e.into_inner())
-}
-
-const LEASE_MS: u64 = 3_000;
-const HEARTBEAT_MS: u64 = 500;
-
-/// A pool of test nodes n1..nN on 127.0.0.(1+i), with their CA in `dir`.
-struct TestPool {
-    nodes: Vec<TestServer>,
-    pg: PostgresInstance,
-    _dir: tempfile::TempDir,
-}
-
-fn node_options(dir: &Path, pg: &PostgresInstance, i: usize) -> Result<ServerOptions> {
-    let ip = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 2 + i as u8));
-    let mut opts = ServerOptions::new(Store::Postgres);
-    opts.ip = ip;
-    opts.shared_store = Some(pg.url());
-    opts.create_accounts = i == 0;
-    opts.pool = Some(PoolNode {
-        node_id: format!("n{}", i + 1),
-        link: SocketAddr::new(ip, free_port()?),
-        advertise: None,
-        tls_dir: dir.join("pool-tls"),
-        lease_ms: LEASE_MS,
-        heartbeat_ms: HEARTBEAT_MS,
-        redirect: false,
-    });
-    Ok(opts)
-}
-
-/// Adjusts node `i`'s options before it starts (the PostgreSQL instance is given).
-type Customize<'a> = &'a dyn Fn(usize, &mut ServerOptions, &PostgresInstance) -> Result<()>;
-
-impl TestPool {
-    fn start(n: usize) -> Result<TestPool> {
-        Self::start_with(n, &|_, _, _| Ok(()))
-    }
-
-    fn start_with(n: usize, customize: Customize) -> Result<TestPool> {
-        let dir = tempfile::Builder::new().prefix("poolxmpp-pool-").tempdir()?;
-        let pg = PostgresInstance::start()?;
-        let ids: Vec<String> = (1..=n).map(|i| format!("n{i}")).collect();
-        let out = std::process::Command::new(support::server_binary())
-            .args(["pool", "init", "--dir"])
-            .arg(dir.path().join("pool-tls"))
-            .arg("--nodes")
-            .arg(ids.join(","))
-            .output()?;
-        ensure!(
-            out.status.success(),
-            "pool init: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let mut nodes = Vec::new();
-        for i in 0..n {
-            let mut opts = node_options(dir.path(), &pg, i)?;
-            customize(i, &mut opts, &pg)?;
-            nodes.push(TestServer::start(opts).with_context(|| format!("node n{}", i + 1))?);
-        }
-        Ok(TestPool { nodes, pg, _dir: dir })
-    }
-
-    fn status(&self) -> Result<serde_json::Value> {
-        let out = self.nodes[0].cli_ok(&["pool", "status", "--json"])?;
-        serde_json::from_str(&out).with_context(|| format!("pool status output: {out}"))
-    }
-
-    fn node_state(&self, node: &str) -> Result<(String, i64)> {
-        let status = self.status()?;
-        let n = status
-            .as_array()
-            .and_then(|a| a.iter().find(|n| n["node_id"] == node))
-            .with_context(|| format!("{node} missing from pool status: {status}"))?;
-        Ok((
-            n["state"].as_str().unwrap_or_default().to_string(),
-            n["epoch"].as_i64().unwrap_or(0),
-        ))
-    }
-
-    fn wait_state(&self, node: &str, want: &str, within: Duration) -> Result<Duration> {
-        let start = Instant::now();
-        loop {
-            let (state, _) = self.node_state(node)?;
-            if state == want {
-                return Ok(start.elapsed());
-            }
-            if start.elapsed() > within {
-                bail!("{node} is {state}, not {want}, after {within:?}");
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    }
 }
 
 /// Membership: three nodes join and show as live; a second process claiming a live node's
@@ -151,41 +61,6 @@ fn membership_leases_and_rejoin() {
         ensure!(state == "live" && epoch == 2, "restarted n3: {state} epoch {epoch}");
         Ok(())
     });
-}
-
-/// Run a test body; an error fails the test with its whole context chain.
-fn must(body: impl FnOnce() -> Result<()>) {
-    if let Err(e) = body() {
-        panic!("{e:#}");
-    }
-}
-
-/// Every message in `sent` is among `received` exactly once (none lost, none doubled).
-fn each_arrived_once(sent: &[String], received: &[String]) -> Result<()> {
-    let mut counts = std::collections::HashMap::new();
-    for body in received.iter().filter(|b| sent.contains(b)) {
-        *counts.entry(body.as_str()).or_insert(0) += 1;
-    }
-    let lost: Vec<_> = sent.iter().filter(|b| !counts.contains_key(b.as_str())).collect();
-    let duplicated: Vec<_> = counts.iter().filter(|(_, n)| **n > 1).collect();
-    eprintln!(
-        "sent {}, received {} distinct, lost {}, duplicated {}",
-        sent.len(),
-        counts.len(),
-        lost.len(),
-        duplicated.len()
-    );
-    ensure!(lost.is_empty(), "lost messages: {lost:?}");
-    ensure!(duplicated.is_empty(), "duplicated messages: {duplicated:?}");
-    Ok(())
-}
-
-fn jid(local: &str) -> String {
-    format!("{local}@{}", support::DOMAIN)
-}
-
-async fn login(node: &TestServer, local: &str) -> Result<support::raw::RawConn> {
-    support::raw::RawConn::login(node.starttls, support::DOMAIN, local, support::password(local), "raw").await
 }
 
 /// Wait (bounded) until `from`'s node knows `to`'s session: an IQ to its full JID
@@ -839,29 +714,6 @@ fn reconnect_storm_after_a_node_dies() {
         })?;
         Ok(())
     });
-}
-
-/// Log in up to the restarted stream after SASL; returns the `<see-other-host/>` target if
-/// the node redirects, or `None` if it offers binding.
-async fn login_or_redirect(addr: SocketAddr, local: &str) -> Result<Option<String>> {
-    let (mut c, _) = support::raw::RawConn::connect_tls(addr, support::DOMAIN).await?;
-    match c.auth_plain(local, support::password(local)).await? {
-        support::raw::SaslOutcome::Success => {}
-        support::raw::SaslOutcome::Failure(cond, e) => bail!("login of {local} failed: <{cond}/> {e}"),
-    }
-    c.open_stream(support::DOMAIN).await?;
-    let first = c
-        .next_element(Duration::from_secs(10), "features or a stream error")
-        .await?;
-    if first.local == "features" {
-        return Ok(None);
-    }
-    ensure!(first.local == "error", "unexpected {first}");
-    let target = first
-        .elements()
-        .find(|e| e.local == "see-other-host")
-        .with_context(|| format!("a stream error other than see-other-host: {first}"))?;
-    Ok(Some(target.text()))
 }
 
 /// Issue 5 (first part): with `redirect = true`, a user authenticated on a node that is

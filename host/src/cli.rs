@@ -22,6 +22,9 @@ struct Cli {
 enum Command {
     /// Run a node.
     Serve,
+    /// Run the stand-alone redirector: it authenticates each client and sends it to its
+    /// home node with <see-other-host/>, using the pool's store and `[placement]`.
+    Redirect,
     /// Manage accounts.
     #[command(subcommand)]
     User(UserCommand),
@@ -59,7 +62,16 @@ enum PoolCommand {
         /// Print JSON instead of a table.
         #[arg(long)]
         json: bool,
+        /// Also list users: their home node, the strategy that chose it and why, and
+        /// where they are connected.
+        #[arg(long)]
+        users: bool,
     },
+    /// Move a node's users to other nodes for maintenance: it takes no new users, and its
+    /// sessions get <see-other-host/> to their new homes at `[placement] drain_per_second`.
+    Drain { node: String },
+    /// Let a drained node take users again (moved sessions stay where they are).
+    Undrain { node: String },
 }
 
 #[derive(Subcommand)]
@@ -114,7 +126,8 @@ pub fn main() -> ExitCode {
     };
     let result = runtime.block_on(async move {
         match cli.command {
-            Command::Serve => crate::daemon::serve(config).await,
+            Command::Serve => crate::daemon::serve(config, crate::daemon::Role::Node).await,
+            Command::Redirect => crate::daemon::serve(config, crate::daemon::Role::Redirector).await,
             Command::User(cmd) => user(config, cmd).await,
             Command::Plugin(cmd) => plugin(config, cmd).await,
             Command::Pool(cmd) => pool(config, cmd).await,
@@ -215,6 +228,59 @@ async fn plugin(config: Config, cmd: PluginCommand) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The pool's shared store, migrated to this binary's schema.
+async fn pool_store(config: &Config) -> anyhow::Result<sqlx::PgPool> {
+    if !config.store.starts_with("postgres") {
+        anyhow::bail!(
+            "pool commands read the pool's PostgreSQL store; this config's store is {:?}",
+            config.store
+        );
+    }
+    let store = crate::daemon::open_store(config).await?;
+    store.close().await;
+    Ok(sqlx::postgres::PgPoolOptions::new()
+        .max_connections(1)
+        .connect(&config.store)
+        .await?)
+}
+
+/// One user's placement, for `pool status --users`.
+#[derive(serde::Serialize)]
+struct UserHome {
+    user: String,
+    home: String,
+    /// Whether the home node is live under the epoch it was chosen at.
+    home_live: bool,
+    strategy: String,
+    reason: String,
+    /// Nodes the user's sessions are on.
+    connected_at: Vec<String>,
+}
+
+async fn user_homes(db: &sqlx::PgPool) -> anyhow::Result<Vec<UserHome>> {
+    let rows: Vec<(String, String, bool, String, String, Option<String>)> = sqlx::query_as(
+        "SELECT h.bare, h.node_id, EXISTS (SELECT 1 FROM pool_nodes n WHERE n.node_id = h.node_id \
+             AND n.epoch = h.epoch AND n.state = 'live' AND n.lease_until > now()), h.strategy, h.reason, \
+             (SELECT string_agg(DISTINCT s.node_id, ',') FROM pool_sessions s WHERE s.bare = h.bare) \
+         FROM pool_homes h ORDER BY h.bare",
+    )
+    .fetch_all(db)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|(user, home, home_live, strategy, reason, at)| UserHome {
+            user,
+            home,
+            home_live,
+            strategy,
+            reason,
+            connected_at: at
+                .map(|a| a.split(',').map(str::to_string).collect())
+                .unwrap_or_default(),
+        })
+        .collect())
+}
+
 async fn pool(config: Config, cmd: PoolCommand) -> anyhow::Result<()> {
     use crate::pool::pki;
     match cmd {
@@ -235,10 +301,7 @@ async fn pool(config: Config, cmd: PoolCommand) -> anyhow::Result<()> {
         }
         PoolCommand::Where { jid } => {
             let bare = account_jid(&config, &jid)?.to_string();
-            let db = sqlx::postgres::PgPoolOptions::new()
-                .max_connections(1)
-                .connect(&config.store)
-                .await?;
+            let db = pool_store(&config).await?;
             let rows: Vec<(String, String, i64)> =
                 sqlx::query_as("SELECT resource, node_id, epoch FROM pool_sessions WHERE bare = $1 ORDER BY resource")
                     .bind(&bare)
@@ -248,39 +311,67 @@ async fn pool(config: Config, cmd: PoolCommand) -> anyhow::Result<()> {
                 println!("{bare}/{resource} {node} epoch {epoch}");
             }
         }
-        PoolCommand::Status { json } => {
-            if !config.store.starts_with("postgres") {
-                anyhow::bail!(
-                    "pool status reads the pool's PostgreSQL store; this config's store is {:?}",
-                    config.store
+        PoolCommand::Status { json, users } => {
+            let db = pool_store(&config).await?;
+            let nodes = crate::pool::membership::Membership::nodes(&db).await?;
+            let drained: Vec<String> = sqlx::query_scalar("SELECT node_id FROM pool_drains ORDER BY node_id")
+                .fetch_all(&db)
+                .await?;
+            let homes = if users { user_homes(&db).await? } else { Vec::new() };
+            if json {
+                let out = serde_json::json!({ "nodes": nodes, "draining": drained, "users": homes });
+                println!("{}", serde_json::to_string_pretty(&out)?);
+                return Ok(());
+            }
+            println!(
+                "{:<16} {:>6} {:<8} {:>10} {:>9} {:<22} clients",
+                "node", "epoch", "state", "lease age", "sessions", "link"
+            );
+            for n in nodes {
+                let state = match (n.state.as_str(), n.lease_valid) {
+                    ("live", false) => "expired",
+                    ("live", true) if drained.contains(&n.node_id) => "draining",
+                    (s, _) => s,
+                };
+                println!(
+                    "{:<16} {:>6} {:<8} {:>8}ms {:>9} {:<22} {}",
+                    n.node_id, n.epoch, state, n.lease_age_ms, n.sessions, n.link_addr, n.client_addrs
                 );
             }
-            let store = crate::daemon::open_store(&config).await?;
-            store.close().await;
-            let db = sqlx::postgres::PgPoolOptions::new()
-                .max_connections(1)
-                .connect(&config.store)
-                .await?;
-            let nodes = crate::pool::membership::Membership::nodes(&db).await?;
-            if json {
-                println!("{}", serde_json::to_string_pretty(&nodes)?);
-            } else {
+            if users {
                 println!(
-                    "{:<16} {:>6} {:<6} {:>10} {:>9} {:<22} clients",
-                    "node", "epoch", "state", "lease age", "sessions", "link"
+                    "\n{:<32} {:<12} {:<24} {:<16} why",
+                    "user", "home", "strategy", "connected at"
                 );
-                for n in nodes {
-                    let state = if n.state == "live" && !n.lease_valid {
-                        "expired"
-                    } else {
-                        n.state.as_str()
-                    };
+                for h in homes {
                     println!(
-                        "{:<16} {:>6} {:<6} {:>8}ms {:>9} {:<22} {}",
-                        n.node_id, n.epoch, state, n.lease_age_ms, n.sessions, n.link_addr, n.client_addrs
+                        "{:<32} {:<12} {:<24} {:<16} {}",
+                        h.user,
+                        if h.home_live {
+                            h.home.clone()
+                        } else {
+                            format!("({})", h.home)
+                        },
+                        h.strategy,
+                        if h.connected_at.is_empty() {
+                            "-".to_string()
+                        } else {
+                            h.connected_at.join(",")
+                        },
+                        h.reason
                     );
                 }
             }
+        }
+        PoolCommand::Drain { node } => {
+            let db = pool_store(&config).await?;
+            crate::pool::placement::drain::set(&db, &node, true).await?;
+            println!("{node} is draining: it takes no new users and moves its sessions away");
+        }
+        PoolCommand::Undrain { node } => {
+            let db = pool_store(&config).await?;
+            crate::pool::placement::drain::set(&db, &node, false).await?;
+            println!("{node} takes users again");
         }
     }
     Ok(())

@@ -26,6 +26,36 @@ pub struct Config {
     pub log: LogConfig,
     /// Present when this node is one of a pool (DESIGN §4); absent for a single server.
     pub pool: Option<PoolConfig>,
+    /// How home nodes are chosen, for pool nodes and the stand-alone redirector.
+    pub placement: PlacementConfig,
+}
+
+/// `[placement]`: which strategy chooses home nodes and how moves are paced (DESIGN §4).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PlacementConfig {
+    /// The `placement` plugin that chooses home nodes (e.g. `placement-roster`). Unset, or
+    /// when that plugin fails: rendezvous hashing with bounded load, built in.
+    pub strategy: Option<String>,
+    /// A node is full for new users above this multiple of the mean load (bounded load).
+    pub load_factor: f64,
+    /// Sessions a draining node moves away per second: empties a node without a storm.
+    pub drain_per_second: u32,
+    /// Redirects of one user by one node within a minute after which that node serves
+    /// the user itself: cuts redirect loops, and lets clients that never follow a
+    /// redirect in on their next attempts.
+    pub loop_limit: u32,
+}
+
+impl Default for PlacementConfig {
+    fn default() -> Self {
+        PlacementConfig {
+            strategy: None,
+            load_factor: 1.25,
+            drain_per_second: 20,
+            loop_limit: 2,
+        }
+    }
 }
 
 /// `[pool]`: this node's identity and how it reaches and is reached by its peers. Every
@@ -164,6 +194,7 @@ impl Default for Config {
             plugins: PluginsConfig::default(),
             log: LogConfig::default(),
             pool: None,
+            placement: PlacementConfig::default(),
         }
     }
 }
@@ -269,6 +300,17 @@ impl Config {
                 ));
             }
         }
+        let placement = &self.placement;
+        if !(placement.load_factor >= 1.0 && placement.load_factor.is_finite()) {
+            return Err(ConfigError::Invalid(
+                "[placement] load_factor must be at least 1.0".into(),
+            ));
+        }
+        if placement.drain_per_second == 0 {
+            return Err(ConfigError::Invalid(
+                "[placement] drain_per_second must be positive".into(),
+            ));
+        }
         Ok(())
     }
 
@@ -308,15 +350,22 @@ mod tests {
         let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/poolxmpp.toml");
         let text = std::fs::read_to_string(&path).unwrap();
         let _: Config = toml::from_str(&text).unwrap();
-        // The [pool] section is commented out; uncomment it and parse it too.
-        let pool_part: String = text[text.find("\n# [pool]\n").unwrap() + 1..]
-            .lines()
-            .skip(1)
-            .map(|l| l.strip_prefix("# ").unwrap_or(l))
-            .filter(|l| !l.starts_with('#'))
-            .collect::<Vec<_>>()
-            .join("\n");
-        let pool: PoolConfig = toml::from_str(&pool_part).unwrap();
+        // The [pool] and [placement] sections are commented out; uncomment and parse them.
+        let uncommented = |section: &str| -> String {
+            let start = text.find(&format!("\n# [{section}]\n")).unwrap() + 1;
+            let body = &text[start..];
+            let end = body.find("\n\n").unwrap_or(body.len());
+            body[..end]
+                .lines()
+                .skip(1)
+                .map(|l| l.strip_prefix("# ").unwrap_or(l))
+                .filter(|l| !l.starts_with('#'))
+                .collect::<Vec<_>>()
+                .join("\n")
+        };
+        let pool: PoolConfig = toml::from_str(&uncommented("pool")).unwrap();
         assert_eq!(pool.node_id, "n1");
+        let placement: PlacementConfig = toml::from_str(&uncommented("placement")).unwrap();
+        assert_eq!(placement.strategy.as_deref(), Some("placement-roster"));
     }
 }

@@ -7,6 +7,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 
 use crate::config::Config;
+use crate::pool::placement::Placement;
 use crate::server::Server;
 use crate::store::Store;
 
@@ -34,7 +35,17 @@ pub fn raise_open_file_limit() {
     }
 }
 
-pub async fn serve(config: Config) -> anyhow::Result<()> {
+/// What this process is in the deployment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// A node: serves users (a single server, or one node of a pool).
+    Node,
+    /// The stand-alone redirector: authenticates users and sends each to their home node
+    /// with `<see-other-host/>`; serves no one and is not a member of the pool.
+    Redirector,
+}
+
+pub async fn serve(config: Config, role: Role) -> anyhow::Result<()> {
     raise_open_file_limit();
     let store = open_store(&config).await?;
     let tls = crate::tls::server_config(&config).context("loading TLS certificates")?;
@@ -42,14 +53,40 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     let domains = config.domains.iter().map(|d| d.name.to_ascii_lowercase()).collect();
     let plugins =
         Arc::new(crate::plugins::Plugins::new(config.plugins_dir(), domains).context("starting the plugin runtime")?);
-    let (pool, link_events) = match &config.pool {
-        Some(_) => {
+    let (pool, link_events, placement) = match (role, &config.pool) {
+        (Role::Node, Some(_)) => {
             let (pool, events) = crate::pool::Pool::start(&config).await.context("joining the pool")?;
-            (Some(pool), Some(events))
+            // Its own connections: a burst of logins must not starve lease renewals.
+            let db = crate::pool::connect_coordination(&config.store).await?;
+            let placement = Placement::new(
+                db,
+                Some(pool.node_id().to_string()),
+                config.placement.clone(),
+                plugins.clone(),
+            );
+            (Some(pool), Some(events), Some(placement))
         }
-        None => (None, None),
+        (Role::Node, None) => (None, None, None),
+        (Role::Redirector, _) => {
+            let db = crate::pool::connect_coordination(&config.store)
+                .await
+                .context("the redirector needs the pool's PostgreSQL store")?;
+            (
+                None,
+                None,
+                Some(Placement::new(db, None, config.placement.clone(), plugins.clone())),
+            )
+        }
     };
-    let server = Server::new(config, store, tls, plugins.clone(), pool.clone(), shutdown_rx);
+    let server = Server::new(
+        config,
+        store,
+        tls,
+        plugins.clone(),
+        pool.clone(),
+        placement,
+        shutdown_rx,
+    );
     if let (Some(pool), Some(events)) = (&pool, link_events) {
         server.sessions.attach_links(pool.links.clone());
         let (directory_tx, directory_rx) = tokio::sync::mpsc::unbounded_channel();
@@ -64,6 +101,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         );
         tokio::spawn(pool.clone().run_reaper());
         tokio::spawn(close_sessions_when_fenced(server.clone(), pool.subscribe()));
+        tokio::spawn(crate::pool::placement::drain::run(server.clone()));
     }
     if server.config.plugins.enabled {
         for e in plugins.sync_dir().await {
@@ -81,7 +119,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     }
     let listeners = crate::listener::bind_all(&server).await?;
     let domains: Vec<_> = server.config.domains.iter().map(|d| d.name.as_str()).collect();
-    tracing::info!(?domains, store = ?server.store.backend(), "poolxmpp {} serving", env!("CARGO_PKG_VERSION"));
+    tracing::info!(?domains, ?role, store = ?server.store.backend(), "poolxmpp {} serving", env!("CARGO_PKG_VERSION"));
     let mut tasks = Vec::new();
     for (listener, direct) in listeners {
         tasks.push(tokio::spawn(crate::listener::accept_loop(
@@ -123,6 +161,7 @@ fn node_stats(server: &std::sync::Weak<Server>) -> serde_json::Value {
         "stanzas_to_local_sessions": crate::sessions::LOCAL_SENDS.load(Relaxed),
         "stanzas_forwarded": crate::sessions::FORWARDS.load(Relaxed),
         "uptime_s": server.started.elapsed().as_secs(),
+        "placement": server.placement.as_ref().map(|p| p.stats_json()),
     })
 }
 

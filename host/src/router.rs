@@ -346,6 +346,17 @@ pub async fn deliver_message(server: &Arc<Server>, bare: &str, resource: Option<
     }
 }
 
+/// Route a message again that a session took into its queue but never wrote: after a
+/// hand-off, a closed stream or a write failure.
+pub async fn redeliver(server: &Arc<Server>, stanza: Element) {
+    let Some(to) = stanza.get_attr("to").and_then(|t| Jid::new(t).ok()) else {
+        return;
+    };
+    let bare = to.to_bare().to_string();
+    let resource = to.resource().map(|r| r.as_str().to_string());
+    deliver_message(server, &bare, resource.as_deref(), stanza).await;
+}
+
 /// Keep a message for an account that has no resource to take it (XEP-0160).
 pub async fn store_offline(server: &Arc<Server>, bare: &str, stanza: Element) {
     match server.store.account_exists(bare).await {

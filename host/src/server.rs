@@ -20,6 +20,8 @@ pub struct Server {
     pub plugins: Arc<crate::plugins::Plugins>,
     /// This node's place in a pool; `None` for a single server.
     pub pool: Option<Arc<crate::pool::Pool>>,
+    /// Home nodes and redirects: on pool nodes, and alone in the stand-alone redirector.
+    pub placement: Option<Arc<crate::pool::placement::Placement>>,
     pub started: Instant,
     /// Accounts whose offline messages are being delivered on this node, and whether
     /// another delivery was asked for meanwhile (see `presence::deliver_offline`).
@@ -37,6 +39,7 @@ impl Server {
         tls: crate::tls::TlsSetup,
         plugins: Arc<crate::plugins::Plugins>,
         pool: Option<Arc<crate::pool::Pool>>,
+        placement: Option<Arc<crate::pool::placement::Placement>>,
         shutdown: watch::Receiver<bool>,
     ) -> Arc<Server> {
         let auth_limiter = FailureLimiter::new(config.limits.auth_failures_per_minute);
@@ -49,6 +52,7 @@ impl Server {
             tls,
             plugins,
             pool,
+            placement,
             started: Instant::now(),
             offline_delivery: Default::default(),
             logins,

@@ -298,6 +298,17 @@ impl Sessions {
         gone
     }
 
+    /// Send a local session to another node: leave the table first, so stanzas routed from
+    /// now on find the user's other resources or offline storage, then end the stream
+    /// with `err` after what is already queued. Returns whether it was still bound.
+    pub fn hand_off(&self, r: &Resource, err: StreamError) -> bool {
+        if self.unbind(&r.bare, r.id).is_none() {
+            return false;
+        }
+        r.close(err);
+        true
+    }
+
     /// Remove a local session; returns its last state, if it was still bound.
     pub fn unbind(&self, bare: &str, id: u64) -> Option<Resource> {
         let removed = {

@@ -3,10 +3,11 @@
 //! Plugin authors rarely need these: the rest of the SDK wraps them. They are public so a
 //! plugin can reach an import the SDK does not wrap yet.
 //!
-//! Both worlds are generated with `pub_export_macro`, which makes wit-bindgen put only the
+//! Every world is generated with `pub_export_macro`, which makes wit-bindgen put only the
 //! *imports* of each world in this crate's type section and move the exports into the
-//! `export!` macro. That is what lets one SDK serve both worlds: a plugin that exports only
-//! `feature-plugin` does not inherit an obligation to export `filter-plugin` too.
+//! `export!` macro. That is what lets one SDK serve all worlds: a plugin that exports only
+//! `feature-plugin` does not inherit an obligation to export `filter-plugin` or
+//! `placement-plugin` too.
 
 /// The `feature` world: MUC, pubsub, vCard and other services that own stanzas.
 pub mod feature {
@@ -36,6 +37,26 @@ pub mod filter {
             "poolxmpp:plugin/log@0.1.0": crate::bindings::feature::poolxmpp::plugin::log,
             "poolxmpp:plugin/clock@0.1.0": crate::bindings::feature::poolxmpp::plugin::clock,
             "poolxmpp:plugin/metrics@0.1.0": crate::bindings::feature::poolxmpp::plugin::metrics,
+            "poolxmpp:plugin/storage@0.1.0": crate::bindings::feature::poolxmpp::plugin::storage,
+            "poolxmpp:plugin/roster@0.1.0": crate::bindings::feature::poolxmpp::plugin::roster,
+        },
+    });
+}
+
+/// The `placement` world: strategies choosing a user's home node. Its shared interfaces are
+/// the `feature` world's too, so `pool-view` and the roster types are one set of types.
+pub mod placement {
+    wit_bindgen::generate!({
+        path: "../wit",
+        world: "poolxmpp:plugin/placement",
+        pub_export_macro: true,
+        export_macro_name: "export",
+        default_bindings_module: "::poolxmpp_sdk::bindings::placement",
+        runtime_path: "::poolxmpp_sdk::bindings::rt",
+        with: {
+            "poolxmpp:plugin/types@0.1.0": crate::bindings::feature::poolxmpp::plugin::types,
+            "poolxmpp:plugin/log@0.1.0": crate::bindings::feature::poolxmpp::plugin::log,
+            "poolxmpp:plugin/clock@0.1.0": crate::bindings::feature::poolxmpp::plugin::clock,
             "poolxmpp:plugin/storage@0.1.0": crate::bindings::feature::poolxmpp::plugin::storage,
             "poolxmpp:plugin/roster@0.1.0": crate::bindings::feature::poolxmpp::plugin::roster,
         },

@@ -6,6 +6,8 @@
 //!
 //! - [`Feature`] / [`export_feature!`]: services that own addresses or IQ namespaces.
 //! - [`Filter`] / [`export_filter!`]: a verdict on every stanza.
+//! - [`Placement`] / [`export_placement!`]: which pool node becomes a user's home, with
+//!   the host's own hashing helpers ([`placement`]).
 //! - [`Element`]: a small XML tree to read stanzas and build replies ([`xml`]).
 //! - [`stanza`]: replies, errors and [`send`]; [`jid`]: taking addresses apart.
 //! - [`storage`]: the plugin's key/value store, as text or JSON; [`log`]: the host log.
@@ -25,6 +27,7 @@ pub mod host;
 mod instance;
 pub mod jid;
 pub mod log;
+pub mod placement;
 pub mod stanza;
 pub mod storage;
 #[cfg(not(target_arch = "wasm32"))]
@@ -35,6 +38,7 @@ pub use bindings::types::{Direction, ErrorType, Event, Stanza, StanzaError, Stan
 pub use config::Config;
 pub use feature::Feature;
 pub use filter::Filter;
+pub use placement::Placement;
 pub use stanza::{error_reply, iq_result, reply, send};
 pub use xml::{Element, Node, NS_CLIENT};
 

@@ -2,7 +2,8 @@
 //!
 //! Only compiled for non-wasm targets. Each test thread gets its own host (storage, sent
 //! stanzas, logs, rosters), so tests run in parallel without interfering; call [`reset`]
-//! to start over within one test.
+//! to start over within one test. [`node`], [`view`] and [`set_roster`] build what a
+//! placement strategy is called with.
 //!
 //! ```
 //! use poolxmpp_sdk::{testing, storage};
@@ -15,6 +16,7 @@ use std::cell::RefCell;
 use std::collections::{BTreeMap, HashMap};
 
 use crate::host::{LogLevel, ResourcePresence, RosterItem};
+use crate::placement::{NodeView, PoolView};
 use crate::xml::{Element, NS_CLIENT};
 
 /// What the stand-in host remembers.
@@ -60,4 +62,39 @@ pub fn stored(key: &str) -> Option<String> {
 /// The log lines written so far.
 pub fn logs() -> Vec<(LogLevel, String)> {
     with_host(|h| h.logs.clone())
+}
+
+/// Give `user` a roster of `contacts` (bare JIDs, mutual subscriptions), as
+/// `host::roster_items` will return it.
+pub fn set_roster(user: &str, contacts: &[&str]) {
+    let items = contacts
+        .iter()
+        .map(|jid| RosterItem {
+            jid: jid.to_string(),
+            name: None,
+            subscription: "both".to_string(),
+            ask: false,
+            groups: Vec::new(),
+        })
+        .collect();
+    with_host(|h| h.rosters.insert(user.to_string(), items));
+}
+
+/// An accepting node with `sessions` sessions and none of the user's contacts; change the
+/// rest with struct update syntax: `NodeView { accepting: false, ..node("a", 3) }`.
+pub fn node(id: &str, sessions: u32) -> NodeView {
+    NodeView {
+        id: id.to_string(),
+        address: format!("{id}.pool.test:5222"),
+        sessions,
+        contacts_here: 0,
+        accepting: true,
+    }
+}
+
+/// A pool view of these nodes.
+pub fn view(nodes: impl IntoIterator<Item = NodeView>) -> PoolView {
+    PoolView {
+        nodes: nodes.into_iter().collect(),
+    }
 }

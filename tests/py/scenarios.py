@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import sys
+import time
 import xml.etree.ElementTree as ET
 from typing import Any, Awaitable, Callable, Optional
 
@@ -771,6 +772,81 @@ async def sc_vcard(env: Env) -> None:
         check(vcard_fn(other) == "Alice Example", f"anyone gets a stored vCard, got {other}")
     finally:
         await close_all([a, b])
+
+
+# --------------------------------------------------------------------------
+# Placement (issue 5): clients come in through a redirector and follow
+# <see-other-host/> to their home node.
+# --------------------------------------------------------------------------
+
+
+@scenario("placed_login")
+async def sc_placed_login(env: Env) -> None:
+    """Every --account logs in through --host/--port (the redirector), follows the
+    redirect, and reports where it landed as `PLACED <bare> <host:port>`."""
+    clients = [Client(env, jid + "/placed") for jid in env.accounts]
+    try:
+        for c in clients:
+            await c.start(roster=False, presence=False)
+            check(c.redirected_to is not None, f"{c.label}: the redirector served it instead of redirecting")
+            print(f"PLACED {c.boundjid.bare} {c.connected_to()}", flush=True)
+    finally:
+        await close_all(clients)
+
+
+@scenario("drain")
+async def sc_drain(env: Env) -> None:
+    """Every --account logs in through the redirector. Clients on --drained are the
+    recipients, the others senders. While the senders send numbered messages to the
+    recipients, --drain-cmd drains that node: each recipient must be moved (a
+    <see-other-host/>, followed) to another node, and receive every message exactly once,
+    live or from offline storage after its initial presence on the new node."""
+    check(env.drain_cmd and env.drained, "needs --drain-cmd and --drained")
+    clients = [Client(env, jid + "/d") for jid in env.accounts]
+    try:
+        for c in clients:
+            await c.start(roster=False)
+        recipients = [c for c in clients if c.connected_to() == env.drained]
+        senders = [c for c in clients if c.connected_to() != env.drained]
+        check(recipients and senders, f"need users on and off {env.drained}: {[c.connected_to() for c in clients]}")
+        step(f"{len(recipients)} users on the drained node, {len(senders)} senders elsewhere")
+        for c in recipients:
+            c.session_events = asyncio.Event()
+            # What a real client does after a reconnect: initial presence again.
+            c.add_event_handler("session_start", lambda _e, c=c: c.send_presence())
+        sent: dict[str, list[str]] = {c.boundjid.bare: [] for c in recipients}
+
+        async def send_all() -> None:
+            for k in range(40):
+                for s in senders:
+                    for r in recipients:
+                        body = f"drain {s.boundjid.user}->{r.boundjid.user} #{k}"
+                        s.msg(r.boundjid.bare, body)
+                        sent[r.boundjid.bare].append(body)
+                await asyncio.sleep(0.1)
+
+        sending = asyncio.ensure_future(send_all())
+        await asyncio.sleep(1.0)
+        proc = await asyncio.create_subprocess_shell(env.drain_cmd)
+        check(await proc.wait() == 0, "the drain command failed")
+        deadline = time.monotonic() + 60
+        for r in recipients:
+            while r.sessions_started < 2 or r.connected_to() == env.drained:
+                check(time.monotonic() < deadline, f"{r.label} was not moved off {env.drained}")
+                await asyncio.sleep(0.1)
+            step(f"{r.label} moved to {r.connected_to()}")
+        await sending
+        for s in senders:
+            await s.ping()
+        for r in recipients:
+            for body in sent[r.boundjid.bare]:
+                await r.messages.wait(lambda m, b=body: m["body"] == b, f"{body!r} after the drain", timeout=30)
+            dups = [m["body"] for m in r.messages.all(lambda m: m["body"] and m["body"].startswith("drain "))]
+            check(not dups, f"{r.label}: messages delivered twice: {dups[:5]}")
+        total = sum(len(v) for v in sent.values())
+        print(f"DRAINED moved={len(recipients)} messages={total} lost=0 duplicated=0", flush=True)
+    finally:
+        await close_all(clients)
 
 
 def main(argv: list[str]) -> int:

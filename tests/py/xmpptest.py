@@ -82,6 +82,8 @@ class Env:
         self.domain: str = args.domain
         self.domain2: Optional[str] = args.domain2
         self.phase: int = args.phase
+        self.drain_cmd: Optional[str] = getattr(args, "drain_cmd", None)
+        self.drained: Optional[str] = getattr(args, "drained", None)
         # A pool: clients are spread over these nodes round-robin, in creation order, so
         # the same scenario runs with its users (and an account's resources) on different
         # nodes. Empty: every client uses --host/--port.
@@ -140,6 +142,11 @@ def base_arg_parser(description: str) -> argparse.ArgumentParser:
         action="append",
         help="JID=PASSWORD of an existing account (repeatable)",
     )
+    p.add_argument(
+        "--drain-cmd",
+        help="shell command the drain scenario runs to drain a node (poolxmpp pool drain NODE)",
+    )
+    p.add_argument("--drained", help="HOST:PORT of the node the drain scenario drains")
     p.add_argument("--debug", action="store_true", help="slixmpp debug logging")
     return p
 
@@ -293,11 +300,18 @@ class Client(ClientXMPP):
         self.disconnect_count = 0
         self._session: Optional[asyncio.Future] = None
         self._disconnected_ev: Optional[asyncio.Event] = None
+        # RFC 6120 4.9.3.19: where the last <see-other-host/> sent us, and how many
+        # sessions this client has started (a followed redirect starts another).
+        self.redirected_to: Optional[tuple[str, int]] = None
+        self._redirect_pending = False
+        self.sessions_started = 0
+        self.session_events: Optional[asyncio.Event] = None
 
         self.register_handler(Callback("t-msg", MatchXPath(f"{{{CLIENT_NS}}}message"), self.messages.push))
         self.register_handler(Callback("t-pres", MatchXPath(f"{{{CLIENT_NS}}}presence"), self.presences.push))
         self.register_handler(Callback("t-push", StanzaPath("iq@type=set/roster"), self.roster_pushes.push))
         self.add_event_handler("stream_error", self.stream_errors.push)
+        self.add_event_handler("stream_error", self._on_stream_error)
         self.add_event_handler("session_start", self._on_session_start)
         self.add_event_handler("failed_auth", self._on_failed_auth)
         self.add_event_handler("failed_all_auth", self._on_failed_all_auth)
@@ -305,7 +319,30 @@ class Client(ClientXMPP):
 
     # -- event plumbing -------------------------------------------------
 
+    def _on_stream_error(self, error: Any) -> None:
+        """slixmpp follows <see-other-host/> itself (reconnect, max_redirects), but 1.17
+        stores the target in `self.address`, which its connect loop no longer reads: point
+        the loop at the target so the reconnect goes there."""
+        target = error["see_other_host"]
+        if error["condition"] != "see-other-host" or not target:
+            return
+        host, _, port = target.rpartition(":")
+        if not host or not port.isdigit():
+            host, port = target, "5222"
+        self.redirected_to = (host.strip("[]"), int(port))
+        self.custom_address = self.redirected_to
+        self._redirect_pending = True
+
+    def connected_to(self) -> str:
+        """HOST:PORT of the node this client is (or was last) connected to."""
+        host, port = self.custom_address or (None, None)
+        return f"{host}:{port}"
+
     def _on_session_start(self, _event: Any) -> None:
+        self._redirect_pending = False
+        self.sessions_started += 1
+        if self.session_events is not None:
+            self.session_events.set()
         if self._session is not None and not self._session.done():
             self._session.set_result(True)
 
@@ -320,6 +357,8 @@ class Client(ClientXMPP):
         self.disconnect_count += 1
         if self._disconnected_ev is not None:
             self._disconnected_ev.set()
+        if self._redirect_pending:
+            return  # slixmpp reconnects to the other host; the login goes on there
         if self._session is not None and not self._session.done():
             self._session.set_exception(
                 LoginFailed(self.label, f"disconnected before session start ({reason})", list(self.sasl_failures))

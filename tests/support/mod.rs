@@ -10,6 +10,7 @@
 #![allow(dead_code)]
 
 pub mod plugins;
+pub mod pool;
 pub mod postgres;
 pub mod proxy;
 pub mod python;
@@ -83,6 +84,10 @@ pub struct ServerOptions {
     pub create_accounts: bool,
     /// `[pool]` for a pool node.
     pub pool: Option<PoolNode>,
+    /// Run `poolxmpp redirect` (the stand-alone redirector) instead of `serve`.
+    pub redirector: bool,
+    /// `[placement]` settings, as TOML lines (`strategy = "..."`).
+    pub placement: Vec<String>,
 }
 
 /// The `[pool]` section of one test node.
@@ -119,6 +124,8 @@ impl ServerOptions {
             shared_store: None,
             create_accounts: true,
             pool: None,
+            redirector: false,
+            placement: Vec::new(),
         }
     }
 
@@ -153,6 +160,9 @@ impl ServerOptions {
             let _ = writeln!(t, "tls_dir = {:?}", p.tls_dir.display().to_string());
             let _ = writeln!(t, "lease_ms = {}\nheartbeat_ms = {}", p.lease_ms, p.heartbeat_ms);
             let _ = writeln!(t, "redirect = {}", p.redirect);
+        }
+        if !self.placement.is_empty() {
+            let _ = writeln!(t, "\n[placement]\n{}", self.placement.join("\n"));
         }
         t
     }
@@ -295,10 +305,11 @@ impl TestServer {
         let mut log = fs::OpenOptions::new().create(true).append(true).open(&self.log_path)?;
         {
             use std::io::Write;
-            writeln!(log, "==== [harness] start #{} of poolxmpp serve ====", self.starts)?;
+            writeln!(log, "==== [harness] start #{} of poolxmpp ====", self.starts)?;
         }
+        let role = if self.opts.redirector { "redirect" } else { "serve" };
         let child = Command::new(server_binary())
-            .arg("serve")
+            .arg(role)
             .arg("--config")
             .arg(&self.config_path)
             .env("RUST_LOG", log_filter())

@@ -247,6 +247,12 @@ where
         let _ = tx.send(crate::stream::Outbound::Close(None)).await;
     }
     drop(tx);
-    let _ = tokio::time::timeout(Duration::from_secs(5), writer).await;
+    if let Ok(Ok(unsent)) = tokio::time::timeout(Duration::from_secs(5), writer).await {
+        // Messages that reached this session's queue too late: the session is gone from
+        // the table by now, so routing them again finds another resource or storage.
+        for stanza in unsent.into_iter().filter(|s| s.name == "message") {
+            crate::router::redeliver(&server, Arc::unwrap_or_clone(stanza)).await;
+        }
+    }
     result
 }

@@ -11,6 +11,7 @@ use tokio::io::AsyncBufRead;
 use super::bound::Bound;
 use super::{new_stream_id, stream_header};
 use crate::auth::{offered_mechanisms, ChannelBindings, SaslExchange, SaslFailure, Step};
+use crate::pool::placement::LoginRoute;
 use crate::server::Server;
 use crate::stanza::{error_reply, iq_result, Condition};
 use crate::stream::{
@@ -151,9 +152,19 @@ pub async fn negotiate<R: AsyncBufRead + Unpin>(
     // In a redirecting pool, a user whose home is another node goes there (RFC 6120
     // §4.9.3.19). Only now: placement is never revealed before authentication.
     let bare = format!("{username}@{domain}");
-    if let Some(home) = crate::pool::placement::redirect_target(server, &bare).await {
-        tracing::info!(user = %bare, %home, "redirecting to the user's home node");
-        return Err(StreamError::see_other_host(home, "your home node in this pool").into());
+    match login_route(server, &bare).await {
+        LoginRoute::Here => {}
+        LoginRoute::Elsewhere(home) => {
+            tracing::info!(user = %bare, %home, "redirecting to the user's home node");
+            return Err(StreamError::see_other_host(home, "your home node in this pool").into());
+        }
+        LoginRoute::Nowhere => {
+            return Err(StreamError::new(
+                StreamErrorCondition::InternalServerError,
+                "no node of the pool takes users now; try again later",
+            )
+            .into());
+        }
     }
     send(
         &tx,
@@ -165,6 +176,19 @@ pub async fn negotiate<R: AsyncBufRead + Unpin>(
     .await;
     let bound = bind(server, &mut reader, tx, &username, &domain, timeout).await?;
     Ok((reader, bound))
+}
+
+/// Serve here, send elsewhere, or (the redirector only) nowhere to send.
+async fn login_route(server: &Server, bare: &str) -> LoginRoute {
+    let Some(placement) = &server.placement else {
+        return LoginRoute::Here;
+    };
+    match &server.pool {
+        // A pool node redirects only while it is live.
+        Some(pool) if pool.epoch().is_none() => LoginRoute::Here,
+        Some(pool) => placement.route_login(bare, pool.config.redirect).await,
+        None => placement.route_login(bare, true).await,
+    }
 }
 
 fn pre_auth_features(server: &Server, bindings: &ChannelBindings) -> String {

@@ -25,3 +25,19 @@ pub mod filter {
         },
     });
 }
+
+pub mod placement {
+    wasmtime::component::bindgen!({
+        path: "../wit",
+        world: "placement",
+        imports: { default: async },
+        exports: { default: async },
+        with: {
+            "poolxmpp:plugin/types": super::feature::poolxmpp::plugin::types,
+            "poolxmpp:plugin/log": super::feature::poolxmpp::plugin::log,
+            "poolxmpp:plugin/clock": super::feature::poolxmpp::plugin::clock,
+            "poolxmpp:plugin/storage": super::feature::poolxmpp::plugin::storage,
+            "poolxmpp:plugin/roster": super::feature::poolxmpp::plugin::roster,
+        },
+    });
+}

@@ -17,7 +17,7 @@ use wasmtime::{Engine, Store};
 
 use super::bindings::feature::exports::poolxmpp::plugin::feature_plugin;
 use super::bindings::feature::poolxmpp::plugin::types;
-use super::bindings::{feature::Feature, filter::Filter};
+use super::bindings::{feature::Feature, filter::Filter, placement::Placement};
 use super::imports::PluginState;
 use super::manifest::{Manifest, World};
 use super::stats::PluginStats;
@@ -52,6 +52,12 @@ pub enum Call {
         reply: oneshot::Sender<CallResult<types::Verdict>>,
     },
     Event(types::Event),
+    Choose {
+        user: String,
+        view: types::PoolView,
+        reply: oneshot::Sender<CallResult<String>>,
+    },
+    PoolChange(types::PoolView),
 }
 
 impl Call {
@@ -61,6 +67,8 @@ impl Call {
             Call::Stanza { .. } => "handle-stanza",
             Call::Check { .. } => "check",
             Call::Event(_) => "on-event",
+            Call::Choose { .. } => "choose-node",
+            Call::PoolChange(_) => "on-pool-change",
         }
     }
 }
@@ -69,6 +77,7 @@ impl Call {
 pub struct Linkers {
     pub feature: Linker<PluginState>,
     pub filter: Linker<PluginState>,
+    pub placement: Linker<PluginState>,
 }
 
 impl Linkers {
@@ -80,7 +89,14 @@ impl Linkers {
         let mut filter = Linker::new(engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut filter)?;
         Filter::add_to_linker::<_, HasSelf<_>>(&mut filter, |s| s)?;
-        Ok(Linkers { feature, filter })
+        let mut placement = Linker::new(engine);
+        wasmtime_wasi::p2::add_to_linker_async(&mut placement)?;
+        Placement::add_to_linker::<_, HasSelf<_>>(&mut placement, |s| s)?;
+        Ok(Linkers {
+            feature,
+            filter,
+            placement,
+        })
     }
 }
 
@@ -107,6 +123,7 @@ impl Health {
 enum Exports {
     Feature(Feature),
     Filter(Filter),
+    Placement(Placement),
 }
 
 struct Instance {
@@ -162,6 +179,14 @@ impl Blueprint {
                         .await?
                         .map_err(|e| anyhow::anyhow!("init refused: {e}"))?;
                     Exports::Filter(f)
+                }
+                World::Placement => {
+                    let p = Placement::instantiate_async(&mut store, &self.component, &self.linkers.placement).await?;
+                    p.poolxmpp_plugin_placement_plugin()
+                        .call_init(&mut store, &config)
+                        .await?
+                        .map_err(|e| anyhow::anyhow!("init refused: {e}"))?;
+                    Exports::Placement(p)
                 }
             };
             anyhow::Ok(exports)
@@ -246,7 +271,10 @@ fn refuse(call: Call, fault: Fault) {
         Call::Check { reply, .. } => {
             let _ = reply.send(Err(fault));
         }
-        Call::Event(_) => {}
+        Call::Choose { reply, .. } => {
+            let _ = reply.send(Err(fault));
+        }
+        Call::Event(_) | Call::PoolChange(_) => {}
     }
 }
 
@@ -298,6 +326,20 @@ async fn invoke(
             let fault = r.as_ref().err().cloned();
             let _ = reply.send(r);
             fault
+        }
+        (Call::Choose { user, view, reply }, Exports::Placement(p)) => {
+            let r = guarded!(p
+                .poolxmpp_plugin_placement_plugin()
+                .call_choose_node(&mut *store, &user, &view));
+            let fault = r.as_ref().err().cloned();
+            let _ = reply.send(r);
+            fault
+        }
+        (Call::PoolChange(view), Exports::Placement(p)) => {
+            let r: CallResult<()> = guarded!(p
+                .poolxmpp_plugin_placement_plugin()
+                .call_on_pool_change(&mut *store, &view));
+            r.err()
         }
         (call, _) => {
             // A call for another world: the registry never sends one, but be total.

@@ -10,6 +10,8 @@ use serde::Deserialize;
 pub enum World {
     Feature,
     Filter,
+    /// A strategy choosing users' home nodes (`[placement] strategy` names the one used).
+    Placement,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -96,6 +96,22 @@ impl PluginHandle {
         })?;
         rx.await.unwrap_or(Err(Fault::Disabled("unloaded".into())))
     }
+
+    /// Ask a placement plugin which node should serve `user`.
+    pub async fn choose_node(&self, user: &str, view: types::PoolView) -> Result<String, Fault> {
+        let (reply, rx) = oneshot::channel();
+        self.enqueue(Call::Choose {
+            user: user.to_string(),
+            view,
+            reply,
+        })?;
+        rx.await.unwrap_or(Err(Fault::Disabled("unloaded".into())))
+    }
+
+    /// Tell a placement plugin the set of live nodes changed; fire and forget.
+    pub fn pool_changed(&self, view: types::PoolView) {
+        let _ = self.enqueue(Call::PoolChange(view));
+    }
 }
 
 /// The set of active plugins and what each claims; replaced whole on every change so

@@ -31,6 +31,15 @@ use membership::Membership;
 /// directory); bounded so many nodes stay inside the server's connection limit.
 const COORDINATION_CONNECTIONS: u32 = 4;
 
+/// The small connection pool used for coordination (membership, directory, placement).
+pub async fn connect_coordination(url: &str) -> Result<PgPool, sqlx::Error> {
+    PgPoolOptions::new()
+        .max_connections(COORDINATION_CONNECTIONS)
+        .acquire_timeout(Duration::from_secs(1))
+        .connect(url)
+        .await
+}
+
 /// Where this node stands in the pool.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum NodeState {
@@ -76,10 +85,7 @@ impl Pool {
                 pool_config.tls_dir.display()
             )
         })?;
-        let db = PgPoolOptions::new()
-            .max_connections(COORDINATION_CONNECTIONS)
-            .acquire_timeout(Duration::from_millis(pool_config.heartbeat_ms.max(1000)))
-            .connect(&config.store)
+        let db = connect_coordination(&config.store)
             .await
             .context("connecting to the pool's PostgreSQL store")?;
         let link_listener = tokio::net::TcpListener::bind(pool_config.listen)

@@ -28,7 +28,7 @@ pub fn preferred_owner<'a>(key: &str, live_nodes: impl IntoIterator<Item = &'a s
     live_nodes.into_iter().max_by_key(|node| weight(key, node))
 }
 
-fn weight(key: &str, node: &str) -> u64 {
+pub(crate) fn weight(key: &str, node: &str) -> u64 {
     use sha2::Digest;
     let mut h = sha2::Sha256::new();
     h.update(key.as_bytes());

@@ -33,8 +33,10 @@ pub fn channel() -> (OutboundTx, mpsc::Receiver<Outbound>) {
     mpsc::channel(QUEUE_DEPTH)
 }
 
-/// Drain `rx` into `out` until a `Close` arrives or every sender is gone.
-pub async fn run_writer<W: AsyncWrite + Unpin>(mut out: W, mut rx: mpsc::Receiver<Outbound>) {
+/// Drain `rx` into `out` until a `Close` arrives or every sender is gone. Returns the
+/// stanzas still queued behind the close (or a failed write), so the caller can route
+/// them elsewhere instead of losing them.
+pub async fn run_writer<W: AsyncWrite + Unpin>(mut out: W, mut rx: mpsc::Receiver<Outbound>) -> Vec<Arc<Element>> {
     let mut buf = String::with_capacity(512);
     'outer: while let Some(first) = rx.recv().await {
         let mut next = Some(first);
@@ -69,4 +71,12 @@ pub async fn run_writer<W: AsyncWrite + Unpin>(mut out: W, mut rx: mpsc::Receive
         }
     }
     let _ = out.shutdown().await;
+    rx.close();
+    let mut unsent = Vec::new();
+    while let Ok(item) = rx.try_recv() {
+        if let Outbound::Stanza(stanza) = item {
+            unsent.push(stanza);
+        }
+    }
+    unsent
 }

@@ -1,0 +1,67 @@
+//! The homes this strategy recorded, in the plugin's storage (shared by every node of the
+//! pool, kept across reloads and restarts): `home/<bare jid>` → node id.
+//!
+//! The view's `contacts-here` only sees contacts who are online right now, so on its own a
+//! community that logs in one by one would never find each other. Recording every decision
+//! lets offline contacts pull a newcomer to where their community was placed.
+
+use std::collections::HashMap;
+
+use poolxmpp_sdk::placement::PoolView;
+use poolxmpp_sdk::{host, jid, now_ms, storage};
+
+/// How much of a roster one decision may look at: a user with thousands of contacts must
+/// not turn a login into thousands of storage reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Lookup {
+    /// Contacts looked at, in roster order.
+    pub max_contacts: usize,
+    /// Stop reading recorded homes after this long and decide with what was read; 0 ignores
+    /// recorded homes altogether (only online contacts count).
+    pub budget_ms: u64,
+}
+
+/// The storage key of `bare`'s recorded home.
+pub fn key(bare: &str) -> String {
+    format!("home/{}", jid::normalize_bare(bare))
+}
+
+/// Remember that `user` was placed on `node`. A failure only weakens later grouping, so it
+/// is logged, not fatal.
+pub fn record(user: &str, node: &str) {
+    if let Err(e) = storage::put_string(&key(user), node) {
+        poolxmpp_sdk::warn!("could not record the home of {user}: {e}");
+    }
+}
+
+/// How many of `user`'s roster contacts have each node of `view` as their recorded home,
+/// keyed by node id. Homes on nodes missing from the view (dead, or gone for good) do not
+/// count: those contacts will be placed afresh when they return.
+pub fn contacts_by_home<'v>(user: &str, view: &'v PoolView, lookup: Lookup) -> HashMap<&'v str, u32> {
+    let started = now_ms();
+    let mut counts: HashMap<&str, u32> = HashMap::new();
+    let roster = host::roster_items(user);
+    for (looked, item) in roster.iter().take(lookup.max_contacts).enumerate() {
+        if now_ms().saturating_sub(started) >= lookup.budget_ms {
+            poolxmpp_sdk::debug!("read the homes of {looked} of {}'s contacts within the budget", user);
+            break;
+        }
+        if jid::same_bare(&item.jid, user) {
+            continue;
+        }
+        match storage::get_string(&key(&item.jid)) {
+            Ok(Some(home)) => {
+                if let Some(node) = view.node(&home) {
+                    *counts.entry(node.id.as_str()).or_default() += 1;
+                }
+            }
+            Ok(None) => {}
+            Err(e) => {
+                // The store is failing: more reads would only spend the call's time budget.
+                poolxmpp_sdk::warn!("reading recorded homes for {user}: {e}");
+                break;
+            }
+        }
+    }
+    counts
+}
