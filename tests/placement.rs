@@ -309,7 +309,7 @@ fn drain_moves_every_session_without_loss() {
             "{drained} still has sessions: {stats}"
         );
         ensure!(
-            stats["placement"]["drained_sessions"].as_u64().unwrap_or(0) > 0,
+            stats["placement"]["moved_sessions"].as_u64().unwrap_or(0) > 0,
             "no session was moved: {stats}"
         );
         // New logins avoid the drained node; undrain lets it take users again.
@@ -319,6 +319,67 @@ fn drain_moves_every_session_without_loss() {
             "a drained node served a login"
         );
         drained_node.cli_ok(&["pool", "undrain", &drained])?;
+        Ok(())
+    });
+}
+
+/// Live sessions move only when the operator asks: `pool rebalance` makes a node above the
+/// mean send users to the homes the strategy chooses now (`<see-other-host/>`), where they
+/// log in; the others keep their sessions.
+#[test]
+fn rebalance_moves_users_above_the_mean() {
+    must(|| {
+        let users = extra_accounts("b", 6);
+        let pool = pool_with(2, &users)?;
+        let plugins = pool.dir.path().join("redirector-plugins");
+        install_strategy(&plugins, "pin-placement", "strategy", &[("node", "n1")])?;
+        let redirector = pool.redirector(&["strategy = \"strategy\""], Some(&plugins))?;
+        let rt = support::rt();
+        let mut conns = Vec::new();
+        for (jid, pw) in &users {
+            let local = jid.split('@').next().unwrap_or_default().to_string();
+            let (c, at) = rt.block_on(login_following(redirector.starttls, &local, pw))?;
+            ensure!(
+                pool.node_at(&at.to_string()).as_deref() == Some("n1"),
+                "{jid} not pinned to n1"
+            );
+            conns.push((local, pw.clone(), c));
+        }
+        std::thread::sleep(Duration::from_millis(2 * HEARTBEAT_MS));
+        pool.nodes[0].cli_ok(&["pool", "rebalance"])?;
+        let n2 = pool.nodes[1].starttls;
+        // The request is seen within a heartbeat; moves are paced at 20 a second.
+        std::thread::sleep(Duration::from_millis(2 * HEARTBEAT_MS + 1_000));
+        let mut moved = 0;
+        for (local, pw, c) in &mut conns {
+            // A moved session has a stream error waiting (after its own presence echo);
+            // a kept one has nothing more to read.
+            let error = loop {
+                match rt.block_on(c.next_event(Duration::from_millis(300))).ok().flatten() {
+                    Some(support::xml::Event::Element(e)) if e.local == "error" => break Some(e),
+                    Some(_) => continue,
+                    None => break None,
+                }
+            };
+            match error {
+                Some(e) => {
+                    let target = e.elements().find(|x| x.local == "see-other-host").map(|x| x.text());
+                    ensure!(target == Some(n2.to_string()), "{local}: {e}");
+                    let (mut again, at) = rt.block_on(login_following(n2, local, pw))?;
+                    ensure!(at == n2, "{local} was moved to n2 but served at {at}");
+                    rt.block_on(again.ping(support::DOMAIN))?;
+                    moved += 1;
+                }
+                None => {
+                    rt.block_on(c.ping(support::DOMAIN))?;
+                }
+            }
+        }
+        eprintln!("rebalance moved {moved} of {}", conns.len());
+        ensure!(
+            (1..=3).contains(&moved),
+            "expected up to half of the six users to move, moved {moved}"
+        );
         Ok(())
     });
 }

@@ -72,6 +72,9 @@ enum PoolCommand {
     Drain { node: String },
     /// Let a drained node take users again (moved sessions stay where they are).
     Undrain { node: String },
+    /// Even out the load: every node above the mean moves that many users to the homes
+    /// the strategy chooses now, at `[placement] drain_per_second`.
+    Rebalance,
 }
 
 #[derive(Subcommand)]
@@ -372,6 +375,11 @@ async fn pool(config: Config, cmd: PoolCommand) -> anyhow::Result<()> {
             let db = pool_store(&config).await?;
             crate::pool::placement::drain::set(&db, &node, false).await?;
             println!("{node} takes users again");
+        }
+        PoolCommand::Rebalance => {
+            let db = pool_store(&config).await?;
+            crate::pool::placement::drain::request_rebalance(&db).await?;
+            println!("rebalance requested: nodes above the mean load move users at the drain rate");
         }
     }
     Ok(())

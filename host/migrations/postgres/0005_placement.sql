@@ -6,3 +6,9 @@ CREATE TABLE pool_drains (
     node_id TEXT PRIMARY KEY,
     since TIMESTAMPTZ NOT NULL DEFAULT now()
 );
+-- The operator's last `pool rebalance` request: each node then moves users above the mean
+-- load to the homes the strategy chooses now, at the drain rate.
+CREATE TABLE pool_rebalance (
+    id INT PRIMARY KEY DEFAULT 1 CHECK (id = 1),
+    requested_at TIMESTAMPTZ NOT NULL
+);

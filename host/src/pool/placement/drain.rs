@@ -1,8 +1,13 @@
-//! Draining a node for maintenance (`poolxmpp pool drain NODE`): the node takes no new
-//! users (their homes are chosen among the other nodes) and moves its own away, each
-//! session ended with `<see-other-host/>` naming the user's new home, at
-//! `[placement] drain_per_second` — so a node empties without a reconnect storm.
-//! `pool undrain` reverses it; sessions already moved stay where they are.
+//! Moving live sessions, which only the operator starts, at `[placement] drain_per_second`
+//! so a node empties without a reconnect storm:
+//!
+//! - **Drain** (`poolxmpp pool drain NODE`): the node takes no new users (their homes are
+//!   chosen among the other nodes) and ends each of its sessions with `<see-other-host/>`
+//!   naming the user's new home. `pool undrain` reverses it; moved sessions stay moved.
+//! - **Rebalance** (`poolxmpp pool rebalance`): every node above the mean load forgets the
+//!   homes of as many of its users as it has sessions above the mean, lets the strategy
+//!   choose again, and moves those it chose elsewhere. Otherwise live sessions are never
+//!   moved: a node joining the pool only takes new logins.
 
 use std::collections::BTreeSet;
 use std::sync::atomic::Ordering::Relaxed;
@@ -11,6 +16,7 @@ use std::time::Duration;
 
 use sqlx::postgres::PgPool;
 
+use super::{view, Placement};
 use crate::server::Server;
 use crate::stream::StreamError;
 
@@ -30,20 +36,37 @@ pub async fn set(db: &PgPool, node: &str, draining: bool) -> Result<bool, sqlx::
     Ok(done.rows_affected() > 0)
 }
 
-async fn is_drained(db: &PgPool, node: &str) -> Result<bool, sqlx::Error> {
-    sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pool_drains WHERE node_id = $1)")
-        .bind(node)
-        .fetch_one(db)
-        .await
+/// Ask every node to rebalance (see the module doc).
+pub async fn request_rebalance(db: &PgPool) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO pool_rebalance (id, requested_at) VALUES (1, now()) \
+         ON CONFLICT (id) DO UPDATE SET requested_at = now()",
+    )
+    .execute(db)
+    .await?;
+    Ok(())
 }
 
-/// Watch this node's drain flag every heartbeat; while it is set, move local users away.
+/// This node's drain flag, and when a rebalance was last requested (ms since the epoch).
+async fn requests(db: &PgPool, node: &str) -> Result<(bool, i64), sqlx::Error> {
+    sqlx::query_as(
+        "SELECT EXISTS (SELECT 1 FROM pool_drains WHERE node_id = $1), \
+         COALESCE((SELECT (EXTRACT(EPOCH FROM requested_at) * 1000)::BIGINT FROM pool_rebalance), 0)",
+    )
+    .bind(node)
+    .fetch_one(db)
+    .await
+}
+
+/// Watch for drain and rebalance requests every heartbeat and carry them out.
 pub async fn run(server: Arc<Server>) {
     let (Some(pool), Some(placement)) = (server.pool.clone(), server.placement.clone()) else {
         return;
     };
     let heartbeat = Duration::from_millis(pool.config.heartbeat_ms);
-    let gap = Duration::from_secs(1) / placement.config.drain_per_second.max(1);
+    let per_heartbeat = (placement.config.drain_per_second as u64 * pool.config.heartbeat_ms / 1000).max(1) as usize;
+    // Requests from before this node started are not for it.
+    let mut rebalanced = requests(&pool.db, pool.node_id()).await.map_or(0, |r| r.1);
     let mut busy = false;
     loop {
         // While users are being moved the paced gaps are the wait; otherwise a heartbeat.
@@ -51,52 +74,103 @@ pub async fn run(server: Arc<Server>) {
             tokio::time::sleep(heartbeat).await;
         }
         busy = false;
-        let draining = match is_drained(&pool.db, pool.node_id()).await {
-            Ok(d) => d,
+        let (draining, rebalance) = match requests(&pool.db, pool.node_id()).await {
+            Ok(r) => r,
             Err(e) => {
-                tracing::debug!(error = %e, "cannot read the drain flag");
+                tracing::debug!(error = %e, "cannot read drain and rebalance requests");
                 continue;
             }
         };
         if draining != placement.draining.swap(draining, Relaxed) {
             tracing::info!(node = %pool.node_id(), draining, "drain flag changed");
         }
-        if !draining || pool.epoch().is_none() {
+        if pool.epoch().is_none() {
             continue;
         }
-        // One user at a time, paced; the flag is read again before each heartbeat's worth.
-        let users: BTreeSet<String> = server
-            .sessions
-            .all()
-            .into_iter()
-            .filter(|r| r.is_local())
-            .map(|r| r.bare.to_string())
-            .collect();
-        let per_round = (placement.config.drain_per_second as u64 * pool.config.heartbeat_ms / 1000).max(1) as usize;
-        for bare in users.into_iter().take(per_round) {
-            busy = true;
-            match placement.home_of(&bare).await {
-                Ok(Some(home)) if home.node_id != pool.node_id() => {
-                    let err = StreamError::see_other_host(home.client_addr.clone(), "this node is being drained");
-                    for r in server.sessions.resources(&bare).into_iter().filter(|r| r.is_local()) {
-                        if server.sessions.hand_off(&r, err.clone()) {
-                            placement.stats.drained.fetch_add(1, Relaxed);
-                            tracing::info!(user = %bare, resource = %r.resource, to = %home.node_id, "moved for the drain");
-                        }
-                    }
+        if draining {
+            let users = local_users(&server);
+            busy = move_users(&server, &placement, pool.node_id(), users, per_heartbeat, false).await > 0;
+        } else if rebalance > rebalanced {
+            rebalanced = rebalance;
+            match excess_sessions(&pool.db, pool.node_id()).await {
+                Ok(0) => tracing::info!("rebalance requested; this node is not above the mean"),
+                Ok(excess) => {
+                    tracing::info!(excess, "rebalance requested; moving users above the mean");
+                    let users = local_users(&server);
+                    move_users(&server, &placement, pool.node_id(), users, excess, true).await;
                 }
-                Ok(_) => {
-                    tracing::warn!(node = %pool.node_id(), "draining, but no other node takes users");
-                    busy = false;
-                    break;
-                }
-                Err(e) => {
-                    tracing::warn!(error = %e, "cannot choose a new home while draining");
-                    busy = false;
-                    break;
-                }
+                Err(e) => tracing::warn!(error = %e, "cannot read the pool's load for a rebalance"),
             }
-            tokio::time::sleep(gap).await;
         }
     }
+}
+
+fn local_users(server: &Server) -> BTreeSet<String> {
+    server
+        .sessions
+        .all()
+        .into_iter()
+        .filter(|r| r.is_local())
+        .map(|r| r.bare.to_string())
+        .collect()
+}
+
+/// How many sessions this node has above the mean of the accepting nodes.
+async fn excess_sessions(db: &PgPool, me: &str) -> Result<usize, sqlx::Error> {
+    let nodes = view::load(db, "").await?;
+    let accepting: Vec<_> = nodes.iter().filter(|n| n.accepting).collect();
+    let Some(mine) = accepting.iter().find(|n| n.id == me) else {
+        return Ok(0);
+    };
+    let total: u64 = accepting.iter().map(|n| u64::from(n.sessions)).sum();
+    let mean = total.div_ceil(accepting.len() as u64);
+    Ok(u64::from(mine.sessions).saturating_sub(mean) as usize)
+}
+
+/// Move up to `limit` of `users` to their homes elsewhere, one every paced gap; with
+/// `rechoose`, forget each one's home here first so the strategy chooses again. Returns
+/// how many users were moved.
+async fn move_users(
+    server: &Server,
+    placement: &Placement,
+    me: &str,
+    users: BTreeSet<String>,
+    limit: usize,
+    rechoose: bool,
+) -> usize {
+    let gap = Duration::from_secs(1) / placement.config.drain_per_second.max(1);
+    let mut moved = 0;
+    for bare in users {
+        if moved >= limit {
+            break;
+        }
+        if rechoose {
+            if let Err(e) = placement.forget_home(&bare, me).await {
+                tracing::warn!(error = %e, "cannot forget a home for the rebalance");
+                break;
+            }
+        }
+        let home = match placement.home_of(&bare).await {
+            Ok(Some(home)) if home.node_id != me => home,
+            Ok(Some(_)) => continue, // the strategy keeps them here
+            Ok(None) => {
+                tracing::warn!(node = %me, "no other node takes users; nothing to move to");
+                break;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot choose a new home");
+                break;
+            }
+        };
+        let err = StreamError::see_other_host(home.client_addr.clone(), "moving you to another node of this pool");
+        for r in server.sessions.resources(&bare).into_iter().filter(|r| r.is_local()) {
+            if server.sessions.hand_off(&r, err.clone()) {
+                placement.stats.moved.fetch_add(1, Relaxed);
+                tracing::info!(user = %bare, resource = %r.resource, to = %home.node_id, "session moved");
+            }
+        }
+        moved += 1;
+        tokio::time::sleep(gap).await;
+    }
+    moved
 }

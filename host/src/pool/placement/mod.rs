@@ -10,7 +10,7 @@
 //!
 //! - [`view`]: the pool as a strategy sees it (one query on the shared store).
 //! - [`choose`]: the strategy plugin, and the built-in hashing it falls back to.
-//! - [`drain`]: moving a node's users away at a bounded rate.
+//! - [`drain`]: moving live sessions (drain, rebalance) at a bounded rate.
 
 pub mod choose;
 pub mod drain;
@@ -57,7 +57,8 @@ pub struct PlacementStats {
     pub plugin_decisions: AtomicU64,
     pub fallbacks: AtomicU64,
     pub loops_cut: AtomicU64,
-    pub drained: AtomicU64,
+    /// Sessions moved by a drain or a rebalance.
+    pub moved: AtomicU64,
 }
 
 pub struct Placement {
@@ -144,6 +145,16 @@ impl Placement {
         self.live_home(bare).await
     }
 
+    /// Forget `bare`'s home if it is `node`, so the strategy chooses again (rebalance).
+    pub async fn forget_home(&self, bare: &str, node: &str) -> Result<(), sqlx::Error> {
+        sqlx::query("DELETE FROM pool_homes WHERE bare = $1 AND node_id = $2")
+            .bind(bare)
+            .bind(node)
+            .execute(&self.db)
+            .await?;
+        Ok(())
+    }
+
     /// Where an authenticated user goes. On a node: elsewhere only when it redirects
     /// (`redirect`, or draining), the home is another node, and no loop is forming; any
     /// failure serves here, since a redirect is an optimisation. In the redirector:
@@ -224,7 +235,7 @@ impl Placement {
             "strategy_decisions": s.plugin_decisions.load(Relaxed),
             "fallbacks": s.fallbacks.load(Relaxed),
             "loops_cut": s.loops_cut.load(Relaxed),
-            "drained_sessions": s.drained.load(Relaxed),
+            "moved_sessions": s.moved.load(Relaxed),
         })
     }
 }
