@@ -718,8 +718,9 @@ fn reconnect_storm_after_a_node_dies() {
 
 /// Issue 5 (first part): with `redirect = true`, a user authenticated on a node that is
 /// not their home gets `<see-other-host/>` naming the home's client address, only after
-/// SASL, and logging in there works; a user at home is served directly; when the home
-/// node dies, a new home is chosen among the survivors.
+/// SASL, and logging in there works; a user at home is served directly; a client that
+/// keeps coming back instead of following is served after `loop_limit` redirects; when the
+/// home node dies, a new home is chosen among the survivors.
 #[test]
 fn redirect_to_home_node() {
     let _machine = shared_machine();
@@ -748,6 +749,13 @@ fn redirect_to_home_node() {
                 "{away} on n1: expected see-other-host {n2}, got {target:?}"
             );
             ensure!(login_or_redirect(n2, away).await?.is_none(), "{away} is served at home");
+            // A client that never follows the redirect: sent away once more (loop_limit = 2
+            // within a minute), then served where it keeps coming back to.
+            ensure!(login_or_redirect(n1, away).await?.is_some(), "{away}: second redirect");
+            ensure!(
+                login_or_redirect(n1, away).await?.is_none(),
+                "{away}: a third attempt at n1 within a minute is served there"
+            );
             ensure!(
                 login_or_redirect(n1, at_home).await?.is_none(),
                 "{at_home} is served at home"
