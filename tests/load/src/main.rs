@@ -7,12 +7,15 @@
 //!
 //! Module map: `xmpp` (client connection), `xml` (stream parser), `tls`,
 //! `sasl` (rsasl glue), `stats` (percentiles, CPU, RSS), `runner` (bounded
-//! concurrency helpers) and one module per scenario.
+//! concurrency helpers), `graph` (the seeded social graph of `placement`) and one
+//! module per scenario.
 
 mod accounts;
+mod graph;
 mod idle;
 mod logins;
 mod messages;
+mod placement;
 mod runner;
 mod sasl;
 mod stats;
@@ -101,6 +104,57 @@ enum Cmd {
         conn: ConnectArgs,
         #[arg(long, default_value_t = 200)]
         count: usize,
+    },
+    /// Placement strategies (issue 5): log a clustered social graph in through a pool's
+    /// redirector, replay chats between roster contacts, and report the fraction of
+    /// stanzas that crossed a pool link and the sessions' balance over the nodes.
+    /// --host/--port name the redirector. Accounts and rosters must exist (`register`,
+    /// `graph --sql`, same --users/--seed/graph options).
+    Placement {
+        #[command(flatten)]
+        conn: ConnectArgs,
+        #[command(flatten)]
+        graph: graph::GraphArgs,
+        /// Name of this run in the report (e.g. the strategy).
+        #[arg(long, default_value = "")]
+        label: String,
+        /// Chat messages each user sends, each to a random roster contact.
+        #[arg(long, default_value_t = 4)]
+        messages_per_user: usize,
+        /// Messages per second over all users (0 = unpaced).
+        #[arg(long, default_value_t = 2000)]
+        rate: u64,
+        /// Stop waiting for messages when none arrived for this long.
+        #[arg(long, default_value_t = 10)]
+        loss_timeout_secs: u64,
+        /// Further attempts per login after a transient refusal (e.g. resource-constraint).
+        #[arg(long, default_value_t = 8)]
+        retries: u32,
+        /// The poolxmpp binary, for `poolxmpp stats --config F`.
+        #[arg(long, default_value = "poolxmpp")]
+        server_bin: std::path::PathBuf,
+        /// Config file of each pool node (repeat, or comma-separated).
+        #[arg(long, value_delimiter = ',', required = true)]
+        node_config: Vec<std::path::PathBuf>,
+        /// Config file of the redirector, to report its placement counters.
+        #[arg(long)]
+        redirector_config: Option<std::path::PathBuf>,
+        /// Longest wait for the nodes' stanza counters to settle before each reading.
+        #[arg(long, default_value_t = 30)]
+        settle_secs: u64,
+    },
+    /// Print the seeded social graph of `placement`: its shape as JSON, or with --sql a
+    /// psql script storing every roster (pipe into psql on the pool's database).
+    Graph {
+        #[command(flatten)]
+        graph: graph::GraphArgs,
+        #[arg(long, visible_alias = "users-prefix", default_value = "load")]
+        prefix: String,
+        #[arg(long, default_value = "localhost")]
+        domain: String,
+        /// Print SQL (COPY into `roster`) instead of the summary.
+        #[arg(long)]
+        sql: bool,
     },
     /// Print shell commands that create the benchmark accounts.
     Accounts {
@@ -268,7 +322,34 @@ async fn run(cmd: Cmd, deadline: Instant) -> Result<Value> {
             report["registration"] = reg;
             Ok(report)
         }
-        Cmd::Accounts { .. } => unreachable!("handled without a runtime"),
+        Cmd::Placement {
+            conn,
+            graph,
+            label,
+            messages_per_user,
+            rate,
+            loss_timeout_secs,
+            retries,
+            server_bin,
+            node_config,
+            redirector_config,
+            settle_secs,
+        } => {
+            let params = placement::PlacementParams {
+                graph,
+                label,
+                messages_per_user,
+                rate,
+                loss_timeout: Duration::from_secs(loss_timeout_secs),
+                retries,
+                server_bin,
+                node_configs: node_config,
+                redirector_config,
+                settle: Duration::from_secs(settle_secs),
+            };
+            placement::run(runner::Env::new(&conn, deadline)?, params).await
+        }
+        Cmd::Accounts { .. } | Cmd::Graph { .. } => unreachable!("handled without a runtime"),
     }
 }
 
@@ -286,6 +367,27 @@ fn main() {
         for line in accounts::lines(*format, prefix, *count, domain, password, config) {
             println!("{line}");
         }
+        return;
+    }
+    if let Cmd::Graph {
+        graph,
+        prefix,
+        domain,
+        sql,
+    } = &cli.cmd
+    {
+        if let Err(e) = graph.check() {
+            eprintln!("error: {e:#}");
+            std::process::exit(2);
+        }
+        let g = graph::generate(graph);
+        let text = if *sql {
+            g.roster_sql(prefix, domain)
+        } else {
+            format!("{}\n", g.summary())
+        };
+        // A closed pipe (e.g. `| head`) is not an error worth a panic.
+        let _ = std::io::Write::write_all(&mut std::io::stdout().lock(), text.as_bytes());
         return;
     }
     raise_nofile();

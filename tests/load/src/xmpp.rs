@@ -214,11 +214,47 @@ fn stream_header(domain: &str) -> String {
     )
 }
 
+/// A `<stream:error>` the server ended the stream with (RFC 6120 §4.9). Kept as a
+/// type so callers can act on the condition: retry after `resource-constraint`,
+/// reconnect elsewhere after `see-other-host`.
+#[derive(Debug, Clone)]
+pub struct StreamError {
+    /// The defined condition, e.g. `see-other-host`.
+    pub condition: String,
+    /// Character data of the condition element (`host:port` for `see-other-host`).
+    pub content: String,
+    description: String,
+}
+
+impl StreamError {
+    fn from_element(el: &Element) -> Self {
+        let cond = el.children.iter().find(|c| c.name != "text");
+        StreamError {
+            condition: cond.map(|c| c.name.clone()).unwrap_or_default(),
+            content: cond.map(|c| c.text.trim().to_owned()).unwrap_or_default(),
+            description: el.describe_error(),
+        }
+    }
+
+    /// The stream error somewhere in `err`'s chain, if that is what ended the attempt.
+    pub fn find(err: &anyhow::Error) -> Option<&StreamError> {
+        err.chain().find_map(|e| e.downcast_ref::<StreamError>())
+    }
+}
+
+impl std::fmt::Display for StreamError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "stream error: {}", self.description)
+    }
+}
+
+impl std::error::Error for StreamError {}
+
 /// Read the next top-level element, turning a `<stream:error>` or a closed stream
 /// into an error.
 async fn expect_element(xml: &mut XmlReader<Io>) -> Result<Element> {
     match xml.next_element().await? {
-        Some(el) if el.name == "error" => bail!("stream error: {}", el.describe_error()),
+        Some(el) if el.name == "error" => Err(StreamError::from_element(&el).into()),
         Some(el) => Ok(el),
         None => bail!("server closed the stream"),
     }
@@ -277,13 +313,13 @@ impl Phase {
 /// (post-TLS) stream features.
 async fn connect_secure(
     opts: &ClientOpts,
-    user: &str,
+    addr: SocketAddr,
     phase: &mut Phase,
     t: &mut LoginTimings,
     start: Instant,
 ) -> Result<(XmlReader<Io>, Element)> {
     *phase = Phase::Connect;
-    let tcp = TcpStream::connect(opts.addr_for(user)).await?;
+    let tcp = TcpStream::connect(addr).await?;
     tcp.set_nodelay(true)?;
     t.tcp = start.elapsed();
     let sni = crate::tls::server_name(&opts.domain)?;
@@ -421,11 +457,17 @@ async fn bind(opts: &ClientOpts, xml: XmlReader<Io>, resource: &str) -> Result<(
 
 /// Full login; the whole attempt is bounded by `opts.op_timeout`.
 pub async fn login(opts: &ClientOpts, user: &str, resource: &str) -> Result<Session> {
+    login_at(opts, opts.addr_for(user), user, resource).await
+}
+
+/// [`login`] at an explicit server address (e.g. one named by `<see-other-host/>`,
+/// which then surfaces as a [`StreamError`] from the bind phase).
+pub async fn login_at(opts: &ClientOpts, addr: SocketAddr, user: &str, resource: &str) -> Result<Session> {
     let mut phase = Phase::Connect;
     let mut t = LoginTimings::default();
     let start = Instant::now();
     let fut = async {
-        let (mut xml, features) = connect_secure(opts, user, &mut phase, &mut t, start).await?;
+        let (mut xml, features) = connect_secure(opts, addr, &mut phase, &mut t, start).await?;
         phase = Phase::Sasl;
         authenticate(opts, &mut xml, &features, user).await?;
         t.auth = start.elapsed();
@@ -462,7 +504,7 @@ pub async fn register(opts: &ClientOpts, user: &str) -> Result<Registered> {
     let mut phase = Phase::Connect;
     let mut t = LoginTimings::default();
     let fut = async {
-        let (mut xml, features) = connect_secure(opts, user, &mut phase, &mut t, Instant::now()).await?;
+        let (mut xml, features) = connect_secure(opts, opts.addr_for(user), &mut phase, &mut t, Instant::now()).await?;
         phase = Phase::Register;
         if features.child_ns("register", NS_REGISTER_FEATURE).is_none() {
             bail!("server does not advertise in-band registration (XEP-0077)");
@@ -489,5 +531,26 @@ pub async fn register(opts: &ClientOpts, user: &str) -> Result<Registered> {
     match tokio::time::timeout(opts.attempt_timeout(), fut).await {
         Err(_) => bail!("{}: timeout", phase.label()),
         Ok(r) => r.with_context(|| phase.label()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn stream_errors_keep_condition_and_address() {
+        let data = b"<stream:error><see-other-host xmlns='urn:ietf:params:xml:ns:xmpp-streams'>\
+            127.0.0.3:16222</see-other-host><text xmlns='urn:ietf:params:xml:ns:xmpp-streams'>home</text>\
+            </stream:error>";
+        let el = XmlReader::new(&data[..]).next_element().await.unwrap().unwrap();
+        let err: anyhow::Error = StreamError::from_element(&el).into();
+        let err = err.context("bind");
+        let se = StreamError::find(&err).unwrap();
+        assert_eq!(
+            (se.condition.as_str(), se.content.as_str()),
+            ("see-other-host", "127.0.0.3:16222")
+        );
+        assert_eq!(format!("{err:#}"), "bind: stream error: see-other-host (home)");
     }
 }
