@@ -55,6 +55,9 @@ pub enum Call {
     Choose {
         user: String,
         view: types::PoolView,
+        /// The caller stops waiting then: a call still queued at that point is dropped
+        /// instead of run, so a strategy never records a decision the host did not take.
+        deadline: Instant,
         reply: oneshot::Sender<CallResult<String>>,
     },
     PoolChange(types::PoolView),
@@ -218,6 +221,12 @@ async fn run(blueprint: Blueprint, first: Instance, mut rx: mpsc::Receiver<Call>
             refuse(call, Fault::Disabled(reason));
             continue;
         }
+        if let Call::Choose { deadline, .. } = &call {
+            if Instant::now() >= *deadline {
+                refuse(call, Fault::Timeout);
+                continue;
+            }
+        }
         let inst = match instance.take() {
             Some(i) => i,
             None => match blueprint.instantiate().await {
@@ -327,7 +336,7 @@ async fn invoke(
             let _ = reply.send(r);
             fault
         }
-        (Call::Choose { user, view, reply }, Exports::Placement(p)) => {
+        (Call::Choose { user, view, reply, .. }, Exports::Placement(p)) => {
             let r = guarded!(p
                 .poolxmpp_plugin_placement_plugin()
                 .call_choose_node(&mut *store, &user, &view));

@@ -97,15 +97,25 @@ impl PluginHandle {
         rx.await.unwrap_or(Err(Fault::Disabled("unloaded".into())))
     }
 
-    /// Ask a placement plugin which node should serve `user`.
-    pub async fn choose_node(&self, user: &str, view: types::PoolView) -> Result<String, Fault> {
+    /// Ask a placement plugin which node should serve `user`, waiting at most `budget`
+    /// (queueing included); a call not started by then is dropped, not run late.
+    pub async fn choose_node(
+        &self,
+        user: &str,
+        view: types::PoolView,
+        budget: std::time::Duration,
+    ) -> Result<String, Fault> {
         let (reply, rx) = oneshot::channel();
         self.enqueue(Call::Choose {
             user: user.to_string(),
             view,
+            deadline: std::time::Instant::now() + budget,
             reply,
         })?;
-        rx.await.unwrap_or(Err(Fault::Disabled("unloaded".into())))
+        match tokio::time::timeout(budget, rx).await {
+            Ok(answer) => answer.unwrap_or(Err(Fault::Disabled("unloaded".into()))),
+            Err(_) => Err(Fault::Timeout),
+        }
     }
 
     /// Tell a placement plugin the set of live nodes changed; fire and forget.

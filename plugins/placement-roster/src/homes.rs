@@ -19,7 +19,12 @@ pub struct Lookup {
     /// Stop reading recorded homes after this long and decide with what was read; 0 ignores
     /// recorded homes altogether (only online contacts count).
     pub budget_ms: u64,
+    /// Time for the second-degree look at a cold start (see [`second_degree`]); 0 skips it.
+    pub second_degree_budget_ms: u64,
 }
+
+/// Contacts of each contact looked at in the second-degree pass.
+const SECOND_DEGREE_PER_CONTACT: usize = 50;
 
 /// The storage key of `bare`'s recorded home.
 pub fn key(bare: &str) -> String {
@@ -60,6 +65,50 @@ pub fn contacts_by_home<'v>(user: &str, view: &'v PoolView, lookup: Lookup) -> H
                 // The store is failing: more reads would only spend the call's time budget.
                 poolxmpp_sdk::warn!("reading recorded homes for {user}: {e}");
                 break;
+            }
+        }
+    }
+    counts
+}
+
+/// Cold start: none of `user`'s contacts is placed yet. Count the recorded homes of their
+/// contacts' contacts instead, so two members of a community who do not know each other
+/// directly still land together — without it, the first members of a large community to
+/// log in are each seeded on a different node and the community stays split.
+///
+/// Only reached for users with no placed contact (a small share of logins), and bounded
+/// by `second_degree_budget_ms`; each second-degree contact is read once.
+pub fn second_degree<'v>(user: &str, view: &'v PoolView, lookup: Lookup) -> HashMap<&'v str, u32> {
+    let started = now_ms();
+    let mut counts: HashMap<&str, u32> = HashMap::new();
+    if lookup.second_degree_budget_ms == 0 {
+        return counts;
+    }
+    let mut seen = std::collections::HashSet::new();
+    seen.insert(jid::normalize_bare(user));
+    let direct = host::roster_items(user);
+    for contact in direct.iter().take(lookup.max_contacts) {
+        seen.insert(jid::normalize_bare(&contact.jid));
+    }
+    'contacts: for contact in direct.iter().take(lookup.max_contacts) {
+        for item in host::roster_items(&contact.jid).iter().take(SECOND_DEGREE_PER_CONTACT) {
+            if now_ms().saturating_sub(started) >= lookup.second_degree_budget_ms {
+                break 'contacts;
+            }
+            if !seen.insert(jid::normalize_bare(&item.jid)) {
+                continue;
+            }
+            match storage::get_string(&key(&item.jid)) {
+                Ok(Some(home)) => {
+                    if let Some(node) = view.node(&home) {
+                        *counts.entry(node.id.as_str()).or_default() += 1;
+                    }
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    poolxmpp_sdk::warn!("reading second-degree homes for {user}: {e}");
+                    break 'contacts;
+                }
             }
         }
     }

@@ -8,16 +8,20 @@
 //! survives restarts. An online contact is counted both ways, which is intended: where
 //! people are now matters more than where they were put.
 //!
-//! - The highest score wins; ties, and users without placed contacts (cold start), go to the
-//!   least-loaded node under the cap (ties by rendezvous weight), so each community's first
-//!   member seeds a node with room and the next members follow.
+//! - The highest score wins; ties go to the least-loaded node under the cap (ties by
+//!   rendezvous weight).
+//! - Cold start (no contact placed or online): the recorded homes of the contacts'
+//!   contacts decide instead ([`homes::second_degree`]), so a community whose first members
+//!   do not know each other directly is still seeded on one node; if those are unplaced
+//!   too, the least-loaded node under the cap, and the next members follow.
 //! - If no node is under the cap, hashing with bounded load decides. With the
 //!   `load_factor` >= 1 that `init` enforces the least-loaded node always has room, so this
 //!   only keeps the rule total.
 //! - Every decision is recorded under `home/<bare jid>`.
 //!
 //! Config: `load_factor` (default 1.25), `max_contacts` (default 500: contacts looked at
-//! per decision), `lookup_budget_ms` (default 50: time spent reading recorded homes).
+//! per decision), `lookup_budget_ms` (default 50: time spent reading recorded homes),
+//! `second_degree_budget_ms` (default 100: time for the cold-start look; 0 skips it).
 
 pub mod homes;
 
@@ -33,6 +37,8 @@ pub const DEFAULT_MAX_CONTACTS: usize = 500;
 /// Time spent reading recorded homes per decision when `lookup_budget_ms` is unset: well
 /// inside the manifest's call timeout, so a slow store degrades grouping, not logins.
 pub const DEFAULT_LOOKUP_BUDGET_MS: u64 = 50;
+/// Time for the second-degree look at a cold start when `second_degree_budget_ms` is unset.
+pub const DEFAULT_SECOND_DEGREE_BUDGET_MS: u64 = 100;
 
 pub struct RosterGrouping {
     load_factor: f64,
@@ -46,6 +52,9 @@ impl Placement for RosterGrouping {
             lookup: Lookup {
                 max_contacts: config.parse("max_contacts")?.unwrap_or(DEFAULT_MAX_CONTACTS),
                 budget_ms: config.parse("lookup_budget_ms")?.unwrap_or(DEFAULT_LOOKUP_BUDGET_MS),
+                second_degree_budget_ms: config
+                    .parse("second_degree_budget_ms")?
+                    .unwrap_or(DEFAULT_SECOND_DEGREE_BUDGET_MS),
             },
         })
     }
@@ -81,11 +90,23 @@ impl RosterGrouping {
                 .saturating_add(recorded.get(n.id.as_str()).copied().unwrap_or(0))
         };
         let best = roomy
-            .into_iter()
+            .iter()
+            .copied()
             .max_by_key(|n| (score(n), least_loaded_key(user, n)))?;
-        let why = match score(best) {
+        if score(best) > 0 {
+            return Some((
+                best.id.clone(),
+                format!("{} contacts there, under the cap of {cap}", score(best)),
+            ));
+        }
+        let second = homes::second_degree(user, view, self.lookup);
+        let second_score = |n: &NodeView| second.get(n.id.as_str()).copied().unwrap_or(0);
+        let best = roomy
+            .into_iter()
+            .max_by_key(|n| (second_score(n), least_loaded_key(user, n)))?;
+        let why = match second_score(best) {
             0 => format!("no placed contacts: least loaded under the cap of {cap}"),
-            s => format!("{s} contacts there, under the cap of {cap}"),
+            s => format!("no placed contacts; {s} contacts of contacts there, under the cap of {cap}"),
         };
         Some((best.id.clone(), why))
     }

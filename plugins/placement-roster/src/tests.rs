@@ -185,3 +185,19 @@ fn config_is_checked() {
     assert_eq!(s.lookup.max_contacts, super::DEFAULT_MAX_CONTACTS);
     assert_eq!(s.load_factor, 1.25);
 }
+
+#[test]
+fn cold_start_follows_contacts_of_contacts() {
+    testing::reset();
+    // alice knows bob and carol, who are not placed; their contacts dave and erin are, on n3.
+    set_roster("alice@l", &["bob@l", "carol@l"]);
+    set_roster("bob@l", &["alice@l", "dave@l"]);
+    set_roster("carol@l", &["alice@l", "erin@l"]);
+    homes_on("n3", &["dave@l", "erin@l"]);
+    // cap = ceil(1.25 * (2 + 2 + 3 + 1) / 3) = 4: all have room; least loaded would be n1/n2.
+    let v = view([node("n1", 2), node("n2", 2), node("n3", 3)]);
+    assert_eq!(place("alice@l", &v), "n3");
+    assert!(testing::logs()
+        .iter()
+        .any(|(_, l)| l.contains("2 contacts of contacts there")));
+}

@@ -65,11 +65,11 @@ async fn ask_plugin(placement: &Placement, name: &str, user: &str, nodes: &[Live
         .ok_or_else(|| format!("strategy plugin {name} is not loaded"))?;
     placement.tell_pool_change(plugin, nodes);
     let budget = Duration::from_millis(plugin.manifest.limits.timeout_ms) + Duration::from_millis(100);
-    match tokio::time::timeout(budget, plugin.choose_node(user, view::to_wit(nodes))).await {
-        Ok(Ok(id)) => Ok(id),
-        Ok(Err(Fault::Disabled(why))) => Err(format!("strategy {name} is switched off: {why}")),
-        Ok(Err(fault)) => Err(format!("strategy {name}: {fault}")),
-        Err(_) => Err(format!("strategy {name} did not answer within {budget:?}")),
+    match plugin.choose_node(user, view::to_wit(nodes), budget).await {
+        Ok(id) => Ok(id),
+        Err(Fault::Disabled(why)) => Err(format!("strategy {name} is switched off: {why}")),
+        Err(Fault::Timeout) => Err(format!("strategy {name} did not answer within {budget:?}")),
+        Err(fault) => Err(format!("strategy {name}: {fault}")),
     }
 }
 
