@@ -54,6 +54,19 @@ fn install_strategy(dir: &Path, component: &str, name: &str, config: &[(&str, &s
     )
 }
 
+/// Start the redirector with `component` installed as its strategy plugin `strategy`;
+/// returns it and its plugins directory (to replace the strategy later).
+fn redirector_with_strategy(
+    pool: &TestPool,
+    component: &str,
+    config: &[(&str, &str)],
+) -> Result<(TestServer, std::path::PathBuf)> {
+    let plugins = pool.dir.path().join("redirector-plugins");
+    install_strategy(&plugins, component, "strategy", config)?;
+    let redirector = pool.redirector(&["strategy = \"strategy\""], Some(&plugins))?;
+    Ok((redirector, plugins))
+}
+
 /// Run a slixmpp scenario against the redirector with these accounts.
 fn scenario_via(
     redirector: &TestServer,
@@ -97,9 +110,7 @@ fn redirector_places_clients_and_strategy_reloads() {
         let later = extra_accounts("q", 4);
         let all: Vec<_> = first.iter().chain(&later).cloned().collect();
         let pool = pool_with(3, &all)?;
-        let plugins = pool.dir.path().join("redirector-plugins");
-        install_strategy(&plugins, "placement-hashing", "strategy", &[])?;
-        let redirector = pool.redirector(&["strategy = \"strategy\""], Some(&plugins))?;
+        let (redirector, plugins) = redirector_with_strategy(&pool, "placement-hashing", &[])?;
 
         let out = scenario_via(&redirector, "placed_login", &first, &[])?;
         let placed = placements(&out);
@@ -122,10 +133,9 @@ fn redirector_places_clients_and_strategy_reloads() {
         // Two sessions that must survive the strategy change.
         let rt = support::rt();
         let (p1, p2) = (&first[0], &first[1]);
-        let local = |jid: &str| jid.split('@').next().unwrap_or_default().to_string();
         let (mut a, mut b) = rt.block_on(async {
-            let (a, _) = login_following(redirector.starttls, &local(&p1.0), &p1.1).await?;
-            let (b, _) = login_following(redirector.starttls, &local(&p2.0), &p2.1).await?;
+            let (a, _) = login_following(redirector.starttls, &p1.0, &p1.1).await?;
+            let (b, _) = login_following(redirector.starttls, &p2.0, &p2.1).await?;
             anyhow::Ok((a, b))
         })?;
         rt.block_on(async {
@@ -166,9 +176,7 @@ fn failing_strategies_fall_back_to_hashing() {
     must(|| {
         let users = extra_accounts("f", 3);
         let pool = pool_with(2, &users)?;
-        let plugins = pool.dir.path().join("redirector-plugins");
-        install_strategy(&plugins, "bad-placement-trap", "strategy", &[])?;
-        let redirector = pool.redirector(&["strategy = \"strategy\""], Some(&plugins))?;
+        let (redirector, plugins) = redirector_with_strategy(&pool, "bad-placement-trap", &[])?;
         let rt = support::rt();
         let modes = ["bad-placement-trap", "bad-placement-loop", "bad-placement-unknown"];
         for (i, ((jid, pw), mode)) in users.iter().zip(modes).enumerate() {
@@ -177,9 +185,8 @@ fn failing_strategies_fall_back_to_hashing() {
                 install_strategy(&plugins, mode, "strategy", &[])?;
                 redirector.wait_log(mark, "plugin loaded", Duration::from_secs(30))?;
             }
-            let local = jid.split('@').next().unwrap_or_default();
             let started = std::time::Instant::now();
-            let (mut conn, at) = rt.block_on(login_following(redirector.starttls, local, pw))?;
+            let (mut conn, at) = rt.block_on(login_following(redirector.starttls, jid, pw))?;
             ensure!(
                 started.elapsed() < Duration::from_secs(10),
                 "{mode}: the login took {:?}",
@@ -211,10 +218,9 @@ fn failover_through_the_redirector() {
         let mut pool = pool_with(3, &users)?;
         let redirector = pool.redirector(&[], None)?;
         let rt = support::rt();
-        let local = |jid: &str| jid.split('@').next().unwrap_or_default().to_string();
         let mut conns = Vec::new();
         for (jid, pw) in &users {
-            let (c, at) = rt.block_on(login_following(redirector.starttls, &local(jid), pw))?;
+            let (c, at) = rt.block_on(login_following(redirector.starttls, jid, pw))?;
             conns.push((
                 jid.clone(),
                 pw.clone(),
@@ -257,7 +263,7 @@ fn failover_through_the_redirector() {
         })?;
         let mut received = Vec::new();
         for (jid, pw, _, _) in &victims {
-            let (mut c, at) = rt.block_on(login_following(redirector.starttls, &local(jid), pw))?;
+            let (mut c, at) = rt.block_on(login_following(redirector.starttls, jid, pw))?;
             let node = pool.node_at(&at.to_string()).context("landed nowhere")?;
             ensure!(node != victim, "{jid} was sent to the dead node");
             received.extend(rt.block_on(c.collect_bodies(Duration::from_secs(2))));
@@ -278,8 +284,7 @@ fn drain_moves_every_session_without_loss() {
         // Drain the home of the first user: some users are there, others elsewhere.
         let rt = support::rt();
         let (first, pw) = &users[0];
-        let local = first.split('@').next().unwrap_or_default();
-        let (conn, at) = rt.block_on(login_following(redirector.starttls, local, pw))?;
+        let (conn, at) = rt.block_on(login_following(redirector.starttls, first, pw))?;
         drop(conn);
         let drained = pool.node_at(&at.to_string()).context("landed nowhere")?;
         let drained_node = pool
@@ -313,7 +318,7 @@ fn drain_moves_every_session_without_loss() {
             "no session was moved: {stats}"
         );
         // New logins avoid the drained node; undrain lets it take users again.
-        let (_, at) = rt.block_on(login_following(drained_node.starttls, local, pw))?;
+        let (_, at) = rt.block_on(login_following(drained_node.starttls, first, pw))?;
         ensure!(
             pool.node_at(&at.to_string()) != Some(drained.clone()),
             "a drained node served a login"
@@ -331,19 +336,16 @@ fn rebalance_moves_users_above_the_mean() {
     must(|| {
         let users = extra_accounts("b", 6);
         let pool = pool_with(2, &users)?;
-        let plugins = pool.dir.path().join("redirector-plugins");
-        install_strategy(&plugins, "pin-placement", "strategy", &[("node", "n1")])?;
-        let redirector = pool.redirector(&["strategy = \"strategy\""], Some(&plugins))?;
+        let (redirector, _) = redirector_with_strategy(&pool, "pin-placement", &[("node", "n1")])?;
         let rt = support::rt();
         let mut conns = Vec::new();
         for (jid, pw) in &users {
-            let local = jid.split('@').next().unwrap_or_default().to_string();
-            let (c, at) = rt.block_on(login_following(redirector.starttls, &local, pw))?;
+            let (c, at) = rt.block_on(login_following(redirector.starttls, jid, pw))?;
             ensure!(
                 pool.node_at(&at.to_string()).as_deref() == Some("n1"),
                 "{jid} not pinned to n1"
             );
-            conns.push((local, pw.clone(), c));
+            conns.push((jid.clone(), pw.clone(), c));
         }
         std::thread::sleep(Duration::from_millis(2 * HEARTBEAT_MS));
         pool.nodes[0].cli_ok(&["pool", "rebalance"])?;
@@ -351,7 +353,7 @@ fn rebalance_moves_users_above_the_mean() {
         // The request is seen within a heartbeat; moves are paced at 20 a second.
         std::thread::sleep(Duration::from_millis(2 * HEARTBEAT_MS + 1_000));
         let mut moved = 0;
-        for (local, pw, c) in &mut conns {
+        for (jid, pw, c) in &mut conns {
             // A moved session has a stream error waiting (after its own presence echo);
             // a kept one has nothing more to read.
             let error = loop {
@@ -364,9 +366,9 @@ fn rebalance_moves_users_above_the_mean() {
             match error {
                 Some(e) => {
                     let target = e.elements().find(|x| x.local == "see-other-host").map(|x| x.text());
-                    ensure!(target == Some(n2.to_string()), "{local}: {e}");
-                    let (mut again, at) = rt.block_on(login_following(n2, local, pw))?;
-                    ensure!(at == n2, "{local} was moved to n2 but served at {at}");
+                    ensure!(target == Some(n2.to_string()), "{jid}: {e}");
+                    let (mut again, at) = rt.block_on(login_following(n2, jid, pw))?;
+                    ensure!(at == n2, "{jid} was moved to n2 but served at {at}");
                     rt.block_on(again.ping(support::DOMAIN))?;
                     moved += 1;
                 }

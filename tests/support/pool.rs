@@ -136,11 +136,11 @@ pub async fn login(node: &TestServer, local: &str) -> Result<super::raw::RawConn
     super::raw::RawConn::login(node.starttls, super::DOMAIN, local, super::password(local), "raw").await
 }
 
-/// Log in up to the restarted stream after SASL; returns the `<see-other-host/>` target if
-/// the node redirects, or `None` if it offers binding.
-pub async fn login_or_redirect(addr: SocketAddr, local: &str) -> Result<Option<String>> {
+/// Authenticate at `addr` and restart the stream: the connection, and the
+/// `<see-other-host/>` target if the node redirects (`None` if it offers binding).
+async fn authenticate(addr: SocketAddr, local: &str, password: &str) -> Result<(super::raw::RawConn, Option<String>)> {
     let (mut c, _) = super::raw::RawConn::connect_tls(addr, super::DOMAIN).await?;
-    match c.auth_plain(local, super::password(local)).await? {
+    match c.auth_plain(local, password).await? {
         super::raw::SaslOutcome::Success => {}
         super::raw::SaslOutcome::Failure(cond, e) => bail!("login of {local} failed: <{cond}/> {e}"),
     }
@@ -149,14 +149,20 @@ pub async fn login_or_redirect(addr: SocketAddr, local: &str) -> Result<Option<S
         .next_element(Duration::from_secs(10), "features or a stream error")
         .await?;
     if first.local == "features" {
-        return Ok(None);
+        return Ok((c, None));
     }
     ensure!(first.local == "error", "unexpected {first}");
     let target = first
         .elements()
         .find(|e| e.local == "see-other-host")
         .with_context(|| format!("a stream error other than see-other-host: {first}"))?;
-    Ok(Some(target.text()))
+    Ok((c, Some(target.text())))
+}
+
+/// Log in up to the restarted stream after SASL; returns the `<see-other-host/>` target if
+/// the node redirects, or `None` if it offers binding.
+pub async fn login_or_redirect(addr: SocketAddr, local: &str) -> Result<Option<String>> {
+    Ok(authenticate(addr, local, super::password(local)).await?.1)
 }
 
 /// The address of the stand-alone redirector in tests (below the nodes' 127.0.0.2+).
@@ -199,25 +205,14 @@ impl TestPool {
     }
 }
 
-/// Follow one redirect by hand: log in at `addr`; if sent elsewhere, log in there.
-/// Returns the connection and the address it ended on.
-pub async fn login_following(
-    addr: SocketAddr,
-    local: &str,
-    password: &str,
-) -> Result<(super::raw::RawConn, SocketAddr)> {
+/// Follow redirects by hand: log in as `jid` at `addr`; if sent elsewhere, log in there.
+/// Returns the bound connection (initial presence sent) and the address it ended on.
+pub async fn login_following(addr: SocketAddr, jid: &str, password: &str) -> Result<(super::raw::RawConn, SocketAddr)> {
+    let local = jid.split('@').next().unwrap_or_default();
     let mut at = addr;
     for _ in 0..3 {
-        let (mut c, _) = super::raw::RawConn::connect_tls(at, super::DOMAIN).await?;
-        match c.auth_plain(local, password).await? {
-            super::raw::SaslOutcome::Success => {}
-            super::raw::SaslOutcome::Failure(cond, e) => bail!("login of {local} failed: <{cond}/> {e}"),
-        }
-        c.open_stream(super::DOMAIN).await?;
-        let first = c
-            .next_element(Duration::from_secs(10), "features or a stream error")
-            .await?;
-        if first.local == "features" {
+        let (mut c, target) = authenticate(at, local, password).await?;
+        let Some(target) = target else {
             c.send("<iq type='set' id='bind1'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'><resource>raw</resource></bind></iq>")
                 .await?;
             let reply = c
@@ -228,12 +223,7 @@ pub async fn login_following(
             ensure!(reply.attr("type") == Some("result"), "bind failed: {reply}");
             c.send("<presence/>").await?;
             return Ok((c, at));
-        }
-        let target = first
-            .elements()
-            .find(|e| e.local == "see-other-host")
-            .with_context(|| format!("a stream error other than see-other-host: {first}"))?
-            .text();
+        };
         at = target.parse().with_context(|| format!("see-other-host {target:?}"))?;
     }
     bail!("{local}: more than 3 redirects")

@@ -54,18 +54,10 @@ pub fn contacts_by_home<'v>(user: &str, view: &'v PoolView, lookup: Lookup) -> H
         if jid::same_bare(&item.jid, user) {
             continue;
         }
-        match storage::get_string(&key(&item.jid)) {
-            Ok(Some(home)) => {
-                if let Some(node) = view.node(&home) {
-                    *counts.entry(node.id.as_str()).or_default() += 1;
-                }
-            }
-            Ok(None) => {}
-            Err(e) => {
-                // The store is failing: more reads would only spend the call's time budget.
-                poolxmpp_sdk::warn!("reading recorded homes for {user}: {e}");
-                break;
-            }
+        if let Err(e) = count_home(&item.jid, view, &mut counts) {
+            // The store is failing: more reads would only spend the call's time budget.
+            poolxmpp_sdk::warn!("reading recorded homes for {user}: {e}");
+            break;
         }
     }
     counts
@@ -98,19 +90,21 @@ pub fn second_degree<'v>(user: &str, view: &'v PoolView, lookup: Lookup) -> Hash
             if !seen.insert(jid::normalize_bare(&item.jid)) {
                 continue;
             }
-            match storage::get_string(&key(&item.jid)) {
-                Ok(Some(home)) => {
-                    if let Some(node) = view.node(&home) {
-                        *counts.entry(node.id.as_str()).or_default() += 1;
-                    }
-                }
-                Ok(None) => {}
-                Err(e) => {
-                    poolxmpp_sdk::warn!("reading second-degree homes for {user}: {e}");
-                    break 'contacts;
-                }
+            if let Err(e) = count_home(&item.jid, view, &mut counts) {
+                poolxmpp_sdk::warn!("reading second-degree homes for {user}: {e}");
+                break 'contacts;
             }
         }
     }
     counts
+}
+
+/// Add one to the count of `contact`'s recorded home, if it has one on a node of `view`.
+fn count_home<'v>(contact: &str, view: &'v PoolView, counts: &mut HashMap<&'v str, u32>) -> storage::Result<()> {
+    if let Some(home) = storage::get_string(&key(contact))? {
+        if let Some(node) = view.node(&home) {
+            *counts.entry(node.id.as_str()).or_default() += 1;
+        }
+    }
+    Ok(())
 }

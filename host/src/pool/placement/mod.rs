@@ -109,7 +109,7 @@ impl Placement {
             let addrs: String = r.try_get("client_addrs")?;
             Ok(Home {
                 node_id: r.try_get("node_id")?,
-                client_addr: addrs.split(',').next().unwrap_or_default().to_string(),
+                client_addr: view::first_client_addr(&addrs),
             })
         })
         .transpose()

@@ -49,13 +49,18 @@ pub async fn load(db: &PgPool, user: &str) -> Result<Vec<LiveNode>, sqlx::Error>
             Ok(LiveNode {
                 id: r.try_get("node_id")?,
                 epoch: r.try_get("epoch")?,
-                address: addrs.split(',').next().unwrap_or_default().to_string(),
+                address: first_client_addr(&addrs),
                 sessions: clamp(r.try_get("sessions")?),
                 contacts_here: clamp(r.try_get("contacts_here")?),
                 accepting: r.try_get("accepting")?,
             })
         })
         .collect()
+}
+
+/// Where clients are sent: the first of a node's published listeners (`pool_nodes.client_addrs`).
+pub fn first_client_addr(client_addrs: &str) -> String {
+    client_addrs.split(',').next().unwrap_or_default().to_string()
 }
 
 fn clamp(n: i64) -> u32 {
