@@ -74,19 +74,7 @@ fn scenario_via(
     accounts: &[(String, String)],
     extra: &[String],
 ) -> Result<String> {
-    let mut args = vec![
-        scenario.to_string(),
-        "--host".into(),
-        redirector.starttls.ip().to_string(),
-        "--port".into(),
-        redirector.starttls.port().to_string(),
-        "--domain".into(),
-        support::DOMAIN.into(),
-    ];
-    for (jid, pw) in accounts {
-        args.push("--account".into());
-        args.push(format!("{jid}={pw}"));
-    }
+    let mut args = redirector.scenario_args_for(scenario, accounts);
     args.extend(extra.iter().cloned());
     support::python::run_scenario(&args, redirector.dir(), support::SCENARIO_TIMEOUT)
 }

@@ -438,8 +438,13 @@ impl TestServer {
         }
     }
 
-    /// Arguments for tests/py/scenarios.py describing this server.
+    /// Arguments for tests/py/scenarios.py describing this server and its accounts.
     pub fn scenario_args(&self, scenario: &str) -> Vec<String> {
+        self.scenario_args_for(scenario, &self.opts.accounts)
+    }
+
+    /// Arguments for tests/py/scenarios.py describing this server, with only `accounts`.
+    pub fn scenario_args_for(&self, scenario: &str, accounts: &[(String, String)]) -> Vec<String> {
         let mut a = vec![
             scenario.to_string(),
             "--host".into(),
@@ -455,7 +460,7 @@ impl TestServer {
             a.push("--domain2".into());
             a.push(d2.clone());
         }
-        for (jid, pw) in &self.opts.accounts {
+        for (jid, pw) in accounts {
             a.push("--account".into());
             a.push(format!("{jid}={pw}"));
         }
