@@ -15,6 +15,7 @@ pub mod postgres;
 pub mod proxy;
 pub mod python;
 pub mod raw;
+pub mod witness;
 pub mod xml;
 
 use std::fmt::Write as _;
@@ -88,6 +89,10 @@ pub struct ServerOptions {
     pub redirector: bool,
     /// `[placement]` settings, as TOML lines (`strategy = "..."`).
     pub placement: Vec<String>,
+    /// More `[limits]` lines (`roster_max_groups = 3`), for limits without a field above.
+    pub extra_limits: Vec<String>,
+    /// More `[features]` lines, likewise.
+    pub extra_features: Vec<String>,
 }
 
 /// The `[pool]` section of one test node.
@@ -126,6 +131,8 @@ impl ServerOptions {
             pool: None,
             redirector: false,
             placement: Vec::new(),
+            extra_limits: Vec::new(),
+            extra_features: Vec::new(),
         }
     }
 
@@ -148,7 +155,13 @@ impl ServerOptions {
         let _ = writeln!(t, "idle_timeout_secs = {}", self.idle_timeout_secs);
         let _ = writeln!(t, "auth_failures_per_minute = {}", self.auth_failures_per_minute);
         let _ = writeln!(t, "offline_quota = {}", self.offline_quota);
+        for line in &self.extra_limits {
+            let _ = writeln!(t, "{line}");
+        }
         let _ = writeln!(t, "\n[features]\nregistration = {}", self.registration);
+        for line in &self.extra_features {
+            let _ = writeln!(t, "{line}");
+        }
         if let Some(dir) = &self.plugins_dir {
             let _ = writeln!(t, "\n[plugins]\ndir = {:?}", dir.display().to_string());
         }

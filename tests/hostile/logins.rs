@@ -1,0 +1,1 @@
+//! Hostile cases: see the list in `tests/hostile.rs`.
