@@ -348,6 +348,23 @@ fn authzid_is_compared_after_normalisation() {
     });
 }
 
+/// Send `big` in one go; the client must read `<policy-violation/>` and `</stream:stream>`,
+/// and the server must not reset the connection: it reads what we still send (so all of
+/// `big`, and one more write after its error, go through) until we close.
+async fn oversized(mut c: RawConn, big: &str, what: &str) -> Result<()> {
+    let written = c.send_tolerant(big.as_bytes()).await;
+    let report = c.expect_stream_error(READ_TIMEOUT).await;
+    report.assert_condition(&["policy-violation"], what)?;
+    let after = c.send(" ").await;
+    ensure!(
+        written == big.len() && after.is_ok(),
+        "{what}: the server reset the connection instead of closing gracefully (RFC 6120 4.4): we wrote \
+         {written} of {} bytes, and a write after its error gave {after:?}; a reset can destroy the error",
+        big.len()
+    );
+    Ok(())
+}
+
 /// Issue 10 item 10: a stanza far over the limit, sent in one go, gets a readable
 /// `<policy-violation/>` and `</stream:stream>` — not a TCP reset that destroys them —
 /// after authentication and before TLS.
@@ -358,24 +375,20 @@ fn oversized_stanza_error_is_readable() {
     o.max_stanza_bytes = LIMIT;
     with_witness(o, |ctx| async move {
         for round in 0..5 {
-            let mut c = logged_in(ctx, &format!("big{round}")).await?;
+            let c = logged_in(ctx, &format!("big{round}")).await?;
             let big = format!(
                 "<message to='bob@localhost'><body>{}</body></message>",
                 "x".repeat(4 * LIMIT)
             );
-            c.send_tolerant(big.as_bytes()).await;
-            c.expect_stream_error(READ_TIMEOUT).await.assert_condition(
-                &["policy-violation"],
-                &format!("round {round}: 4x the stanza limit after auth"),
-            )?;
-
-            let mut p = opened_plain(ctx).await?;
+            oversized(c, &big, &format!("round {round}: 4x the stanza limit after auth")).await?;
+            let p = opened_plain(ctx).await?;
             let big = format!("<x>{}</x>", "y".repeat(4 * 16 * 1024));
-            p.send_tolerant(big.as_bytes()).await;
-            p.expect_stream_error(READ_TIMEOUT).await.assert_condition(
-                &["policy-violation"],
+            oversized(
+                p,
+                &big,
                 &format!("round {round}: 4x the unauthenticated limit before TLS"),
-            )?;
+            )
+            .await?;
         }
         Ok(())
     });
