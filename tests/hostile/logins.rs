@@ -17,7 +17,7 @@ use base64::Engine as _;
 use tokio::io::AsyncWriteExt;
 
 use crate::support::raw::{self, next_id, RawConn, StreamErrorReport, READ_TIMEOUT};
-use crate::support::witness::{logged_in, opened_plain, opened_tls, with_witness, Ctx};
+use crate::support::witness::{logged_in, opened_plain, opened_tls, with_witness};
 use crate::support::xml::{Element, Event, NS_SASL, NS_STANZAS_ERR, NS_STREAM};
 use crate::support::{password, ServerOptions, Store, DOMAIN};
 
