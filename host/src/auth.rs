@@ -185,16 +185,20 @@ impl SessionCallback for StoreCallback {
     ) -> Result<(), ValidationError> {
         let authid = context.get_ref::<AuthId>().unwrap_or_default().to_string();
         let authzid = context.get_ref::<AuthzId>().map(str::to_string);
-        let verdict = if let Some(authzid) = authzid.filter(|z| !z.is_empty()) {
+        let account = account_jid(&authid, &self.domain);
+        let verdict = match (authzid.filter(|z| !z.is_empty()), &account) {
+            (_, None) => Err(SaslFailure::NotAuthorized),
             // We do not support acting as someone else; an authzid naming yourself is fine.
-            if authzid == authid || authzid == format!("{authid}@{}", self.domain) {
-                Ok(())
-            } else {
+            (Some(authzid), Some(account)) if !names_account(&authzid, account, &self.domain) => {
                 Err(SaslFailure::InvalidAuthzid)
             }
-        } else {
-            Ok(())
+            _ => Ok(()),
         };
+        // The local part as the account's JID spells it (nodeprep), not as the client typed it.
+        let authid = account
+            .as_ref()
+            .and_then(|a| a.node().map(|n| n.to_string()))
+            .unwrap_or(authid);
         let verdict = verdict.and_then(|()| {
             if session.mechanism().mechanism.as_str() == "PLAIN" {
                 let password = context.get_ref::<Password>().and_then(|p| std::str::from_utf8(p).ok());
@@ -210,6 +214,22 @@ impl SessionCallback for StoreCallback {
         validate.with::<Verdict, _>(|| Ok(verdict))?;
         Ok(())
     }
+}
+
+/// The account `authcid` names on `domain`, normalised (RFC 7622 nodeprep), if it is valid.
+fn account_jid(authcid: &str, domain: &str) -> Option<jid::BareJid> {
+    jid::BareJid::new(&format!("{authcid}@{domain}")).ok()
+}
+
+/// Does `authzid` (a bare JID, or a local part on `domain`) name `account`? Compared after
+/// normalisation, so a difference of case or width (fullwidth letters) is the same name.
+fn names_account(authzid: &str, account: &jid::BareJid, domain: &str) -> bool {
+    let claimed = if authzid.contains('@') {
+        jid::BareJid::new(authzid).ok()
+    } else {
+        account_jid(authzid, domain)
+    };
+    claimed.as_ref() == Some(account)
 }
 
 /// Channel-binding data of the TLS connection the exchange runs over (RFC 5929, RFC 9266).
@@ -372,6 +392,18 @@ mod tests {
         let creds = derive_credentials("pässword").unwrap();
         assert!(verify_password("pässword", &creds));
         assert!(!verify_password("password", &creds));
+    }
+
+    #[test]
+    fn authzid_is_compared_after_normalisation() {
+        let account = account_jid("alice", "example.org").unwrap();
+        assert!(names_account("alice", &account, "example.org"));
+        assert!(names_account("ALICE", &account, "example.org"));
+        assert!(names_account("Alice@Example.ORG", &account, "example.org"));
+        assert!(names_account("\u{FF41}lice@example.org", &account, "example.org"));
+        assert!(!names_account("bob@example.org", &account, "example.org"));
+        assert!(!names_account("alice@other.example", &account, "example.org"));
+        assert!(!names_account("alice@example.org/res", &account, "example.org"));
     }
 
     #[test]

@@ -147,7 +147,8 @@ pub struct LimitsConfig {
     pub max_attributes: usize,
     /// Seconds of silence after which a stream is closed with `<connection-timeout/>`.
     pub idle_timeout_secs: u64,
-    /// Seconds a new connection has to finish authentication.
+    /// Seconds a new connection has, from accept, to finish TLS, SASL and binding: one
+    /// deadline, not renewed by traffic; then `<connection-timeout/>`.
     pub auth_timeout_secs: u64,
     /// Failed authentications allowed per client IP per minute before refusing more.
     pub auth_failures_per_minute: u32,
@@ -157,11 +158,28 @@ pub struct LimitsConfig {
     pub roster_max_items: i64,
     /// Concurrent connections per client IP (0 = unlimited).
     pub connections_per_ip: usize,
-    /// Logins (TLS, SASL, binding) in progress at once. More wait up to
-    /// `login_queue_ms`, then get a `<resource-constraint/>` stream error to retry on,
-    /// so a reconnect storm is admitted at the pace the node can take.
+    /// Logins doing their expensive steps (credential check, binding) at once. More wait
+    /// up to `login_queue_ms`, then get a `<resource-constraint/>` stream error to retry
+    /// on, so a reconnect storm is admitted at the pace the node can take. A connection
+    /// holds no permit while it idles or waits for its client.
     pub concurrent_logins: usize,
     pub login_queue_ms: u64,
+    /// Connections per client address that have not authenticated yet (0 = unlimited).
+    /// More are refused before negotiation with `<policy-violation/>` (RFC 6120 §13.12),
+    /// so strangers cannot hold sockets and memory while legitimate logins go on.
+    pub unauthenticated_per_ip: usize,
+    /// XEP-0077 account registrations (attempts) per client address per
+    /// `register_window_secs`, besides one per stream (0 = unlimited).
+    pub registrations_per_ip: u32,
+    /// XEP-0077 password changes per account per `register_window_secs` (0 = unlimited).
+    pub password_changes_per_account: u32,
+    /// XEP-0077 password changes per client address per `register_window_secs` (0 = unlimited).
+    pub password_changes_per_ip: u32,
+    /// The window of the registration and password-change rates, in seconds.
+    pub register_window_secs: u64,
+    /// Addresses the per-address caps above do not apply to: local tooling, or a proxy on
+    /// this host through which every client would otherwise share one address.
+    pub unthrottled_addresses: Vec<std::net::IpAddr>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -223,6 +241,15 @@ impl Default for LimitsConfig {
             connections_per_ip: 0,
             concurrent_logins: 64,
             login_queue_ms: 5_000,
+            unauthenticated_per_ip: 32,
+            registrations_per_ip: 5,
+            password_changes_per_account: 5,
+            password_changes_per_ip: 10,
+            register_window_secs: 3600,
+            unthrottled_addresses: vec![
+                std::net::Ipv4Addr::LOCALHOST.into(),
+                std::net::Ipv6Addr::LOCALHOST.into(),
+            ],
         }
     }
 }

@@ -14,6 +14,7 @@ pub mod cli;
 pub mod config;
 pub mod daemon;
 pub mod iq;
+pub mod limits;
 pub mod listener;
 pub mod plugins;
 pub mod pool;

@@ -48,6 +48,11 @@ pub async fn accept_loop(server: Arc<Server>, listener: TcpListener, direct_tls:
             tracing::debug!(%peer, "refusing connection: this node is fenced");
             continue;
         }
+        // Not yet authenticated: counted against its address until SASL succeeds.
+        let Some(slot) = server.unauthenticated.enter(peer.ip()) else {
+            tokio::spawn(crate::c2s::refuse(server.clone(), tcp, peer, direct_tls));
+            continue;
+        };
         if per_ip > 0 {
             let mut c = counts.lock().expect("counts lock");
             let n = c.entry(peer.ip()).or_default();
@@ -60,7 +65,7 @@ pub async fn accept_loop(server: Arc<Server>, listener: TcpListener, direct_tls:
         let server = server.clone();
         let counts = counts.clone();
         tokio::spawn(async move {
-            crate::c2s::serve(server, tcp, peer, direct_tls).await;
+            crate::c2s::serve(server, tcp, peer, direct_tls, slot).await;
             if per_ip > 0 {
                 let mut c = counts.lock().expect("counts lock");
                 if let Some(n) = c.get_mut(&peer.ip()) {

@@ -28,6 +28,10 @@ pub struct Server {
     pub offline_delivery: std::sync::Mutex<std::collections::HashMap<String, bool>>,
     /// Admission control: one permit per login in progress (`limits.concurrent_logins`).
     pub logins: Arc<tokio::sync::Semaphore>,
+    /// Connections not yet authenticated, per address (`limits.unauthenticated_per_ip`).
+    pub unauthenticated: crate::limits::AddressCap,
+    /// XEP-0077 registration and password-change rates (`limits.registrations_per_ip`, …).
+    pub register_throttle: crate::iq::register_throttle::RegisterThrottle,
     /// Flips to `true` once when the node shuts down; connection tasks watch it.
     pub shutdown: watch::Receiver<bool>,
 }
@@ -44,6 +48,9 @@ impl Server {
     ) -> Arc<Server> {
         let auth_limiter = FailureLimiter::new(config.limits.auth_failures_per_minute);
         let logins = Arc::new(tokio::sync::Semaphore::new(config.limits.concurrent_logins.max(1)));
+        let unthrottled = crate::limits::Unthrottled::new(&config.limits.unthrottled_addresses);
+        let unauthenticated = crate::limits::AddressCap::new(config.limits.unauthenticated_per_ip, unthrottled.clone());
+        let register_throttle = crate::iq::register_throttle::RegisterThrottle::new(&config.limits, unthrottled);
         let server = Arc::new(Server {
             config,
             store,
@@ -56,6 +63,8 @@ impl Server {
             started: Instant::now(),
             offline_delivery: Default::default(),
             logins,
+            unauthenticated,
+            register_throttle,
             shutdown,
         });
         server.plugins.attach(Arc::downgrade(&server));

@@ -180,6 +180,27 @@ impl RawConn {
             .await
             .with_context(|| format!("connect to {addr} timed out"))?
             .with_context(|| format!("connect to {addr}"))?;
+        Self::over(tcp, addr)
+    }
+
+    /// Like [`RawConn::connect`], from the local address `from` (another 127.0.0.x acts as
+    /// another client address).
+    pub async fn connect_from(addr: SocketAddr, from: std::net::IpAddr) -> Result<RawConn> {
+        let tcp = tcp_from(addr, from).await?;
+        Self::over(tcp, addr)
+    }
+
+    /// Like [`RawConn::connect_tls`], from the local address `from`.
+    pub async fn connect_tls_from(
+        addr: SocketAddr,
+        domain: &str,
+        from: std::net::IpAddr,
+    ) -> Result<(RawConn, Element)> {
+        let c = Self::connect_from(addr, from).await?;
+        c.secure(domain).await
+    }
+
+    fn over(tcp: TcpStream, addr: SocketAddr) -> Result<RawConn> {
         tcp.set_nodelay(true)?;
         Ok(RawConn {
             io: Io::Plain(tcp),
@@ -393,7 +414,13 @@ impl RawConn {
 
     /// TCP connect, stream open, STARTTLS, new stream; returns post-TLS features.
     pub async fn connect_tls(addr: SocketAddr, domain: &str) -> Result<(RawConn, Element)> {
-        let mut c = RawConn::connect(addr).await?;
+        let c = RawConn::connect(addr).await?;
+        c.secure(domain).await
+    }
+
+    /// Header, STARTTLS, TLS, restarted header and features on a fresh connection.
+    async fn secure(mut self, domain: &str) -> Result<(RawConn, Element)> {
+        let c = &mut self;
         c.open_stream(domain).await?;
         let f = c.read_features().await?;
         if f.child("starttls", NS_TLS).is_none() {
@@ -402,7 +429,7 @@ impl RawConn {
         c.starttls(domain).await?;
         c.open_stream(domain).await?;
         let f = c.read_features().await?;
-        Ok((c, f))
+        Ok((self, f))
     }
 
     pub fn mechanisms(&self) -> Vec<String> {
@@ -835,6 +862,21 @@ pub fn insecure_client_config(alpn: bool) -> Arc<rustls::ClientConfig> {
         cfg.alpn_protocols = vec![b"xmpp-client".to_vec()];
     }
     Arc::new(cfg)
+}
+
+/// A TCP connection to `addr` from the local address `from` (any port).
+pub async fn tcp_from(addr: SocketAddr, from: std::net::IpAddr) -> Result<TcpStream> {
+    let socket = match from {
+        std::net::IpAddr::V4(_) => tokio::net::TcpSocket::new_v4()?,
+        std::net::IpAddr::V6(_) => tokio::net::TcpSocket::new_v6()?,
+    };
+    socket
+        .bind(SocketAddr::new(from, 0))
+        .with_context(|| format!("bind {from}"))?;
+    tokio::time::timeout(READ_TIMEOUT, socket.connect(addr))
+        .await
+        .with_context(|| format!("connect to {addr} from {from} timed out"))?
+        .with_context(|| format!("connect to {addr} from {from}"))
 }
 
 async fn tls_handshake(tcp: TcpStream, domain: &str, alpn: bool) -> Result<TlsStream<TcpStream>> {

@@ -2,6 +2,7 @@
 //! feeds its stanzas to the router until the stream ends for any reason.
 
 use std::collections::HashSet;
+use std::net::IpAddr;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
@@ -22,6 +23,8 @@ pub struct Bound {
     pub id: u64,
     pub tx: OutboundTx,
     pub kill: Arc<Notify>,
+    /// The client's address (per-address throttles, e.g. XEP-0077 password changes).
+    pub peer: IpAddr,
     /// Has sent initial presence and not since gone unavailable.
     pub available: bool,
     /// Entities that got directed available presence and must hear our unavailable
@@ -31,7 +34,7 @@ pub struct Bound {
 
 impl Bound {
     /// Enter the session table; an older session on the same resource is told `<conflict/>`.
-    pub fn register(server: &Server, jid: FullJid, tx: OutboundTx) -> Bound {
+    pub fn register(server: &Server, jid: FullJid, tx: OutboundTx, peer: IpAddr) -> Bound {
         let bare = jid.to_bare().to_string();
         let id = server.sessions.new_id();
         let kill = Arc::new(Notify::new());
@@ -50,6 +53,7 @@ impl Bound {
             id,
             tx,
             kill,
+            peer,
             available: false,
             directed: HashSet::new(),
         }
@@ -59,7 +63,7 @@ impl Bound {
 /// The bound session's read loop. Returns how the stream ended.
 pub async fn run<R: AsyncBufRead + Unpin>(
     server: &Arc<Server>,
-    mut reader: XmlStreamReader<R>,
+    reader: &mut XmlStreamReader<R>,
     mut session: Bound,
 ) -> Result<(), ReadError> {
     let idle = Duration::from_secs(server.config.limits.idle_timeout_secs);

@@ -9,6 +9,7 @@
 //! back whole. From TLS on, a writer task owns the write half and everything else only
 //! enqueues ([`crate::stream::writer`]).
 
+mod admission;
 mod bound;
 mod negotiate;
 
@@ -23,8 +24,10 @@ use tracing::Instrument;
 pub use bound::Bound;
 
 use crate::auth::ChannelBindings;
+use crate::limits::AddressSlot;
 use crate::server::Server;
 use crate::stream::{ReadError, StreamError, StreamErrorCondition, StreamEvent, XmlStreamReader};
+use admission::Deadline;
 
 pub const NS_TLS: &str = "urn:ietf:params:xml:ns:xmpp-tls";
 
@@ -32,45 +35,20 @@ pub const NS_TLS: &str = "urn:ietf:params:xml:ns:xmpp-tls";
 /// and quick-xml grows its own buffer for the rare big stanza.
 const READ_BUFFER: usize = 2048;
 
-/// A login slot (admission control), held from accept until the session is bound.
-type LoginPermit = Option<tokio::sync::OwnedSemaphorePermit>;
-
-/// Wait (bounded) for a login slot; `None` means the node is saturated with logins.
-async fn admit(server: &Server) -> LoginPermit {
-    let wait = Duration::from_millis(server.config.limits.login_queue_ms);
-    match tokio::time::timeout(wait, server.logins.clone().acquire_owned()).await {
-        Ok(Ok(permit)) => Some(permit),
-        _ => None,
-    }
-}
-
-fn saturated() -> StreamError {
-    StreamError::new(
-        StreamErrorCondition::ResourceConstraint,
-        "too many logins in progress; please retry in a few seconds",
-    )
-}
-
-/// Serve one accepted TCP connection until it ends.
-pub async fn serve(server: Arc<Server>, tcp: TcpStream, peer: SocketAddr, direct_tls: bool) {
+/// Serve one accepted TCP connection until it ends. `slot` counts it against its address's
+/// cap on unauthenticated connections until SASL succeeds.
+pub async fn serve(server: Arc<Server>, tcp: TcpStream, peer: SocketAddr, direct_tls: bool, slot: AddressSlot) {
     let _ = tcp.set_nodelay(true);
+    let deadline = Deadline::from_accept(&server);
     let span = tracing::info_span!("c2s", %peer);
     async move {
-        let permit = admit(&server).await;
-        if permit.is_none() {
-            tracing::info!("login refused: too many in progress (resource-constraint)");
-        }
         let result = if direct_tls {
-            match (accept_tls(&server, tcp).await, permit) {
-                (Some(tls), Some(permit)) => secure(server, tls, peer, Some(permit)).await,
-                (Some(mut tls), None) => {
-                    close_with_error(&mut tls, &server, false, &saturated()).await;
-                    Ok(())
-                }
-                (None, _) => Ok(()),
+            match accept_tls(&server, tcp, deadline).await {
+                Some(tls) => secure(server, tls, peer, deadline, slot).await,
+                None => Ok(()),
             }
         } else {
-            plaintext(server, tcp, peer, permit).await
+            plaintext(server, tcp, peer, deadline, slot).await
         };
         if let Err(e) = result {
             tracing::debug!(error = %e, "connection ended");
@@ -80,9 +58,26 @@ pub async fn serve(server: Arc<Server>, tcp: TcpStream, peer: SocketAddr, direct
     .await
 }
 
-async fn accept_tls(server: &Server, tcp: TcpStream) -> Option<tokio_rustls::server::TlsStream<TcpStream>> {
+/// Refuse a connection over its address's cap on unauthenticated connections, before any
+/// negotiation (RFC 6120 §13.12). On the STARTTLS port the client reads why; on the direct
+/// TLS port we spend no handshake on it and just close.
+pub async fn refuse(server: Arc<Server>, mut tcp: TcpStream, peer: SocketAddr, direct_tls: bool) {
+    tracing::info!(%peer, "connection refused: too many unauthenticated connections from this address");
+    if direct_tls {
+        return;
+    }
+    let (read, mut write) = tcp.split();
+    close_with_error(&mut write, &server, false, &admission::too_many_from_address()).await;
+    crate::stream::linger::drain(read).await;
+}
+
+async fn accept_tls(
+    server: &Server,
+    tcp: TcpStream,
+    deadline: Deadline,
+) -> Option<tokio_rustls::server::TlsStream<TcpStream>> {
     let acceptor = tokio_rustls::TlsAcceptor::from(server.tls.config.clone());
-    match tokio::time::timeout(Duration::from_secs(15), acceptor.accept(tcp)).await {
+    match deadline.run_handshake(acceptor.accept(tcp)).await {
         Ok(Ok(tls)) => Some(tls),
         Ok(Err(e)) => {
             tracing::debug!(error = %e, "TLS handshake failed");
@@ -103,36 +98,41 @@ pub fn stream_header(domain: &str, id: &str) -> String {
     )
 }
 
+/// How the plaintext phase ended without a stream error.
+enum Plaintext {
+    /// `<proceed/>` sent: TLS comes next.
+    Proceed,
+    /// The client closed the stream (`</stream:stream>`).
+    ClientClosed,
+}
+
 /// The plaintext phase: one header, STARTTLS, then hand the socket to [`secure`].
 /// Nothing but `<starttls/>` is accepted here: authentication always needs TLS.
 async fn plaintext(
     server: Arc<Server>,
     tcp: TcpStream,
     peer: SocketAddr,
-    permit: LoginPermit,
+    deadline: Deadline,
+    slot: AddressSlot,
 ) -> Result<(), ReadError> {
     let (read, mut write) = tokio::io::split(tcp);
     let mut reader = XmlStreamReader::new(
         BufReader::with_capacity(READ_BUFFER, read),
         server.config.stream_limits(false),
     );
-    let timeout = Duration::from_secs(server.config.limits.auth_timeout_secs);
     let mut header_sent = false;
     let outcome = async {
-        let header = negotiate::expect_header(&mut reader, timeout).await?;
+        let header = negotiate::expect_header(&mut reader, deadline).await?;
         let domain = negotiate::check_header(&server, &header)?;
         write_raw(&mut write, &stream_header(&domain, &new_stream_id())).await?;
         header_sent = true;
-        if permit.is_none() {
-            return Err(saturated().into());
-        }
         let features = format!("<stream:features><starttls xmlns='{NS_TLS}'><required/></starttls></stream:features>");
         write_raw(&mut write, &features).await?;
         loop {
-            match negotiate::next_event(&mut reader, timeout).await? {
+            match negotiate::next_event(&mut reader, deadline).await? {
                 StreamEvent::Whitespace => continue,
                 StreamEvent::Stanza(e) if e.is("starttls", NS_TLS) => break,
-                StreamEvent::End => return Err(ReadError::Closed),
+                StreamEvent::End => return Ok(Plaintext::ClientClosed),
                 _ => {
                     return Err(
                         StreamError::new(StreamErrorCondition::NotAuthorized, "STARTTLS is required first").into(),
@@ -141,11 +141,11 @@ async fn plaintext(
             }
         }
         write_raw(&mut write, &format!("<proceed xmlns='{NS_TLS}'/>")).await?;
-        Ok(domain)
+        Ok(Plaintext::Proceed)
     }
     .await;
     match outcome {
-        Ok(_domain) => {
+        Ok(Plaintext::Proceed) => {
             // Bytes the client pipelined after <starttls/> would be plaintext injected into
             // the TLS stream (CVE-2011-1431 style); a conforming client sends none.
             let buffered = reader.into_inner();
@@ -153,13 +153,21 @@ async fn plaintext(
                 return Err(ReadError::Closed);
             }
             let tcp = buffered.into_inner().unsplit(write);
-            match accept_tls(&server, tcp).await {
-                Some(tls) => secure(server, tls, peer, permit).await,
+            match accept_tls(&server, tcp, deadline).await {
+                Some(tls) => secure(server, tls, peer, deadline, slot).await,
                 None => Ok(()),
             }
         }
+        Ok(Plaintext::ClientClosed) => {
+            // RFC 6120 §4.4: answer the client's closing tag with ours, then close.
+            let _ = write.write_all(b"</stream:stream>").await;
+            let _ = write.shutdown().await;
+            crate::stream::linger::drain(reader.into_inner()).await;
+            Ok(())
+        }
         Err(ReadError::Stream(err)) => {
             close_with_error(&mut write, &server, header_sent, &err).await;
+            crate::stream::linger::drain(reader.into_inner()).await;
             Err(ReadError::Stream(err))
         }
         Err(e) => Err(e),
@@ -210,10 +218,11 @@ async fn secure(
     server: Arc<Server>,
     tls: tokio_rustls::server::TlsStream<TcpStream>,
     peer: SocketAddr,
-    permit: LoginPermit,
+    deadline: Deadline,
+    slot: AddressSlot,
 ) -> Result<(), ReadError> {
     let bindings = channel_bindings(&server, &tls);
-    run_stream(server, tls, peer, bindings, permit).await
+    run_stream(server, tls, peer, bindings, deadline, slot).await
 }
 
 async fn run_stream<S>(
@@ -221,7 +230,8 @@ async fn run_stream<S>(
     stream: S,
     peer: SocketAddr,
     bindings: ChannelBindings,
-    permit: LoginPermit,
+    deadline: Deadline,
+    slot: AddressSlot,
 ) -> Result<(), ReadError>
 where
     S: AsyncRead + AsyncWrite + Send + Unpin + 'static,
@@ -229,15 +239,21 @@ where
     let (read, write) = tokio::io::split(stream);
     let (tx, rx) = crate::stream::writer::channel();
     let writer = tokio::spawn(crate::stream::writer::run_writer(write, rx));
-    let reader = XmlStreamReader::new(
+    let mut reader = XmlStreamReader::new(
         BufReader::with_capacity(READ_BUFFER, read),
         server.config.stream_limits(false),
     );
-    let result = negotiate::negotiate(&server, reader, tx.clone(), peer, bindings).await;
-    // Bound (or failed): the login slot is free for the next client.
-    drop(permit);
-    let result = match result {
-        Ok((reader, session)) => bound::run(&server, reader, session).await,
+    let result = match negotiate::authenticate_stream(&server, &mut reader, &tx, peer, &bindings, deadline).await {
+        Ok(user) => {
+            // Authenticated: no longer counted against the address's unauthenticated cap.
+            drop(slot);
+            reader = reader.restart();
+            reader.set_limits(server.config.stream_limits(true));
+            match negotiate::bind_stream(&server, &mut reader, &tx, &user, peer, deadline).await {
+                Ok(session) => bound::run(&server, &mut reader, session).await,
+                Err(e) => Err(e),
+            }
+        }
         Err(e) => Err(e),
     };
     if let Err(ReadError::Stream(err)) = &result {
@@ -247,7 +263,13 @@ where
         let _ = tx.send(crate::stream::Outbound::Close(None)).await;
     }
     drop(tx);
-    if let Ok(Ok(unsent)) = tokio::time::timeout(Duration::from_secs(5), writer).await {
+    let written = tokio::time::timeout(Duration::from_secs(5), writer).await;
+    // Our closing tag is out and our side shut down: let the client finish its side
+    // before the socket closes, unless the connection is already gone.
+    if !matches!(result, Err(ReadError::Io(_)) | Err(ReadError::Closed)) {
+        crate::stream::linger::drain(reader.into_inner()).await;
+    }
+    if let Ok(Ok(unsent)) = written {
         // Messages that reached this session's queue too late: the session is gone from
         // the table by now, so routing them again finds another resource or storage.
         for stanza in unsent.into_iter().filter(|s| s.name == "message") {

@@ -3,11 +3,11 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
 
 use base64::Engine;
 use tokio::io::AsyncBufRead;
 
+use super::admission::{self, Deadline};
 use super::bound::Bound;
 use super::{new_stream_id, stream_header};
 use crate::auth::{offered_mechanisms, ChannelBindings, SaslExchange, SaslFailure, Step};
@@ -30,25 +30,23 @@ fn stream_err(condition: StreamErrorCondition, text: &str) -> ReadError {
     ReadError::Stream(StreamError::new(condition, text))
 }
 
+/// The next event, unless the negotiation deadline passes first (`<connection-timeout/>`).
 pub async fn next_event<R: AsyncBufRead + Unpin>(
     reader: &mut XmlStreamReader<R>,
-    timeout: Duration,
+    deadline: Deadline,
 ) -> Result<StreamEvent, ReadError> {
-    match tokio::time::timeout(timeout, reader.next()).await {
+    match deadline.run(reader.next()).await {
         Ok(r) => r,
-        Err(_) => Err(stream_err(
-            StreamErrorCondition::ConnectionTimeout,
-            "negotiation took too long",
-        )),
+        Err(admission::Expired) => Err(admission::expired().into()),
     }
 }
 
 pub async fn expect_header<R: AsyncBufRead + Unpin>(
     reader: &mut XmlStreamReader<R>,
-    timeout: Duration,
+    deadline: Deadline,
 ) -> Result<StreamHeader, ReadError> {
     loop {
-        match next_event(reader, timeout).await? {
+        match next_event(reader, deadline).await? {
             StreamEvent::Header(h) => return Ok(h),
             StreamEvent::Whitespace => continue,
             _ => {
@@ -104,10 +102,10 @@ async fn open_stream<R: AsyncBufRead + Unpin>(
     server: &Server,
     reader: &mut XmlStreamReader<R>,
     tx: &OutboundTx,
-    timeout: Duration,
+    deadline: Deadline,
     expected_domain: Option<&str>,
 ) -> Result<String, ReadError> {
-    let header = expect_header(reader, timeout).await;
+    let header = expect_header(reader, deadline).await;
     let checked = header.and_then(|h| {
         let domain = check_header(server, &h)?;
         match expected_domain {
@@ -132,27 +130,46 @@ async fn send(tx: &OutboundTx, s: String) {
     let _ = tx.send(Outbound::Raw(s)).await;
 }
 
-/// Run SASL and binding. On success returns the reader (restarted) and the bound session.
-pub async fn negotiate<R: AsyncBufRead + Unpin>(
+/// Who a stream authenticated as.
+pub struct Authenticated {
+    pub username: String,
+    pub domain: String,
+}
+
+/// The first stream after TLS: header, features, SASL. The caller restarts the reader.
+pub async fn authenticate_stream<R: AsyncBufRead + Unpin>(
     server: &Arc<Server>,
-    mut reader: XmlStreamReader<R>,
-    tx: OutboundTx,
+    reader: &mut XmlStreamReader<R>,
+    tx: &OutboundTx,
     peer: SocketAddr,
-    bindings: ChannelBindings,
-) -> Result<(XmlStreamReader<R>, Bound), ReadError> {
-    let timeout = Duration::from_secs(server.config.limits.auth_timeout_secs);
-    let domain = open_stream(server, &mut reader, &tx, timeout, None).await?;
-    send(&tx, pre_auth_features(server, &bindings)).await;
+    bindings: &ChannelBindings,
+    deadline: Deadline,
+) -> Result<Authenticated, ReadError> {
+    let domain = open_stream(server, reader, tx, deadline, None).await?;
+    send(tx, pre_auth_features(server, bindings)).await;
+    let username = authenticate(server, reader, tx, peer, &domain, bindings, deadline).await?;
+    Ok(Authenticated { username, domain })
+}
 
-    let username = authenticate(server, &mut reader, &tx, peer, &domain, &bindings, timeout).await?;
-
-    let mut reader = reader.restart();
-    reader.set_limits(server.config.stream_limits(true));
-    open_stream(server, &mut reader, &tx, timeout, Some(&domain)).await?;
+/// The restarted stream after SASL: header, the pool's placement, resource binding.
+pub async fn bind_stream<R: AsyncBufRead + Unpin>(
+    server: &Arc<Server>,
+    reader: &mut XmlStreamReader<R>,
+    tx: &OutboundTx,
+    user: &Authenticated,
+    peer: SocketAddr,
+    deadline: Deadline,
+) -> Result<Bound, ReadError> {
+    let Authenticated { username, domain } = user;
+    open_stream(server, reader, tx, deadline, Some(domain.as_str())).await?;
     // In a redirecting pool, a user whose home is another node goes there (RFC 6120
     // §4.9.3.19). Only now: placement is never revealed before authentication.
     let bare = format!("{username}@{domain}");
-    match login_route(server, &bare).await {
+    let route = {
+        let _permit = admission::permit(server).await?;
+        login_route(server, &bare).await
+    };
+    match route {
         LoginRoute::Here => {}
         LoginRoute::Elsewhere(home) => {
             tracing::info!(user = %bare, %home, "redirecting to the user's home node");
@@ -167,15 +184,14 @@ pub async fn negotiate<R: AsyncBufRead + Unpin>(
         }
     }
     send(
-        &tx,
+        tx,
         format!(
             "<stream:features><bind xmlns='{NS_BIND}'/><session xmlns='{NS_SESSION}'><optional/></session>\
              <ver xmlns='urn:xmpp:features:rosterver'/><sub xmlns='urn:xmpp:features:pre-approval'/></stream:features>"
         ),
     )
     .await;
-    let bound = bind(server, &mut reader, tx, &username, &domain, timeout).await?;
-    Ok((reader, bound))
+    bind(server, reader, tx.clone(), username, domain, peer, deadline).await
 }
 
 /// Serve here, send elsewhere, or (the redirector only) nowhere to send.
@@ -238,13 +254,14 @@ async fn authenticate<R: AsyncBufRead + Unpin>(
     peer: SocketAddr,
     domain: &str,
     bindings: &ChannelBindings,
-    timeout: Duration,
+    deadline: Deadline,
 ) -> Result<String, ReadError> {
     let offered = offered_mechanisms(true, bindings);
     let mut failures = 0;
     let mut exchange: Option<SaslExchange> = None;
+    let mut registration = crate::iq::register_throttle::StreamRegistration::default();
     loop {
-        let stanza = match next_event(reader, timeout).await? {
+        let stanza = match next_event(reader, deadline).await? {
             StreamEvent::Stanza(s) => s,
             StreamEvent::Whitespace => continue,
             StreamEvent::End => return Err(ReadError::Closed),
@@ -258,6 +275,8 @@ async fn authenticate<R: AsyncBufRead + Unpin>(
             } else if !offered.contains(&mechanism.as_str()) {
                 Step::Failure(SaslFailure::InvalidMechanism)
             } else {
+                // The credential lookup (and PLAIN's key derivation) runs in the steps.
+                let _permit = admission::permit(server).await?;
                 match SaslExchange::start(&server.store, domain, &mechanism, bindings.clone()) {
                     Err(f) => Step::Failure(f),
                     Ok(mut ex) => {
@@ -273,16 +292,18 @@ async fn authenticate<R: AsyncBufRead + Unpin>(
             }
         } else if stanza.is("response", NS_SASL) {
             match (exchange.as_mut(), decode_sasl_payload(&stanza)) {
-                (Some(ex), Ok(data)) => ex.step(&data),
+                (Some(ex), Ok(data)) => {
+                    let _permit = admission::permit(server).await?;
+                    ex.step(&data)
+                }
                 (None, _) => Step::Failure(SaslFailure::MalformedRequest),
                 (_, Err(f)) => Step::Failure(f),
             }
         } else if stanza.is("abort", NS_SASL) {
-            exchange = None;
-            send(tx, sasl_failure(SaslFailure::Aborted, None)).await;
-            continue;
+            // Counted like any failure, so aborting cannot retry without limit.
+            Step::Failure(SaslFailure::Aborted)
         } else if stanza.is("iq", NS_CLIENT) && server.config.features.registration {
-            crate::iq::register::pre_auth(server, &stanza, domain, tx).await;
+            crate::iq::register::pre_auth(server, &stanza, domain, peer.ip(), &mut registration, tx).await;
             continue;
         } else {
             return Err(stream_err(StreamErrorCondition::NotAuthorized, "authenticate first"));
@@ -329,10 +350,11 @@ async fn bind<R: AsyncBufRead + Unpin>(
     tx: OutboundTx,
     username: &str,
     domain: &str,
-    timeout: Duration,
+    peer: SocketAddr,
+    deadline: Deadline,
 ) -> Result<Bound, ReadError> {
     loop {
-        let stanza = match next_event(reader, timeout).await? {
+        let stanza = match next_event(reader, deadline).await? {
             StreamEvent::Stanza(s) => s,
             StreamEvent::Whitespace => continue,
             StreamEvent::End => return Err(ReadError::Closed),
@@ -361,7 +383,10 @@ async fn bind<R: AsyncBufRead + Unpin>(
                 continue;
             }
         };
-        let bound = Bound::register(server, full, tx.clone());
+        let bound = {
+            let _permit = admission::permit(server).await?;
+            Bound::register(server, full, tx.clone(), peer.ip())
+        };
         let payload = Element::new("bind", NS_BIND).child(Element::new("jid", NS_BIND).text(bound.jid.to_string()));
         let mut reply = iq_result(&stanza, Some(payload));
         reply.remove_attr("from");

@@ -3,6 +3,7 @@
 //! another account's bare JID on that account's behalf.
 
 pub mod register;
+pub mod register_throttle;
 
 use std::sync::Arc;
 

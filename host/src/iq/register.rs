@@ -1,12 +1,14 @@
 //! XEP-0077 in-band registration: account creation before authentication, password change
 //! and cancellation after. Off unless `[features] registration = true`.
 
+use std::net::IpAddr;
 use std::sync::Arc;
 
+use super::register_throttle::StreamRegistration;
 use crate::c2s::Bound;
 use crate::router::bounce;
 use crate::server::Server;
-use crate::stanza::{error_reply, iq_result, Condition};
+use crate::stanza::{error_reply, error_reply_raw, iq_result, Condition};
 use crate::store::StoreError;
 use crate::stream::{Outbound, OutboundTx};
 use crate::xml::Element;
@@ -41,16 +43,41 @@ async fn create(server: &Server, domain: &str, username: &str, password: &str) -
     }
 }
 
-/// A registration IQ on an unauthenticated stream.
-pub async fn pre_auth(server: &Arc<Server>, iq: &Element, domain: &str, tx: &OutboundTx) {
+/// The stanza error for a throttled registration or password change.
+fn throttled(iq: &Element, refused: super::register_throttle::Refused) -> Element {
+    let (error_type, text) = refused.error();
+    error_reply_raw(iq, error_type, Condition::PolicyViolation.name(), Some(text))
+}
+
+/// A registration IQ on an unauthenticated stream from `ip`; `stream` remembers what this
+/// stream registered (XEP-0077 §11: throttled per stream and per address).
+pub async fn pre_auth(
+    server: &Arc<Server>,
+    iq: &Element,
+    domain: &str,
+    ip: IpAddr,
+    stream: &mut StreamRegistration,
+    tx: &OutboundTx,
+) {
     let query = iq.get_child("query", NS_REGISTER);
     let reply = match (iq.get_attr("type"), query) {
         (Some("get"), Some(_)) => iq_result(iq, Some(form())),
         (Some("set"), Some(q)) => match (field(q, "username"), field(q, "password")) {
-            (Some(u), Some(p)) if !u.is_empty() && !p.is_empty() => match create(server, domain, &u, &p).await {
-                Ok(()) => iq_result(iq, None),
-                Err(c) => error_reply(iq, c, None),
-            },
+            (Some(u), Some(p)) if !u.is_empty() && !p.is_empty() => {
+                match server.register_throttle.registration(stream, ip) {
+                    Err(refused) => {
+                        tracing::info!(%ip, ?refused, "in-band registration refused");
+                        throttled(iq, refused)
+                    }
+                    Ok(()) => match create(server, domain, &u, &p).await {
+                        Ok(()) => {
+                            stream.succeeded();
+                            iq_result(iq, None)
+                        }
+                        Err(c) => error_reply(iq, c, None),
+                    },
+                }
+            }
             _ => error_reply(iq, Condition::NotAcceptable, Some("username and password are required")),
         },
         _ => error_reply(iq, Condition::ServiceUnavailable, None),
@@ -87,6 +114,16 @@ pub async fn authenticated(server: &Arc<Server>, client: &mut Bound, iq: &Elemen
         return;
     }
     match field(query, "password") {
+        Some(_)
+            if server
+                .register_throttle
+                .password_change(&client.bare, client.peer)
+                .is_err() =>
+        {
+            tracing::info!(jid = %client.bare, ip = %client.peer, "password change refused: too often");
+            let refused = super::register_throttle::Refused::TooOften;
+            crate::router::deliver_to_full(server, &throttled(iq, refused));
+        }
         Some(p) if !p.is_empty() => match crate::auth::derive_credentials(&p) {
             Ok(creds) => match server.store.set_credentials(&client.bare, &creds).await {
                 Ok(()) => reply_ok(),

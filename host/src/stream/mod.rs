@@ -3,6 +3,7 @@
 
 pub mod error;
 pub mod limited;
+pub mod linger;
 pub mod reader;
 pub mod writer;
 
