@@ -24,6 +24,7 @@ pub use bound::Bound;
 
 use crate::auth::ChannelBindings;
 use crate::server::Server;
+use crate::stream::writer::QueueLimits;
 use crate::stream::{ReadError, StreamError, StreamErrorCondition, StreamEvent, XmlStreamReader};
 
 pub const NS_TLS: &str = "urn:ietf:params:xml:ns:xmpp-tls";
@@ -227,8 +228,14 @@ where
     S: AsyncRead + AsyncWrite + Send + Unpin + 'static,
 {
     let (read, write) = tokio::io::split(stream);
-    let (tx, rx) = crate::stream::writer::channel();
-    let writer = tokio::spawn(crate::stream::writer::run_writer(write, rx));
+    let limits = &server.config.limits;
+    let queue = QueueLimits {
+        max_bytes: limits.send_queue_bytes,
+        send_timeout: Duration::from_secs(limits.send_timeout_secs),
+    };
+    let (tx, inbox) = crate::stream::writer::channel(queue);
+    let (unsent_tx, mut unsent_rx) = tokio::sync::oneshot::channel();
+    tokio::spawn(crate::stream::writer::run_writer(write, inbox, unsent_tx));
     let reader = XmlStreamReader::new(
         BufReader::with_capacity(READ_BUFFER, read),
         server.config.stream_limits(false),
@@ -242,17 +249,24 @@ where
     };
     if let Err(ReadError::Stream(err)) = &result {
         tracing::debug!(condition = %err.condition, text = %err.text, "stream error");
-        let _ = tx.send(crate::stream::Outbound::Close(Some(err.clone()))).await;
+        tx.close(Some(err.clone()));
     } else {
-        let _ = tx.send(crate::stream::Outbound::Close(None)).await;
+        tx.close(None);
     }
-    drop(tx);
-    if let Ok(Ok(unsent)) = tokio::time::timeout(Duration::from_secs(5), writer).await {
-        // Messages that reached this session's queue too late: the session is gone from
-        // the table by now, so routing them again finds another resource or storage.
-        for stanza in unsent.into_iter().filter(|s| s.name == "message") {
-            crate::router::redeliver(&server, Arc::unwrap_or_clone(stanza)).await;
+    // What is queued gets one send timeout to go out; then the queue is dropped. Either
+    // way the writer hands back what it did not write, without waiting on the socket.
+    let unsent = match tokio::time::timeout(queue.send_timeout, &mut unsent_rx).await {
+        Ok(unsent) => unsent,
+        Err(_) => {
+            tx.abort(None);
+            unsent_rx.await
         }
+    };
+    drop(tx);
+    // Messages that reached this session's queue too late: the session is gone from the
+    // table by now, so routing them again finds another resource or storage.
+    for stanza in unsent.unwrap_or_default().into_iter().filter(|s| s.name == "message") {
+        crate::router::redeliver(&server, Arc::unwrap_or_clone(stanza)).await;
     }
     result
 }

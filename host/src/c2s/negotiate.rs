@@ -361,7 +361,20 @@ async fn bind<R: AsyncBufRead + Unpin>(
                 continue;
             }
         };
-        let bound = Bound::register(server, full, tx.clone());
+        let bound = match Bound::register(server, full, tx.clone()) {
+            Ok(bound) => bound,
+            Err(too_many) => {
+                // RFC 6120 §7.6.2.1: the account's sessions stay as they are.
+                tracing::info!(user = %username, "bind refused: too many resources");
+                let text = too_many.to_string();
+                send(
+                    &tx,
+                    error_reply(&stanza, Condition::ResourceConstraint, Some(&text)).to_stream_xml(),
+                )
+                .await;
+                continue;
+            }
+        };
         let payload = Element::new("bind", NS_BIND).child(Element::new("jid", NS_BIND).text(bound.jid.to_string()));
         let mut reply = iq_result(&stanza, Some(payload));
         reply.remove_attr("from");
