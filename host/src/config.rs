@@ -180,6 +180,15 @@ pub struct LimitsConfig {
     /// Addresses the per-address caps above do not apply to: local tooling, or a proxy on
     /// this host through which every client would otherwise share one address.
     pub unthrottled_addresses: Vec<std::net::IpAddr>,
+    /// Bytes queued for one client (stanzas at their serialized size) before it counts as
+    /// not reading: its stream is closed with `<policy-violation/>` and the queue freed.
+    pub send_queue_bytes: usize,
+    /// Seconds a write to a client may make no progress before the connection is dropped;
+    /// also how long a closing stream gets to write what it has queued.
+    pub send_timeout_secs: u64,
+    /// Resources bound at once per account, across the pool (0 = unlimited); one more bind
+    /// gets `<resource-constraint/>` (RFC 6120 §7.6.2.1).
+    pub max_resources_per_account: usize,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -250,6 +259,9 @@ impl Default for LimitsConfig {
                 std::net::Ipv4Addr::LOCALHOST.into(),
                 std::net::Ipv6Addr::LOCALHOST.into(),
             ],
+            send_queue_bytes: 1024 * 1024,
+            send_timeout_secs: 30,
+            max_resources_per_account: 10,
         }
     }
 }
@@ -313,6 +325,11 @@ impl Config {
         if self.limits.max_stanza_bytes < 10_000 {
             // RFC 6120 §13.12: servers MUST NOT block stanzas under 10,000 bytes.
             return Err(ConfigError::Invalid("max_stanza_bytes must be at least 10000".into()));
+        }
+        if self.limits.send_queue_bytes == 0 || self.limits.send_timeout_secs == 0 {
+            return Err(ConfigError::Invalid(
+                "send_queue_bytes and send_timeout_secs must be positive".into(),
+            ));
         }
         if let Some(pool) = &self.pool {
             crate::pool::pki::validate_node_id(&pool.node_id).map_err(|e| ConfigError::Invalid(e.to_string()))?;

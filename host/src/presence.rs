@@ -216,7 +216,9 @@ pub async fn deliver_offline(server: &Arc<Server>, bare: &str, resource: &str) {
 /// A message was stored offline for `bare` (here or, in a pool, on another node): if one of
 /// its resources here is already online and took its offline messages, hand it this one
 /// too. Closes the race between a login elsewhere and a store that lands just after it.
-pub async fn offline_stored(server: &Arc<Server>, bare: &str) {
+/// The delivery runs in a task of its own: whoever stored the message (a sender's session,
+/// a pool link) never waits on the recipient's queue.
+pub fn offline_stored(server: &Arc<Server>, bare: &str) {
     let target = server
         .sessions
         .resources(bare)
@@ -224,48 +226,104 @@ pub async fn offline_stored(server: &Arc<Server>, bare: &str) {
         .filter(|r| r.is_local() && r.available() && r.priority >= 0)
         .max_by_key(|r| r.priority);
     if let Some(r) = target {
-        deliver_offline(server, bare, &r.resource).await;
+        let server = server.clone();
+        let bare = bare.to_string();
+        tokio::spawn(async move { deliver_offline(&server, &bare, &r.resource).await });
     }
 }
 
+/// Offline messages read from storage at a time: a user's whole quota of large stanzas
+/// is never in memory at once.
+const OFFLINE_BATCH: i64 = 50;
+
+/// Queue the stored messages to one resource, pacing on its reading (in its own task at
+/// initial presence, or in the task [`offline_stored`] spawns). Messages are deleted once
+/// queued; one that cannot be read back is kept and logged, never dropped.
 async fn deliver_offline_once(server: &Arc<Server>, bare: &str, resource: &str) {
-    let messages = match server.store.offline_messages(bare).await {
-        Ok(m) => m,
-        Err(e) => {
-            tracing::error!(error = %e, "loading offline messages failed");
-            return;
-        }
-    };
-    let Some(last_id) = messages.last().map(|m| m.0) else {
-        return;
-    };
     let Some(me) = server.sessions.resource(bare, resource) else {
         return;
     };
     let Some(tx) = me.local_tx() else { return };
     let domain = bare.rsplit('@').next().unwrap_or_default().to_string();
-    for (_, xml, stamp) in &messages {
-        let Some(mut stanza) = crate::stream::reader::parse_stored(xml).await else {
-            tracing::warn!("skipping an unreadable offline message");
-            continue;
+    let limits = server.config.stream_limits(true);
+    let mut after = 0;
+    loop {
+        let batch = match server.store.offline_messages(bare, after, OFFLINE_BATCH).await {
+            Ok(m) => m,
+            Err(e) => {
+                tracing::error!(error = %e, "loading offline messages failed");
+                return;
+            }
         };
-        let when = chrono::DateTime::from_timestamp(*stamp, 0).unwrap_or_default();
-        stanza.children.push(crate::xml::Node::Element(
-            Element::new("delay", "urn:xmpp:delay")
-                .attr("from", domain.as_str())
-                .attr("stamp", when.format("%Y-%m-%dT%H:%M:%SZ").to_string()),
-        ));
-        if tx
-            .send(crate::stream::Outbound::Stanza(Arc::new(stanza)))
-            .await
-            .is_err()
-        {
-            // The client left mid-delivery: keep everything for next time.
+        let Some(last) = batch.last().map(|m| m.0) else {
+            return;
+        };
+        after = last;
+        // Runs of consecutive queued ids, deleted afterwards; unreadable ones split the runs.
+        let mut queued = Runs::default();
+        let mut gone = false;
+        for (id, xml, stamp) in &batch {
+            let Some(mut stanza) = crate::stream::reader::parse_stored_under(xml, limits).await else {
+                tracing::error!(
+                    owner = %bare,
+                    id,
+                    "an offline message cannot be read back; it stays in storage"
+                );
+                queued.gap();
+                continue;
+            };
+            let when = chrono::DateTime::from_timestamp(*stamp, 0).unwrap_or_default();
+            stanza.children.push(crate::xml::Node::Element(
+                Element::new("delay", "urn:xmpp:delay")
+                    .attr("from", domain.as_str())
+                    .attr("stamp", when.format("%Y-%m-%dT%H:%M:%SZ").to_string()),
+            ));
+            if tx
+                .send(crate::stream::Outbound::Stanza(Arc::new(stanza)))
+                .await
+                .is_err()
+            {
+                // The client left mid-delivery: the rest stays for next time (what was
+                // queued but not written comes back from its writer and is routed again).
+                gone = true;
+                break;
+            }
+            queued.push(*id);
+        }
+        for (first, last) in queued.finish() {
+            if let Err(e) = server.store.delete_offline(bare, first, last).await {
+                tracing::error!(error = %e, "deleting delivered offline messages failed");
+            }
+        }
+        if gone {
             return;
         }
     }
-    if let Err(e) = server.store.delete_offline(bare, last_id).await {
-        tracing::error!(error = %e, "deleting delivered offline messages failed");
+}
+
+/// Consecutive ids as `(first, last)` ranges, so deleting what was delivered takes one
+/// statement per range rather than one per message.
+#[derive(Default)]
+struct Runs {
+    done: Vec<(i64, i64)>,
+    open: Option<(i64, i64)>,
+}
+
+impl Runs {
+    fn push(&mut self, id: i64) {
+        self.open = Some(match self.open {
+            Some((first, _)) => (first, id),
+            None => (id, id),
+        });
+    }
+
+    fn gap(&mut self) {
+        self.done.extend(self.open.take());
+    }
+
+    fn finish(mut self) -> Vec<(i64, i64)> {
+        self.gap();
+        self.done
     }
 }
 
@@ -299,5 +357,24 @@ pub async fn remote_session_lost(server: &Arc<Server>, lost: &crate::sessions::R
                 r.send(stanza.clone());
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Runs;
+
+    #[test]
+    fn runs_split_at_unreadable_messages() {
+        let mut r = Runs::default();
+        for id in [3, 5, 9] {
+            r.push(id);
+        }
+        r.gap();
+        r.gap();
+        r.push(12);
+        r.push(20);
+        assert_eq!(r.finish(), vec![(3, 9), (12, 20)]);
+        assert!(Runs::default().finish().is_empty());
     }
 }

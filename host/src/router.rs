@@ -382,7 +382,7 @@ pub async fn store_offline(server: &Arc<Server>, bare: &str, stanza: Element) {
                 pool.links
                     .broadcast(&crate::pool::link::Frame::OfflineStored { bare: bare.to_string() });
             }
-            crate::presence::offline_stored(server, bare).await;
+            crate::presence::offline_stored(server, bare);
         }
         Ok(false) => bounce(
             server,

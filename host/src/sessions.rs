@@ -91,7 +91,7 @@ impl Resource {
     pub fn close(&self, err: StreamError) {
         match &self.at {
             Location::Local { tx, kill } => {
-                let _ = tx.try_send(Outbound::Close(Some(err)));
+                tx.close(Some(err));
                 kill.notify_one();
             }
             Location::Remote { node, links } => {
@@ -133,19 +133,12 @@ impl Resource {
                 LOCAL_SENDS.fetch_add(1, Ordering::Relaxed);
                 true
             }
-            Err(tokio::sync::mpsc::error::TrySendError::Full(_)) => {
-                tracing::warn!(resource = %self.resource, "send queue full; closing the stream");
-                let tx = tx.clone();
-                tokio::spawn(async move {
-                    let err = crate::stream::StreamError::new(
-                        crate::stream::StreamErrorCondition::PolicyViolation,
-                        "too many unread stanzas",
-                    );
-                    let _ = tx.send(Outbound::Close(Some(err))).await;
-                });
+            // Full: the outbox has already closed that stream (the client is not reading)
+            // and freed its queue; nobody waits for it. The caller routes elsewhere.
+            Err(e) => {
+                tracing::debug!(resource = %self.resource, error = %e, "stanza not queued");
                 false
             }
-            Err(tokio::sync::mpsc::error::TrySendError::Closed(_)) => false,
         }
     }
 }
@@ -174,6 +167,12 @@ pub struct Sessions {
     /// Set when this node is in a pool: local binds and unbinds for the shared directory.
     directory: OnceLock<tokio::sync::mpsc::UnboundedSender<DirectoryChange>>,
 }
+
+/// The account already has as many resources as `limits.max_resources_per_account` allows
+/// (RFC 6120 §7.6.2.1: answered with `<resource-constraint/>`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("too many resources bound for this account")]
+pub struct TooManyResources;
 
 /// A change to this node's entries in the shared session directory (`pool_sessions`).
 #[derive(Debug)]
@@ -209,7 +208,8 @@ impl Sessions {
 
     /// Bind a local resource; returns the session it replaced, if the resource was taken
     /// here or on another node (RFC 6120 §7.7.2.2: the newest session wins, the old one
-    /// gets `<conflict/>`).
+    /// gets `<conflict/>`). Refused when the account already has `max_resources` other
+    /// resources (0: no cap), counting those on other nodes of the pool too.
     pub fn bind(
         &self,
         bare: &str,
@@ -217,8 +217,9 @@ impl Sessions {
         id: u64,
         tx: OutboundTx,
         kill: Arc<tokio::sync::Notify>,
-    ) -> Option<Resource> {
-        let old = self.insert(bare, resource, id, Location::Local { tx, kill });
+        max_resources: usize,
+    ) -> Result<Option<Resource>, TooManyResources> {
+        let old = self.insert(bare, resource, id, Location::Local { tx, kill }, max_resources)?;
         self.broadcast(|| Frame::SessionUp {
             bare: bare.to_string(),
             resource: resource.to_string(),
@@ -227,15 +228,26 @@ impl Sessions {
             bare: bare.to_string(),
             resource: resource.to_string(),
         });
-        old
+        Ok(old)
     }
 
-    fn insert(&self, bare: &str, resource: &str, id: u64, at: Location) -> Option<Resource> {
+    fn insert(
+        &self,
+        bare: &str,
+        resource: &str,
+        id: u64,
+        at: Location,
+        max_resources: usize,
+    ) -> Result<Option<Resource>, TooManyResources> {
         let mut map = self.by_bare.write().expect("sessions lock");
         let list = map.entry(bare.to_string()).or_default();
+        let others = list.iter().filter(|r| r.resource != resource).count();
+        if max_resources > 0 && others >= max_resources {
+            return Err(TooManyResources);
+        }
         let old = list.iter().position(|r| r.resource == resource).map(|i| list.remove(i));
         push_new(list, bare, resource, id, at);
-        old
+        Ok(old)
     }
 
     /// Mirror a session bound on another node. A local session on the same resource is

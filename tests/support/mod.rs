@@ -425,6 +425,11 @@ impl TestServer {
         }
     }
 
+    /// The server's process id while it runs (to read `/proc/PID/status`).
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(|c| c.id())
+    }
+
     pub fn log_tail(&self, lines: usize) -> String {
         tail_file(&self.log_path, lines)
     }

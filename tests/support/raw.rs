@@ -197,7 +197,24 @@ impl RawConn {
         from: std::net::IpAddr,
     ) -> Result<(RawConn, Element)> {
         let c = Self::connect_from(addr, from).await?;
-        c.secure(domain).await
+        c.into_tls(domain).await
+    }
+
+    /// Like [`RawConn::connect`], with the socket's receive buffer (SO_RCVBUF) set to
+    /// `bytes` before connecting, so the TCP window stays small: a client that then stops
+    /// reading backs data up into the server quickly.
+    pub async fn connect_small_window(addr: SocketAddr, bytes: u32) -> Result<RawConn> {
+        let socket = if addr.is_ipv4() {
+            tokio::net::TcpSocket::new_v4()?
+        } else {
+            tokio::net::TcpSocket::new_v6()?
+        };
+        socket.set_recv_buffer_size(bytes)?;
+        let tcp = tokio::time::timeout(READ_TIMEOUT, socket.connect(addr))
+            .await
+            .with_context(|| format!("connect to {addr} timed out"))?
+            .with_context(|| format!("connect to {addr}"))?;
+        Self::over(tcp, addr)
     }
 
     fn over(tcp: TcpStream, addr: SocketAddr) -> Result<RawConn> {
@@ -414,21 +431,19 @@ impl RawConn {
 
     /// TCP connect, stream open, STARTTLS, new stream; returns post-TLS features.
     pub async fn connect_tls(addr: SocketAddr, domain: &str) -> Result<(RawConn, Element)> {
-        let c = RawConn::connect(addr).await?;
-        c.secure(domain).await
+        RawConn::connect(addr).await?.into_tls(domain).await
     }
 
-    /// Header, STARTTLS, TLS, restarted header and features on a fresh connection.
-    async fn secure(mut self, domain: &str) -> Result<(RawConn, Element)> {
-        let c = &mut self;
-        c.open_stream(domain).await?;
-        let f = c.read_features().await?;
+    /// Stream open, STARTTLS, new stream on a connected socket; returns post-TLS features.
+    pub async fn into_tls(mut self, domain: &str) -> Result<(RawConn, Element)> {
+        self.open_stream(domain).await?;
+        let f = self.read_features().await?;
         if f.child("starttls", NS_TLS).is_none() {
             bail!("RFC 6120 5.3.1: STARTTLS not offered: {f}");
         }
-        c.starttls(domain).await?;
-        c.open_stream(domain).await?;
-        let f = c.read_features().await?;
+        self.starttls(domain).await?;
+        self.open_stream(domain).await?;
+        let f = self.read_features().await?;
         Ok((self, f))
     }
 
@@ -638,7 +653,15 @@ impl RawConn {
 
     /// Full login with STARTTLS + PLAIN + bind + initial presence.
     pub async fn login(addr: SocketAddr, domain: &str, user: &str, password: &str, resource: &str) -> Result<RawConn> {
-        let (mut c, _f) = RawConn::connect_tls(addr, domain).await?;
+        RawConn::connect(addr)
+            .await?
+            .login_over(domain, user, password, resource)
+            .await
+    }
+
+    /// [`RawConn::login`] on a connected socket (e.g. from [`RawConn::connect_small_window`]).
+    pub async fn login_over(self, domain: &str, user: &str, password: &str, resource: &str) -> Result<RawConn> {
+        let (mut c, _f) = self.into_tls(domain).await?;
         match c.auth_plain(user, password).await? {
             SaslOutcome::Success => {}
             SaslOutcome::Failure(cond, e) => bail!("login of {user}@{domain} failed: <{cond}/> {e}"),

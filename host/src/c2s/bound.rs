@@ -12,6 +12,7 @@ use tokio::io::AsyncBufRead;
 use tokio::sync::Notify;
 
 use crate::server::Server;
+use crate::sessions::TooManyResources;
 use crate::stanza::Kind;
 use crate::stream::{OutboundTx, ReadError, StreamError, StreamErrorCondition, StreamEvent, XmlStreamReader};
 use crate::{presence, router};
@@ -34,20 +35,22 @@ pub struct Bound {
 
 impl Bound {
     /// Enter the session table; an older session on the same resource is told `<conflict/>`.
-    pub fn register(server: &Server, jid: FullJid, tx: OutboundTx, peer: IpAddr) -> Bound {
+    /// Refused when the account has as many resources as the config allows.
+    pub fn register(server: &Server, jid: FullJid, tx: OutboundTx, peer: IpAddr) -> Result<Bound, TooManyResources> {
         let bare = jid.to_bare().to_string();
         let id = server.sessions.new_id();
         let kill = Arc::new(Notify::new());
+        let max = server.config.limits.max_resources_per_account;
         if let Some(old) = server
             .sessions
-            .bind(&bare, jid.resource().as_str(), id, tx.clone(), kill.clone())
+            .bind(&bare, jid.resource().as_str(), id, tx.clone(), kill.clone(), max)?
         {
             tracing::info!(jid = %jid, "resource conflict: replacing the older session");
             let err = StreamError::new(StreamErrorCondition::Conflict, "replaced by a new connection");
             old.close(err);
         }
         tracing::info!(jid = %jid, "session bound");
-        Bound {
+        Ok(Bound {
             jid,
             bare,
             id,
@@ -56,7 +59,7 @@ impl Bound {
             peer,
             available: false,
             directed: HashSet::new(),
-        }
+        })
     }
 }
 
@@ -69,6 +72,7 @@ pub async fn run<R: AsyncBufRead + Unpin>(
     let idle = Duration::from_secs(server.config.limits.idle_timeout_secs);
     let mut shutdown = server.shutdown.clone();
     let kill = session.kill.clone();
+    let outbox = session.tx.clone();
     let activity = reader.activity();
     let result = loop {
         // The read is never cancelled mid-event (quick-xml is not cancellation-safe); the idle
@@ -92,6 +96,9 @@ pub async fn run<R: AsyncBufRead + Unpin>(
                         seen = now;
                     }
                     _ = kill.notified() => break None,
+                    // The stream is closing under us: the client stopped reading (its queue
+                    // overflowed), a write stalled or failed, or someone closed it.
+                    _ = outbox.closed() => break None,
                     _ = crate::server::until_shutdown(&mut shutdown) => {
                         break Some(Err(ReadError::Stream(StreamError::new(
                             StreamErrorCondition::SystemShutdown,

@@ -26,6 +26,7 @@ pub use bound::Bound;
 use crate::auth::ChannelBindings;
 use crate::limits::AddressSlot;
 use crate::server::Server;
+use crate::stream::writer::QueueLimits;
 use crate::stream::{ReadError, StreamError, StreamErrorCondition, StreamEvent, XmlStreamReader};
 use admission::Deadline;
 
@@ -237,8 +238,14 @@ where
     S: AsyncRead + AsyncWrite + Send + Unpin + 'static,
 {
     let (read, write) = tokio::io::split(stream);
-    let (tx, rx) = crate::stream::writer::channel();
-    let writer = tokio::spawn(crate::stream::writer::run_writer(write, rx));
+    let limits = &server.config.limits;
+    let queue = QueueLimits {
+        max_bytes: limits.send_queue_bytes,
+        send_timeout: Duration::from_secs(limits.send_timeout_secs),
+    };
+    let (tx, inbox) = crate::stream::writer::channel(queue);
+    let (unsent_tx, mut unsent_rx) = tokio::sync::oneshot::channel();
+    let writer = tokio::spawn(crate::stream::writer::run_writer(write, inbox, unsent_tx));
     let mut reader = XmlStreamReader::new(
         BufReader::with_capacity(READ_BUFFER, read),
         server.config.stream_limits(false),
@@ -258,23 +265,32 @@ where
     };
     if let Err(ReadError::Stream(err)) = &result {
         tracing::debug!(condition = %err.condition, text = %err.text, "stream error");
-        let _ = tx.send(crate::stream::Outbound::Close(Some(err.clone()))).await;
+        tx.close(Some(err.clone()));
     } else {
-        let _ = tx.send(crate::stream::Outbound::Close(None)).await;
+        tx.close(None);
     }
-    drop(tx);
-    let written = tokio::time::timeout(Duration::from_secs(5), writer).await;
-    // Our closing tag is out and our side shut down: let the client finish its side
-    // before the socket closes, unless the connection is already gone.
-    if !matches!(result, Err(ReadError::Io(_)) | Err(ReadError::Closed)) {
-        crate::stream::linger::drain(reader.into_inner()).await;
-    }
-    if let Ok(Ok(unsent)) = written {
-        // Messages that reached this session's queue too late: the session is gone from
-        // the table by now, so routing them again finds another resource or storage.
-        for stanza in unsent.into_iter().filter(|s| s.name == "message") {
-            crate::router::redeliver(&server, Arc::unwrap_or_clone(stanza)).await;
+    // What is queued gets one send timeout to go out; then the queue is dropped. Either
+    // way the writer hands back what it did not write, without waiting on the socket.
+    let unsent = match tokio::time::timeout(queue.send_timeout, &mut unsent_rx).await {
+        Ok(unsent) => unsent,
+        Err(_) => {
+            tx.abort(None);
+            unsent_rx.await
         }
+    };
+    drop(tx);
+    // Messages that reached this session's queue too late: the session is gone from the
+    // table by now, so routing them again finds another resource or storage.
+    for stanza in unsent.unwrap_or_default().into_iter().filter(|s| s.name == "message") {
+        crate::router::redeliver(&server, Arc::unwrap_or_clone(stanza)).await;
+    }
+    // Once our closing tag is out and our side shut down, let the client finish its side
+    // before the socket closes (else the kernel may reset over our error), unless the
+    // connection is already gone.
+    if !matches!(result, Err(ReadError::Io(_)) | Err(ReadError::Closed))
+        && tokio::time::timeout(queue.send_timeout, writer).await.is_ok()
+    {
+        crate::stream::linger::drain(reader.into_inner()).await;
     }
     result
 }

@@ -383,9 +383,23 @@ async fn bind<R: AsyncBufRead + Unpin>(
                 continue;
             }
         };
-        let bound = {
+        let registered = {
             let _permit = admission::permit(server).await?;
             Bound::register(server, full, tx.clone(), peer.ip())
+        };
+        let bound = match registered {
+            Ok(bound) => bound,
+            Err(too_many) => {
+                // RFC 6120 §7.6.2.1: the account's sessions stay as they are.
+                tracing::info!(user = %username, "bind refused: too many resources");
+                let text = too_many.to_string();
+                send(
+                    &tx,
+                    error_reply(&stanza, Condition::ResourceConstraint, Some(&text)).to_stream_xml(),
+                )
+                .await;
+                continue;
+            }
         };
         let payload = Element::new("bind", NS_BIND).child(Element::new("jid", NS_BIND).text(bound.jid.to_string()));
         let mut reply = iq_result(&stanza, Some(payload));

@@ -121,7 +121,7 @@ async fn apply(server: &Arc<Server>, node: &str, frame: Frame) {
             }
         }
         Frame::Ack { .. } => {} // consumed by the link itself
-        Frame::OfflineStored { bare } => crate::presence::offline_stored(server, &bare).await,
+        Frame::OfflineStored { bare } => crate::presence::offline_stored(server, &bare),
     }
 }
 
@@ -129,7 +129,9 @@ async fn apply(server: &Arc<Server>, node: &str, frame: Frame) {
 /// again (no loops): if the session is gone, a message falls back to this node's view of
 /// the account (other local resources, or offline storage) and an IQ request is bounced.
 async fn deliver_forwarded(server: &Arc<Server>, bare: &str, resource: &str, xml: &str) {
-    let Some(stanza) = crate::stream::reader::parse_stored(xml).await else {
+    // Accepted and stamped on the other node: read back under the limits for our own output.
+    let limits = server.config.stream_limits(true);
+    let Some(stanza) = crate::stream::reader::parse_stored_under(xml, limits).await else {
         tracing::warn!("garbled stanza on a pool link");
         return;
     };

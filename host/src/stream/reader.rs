@@ -322,10 +322,41 @@ impl<R: AsyncBufRead + Unpin> XmlStreamReader<R> {
 /// Parse one stanza we stored ourselves (offline messages), with the same parser and rules
 /// as the wire, so there is exactly one XML reader in the server.
 pub async fn parse_stored(xml: &str) -> Option<Element> {
-    let doc = format!("<stream:stream xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams'>{xml}");
+    parse_document(xml, Limits::default()).await
+}
+
+/// Attributes the server may add to a stanza it accepted: the `from` it stamps, and the
+/// `xmlns` its serializer writes where a namespace differs from the parent's.
+pub const SERVER_ADDED_ATTRIBUTES: usize = 2;
+
+impl Limits {
+    /// Limits for reading back what was accepted under `self` and then stamped and
+    /// serialized by us (offline storage, a peer node's forward): the same depth, and room
+    /// for [`SERVER_ADDED_ATTRIBUTES`] (the size limit is the stored text's own length).
+    /// So a stanza accepted on the wire is always readable again.
+    pub fn for_stored(self) -> Limits {
+        Limits {
+            max_attributes: self.max_attributes + SERVER_ADDED_ATTRIBUTES,
+            ..self
+        }
+    }
+}
+
+/// Parse a stanza that was accepted under the wire limits `wire` and then stored or
+/// forwarded by us, under [`Limits::for_stored`].
+pub async fn parse_stored_under(xml: &str, wire: Limits) -> Option<Element> {
+    parse_document(xml, wire.for_stored()).await
+}
+
+/// The stream root stored stanzas are read under.
+const STORED_ROOT: &str = "<stream:stream xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams'>";
+
+/// Parse one stanza under `limits`, its size limit being its own length.
+async fn parse_document(xml: &str, limits: Limits) -> Option<Element> {
+    let doc = format!("{STORED_ROOT}{xml}");
     let limits = Limits {
         max_stanza_bytes: doc.len() + 1,
-        ..Limits::default()
+        ..limits
     };
     let mut reader = XmlStreamReader::new(doc.as_bytes(), limits);
     match reader.next().await {
