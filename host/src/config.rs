@@ -153,7 +153,8 @@ pub struct LimitsConfig {
     pub auth_failures_per_minute: u32,
     /// Stored offline messages per user; beyond this, senders get `<resource-constraint/>`.
     pub offline_quota: i64,
-    /// Roster items per user.
+    /// Roster items per user, however they are added (roster set, subscribe, pre-approval);
+    /// beyond this a roster set gets `<not-allowed/>`, a subscription stanza a presence error.
     pub roster_max_items: i64,
     /// Concurrent connections per client IP (0 = unlimited).
     pub connections_per_ip: usize,
@@ -162,6 +163,15 @@ pub struct LimitsConfig {
     /// so a reconnect storm is admitted at the pace the node can take.
     pub concurrent_logins: usize,
     pub login_queue_ms: u64,
+    /// Groups one roster item may carry; more are refused with `<not-acceptable/>`
+    /// (RFC 6121 §2.3.3 leaves the limit to the server).
+    pub roster_max_groups: usize,
+    /// Longest roster item name and roster group name, in bytes; longer ones are refused
+    /// with `<not-acceptable/>` (RFC 6121 §2.3.3).
+    pub roster_max_name_bytes: usize,
+    /// Subscription requests waiting for one user's answer; a request from yet another
+    /// contact is refused with `<resource-constraint/>` and not stored.
+    pub pending_subscriptions_max: i64,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -223,6 +233,9 @@ impl Default for LimitsConfig {
             connections_per_ip: 0,
             concurrent_logins: 64,
             login_queue_ms: 5_000,
+            roster_max_groups: 16,
+            roster_max_name_bytes: 256,
+            pending_subscriptions_max: 100,
         }
     }
 }
