@@ -79,10 +79,7 @@ async fn roster_jids(c: &mut RawConn) -> Result<Vec<String>> {
 /// A roster set of one item; returns the reply.
 async fn roster_set(c: &mut RawConn, contact: &str, name: Option<&str>, groups: &[String]) -> Result<Element> {
     let name = name.map(|n| format!(" name='{}'", escape(n))).unwrap_or_default();
-    let groups: String = groups
-        .iter()
-        .map(|g| format!("<group>{}</group>", escape(g)))
-        .collect();
+    let groups: String = groups.iter().map(|g| format!("<group>{}</group>", escape(g))).collect();
     iq(
         c,
         "set",
@@ -99,13 +96,17 @@ fn expect_error(reply: &Element, condition: &str, what: &str) -> Result<()> {
 }
 
 fn expect_result(reply: &Element, what: &str) -> Result<()> {
-    ensure!(reply.attr("type") == Some("result"), "{what}: expected a result, got {reply}");
+    ensure!(
+        reply.attr("type") == Some("result"),
+        "{what}: expected a result, got {reply}"
+    );
     Ok(())
 }
 
 async fn presence(c: &mut RawConn, to: &str, ptype: &str) -> Result<String> {
     let id = next_id("sub");
-    c.send(format!("<presence to='{to}' type='{ptype}' id='{id}'/>")).await?;
+    c.send(format!("<presence to='{to}' type='{ptype}' id='{id}'/>"))
+        .await?;
     Ok(id)
 }
 
@@ -158,16 +159,24 @@ fn roster_cap_holds_for_subscribe_and_pre_approval() {
             // A sixth contact by subscribe: refused, not stored, not routed.
             let id = presence(&mut alice, &jid("bob"), "subscribe").await?;
             let cond = presence_error(&mut alice, &id, "the error for a subscribe beyond roster_max_items").await?;
-            ensure!(cond == "not-allowed", "a subscribe beyond the cap must get <not-allowed/>, got <{cond}/>");
-            expect_no_presence(&mut bob, "a subscribe refused for a full roster reached its contact", |e| {
-                e.attr("type") == Some("subscribe")
-            })
+            ensure!(
+                cond == "not-allowed",
+                "a subscribe beyond the cap must get <not-allowed/>, got <{cond}/>"
+            );
+            expect_no_presence(
+                &mut bob,
+                "a subscribe refused for a full roster reached its contact",
+                |e| e.attr("type") == Some("subscribe"),
+            )
             .await?;
 
             // A sixth contact by pre-approval (RFC 6121 §3.4): refused likewise.
             let id = presence(&mut alice, &jid("carol"), "subscribed").await?;
             let cond = presence_error(&mut alice, &id, "the error for a pre-approval beyond roster_max_items").await?;
-            ensure!(cond == "not-allowed", "a pre-approval beyond the cap must get <not-allowed/>, got <{cond}/>");
+            ensure!(
+                cond == "not-allowed",
+                "a pre-approval beyond the cap must get <not-allowed/>, got <{cond}/>"
+            );
 
             // Approving a stranger's request would add a sixth item: refused, request kept.
             presence(&mut bob, &jid("alice"), "subscribe").await?;
@@ -178,14 +187,20 @@ fn roster_cap_holds_for_subscribe_and_pre_approval() {
                 .await?;
             let id = presence(&mut alice, &jid("bob"), "subscribed").await?;
             let cond = presence_error(&mut alice, &id, "the error for an approval beyond roster_max_items").await?;
-            ensure!(cond == "not-allowed", "an approval beyond the cap must get <not-allowed/>, got <{cond}/>");
+            ensure!(
+                cond == "not-allowed",
+                "an approval beyond the cap must get <not-allowed/>, got <{cond}/>"
+            );
 
             // And the roster set path, as before.
             let reply = roster_set(&mut alice, &jid("eve"), None, &[]).await?;
             expect_error(&reply, "not-allowed", "a roster set beyond roster_max_items")?;
 
             let after = roster_jids(&mut alice).await?;
-            ensure!(after == filled, "nothing may be stored beyond the cap: before {filled:?}, after {after:?}");
+            ensure!(
+                after == filled,
+                "nothing may be stored beyond the cap: before {filled:?}, after {after:?}"
+            );
             alice.ping(DOMAIN).await?;
             Ok(())
         })
@@ -201,11 +216,23 @@ fn roster_groups_and_names_are_capped() {
             let groups = |n: usize| (0..n).map(|i| format!("g{i}")).collect::<Vec<_>>();
 
             let reply = roster_set(&mut alice, &jid("bob"), None, &groups(4)).await?;
-            expect_error(&reply, "not-acceptable", "an item with more groups than roster_max_groups")?;
+            expect_error(
+                &reply,
+                "not-acceptable",
+                "an item with more groups than roster_max_groups",
+            )?;
             let reply = roster_set(&mut alice, &jid("bob"), Some(&"n".repeat(21)), &[]).await?;
-            expect_error(&reply, "not-acceptable", "an item name longer than roster_max_name_bytes")?;
+            expect_error(
+                &reply,
+                "not-acceptable",
+                "an item name longer than roster_max_name_bytes",
+            )?;
             let reply = roster_set(&mut alice, &jid("bob"), None, &["g".repeat(21)]).await?;
-            expect_error(&reply, "not-acceptable", "a group name longer than roster_max_name_bytes")?;
+            expect_error(
+                &reply,
+                "not-acceptable",
+                "a group name longer than roster_max_name_bytes",
+            )?;
             ensure!(
                 roster_jids(&mut alice).await?.is_empty(),
                 "a refused roster set must store nothing"
@@ -241,17 +268,35 @@ fn maximal_roster_is_answered() {
                     .collect::<Vec<_>>()
             };
             let reply = roster_set(&mut alice, &jid("c-x"), None, &groups(DEFAULT_MAX_GROUPS + 1)).await?;
-            expect_error(&reply, "not-acceptable", "one group more than the default roster_max_groups")?;
+            expect_error(
+                &reply,
+                "not-acceptable",
+                "one group more than the default roster_max_groups",
+            )?;
             let name = "n".repeat(DEFAULT_MAX_NAME_BYTES);
             for i in 0..ITEMS {
-                let reply = roster_set(&mut alice, &jid(&format!("c{i}")), Some(&name), &groups(DEFAULT_MAX_GROUPS)).await?;
+                let reply = roster_set(
+                    &mut alice,
+                    &jid(&format!("c{i}")),
+                    Some(&name),
+                    &groups(DEFAULT_MAX_GROUPS),
+                )
+                .await?;
                 expect_result(&reply, &format!("maximal item {i}"))?;
             }
             let items = roster_get(&mut alice).await?;
-            ensure!(items.len() == ITEMS, "the maximal roster has {} items, not {ITEMS}", items.len());
+            ensure!(
+                items.len() == ITEMS,
+                "the maximal roster has {} items, not {ITEMS}",
+                items.len()
+            );
             for item in &items {
                 let n = item.elements().filter(|g| g.local == "group").count();
-                ensure!(n == DEFAULT_MAX_GROUPS, "an item came back with {n} groups: {}", item.attr("jid").unwrap_or(""));
+                ensure!(
+                    n == DEFAULT_MAX_GROUPS,
+                    "an item came back with {n} groups: {}",
+                    item.attr("jid").unwrap_or("")
+                );
             }
             alice.ping(DOMAIN).await?;
             Ok(())
@@ -382,10 +427,16 @@ fn user_del_without_a_server_cleans_contacts_rosters() {
         rt().block_on(async {
             register(srv, "carol", NEW_CAROL_PW).await?;
             let mut carol = RawConn::login(srv.starttls, DOMAIN, "carol", NEW_CAROL_PW, "new").await?;
-            ensure!(roster_get(&mut carol).await?.is_empty(), "the next holder must start with an empty roster");
+            ensure!(
+                roster_get(&mut carol).await?.is_empty(),
+                "the next holder must start with an empty roster"
+            );
             let mut bob = login(srv, "bob", "b").await?;
             let items = roster_jids(&mut bob).await?;
-            ensure!(!items.contains(&jid("carol")), "bob's roster must not list the removed carol: {items:?}");
+            ensure!(
+                !items.contains(&jid("carol")),
+                "bob's roster must not list the removed carol: {items:?}"
+            );
             expect_no_presence(&mut carol, "presence from a contact of the removed account", |e| {
                 e.attr("from").is_some_and(|f| f.starts_with("bob@"))
             })

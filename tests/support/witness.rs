@@ -92,4 +92,3 @@ pub async fn expect_error(mut c: RawConn, accepted: &[&str], what: &str) -> Resu
     let report = c.expect_stream_error(READ_TIMEOUT).await;
     report.assert_condition(accepted, what)
 }
-

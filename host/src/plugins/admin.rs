@@ -12,7 +12,14 @@ pub async fn request_if_running(data_dir: &Path, command: &str) -> anyhow::Resul
     let path = super::watch::admin_socket_path(data_dir);
     match UnixStream::connect(&path).await {
         Ok(stream) => exchange(stream, command).await.map(Some),
-        Err(e) if matches!(e.kind(), std::io::ErrorKind::NotFound | std::io::ErrorKind::ConnectionRefused) => Ok(None),
+        Err(e)
+            if matches!(
+                e.kind(),
+                std::io::ErrorKind::NotFound | std::io::ErrorKind::ConnectionRefused
+            ) =>
+        {
+            Ok(None)
+        }
         Err(e) => Err(anyhow::Error::new(e).context(format!("cannot reach the daemon on {}", path.display()))),
     }
 }

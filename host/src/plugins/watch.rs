@@ -73,9 +73,7 @@ pub type StatsFn = Arc<dyn Fn() -> serde_json::Value + Send + Sync>;
 /// Account removal for the admin socket's `remove-account JID`, so `poolxmpp user del` run
 /// beside a daemon has it close the account's sessions and tell its contacts.
 pub type RemoveAccountFn = Arc<
-    dyn Fn(String) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), String>> + Send>>
-        + Send
-        + Sync,
+    dyn Fn(String) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), String>> + Send>> + Send + Sync,
 >;
 
 pub fn spawn_admin_socket(
@@ -133,6 +131,8 @@ async fn answer(plugins: &Plugins, command: &str) -> serde_json::Value {
             let errors: Vec<String> = plugins.sync_dir().await.iter().map(|e| e.to_string()).collect();
             serde_json::json!({ "ok": errors.is_empty(), "errors": errors })
         }
-        _ => serde_json::json!({ "ok": false, "error": "commands: list | reload NAME | sync | stats | remove-account JID" }),
+        _ => {
+            serde_json::json!({ "ok": false, "error": "commands: list | reload NAME | sync | stats | remove-account JID" })
+        }
     }
 }

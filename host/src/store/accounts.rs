@@ -44,12 +44,14 @@ pub struct StoredCredentials {
 /// `%` or `_` in the JID is not a wildcard.
 async fn delete_user_plugin_data(tx: &mut sqlx::Transaction<'_, sqlx::Any>, jid: &str) -> Result<()> {
     let suffix = format!("/{jid}");
-    sqlx::query("DELETE FROM plugin_kv WHERE length(key) > $1 AND substr(key, length(key) - CAST($2 AS INTEGER) + 1) = $3")
-        .bind(suffix.chars().count() as i64)
-        .bind(suffix.chars().count() as i64)
-        .bind(&suffix)
-        .execute(&mut **tx)
-        .await?;
+    sqlx::query(
+        "DELETE FROM plugin_kv WHERE length(key) > $1 AND substr(key, length(key) - CAST($2 AS INTEGER) + 1) = $3",
+    )
+    .bind(suffix.chars().count() as i64)
+    .bind(suffix.chars().count() as i64)
+    .bind(&suffix)
+    .execute(&mut **tx)
+    .await?;
     Ok(())
 }
 
@@ -227,9 +229,18 @@ mod tests {
         let mut both = RosterItem::new("u@x");
         both.subscription = Subscription::Both;
         store.put_roster_item("c@x", &both, 10).await.expect("c's item");
-        store.put_roster_item("u@x", &RosterItem::new("c@x"), 10).await.expect("u's item");
-        store.add_pending_in("d@x", "u@x", "<presence/>", 10).await.expect("u asked d");
-        store.add_pending_in("u@x", "d@x", "<presence/>", 10).await.expect("d asked u");
+        store
+            .put_roster_item("u@x", &RosterItem::new("c@x"), 10)
+            .await
+            .expect("u's item");
+        store
+            .add_pending_in("d@x", "u@x", "<presence/>", 10)
+            .await
+            .expect("u asked d");
+        store
+            .add_pending_in("u@x", "d@x", "<presence/>", 10)
+            .await
+            .expect("d asked u");
         store.kv_put("vcard", "vcard/u@x", b"mine").await.expect("vcard");
         store.kv_put("vcard", "vcard/uu@x", b"not mine").await.expect("vcard");
 
@@ -245,6 +256,9 @@ mod tests {
         assert_eq!(store.kv_get("vcard", "vcard/u@x").await.expect("kv"), None);
         assert!(store.kv_get("vcard", "vcard/uu@x").await.expect("kv").is_some());
         assert!(!store.account_exists("u@x").await.expect("exists"));
-        assert!(matches!(store.remove_account("u@x").await, Err(StoreError::NoSuchAccount)));
+        assert!(matches!(
+            store.remove_account("u@x").await,
+            Err(StoreError::NoSuchAccount)
+        ));
     }
 }

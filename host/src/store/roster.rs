@@ -300,14 +300,20 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let store = store(&dir).await;
         for i in 0..3 {
-            store.add_pending_in("o@x", &format!("s{i}@x"), "<presence/>", 3).await.expect("stored");
+            store
+                .add_pending_in("o@x", &format!("s{i}@x"), "<presence/>", 3)
+                .await
+                .expect("stored");
         }
         assert!(matches!(
             store.add_pending_in("o@x", "s9@x", "<presence/>", 3).await,
             Err(StoreError::PendingFull)
         ));
         // A repeated request replaces its row rather than adding one.
-        store.add_pending_in("o@x", "s0@x", "<presence id='2'/>", 3).await.expect("replaced");
+        store
+            .add_pending_in("o@x", "s0@x", "<presence id='2'/>", 3)
+            .await
+            .expect("replaced");
         assert_eq!(store.pending_in("o@x").await.expect("pending").len(), 3);
     }
 }
