@@ -104,7 +104,9 @@ enum UserCommand {
     Add { jid: String, password: String },
     /// Change an account's password.
     Passwd { jid: String, password: String },
-    /// Delete an account with its roster and stored messages.
+    /// Delete an account with its roster, stored messages and plugin records, and remove it
+    /// from its contacts' rosters; a running daemon on this data directory also closes its
+    /// sessions and tells its contacts.
     Del { jid: String },
     /// List accounts, optionally of one domain.
     List { domain: Option<String> },
@@ -194,9 +196,20 @@ async fn user(config: Config, cmd: UserCommand) -> anyhow::Result<()> {
             println!("password changed for {jid}");
         }
         UserCommand::Del { jid } => {
-            let jid = account_jid(&config, &jid)?;
-            store.delete_account(&jid.to_string()).await?;
-            println!("deleted {jid}");
+            let jid = account_jid(&config, &jid)?.to_string();
+            // A daemon on this data directory removes it itself: it closes the account's
+            // sessions and tells its online contacts. With none, the store side is all.
+            let command = format!("remove-account {jid}");
+            match crate::plugins::admin::request_if_running(&config.data_dir, &command).await? {
+                Some(reply) if reply["ok"] == serde_json::Value::Bool(true) => {
+                    println!("deleted {jid} (its sessions on the running server are closed)");
+                }
+                Some(reply) => anyhow::bail!("cannot delete {jid}: {}", reply["error"]),
+                None => {
+                    crate::account::remove_stored(&store, &jid).await?;
+                    println!("deleted {jid}");
+                }
+            }
         }
         UserCommand::List { domain } => {
             for jid in store.list_accounts(domain.as_deref()).await? {

@@ -154,7 +154,8 @@ pub struct LimitsConfig {
     pub auth_failures_per_minute: u32,
     /// Stored offline messages per user; beyond this, senders get `<resource-constraint/>`.
     pub offline_quota: i64,
-    /// Roster items per user.
+    /// Roster items per user, however they are added (roster set, subscribe, pre-approval);
+    /// beyond this a roster set gets `<not-allowed/>`, a subscription stanza a presence error.
     pub roster_max_items: i64,
     /// Concurrent connections per client IP (0 = unlimited).
     pub connections_per_ip: usize,
@@ -189,6 +190,15 @@ pub struct LimitsConfig {
     /// Resources bound at once per account, across the pool (0 = unlimited); one more bind
     /// gets `<resource-constraint/>` (RFC 6120 §7.6.2.1).
     pub max_resources_per_account: usize,
+    /// Groups one roster item may carry; more are refused with `<not-acceptable/>`
+    /// (RFC 6121 §2.3.3 leaves the limit to the server).
+    pub roster_max_groups: usize,
+    /// Longest roster item name and roster group name, in bytes; longer ones are refused
+    /// with `<not-acceptable/>` (RFC 6121 §2.3.3).
+    pub roster_max_name_bytes: usize,
+    /// Subscription requests waiting for one user's answer; a request from yet another
+    /// contact is refused with `<resource-constraint/>` and not stored.
+    pub pending_subscriptions_max: i64,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -262,6 +272,9 @@ impl Default for LimitsConfig {
             send_queue_bytes: 1024 * 1024,
             send_timeout_secs: 30,
             max_resources_per_account: 10,
+            roster_max_groups: 16,
+            roster_max_name_bytes: 256,
+            pending_subscriptions_max: 100,
         }
     }
 }

@@ -114,7 +114,17 @@ pub async fn serve(config: Config, role: Role) -> anyhow::Result<()> {
     let admin = crate::plugins::watch::admin_socket_path(&server.config.data_dir);
     let weak = Arc::downgrade(&server);
     let stats: crate::plugins::watch::StatsFn = Arc::new(move || node_stats(&weak));
-    if let Err(e) = crate::plugins::watch::spawn_admin_socket(plugins.clone(), admin.clone(), stats) {
+    let weak = Arc::downgrade(&server);
+    let remove_account: crate::plugins::watch::RemoveAccountFn = Arc::new(move |jid| {
+        let weak = weak.clone();
+        Box::pin(async move {
+            let server = weak.upgrade().ok_or("the server is shutting down")?;
+            crate::account::remove(&server, &jid, || {})
+                .await
+                .map_err(|e| e.to_string())
+        })
+    });
+    if let Err(e) = crate::plugins::watch::spawn_admin_socket(plugins.clone(), admin.clone(), stats, remove_account) {
         tracing::warn!(path = %admin.display(), error = %e, "admin socket unavailable");
     }
     let listeners = crate::listener::bind_all(&server).await?;

@@ -5,9 +5,11 @@
 //! - [`listener`], [`tls`], [`stream`], [`xml`]: sockets, TLS, framing under hard limits, the element tree.
 //! - [`c2s`], [`auth`]: the client stream state machine, SASL and binding.
 //! - [`router`], [`sessions`], [`presence`], [`roster`], [`iq`], [`stanza`]: where stanzas go and the RFC 6121 rules.
+//! - [`account`]: account removal (XEP-0077 `<remove/>`, `poolxmpp user del`).
 //! - [`plugins`]: the WebAssembly component runtime (wasmtime), hot reload, containment.
 //! - [`store`]: SQLite/PostgreSQL persistence.
 
+pub mod account;
 pub mod auth;
 pub mod c2s;
 pub mod cli;

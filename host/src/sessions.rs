@@ -13,7 +13,7 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock, RwLock};
 
-use crate::pool::link::{Frame, Links};
+use crate::pool::link::{Frame, KickReason, Links};
 use crate::stream::{Outbound, OutboundTx, StreamError};
 use crate::xml::Element;
 
@@ -89,6 +89,12 @@ impl Resource {
     /// End the session: a local one is closed with `err`; a remote one is asked to close
     /// by its node (a newer session took its resource).
     pub fn close(&self, err: StreamError) {
+        self.kick(err, KickReason::Conflict);
+    }
+
+    /// End the session wherever it is served: a local one is closed with `err`, a remote
+    /// one by its node, which closes it with `reason`'s stream error.
+    pub fn kick(&self, err: StreamError, reason: KickReason) {
         match &self.at {
             Location::Local { tx, kill } => {
                 tx.close(Some(err));
@@ -98,6 +104,7 @@ impl Resource {
                 let kick = Frame::Kick {
                     bare: self.bare.to_string(),
                     resource: self.resource.clone(),
+                    reason,
                 };
                 if let Err(e) = links.send(node, kick) {
                     tracing::warn!(resource = %self.resource, error = %e, "cannot ask the other node to close a replaced session");

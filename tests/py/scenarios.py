@@ -849,6 +849,79 @@ async def sc_drain(env: Env) -> None:
         await close_all(clients)
 
 
+@scenario("account_removal")
+async def sc_account_removal(env: Env) -> None:
+    """XEP-0077 3.2 through real clients. Phase 1: carol (resources one and two) and bob
+    subscribe both ways; carol's account is removed, by <remove/> from carol/one or, with
+    --remove-cmd, by that command (`poolxmpp user del`). Both of carol's streams must get
+    <not-authorized/> and be closed (carol/one after the IQ result); bob, online, must get
+    unsubscribe and unsubscribed from carol (RFC 6121 3.3, 3.2), unavailable presence from
+    carol's resources, and a roster push removing carol, and keep working. Phase 2 (the
+    harness registered the name carol again, with another password): the new carol has an
+    empty roster, bob's roster does not list carol, and neither hears the other's presence."""
+    carol, bob = env.jid("carol"), env.jid("bob")
+    if env.phase == 2:
+        b = Client(env, bob + "/b")
+        n = Client(env, carol + "/new", label="carol (new holder)")
+        try:
+            await b.start()
+            await n.start()
+            items = await n.roster_items()
+            check(not items, f"the new holder of {carol} must start with an empty roster: {items}")
+            items = await b.roster_items()
+            check(carol not in items, f"bob's roster must not list the re-registered {carol}: {items}")
+            b.send_presence(pstatus="after the removal")
+            n.send_presence(pstatus="new holder")
+            await n.presences.expect_none(lambda p: is_from(p, bob), f"presence from {bob}, a contact of the old {carol}")
+            await b.presences.expect_none(
+                lambda p: is_from(p, carol) and p["type"] != "unavailable", f"presence from the new {carol}"
+            )
+            await n.ping()
+            step("the new holder inherits neither roster nor subscriptions")
+        finally:
+            await close_all([b, n])
+        return
+
+    c1 = Client(env, carol + "/one", label="carol/one")
+    c2 = Client(env, carol + "/two", label="carol/two")
+    b = Client(env, bob + "/b")
+    try:
+        for c in (b, c1, c2):
+            await c.start()
+        await subscribe_handshake(c1, b)
+        await b.presences.wait(presence_pred(c2.boundjid.full), "presence of carol/two once subscribed")
+        if env.remove_cmd:
+            proc = await asyncio.create_subprocess_shell(env.remove_cmd)
+            check(await proc.wait() == 0, f"{env.remove_cmd!r} failed")
+            step("the account was removed by the command")
+        else:
+            iq = c1.Iq()
+            iq["type"] = "set"
+            iq.append(ET.fromstring("<query xmlns='jabber:iq:register'><remove/></query>"))
+            res = await c1.iq(iq, "XEP-0077 3.2: <remove/>")
+            check(res["type"] == "result", f"XEP-0077 3.2: <remove/> must be answered with a result: {res}")
+            step("carol/one: <remove/> answered with a result")
+        for c in (c1, c2):
+            err = await c.stream_errors.wait(lambda e: True, f"XEP-0077 3.2: stream error to {c.label}")
+            check(
+                err["condition"] == "not-authorized",
+                f"XEP-0077 3.2: {c.label} must get <not-authorized/>, got {err['condition']}",
+            )
+            await c.wait_disconnected(f"XEP-0077 3.2: {c.label}'s stream must be closed")
+            step(f"{c.label}: <not-authorized/> and closed")
+        await b.presences.wait(presence_pred(carol, "unsubscribe"), "RFC 6121 3.3: unsubscribe on the removed account's behalf")
+        await b.presences.wait(presence_pred(carol, "unsubscribed"), "RFC 6121 3.2: unsubscribed on the removed account's behalf")
+        for c in (c1, c2):
+            await b.presences.wait(presence_pred(c.boundjid.full, "unavailable"), f"unavailable from {c.label}")
+        await b.wait_push(carol, "roster push removing the removed account", subscription="remove")
+        items = await b.roster_items()
+        check(carol not in items, f"bob's roster must no longer list the removed {carol}: {items}")
+        await b.ping()
+        step("bob was told, and his roster no longer lists carol")
+    finally:
+        await close_all([c1, c2, b])
+
+
 def main(argv: list[str]) -> int:
     parser = base_arg_parser(__doc__ or "")
     parser.add_argument("scenario", choices=sorted(SCENARIOS))

@@ -84,6 +84,7 @@ class Env:
         self.phase: int = args.phase
         self.drain_cmd: Optional[str] = getattr(args, "drain_cmd", None)
         self.drained: Optional[str] = getattr(args, "drained", None)
+        self.remove_cmd: Optional[str] = getattr(args, "remove_cmd", None)
         # A pool: clients are spread over these nodes round-robin, in creation order, so
         # the same scenario runs with its users (and an account's resources) on different
         # nodes. Empty: every client uses --host/--port.
@@ -147,6 +148,10 @@ def base_arg_parser(description: str) -> argparse.ArgumentParser:
         help="shell command the drain scenario runs to drain a node (poolxmpp pool drain NODE)",
     )
     p.add_argument("--drained", help="HOST:PORT of the node the drain scenario drains")
+    p.add_argument(
+        "--remove-cmd",
+        help="shell command the account_removal scenario runs to remove carol (poolxmpp user del)",
+    )
     p.add_argument("--debug", action="store_true", help="slixmpp debug logging")
     return p
 

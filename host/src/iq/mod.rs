@@ -140,6 +140,10 @@ pub async fn handle_for_account(server: &Arc<Server>, client: &mut Bound, iq: El
         (NS_DISCO_ITEMS, "query", true) => {
             reply_to_self(server, client, &iq, Some(Element::new("query", NS_DISCO_ITEMS)))
         }
+        // XEP-0077 §3.2: a cancellation with the home server carries no `to`.
+        (register::NS_REGISTER, "query", _) if server.config.features.registration => {
+            register::authenticated(server, client, &iq, payload).await
+        }
         _ => {
             // Plugins see the account the request is about: a missing `to` means the
             // sender's own bare JID (RFC 6120 §10.3.3).

@@ -98,18 +98,9 @@ pub async fn authenticated(server: &Arc<Server>, client: &mut Bound, iq: &Elemen
         return crate::router::deliver_to_full(server, &iq_result(iq, Some(q)));
     }
     if query.has_child("remove", NS_REGISTER) {
-        match server.store.delete_account(&client.bare).await {
-            Ok(()) => {
-                reply_ok();
-                tracing::info!(jid = %client.bare, "account removed in-band");
-                let err = crate::stream::StreamError::new(
-                    crate::stream::StreamErrorCondition::NotAuthorized,
-                    "account removed",
-                );
-                let _ = client.tx.send(Outbound::Close(Some(err))).await;
-                client.kill.notify_one();
-            }
-            Err(_) => bounce(server, iq, Condition::InternalServerError, None),
+        // XEP-0077 §3.2: the result first, then every session of the account is closed.
+        if crate::account::remove(server, &client.bare, reply_ok).await.is_err() {
+            bounce(server, iq, Condition::InternalServerError, None);
         }
         return;
     }

@@ -70,7 +70,18 @@ pub fn admin_socket_path(data_dir: &std::path::Path) -> PathBuf {
 /// Node statistics for the admin socket's `stats` command.
 pub type StatsFn = Arc<dyn Fn() -> serde_json::Value + Send + Sync>;
 
-pub fn spawn_admin_socket(plugins: Arc<Plugins>, path: PathBuf, stats: StatsFn) -> std::io::Result<()> {
+/// Account removal for the admin socket's `remove-account JID`, so `poolxmpp user del` run
+/// beside a daemon has it close the account's sessions and tell its contacts.
+pub type RemoveAccountFn = Arc<
+    dyn Fn(String) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), String>> + Send>> + Send + Sync,
+>;
+
+pub fn spawn_admin_socket(
+    plugins: Arc<Plugins>,
+    path: PathBuf,
+    stats: StatsFn,
+    remove_account: RemoveAccountFn,
+) -> std::io::Result<()> {
     let _ = std::fs::remove_file(&path);
     let listener = UnixListener::bind(&path)?;
     #[cfg(unix)]
@@ -85,13 +96,18 @@ pub fn spawn_admin_socket(plugins: Arc<Plugins>, path: PathBuf, stats: StatsFn) 
             };
             let plugins = plugins.clone();
             let stats = stats.clone();
+            let remove_account = remove_account.clone();
             tokio::spawn(async move {
                 let (read, mut write) = conn.into_split();
                 let mut lines = BufReader::new(read).lines();
                 while let Ok(Some(line)) = lines.next_line().await {
-                    let reply = match line.trim() {
-                        "stats" => serde_json::json!({ "ok": true, "stats": stats() }),
-                        command => answer(&plugins, command).await,
+                    let reply = match line.trim().split_once(' ') {
+                        None if line.trim() == "stats" => serde_json::json!({ "ok": true, "stats": stats() }),
+                        Some(("remove-account", jid)) => match remove_account(jid.trim().to_string()).await {
+                            Ok(()) => serde_json::json!({ "ok": true }),
+                            Err(e) => serde_json::json!({ "ok": false, "error": e }),
+                        },
+                        _ => answer(&plugins, line.trim()).await,
                     };
                     if write.write_all(format!("{reply}\n").as_bytes()).await.is_err() {
                         break;
@@ -115,6 +131,8 @@ async fn answer(plugins: &Plugins, command: &str) -> serde_json::Value {
             let errors: Vec<String> = plugins.sync_dir().await.iter().map(|e| e.to_string()).collect();
             serde_json::json!({ "ok": errors.is_empty(), "errors": errors })
         }
-        _ => serde_json::json!({ "ok": false, "error": "commands: list | reload NAME | sync | stats" }),
+        _ => {
+            serde_json::json!({ "ok": false, "error": "commands: list | reload NAME | sync | stats | remove-account JID" })
+        }
     }
 }

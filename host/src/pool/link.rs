@@ -59,8 +59,35 @@ pub enum Frame {
     SessionInterested { bare: String, resource: String },
     /// It ended.
     SessionDown { bare: String, resource: String },
-    /// A newer session took this resource elsewhere: close it with `<conflict/>`.
-    Kick { bare: String, resource: String },
+    /// Close this session of the receiving node, for `reason`.
+    Kick {
+        bare: String,
+        resource: String,
+        #[serde(default)]
+        reason: KickReason,
+    },
+}
+
+/// Why another node asks for one of our sessions to be closed.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum KickReason {
+    /// A newer session took the resource on the sending node (RFC 6120 §7.7.2.2).
+    #[default]
+    Conflict,
+    /// The account was removed (XEP-0077 §3.2).
+    AccountRemoved,
+}
+
+impl KickReason {
+    /// The stream error the session is closed with.
+    pub fn stream_error(self) -> crate::stream::StreamError {
+        use crate::stream::{StreamError, StreamErrorCondition};
+        match self {
+            KickReason::Conflict => StreamError::new(StreamErrorCondition::Conflict, "replaced by a new connection"),
+            KickReason::AccountRemoved => StreamError::new(StreamErrorCondition::NotAuthorized, "account removed"),
+        }
+    }
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]

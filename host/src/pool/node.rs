@@ -9,7 +9,6 @@ use tokio::sync::mpsc;
 
 use super::link::{Frame, LinkEvent};
 use crate::server::Server;
-use crate::stream::{StreamError, StreamErrorCondition};
 
 /// Apply what other nodes tell us.
 pub async fn run_events(server: Arc<Server>, mut events: mpsc::UnboundedReceiver<LinkEvent>) {
@@ -100,13 +99,10 @@ async fn apply(server: &Arc<Server>, node: &str, frame: Frame) {
         Frame::SessionDown { bare, resource } => {
             sessions.unbind_remote(node, &bare, &resource);
         }
-        Frame::Kick { bare, resource } => {
+        Frame::Kick { bare, resource, reason } => {
             if let Some(r) = sessions.resource(&bare, &resource).filter(|r| r.is_local()) {
-                tracing::info!(jid = %format!("{bare}/{resource}"), %node, "resource taken on another node");
-                r.close(StreamError::new(
-                    StreamErrorCondition::Conflict,
-                    "replaced by a new connection",
-                ));
+                tracing::info!(jid = %format!("{bare}/{resource}"), %node, ?reason, "session closed at another node's request");
+                r.close(reason.stream_error());
             }
         }
         Frame::Stanza {

@@ -51,11 +51,65 @@ pub fn push(server: &Server, owner: &str, item: &RosterItem, removed: bool, vers
     }
 }
 
-/// Store an item and push it.
+/// Store an item and push it. A new item beyond `limits.roster_max_items` is refused with
+/// [`StoreError::RosterFull`](crate::store::StoreError::RosterFull): every path that adds an
+/// item comes through here, and the store checks the count atomically.
 pub async fn save_and_push(server: &Server, owner: &str, item: &RosterItem) -> Result<(), crate::store::StoreError> {
-    let version = server.store.put_roster_item(owner, item).await?;
+    let version = server
+        .store
+        .put_roster_item(owner, item, server.config.limits.roster_max_items)
+        .await?;
     push(server, owner, item, false, version);
     Ok(())
+}
+
+/// Why a roster set's item is refused (RFC 6121 §2.3.3).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ItemRefusal {
+    EmptyOrDuplicateGroup,
+    TooManyGroups,
+    NameTooLong,
+    GroupTooLong,
+}
+
+impl ItemRefusal {
+    fn condition(self) -> (Condition, &'static str) {
+        match self {
+            ItemRefusal::EmptyOrDuplicateGroup => (Condition::BadRequest, "empty or duplicate group"),
+            ItemRefusal::TooManyGroups => (Condition::NotAcceptable, "too many groups"),
+            ItemRefusal::NameTooLong => (Condition::NotAcceptable, "name too long"),
+            ItemRefusal::GroupTooLong => (Condition::NotAcceptable, "group name too long"),
+        }
+    }
+}
+
+/// The client-controlled part of an item (name and groups), checked against the limits
+/// before anything is stored. The group count is checked first, so a hostile item with
+/// thousands of groups costs no more than the limit to look at.
+fn client_fields(
+    item_el: &Element,
+    limits: &crate::config::LimitsConfig,
+) -> Result<(Option<String>, Vec<String>), ItemRefusal> {
+    let name = item_el.get_attr("name").filter(|n| !n.is_empty());
+    if name.is_some_and(|n| n.len() > limits.roster_max_name_bytes) {
+        return Err(ItemRefusal::NameTooLong);
+    }
+    let group_els: Vec<&Element> = item_el.elements().filter(|e| e.is("group", NS_ROSTER)).collect();
+    if group_els.len() > limits.roster_max_groups {
+        return Err(ItemRefusal::TooManyGroups);
+    }
+    let mut groups: Vec<String> = Vec::with_capacity(group_els.len());
+    for g in group_els {
+        let group = g.text_content();
+        if group.len() > limits.roster_max_name_bytes {
+            return Err(ItemRefusal::GroupTooLong);
+        }
+        if group.is_empty() || groups.contains(&group) {
+            return Err(ItemRefusal::EmptyOrDuplicateGroup);
+        }
+        groups.push(group);
+    }
+    Ok((name.map(str::to_string), groups))
 }
 
 /// A roster IQ from the account's own client.
@@ -134,26 +188,37 @@ async fn set(
     if item_el.get_attr("subscription") == Some("remove") {
         return remove(server, client, iq, &contact).await;
     }
-    let mut groups: Vec<String> = Vec::new();
-    for g in item_el.elements().filter(|e| e.is("group", NS_ROSTER)) {
-        let name = g.text_content();
-        if name.is_empty() || groups.contains(&name) || name.len() > 1024 {
-            bounce(server, iq, Condition::BadRequest, Some("empty or duplicate group"));
+    let (name, groups) = match client_fields(item_el, &server.config.limits) {
+        Ok(fields) => fields,
+        Err(refusal) => {
+            let (condition, text) = refusal.condition();
+            bounce(server, iq, condition, Some(text));
             return Ok(());
         }
-        groups.push(name);
-    }
-    let existing = server.store.roster_item(&client.bare, &contact).await?;
-    if existing.is_none() && server.store.roster_len(&client.bare).await? >= server.config.limits.roster_max_items {
-        bounce(server, iq, Condition::NotAllowed, Some("roster is full"));
-        return Ok(());
-    }
+    };
     // The client controls name and groups only; subscription state is the server's.
-    let mut item = existing.unwrap_or_else(|| RosterItem::new(&contact));
-    item.name = item_el.get_attr("name").filter(|n| !n.is_empty()).map(str::to_string);
+    let mut item = server
+        .store
+        .roster_item(&client.bare, &contact)
+        .await?
+        .unwrap_or_else(|| RosterItem::new(&contact));
+    item.name = name;
     item.groups = groups;
+    let version = match server
+        .store
+        .put_roster_item(&client.bare, &item, server.config.limits.roster_max_items)
+        .await
+    {
+        Ok(version) => version,
+        Err(crate::store::StoreError::RosterFull) => {
+            bounce(server, iq, Condition::NotAllowed, Some("roster is full"));
+            return Ok(());
+        }
+        Err(e) => return Err(e),
+    };
     reply(server, client, iq, None);
-    save_and_push(server, &client.bare, &item).await
+    push(server, &client.bare, &item, false, version);
+    Ok(())
 }
 
 /// §2.5: removing an item cancels subscriptions both ways first.

@@ -33,8 +33,18 @@ pub async fn outbound(server: &Arc<Server>, client: &Bound, mut stanza: Element,
     let route = match process_outbound(server, &user, &contact, ptype).await {
         Ok(route) => route,
         Err(e) => {
-            tracing::error!(error = %e, "subscription processing failed");
-            return bounce(server, &stanza, Condition::InternalServerError, None);
+            let (condition, text) = match e {
+                // Nothing was stored and nothing goes to the contact.
+                StoreError::RosterFull => (Condition::NotAllowed, Some("roster is full")),
+                e => {
+                    tracing::error!(error = %e, "subscription processing failed");
+                    (Condition::InternalServerError, None)
+                }
+            };
+            // The error goes back to the sending resource, not to the bare JID routed on.
+            let mut original = stanza;
+            original.set_attr("from", client.jid.to_string());
+            return bounce(server, &original, condition, text);
         }
     };
     if route {
@@ -61,10 +71,12 @@ async fn process_outbound(server: &Server, user: &str, contact: &str, ptype: &st
             Ok(true)
         }
         "subscribed" => {
-            if server.store.remove_pending_in(user, contact).await? {
+            if server.store.has_pending_in(user, contact).await? {
                 item.subscription = item.subscription.with_from(true);
                 item.approved = false;
+                // Stored first: a full roster refuses the approval and keeps the request.
                 save_and_push(server, user, &item).await?;
+                server.store.remove_pending_in(user, contact).await?;
                 Ok(true)
             } else if item.subscription.has_from() {
                 Ok(false)
@@ -162,11 +174,26 @@ async fn inbound(
                 send_from_server(server, owner, contact, "subscribed").await;
                 send_current_presence(server, owner, contact);
             } else {
-                server
+                let max = server.config.limits.pending_subscriptions_max;
+                match server
                     .store
-                    .add_pending_in(owner, contact, &stanza.to_stream_xml())
-                    .await?;
-                deliver_to_available(server, owner, &stanza);
+                    .add_pending_in(owner, contact, &stanza.to_stream_xml(), max)
+                    .await
+                {
+                    Ok(()) => deliver_to_available(server, owner, &stanza),
+                    Err(StoreError::PendingFull) => {
+                        // Not stored, not shown: the sender hears why (their `to` is a bare
+                        // JID, so the error goes to their available resources).
+                        tracing::debug!(%owner, "subscription request refused: too many pending");
+                        let error = crate::stanza::error_reply(
+                            &stanza,
+                            Condition::ResourceConstraint,
+                            Some("too many subscription requests are waiting"),
+                        );
+                        deliver_to_available(server, contact, &Arc::new(error));
+                    }
+                    Err(e) => return Err(e),
+                }
             }
         }
         "subscribed" if item.ask && existing.is_some() => {

@@ -16,7 +16,7 @@ use std::time::Duration;
 use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::{AnyPool, Executor};
 
-pub use accounts::{ScramKeys, StoredCredentials};
+pub use accounts::{RemovedAccount, RemovedContact, ScramKeys, StoredCredentials};
 pub use roster::{RosterItem, Subscription};
 
 #[derive(Debug, thiserror::Error)]
@@ -33,6 +33,12 @@ pub enum StoreError {
     NoSuchAccount,
     #[error("corrupt row: {0}")]
     Corrupt(String),
+    /// A new roster item would exceed `limits.roster_max_items`.
+    #[error("the roster is full")]
+    RosterFull,
+    /// A new subscription request would exceed `limits.pending_subscriptions_max`.
+    #[error("too many subscription requests are waiting")]
+    PendingFull,
 }
 
 pub type Result<T> = std::result::Result<T, StoreError>;

@@ -86,7 +86,7 @@ impl RosterItem {
     }
 }
 
-fn item_from_row(row: &AnyRow) -> Result<RosterItem> {
+pub(super) fn item_from_row(row: &AnyRow) -> Result<RosterItem> {
     let sub: String = col(row, "subscription")?;
     let groups: String = col(row, "groups")?;
     Ok(RosterItem {
@@ -117,14 +117,6 @@ impl Store {
         row.as_ref().map(item_from_row).transpose()
     }
 
-    pub async fn roster_len(&self, owner: &str) -> Result<i64> {
-        let row = sqlx::query("SELECT COUNT(*) AS n FROM roster WHERE owner = $1")
-            .bind(owner)
-            .fetch_one(&self.pool)
-            .await?;
-        col(&row, "n")
-    }
-
     pub async fn roster_version(&self, owner: &str) -> Result<i64> {
         let row = sqlx::query("SELECT version FROM roster_version WHERE owner = $1")
             .bind(owner)
@@ -133,12 +125,19 @@ impl Store {
         row.map(|r| col(&r, "version")).transpose().map(|v| v.unwrap_or(0))
     }
 
-    /// Insert or replace an item; returns the new roster version.
-    pub async fn put_roster_item(&self, owner: &str, item: &RosterItem) -> Result<i64> {
+    /// Insert or replace an item; returns the new roster version. A new item is refused with
+    /// [`StoreError::RosterFull`] when the owner already has `max_items`; an existing one is
+    /// always updated. The version bump comes first: it locks the owner's version row
+    /// (PostgreSQL) or takes the write lock (SQLite), so concurrent additions are
+    /// serialised and the count cannot be overshot.
+    pub async fn put_roster_item(&self, owner: &str, item: &RosterItem, max_items: i64) -> Result<i64> {
         let mut tx = self.pool.begin().await?;
-        sqlx::query(
+        let version = bump_version(&mut tx, owner).await?;
+        let written = sqlx::query(
             "INSERT INTO roster (owner, contact, name, subscription, ask, approved, groups)
-             VALUES ($1, $2, $3, $4, $5, $6, $7)
+             SELECT $1, $2, $3, $4, $5, $6, $7
+             WHERE (SELECT COUNT(*) FROM roster WHERE owner = $8) < $9
+                OR EXISTS (SELECT 1 FROM roster WHERE owner = $10 AND contact = $11)
              ON CONFLICT (owner, contact) DO UPDATE SET name = excluded.name, subscription = excluded.subscription,
                 ask = excluded.ask, approved = excluded.approved, groups = excluded.groups",
         )
@@ -149,9 +148,17 @@ impl Store {
         .bind(item.ask as i64)
         .bind(item.approved as i64)
         .bind(serde_json::to_string(&item.groups).expect("strings serialize"))
+        .bind(owner)
+        .bind(max_items)
+        .bind(owner)
+        .bind(&item.contact)
         .execute(&mut *tx)
-        .await?;
-        let version = bump_version(&mut tx, owner).await?;
+        .await?
+        .rows_affected();
+        if written == 0 {
+            // Dropping the transaction rolls the version bump back.
+            return Err(StoreError::RosterFull);
+        }
         tx.commit().await?;
         Ok(version)
     }
@@ -192,16 +199,38 @@ impl Store {
         Ok(row.is_some())
     }
 
-    pub async fn add_pending_in(&self, owner: &str, contact: &str, stanza: &str) -> Result<()> {
-        sqlx::query(
-            "INSERT INTO pending_in (owner, contact, stanza) VALUES ($1, $2, $3)
+    /// Store (or replace) `contact`'s subscription request to `owner`. A request from a new
+    /// contact is refused with [`StoreError::PendingFull`] when `owner` already has
+    /// `max_pending` waiting, so strangers cannot store unbounded rows against one user.
+    /// The no-op update of the owner's account row serialises concurrent requests (a row
+    /// lock on PostgreSQL, the write lock on SQLite), so the count cannot be overshot.
+    pub async fn add_pending_in(&self, owner: &str, contact: &str, stanza: &str, max_pending: i64) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("UPDATE accounts SET jid = jid WHERE jid = $1")
+            .bind(owner)
+            .execute(&mut *tx)
+            .await?;
+        let written = sqlx::query(
+            "INSERT INTO pending_in (owner, contact, stanza)
+             SELECT $1, $2, $3
+             WHERE (SELECT COUNT(*) FROM pending_in WHERE owner = $4) < $5
+                OR EXISTS (SELECT 1 FROM pending_in WHERE owner = $6 AND contact = $7)
              ON CONFLICT (owner, contact) DO UPDATE SET stanza = excluded.stanza",
         )
         .bind(owner)
         .bind(contact)
         .bind(stanza)
-        .execute(&self.pool)
-        .await?;
+        .bind(owner)
+        .bind(max_pending)
+        .bind(owner)
+        .bind(contact)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if written == 0 {
+            return Err(StoreError::PendingFull);
+        }
+        tx.commit().await?;
         Ok(())
     }
 
@@ -217,7 +246,7 @@ impl Store {
     }
 }
 
-async fn bump_version(tx: &mut sqlx::Transaction<'_, sqlx::Any>, owner: &str) -> Result<i64> {
+pub(super) async fn bump_version(tx: &mut sqlx::Transaction<'_, sqlx::Any>, owner: &str) -> Result<i64> {
     let row = sqlx::query(
         "INSERT INTO roster_version (owner, version) VALUES ($1, 1)
          ON CONFLICT (owner) DO UPDATE SET version = roster_version.version + 1 RETURNING version",
@@ -226,4 +255,65 @@ async fn bump_version(tx: &mut sqlx::Transaction<'_, sqlx::Any>, owner: &str) ->
     .fetch_one(&mut **tx)
     .await?;
     col(&row, "version")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn store(dir: &tempfile::TempDir) -> Store {
+        Store::open("sqlite", dir.path(), 8).await.expect("open store")
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn concurrent_additions_never_overshoot_the_cap() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = store(&dir).await;
+        let tasks: Vec<_> = (0..20)
+            .map(|i| {
+                let store = store.clone();
+                tokio::spawn(async move {
+                    store
+                        .put_roster_item("o@x", &RosterItem::new(&format!("c{i}@x")), 5)
+                        .await
+                })
+            })
+            .collect();
+        let mut stored = 0;
+        for t in tasks {
+            match t.await.expect("task") {
+                Ok(_) => stored += 1,
+                Err(StoreError::RosterFull) => {}
+                Err(e) => panic!("unexpected store error: {e}"),
+            }
+        }
+        assert_eq!(stored, 5);
+        assert_eq!(store.roster("o@x").await.expect("roster").len(), 5);
+        // A full roster still updates its existing items.
+        let mut item = store.roster("o@x").await.expect("roster").remove(0);
+        item.name = Some("renamed".into());
+        store.put_roster_item("o@x", &item, 5).await.expect("update at the cap");
+    }
+
+    #[tokio::test]
+    async fn pending_requests_are_capped_per_owner() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = store(&dir).await;
+        for i in 0..3 {
+            store
+                .add_pending_in("o@x", &format!("s{i}@x"), "<presence/>", 3)
+                .await
+                .expect("stored");
+        }
+        assert!(matches!(
+            store.add_pending_in("o@x", "s9@x", "<presence/>", 3).await,
+            Err(StoreError::PendingFull)
+        ));
+        // A repeated request replaces its row rather than adding one.
+        store
+            .add_pending_in("o@x", "s0@x", "<presence id='2'/>", 3)
+            .await
+            .expect("replaced");
+        assert_eq!(store.pending_in("o@x").await.expect("pending").len(), 3);
+    }
 }
