@@ -162,6 +162,9 @@ pub struct LimitsConfig {
     /// so a reconnect storm is admitted at the pace the node can take.
     pub concurrent_logins: usize,
     pub login_queue_ms: u64,
+    /// Bytes of a stanza as serialized for a plugin (escaping can make it larger than what
+    /// was read); larger ones get `<policy-violation/>` instead of reaching the plugin.
+    pub plugin_stanza_bytes: usize,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -223,6 +226,7 @@ impl Default for LimitsConfig {
             connections_per_ip: 0,
             concurrent_logins: 64,
             login_queue_ms: 5_000,
+            plugin_stanza_bytes: 512 * 1024,
         }
     }
 }

@@ -425,6 +425,11 @@ impl TestServer {
         }
     }
 
+    /// The server process's id, while it runs (for reading its memory in /proc).
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
     pub fn log_tail(&self, lines: usize) -> String {
         tail_file(&self.log_path, lines)
     }
