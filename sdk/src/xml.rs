@@ -425,8 +425,7 @@ fn is_name_start(c: char) -> bool {
 }
 
 fn is_name_char(c: char) -> bool {
-    is_name_start(c)
-        || matches!(c, '-' | '.' | '0'..='9' | '\u{B7}' | '\u{300}'..='\u{36F}' | '\u{203F}'..='\u{2040}')
+    is_name_start(c) || matches!(c, '-' | '.' | '0'..='9' | '\u{B7}' | '\u{300}'..='\u{36F}' | '\u{203F}'..='\u{2040}')
 }
 
 /// A namespace `NCName`: an XML name without colons.
@@ -531,7 +530,9 @@ impl Parser {
     fn check_attribute_names(&self, attrs: &[(String, String)]) -> Result<(), XmlError> {
         let mut qualified: Vec<(Namespace, &str)> = Vec::new();
         for (key, _) in attrs {
-            let Some((prefix, local)) = key.split_once(':') else { continue };
+            let Some((prefix, local)) = key.split_once(':') else {
+                continue;
+            };
             if prefix == "xmlns" {
                 continue;
             }

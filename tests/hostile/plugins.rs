@@ -48,7 +48,8 @@ fn memory_kib(pid: u32) -> Result<(u64, u64)> {
 async fn iq(c: &mut RawConn, kind: &str, to: Option<&str>, payload: &str, what: &str) -> Result<Element> {
     let id = next_id("iq");
     let to = to.map(|t| format!(" to='{t}'")).unwrap_or_default();
-    c.send(format!("<iq type='{kind}' id='{id}'{to}>{payload}</iq>")).await?;
+    c.send(format!("<iq type='{kind}' id='{id}'{to}>{payload}</iq>"))
+        .await?;
     c.wait_for(READ_TIMEOUT, what, |e| e.local == "iq" && e.attr("id") == Some(&id))
         .await
 }
@@ -92,7 +93,14 @@ fn one_senders_amplifying_vcards_do_not_switch_vcards_off_for_everyone() {
         rt().block_on(async {
             let mut alice = login(srv, "alice").await?;
             let mut bob = login(srv, "bob").await?;
-            let set = iq(&mut bob, "set", None, &vcard_with("Bob Before"), "bob's first vCard set").await?;
+            let set = iq(
+                &mut bob,
+                "set",
+                None,
+                &vcard_with("Bob Before"),
+                "bob's first vCard set",
+            )
+            .await?;
             ensure!(set.attr("type") == Some("result"), "bob's vCard set: {}", set.raw);
             let (rss_before, _) = memory_kib(pid)?;
 
@@ -115,13 +123,27 @@ fn one_senders_amplifying_vcards_do_not_switch_vcards_off_for_everyone() {
                 "the server's peak memory grew from {rss_before} KiB to {peak} KiB"
             );
 
-            let set = iq(&mut bob, "set", None, &vcard_with("Bob After"), "bob's vCard set after the attack").await?;
+            let set = iq(
+                &mut bob,
+                "set",
+                None,
+                &vcard_with("Bob After"),
+                "bob's vCard set after the attack",
+            )
+            .await?;
             ensure!(
                 set.attr("type") == Some("result"),
                 "bob's vCard set after alice's bad requests must be served: {}",
                 set.raw
             );
-            let got = iq(&mut alice, "get", Some(&bob_jid), &format!("<vCard xmlns='{NS_VCARD}'/>"), "a normal get").await?;
+            let got = iq(
+                &mut alice,
+                "get",
+                Some(&bob_jid),
+                &format!("<vCard xmlns='{NS_VCARD}'/>"),
+                "a normal get",
+            )
+            .await?;
             ensure!(
                 full_name(&got).as_deref() == Some("Bob After"),
                 "bob's vCard as others see it: {}",
@@ -192,10 +214,28 @@ fn a_vcard_get_to_a_fullwidth_jid_returns_the_accounts_vcard() {
         rt().block_on(async {
             let mut alice = login(srv, "alice").await?;
             let mut bob = login(srv, "bob").await?;
-            let set = iq(&mut alice, "set", None, &vcard_with("Alice Example"), "alice's vCard set").await?;
+            let set = iq(
+                &mut alice,
+                "set",
+                None,
+                &vcard_with("Alice Example"),
+                "alice's vCard set",
+            )
+            .await?;
             ensure!(set.attr("type") == Some("result"), "alice's vCard set: {}", set.raw);
-            for to in [format!("alice@{DOMAIN}"), format!("ａｌｉｃｅ@{DOMAIN}"), format!("ALICE@{DOMAIN}")] {
-                let got = iq(&mut bob, "get", Some(&to), &format!("<vCard xmlns='{NS_VCARD}'/>"), "vCard get").await?;
+            for to in [
+                format!("alice@{DOMAIN}"),
+                format!("ａｌｉｃｅ@{DOMAIN}"),
+                format!("ALICE@{DOMAIN}"),
+            ] {
+                let got = iq(
+                    &mut bob,
+                    "get",
+                    Some(&to),
+                    &format!("<vCard xmlns='{NS_VCARD}'/>"),
+                    "vCard get",
+                )
+                .await?;
                 ensure!(
                     full_name(&got).as_deref() == Some("Alice Example"),
                     "a vCard get to {to} must return alice's vCard: {}",

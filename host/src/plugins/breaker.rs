@@ -82,9 +82,14 @@ struct SenderRecord {
 enum State {
     Closed,
     /// Off; `until` is when one call may be tried (`None`: until a reload).
-    Open { reason: String, until: Option<Instant> },
+    Open {
+        reason: String,
+        until: Option<Instant>,
+    },
     /// One trial call is running; its outcome closes or reopens the breaker.
-    HalfOpen { reason: String },
+    HalfOpen {
+        reason: String,
+    },
 }
 
 #[derive(Debug)]
@@ -309,7 +314,10 @@ mod tests {
         assert!(matches!(b.admit(Some("carol@l"), secs(t0, 299)), Admission::Open(_)));
         // Half-open after the cool-down: one trial; a failure reopens it at once.
         assert_eq!(b.admit(Some("carol@l"), secs(t0, 300)), Admission::Run);
-        assert!(matches!(b.failure(Some("carol@l"), "trap", secs(t0, 300)), Tripped::Plugin(_)));
+        assert!(matches!(
+            b.failure(Some("carol@l"), "trap", secs(t0, 300)),
+            Tripped::Plugin(_)
+        ));
         assert!(matches!(b.admit(Some("carol@l"), secs(t0, 301)), Admission::Open(_)));
         // The next trial succeeds: closed again.
         assert_eq!(b.admit(Some("carol@l"), secs(t0, 600)), Admission::Run);

@@ -35,8 +35,8 @@ use wasmtime::component::Component;
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
 
 pub use bindings::feature::poolxmpp::plugin::types;
-pub use instance::Fault;
 use input::Intake;
+pub use instance::Fault;
 use instance::{Blueprint, Call, Health, Linkers};
 use manifest::{Manifest, World};
 use stats::PluginStats;
