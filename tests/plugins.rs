@@ -110,7 +110,8 @@ fn condition(e: &support::xml::Element) -> String {
 
 /// Issue 3, must-show 3: a looping, a trapping and an allocating plugin each answer with
 /// an error in bounded time, others (a second client, the echo plugin) are unaffected, and
-/// the breaker switches each bad plugin off after repeated failures.
+/// the breaker switches each bad plugin off after repeated failures — from several senders
+/// (issue 10 item 6: one sender's failures only get that sender refused).
 #[test]
 fn containment_of_bad_plugins() {
     with_plugins(&["bad-loop", "bad-trap", "bad-alloc", "echo"], |srv, _dir| {
@@ -118,6 +119,7 @@ fn containment_of_bad_plugins() {
         rt.block_on(async {
             let mut alice = login(srv, "alice", "raw").await?;
             let mut bob = login(srv, "bob", "raw").await?;
+            let mut carol = login(srv, "carol", "raw").await?;
             for service in ["loop", "trap", "alloc"] {
                 let addr = format!("{service}.{DOMAIN}");
                 // max_failures = 3 in their manifests: three failures, then the breaker.
@@ -140,17 +142,31 @@ fn containment_of_bad_plugins() {
                         started.elapsed()
                     );
                 }
-                alice.message(&addr, "after the breaker").await?;
-                let reply = alice
-                    .wait_for(Duration::from_secs(10), &format!("breaker error from {addr}"), |e| {
-                        is_error_from(e, &addr)
-                    })
-                    .await?;
-                ensure!(
-                    condition(&reply) == "service-unavailable",
-                    "{addr}: a switched-off plugin answers service-unavailable, got {}",
-                    reply.raw
-                );
+                // Alice alone is refused for a cool-down; bob and carol still reach the
+                // plugin, and their failures (three senders) switch it off for everyone.
+                for (who, want) in [
+                    ("alice", "resource-constraint"),
+                    ("bob", "internal-server-error"),
+                    ("carol", "internal-server-error"),
+                    ("alice", "service-unavailable"),
+                ] {
+                    let client = match who {
+                        "alice" => &mut alice,
+                        "bob" => &mut bob,
+                        _ => &mut carol,
+                    };
+                    client.message(&addr, &format!("{who} after alice's failures")).await?;
+                    let reply = client
+                        .wait_for(Duration::from_secs(10), &format!("error from {addr} to {who}"), |e| {
+                            is_error_from(e, &addr)
+                        })
+                        .await?;
+                    ensure!(
+                        condition(&reply) == want,
+                        "{addr}: {who} expected {want}, got {}",
+                        reply.raw
+                    );
+                }
                 // Everyone else carries on.
                 alice
                     .message(&format!("{}/raw", jid("bob")), &format!("still here after {service}"))

@@ -199,6 +199,9 @@ pub struct LimitsConfig {
     /// Subscription requests waiting for one user's answer; a request from yet another
     /// contact is refused with `<resource-constraint/>` and not stored.
     pub pending_subscriptions_max: i64,
+    /// Bytes of a stanza as serialized for a plugin (escaping can make it larger than what
+    /// was read); larger ones get `<policy-violation/>` instead of reaching the plugin.
+    pub plugin_stanza_bytes: usize,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -275,6 +278,7 @@ impl Default for LimitsConfig {
             roster_max_groups: 16,
             roster_max_name_bytes: 256,
             pending_subscriptions_max: 100,
+            plugin_stanza_bytes: 512 * 1024,
         }
     }
 }

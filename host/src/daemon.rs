@@ -51,8 +51,10 @@ pub async fn serve(config: Config, role: Role) -> anyhow::Result<()> {
     let tls = crate::tls::server_config(&config).context("loading TLS certificates")?;
     let (shutdown_tx, shutdown_rx) = tokio::sync::watch::channel(false);
     let domains = config.domains.iter().map(|d| d.name.to_ascii_lowercase()).collect();
-    let plugins =
-        Arc::new(crate::plugins::Plugins::new(config.plugins_dir(), domains).context("starting the plugin runtime")?);
+    let plugins = Arc::new(
+        crate::plugins::Plugins::new(config.plugins_dir(), domains, config.limits.plugin_stanza_bytes)
+            .context("starting the plugin runtime")?,
+    );
     let (pool, link_events, placement) = match (role, &config.pool) {
         (Role::Node, Some(_)) => {
             let (pool, events) = crate::pool::Pool::start(&config).await.context("joining the pool")?;

@@ -112,6 +112,11 @@ async fn filter(server: &Server, filters: &[Arc<PluginHandle>], direction: types
                 bounce_plugin_error(server, stanza, &err);
                 return false;
             }
+            // A stanza too large for the filter to see must not slip past it.
+            Err(fault @ Fault::TooLarge(_)) => {
+                bounce_fault(server, stanza, &fault);
+                return false;
+            }
             // A broken filter must not take messaging down with it: log and let it pass.
             Err(fault) => tracing::warn!(plugin = %f.name(), %fault, "filter failed; allowing the stanza"),
         }
@@ -140,12 +145,17 @@ pub fn dispatch_to_plugin(server: &Arc<Server>, plugin: &Arc<PluginHandle>, stan
 }
 
 fn bounce_fault(server: &Server, stanza: &Element, fault: &Fault) {
-    let condition = match fault {
-        Fault::Busy => Condition::ResourceConstraint,
-        Fault::Disabled(_) => Condition::ServiceUnavailable,
-        Fault::Trap(_) | Fault::Timeout => Condition::InternalServerError,
+    let (condition, text) = match fault {
+        Fault::Busy => (Condition::ResourceConstraint, None),
+        Fault::SenderBlocked => (
+            Condition::ResourceConstraint,
+            Some("this service keeps failing on your requests; try again later"),
+        ),
+        Fault::TooLarge(_) => (Condition::PolicyViolation, Some("too large for this service")),
+        Fault::Disabled(_) => (Condition::ServiceUnavailable, None),
+        Fault::Trap(_) | Fault::Timeout => (Condition::InternalServerError, None),
     };
-    bounce(server, stanza, condition, None);
+    bounce(server, stanza, condition, text);
 }
 
 fn bounce_plugin_error(server: &Server, original: &Element, err: &types::StanzaError) {

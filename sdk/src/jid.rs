@@ -30,10 +30,11 @@ pub fn is_bare(jid: &str) -> bool {
     !jid.contains('/')
 }
 
-/// The bare JID in the form to use as a key: node and domain lowercased, which is what
-/// the host's JID normalization does for the ASCII JIDs that make up nearly all real
-/// accounts. Use it whenever a client-written address (`to`) is compared with a
-/// host-stamped one (`from`) or used in a storage key.
+/// The bare JID in the form to use as a key. The host hands plugins `to` and `from` already
+/// normalised (RFC 7622: nodeprep maps `ａｌｉｃｅ` and `Alice` to `alice`), so this only
+/// lower-cases, which is idempotent on those and keeps keys stable for addresses a plugin
+/// reads from elsewhere (a stored stanza, a payload). Use it whenever two addresses are
+/// compared or one is used in a storage key.
 pub fn normalize_bare(jid: &str) -> String {
     bare(jid).to_lowercase()
 }

@@ -40,7 +40,7 @@ pub use feature::Feature;
 pub use filter::Filter;
 pub use placement::Placement;
 pub use stanza::{error_reply, iq_result, reply, send};
-pub use xml::{Element, Node, NS_CLIENT};
+pub use xml::{Element, Namespace, Node, NS_CLIENT};
 
 /// The host's clock: milliseconds since the Unix epoch.
 pub fn now_ms() -> u64 {

@@ -3,8 +3,9 @@
 //!
 //! Containment lives here: every call runs under an epoch deadline (CPU) and a wall-clock
 //! timeout (host calls included), with the store's memory limit. A trap or timeout answers
-//! that call with a fault, the instance is recreated from the compiled component, and after
-//! `max_failures` consecutive failures the breaker switches the plugin off.
+//! that call with a fault, the instance is recreated from the compiled component, and the
+//! [`Breaker`] decides whom a failing plugin stops serving: one sender whose calls keep
+//! failing, or (when failures come from several senders) everyone, for a cool-down.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, Weak};
@@ -18,6 +19,7 @@ use wasmtime::{Engine, Store};
 use super::bindings::feature::exports::poolxmpp::plugin::feature_plugin;
 use super::bindings::feature::poolxmpp::plugin::types;
 use super::bindings::{feature::Feature, filter::Filter, placement::Placement};
+use super::breaker::{Admission, Breaker, BreakerConfig, Tripped};
 use super::imports::PluginState;
 use super::manifest::{Manifest, World};
 use super::stats::PluginStats;
@@ -37,6 +39,12 @@ pub enum Fault {
     Disabled(String),
     #[error("the plugin is overloaded")]
     Busy,
+    /// This sender's calls keep failing; it (only it) is refused for a cool-down.
+    #[error("the plugin keeps failing on this sender's requests; try again later")]
+    SenderBlocked,
+    /// The stanza, as serialized for the plugin, is over `[limits] plugin_stanza_bytes`.
+    #[error("the stanza is too large for a plugin ({0} bytes serialized)")]
+    TooLarge(usize),
 }
 
 pub type CallResult<T> = Result<T, Fault>;
@@ -44,11 +52,14 @@ pub type CallResult<T> = Result<T, Fault>;
 pub enum Call {
     Stanza {
         stanza: types::Stanza,
+        /// Whose input this is, for the breaker (see [`super::input::Prepared`]).
+        sender: Option<String>,
         reply: oneshot::Sender<CallResult<Result<(), types::StanzaError>>>,
     },
     Check {
         direction: types::Direction,
         stanza: types::Stanza,
+        sender: Option<String>,
         reply: oneshot::Sender<CallResult<types::Verdict>>,
     },
     Event(types::Event),
@@ -72,6 +83,16 @@ impl Call {
             Call::Event(_) => "on-event",
             Call::Choose { .. } => "choose-node",
             Call::PoolChange(_) => "on-pool-change",
+        }
+    }
+
+    /// Whose input the call carries: a stanza's sender, the user being placed, or no one
+    /// (events and pool changes come from the host itself).
+    fn sender(&self) -> Option<&str> {
+        match self {
+            Call::Stanza { sender, .. } | Call::Check { sender, .. } => sender.as_deref(),
+            Call::Choose { user, .. } => Some(user),
+            Call::Event(_) | Call::PoolChange(_) => None,
         }
     }
 }
@@ -103,23 +124,33 @@ impl Linkers {
     }
 }
 
-/// Whether the breaker has switched the plugin off, and why.
+/// Whether the breaker has switched the plugin off, and why: the actor's [`Breaker`]
+/// published for the registry, which refuses calls without queueing them while it is off.
 #[derive(Default)]
 pub struct Health {
+    /// Fast path: false while the breaker is closed.
     disabled: AtomicBool,
-    reason: Mutex<String>,
+    /// The reason, and when a trial call will be let through (`None`: not by itself).
+    state: Mutex<Option<(String, Option<Instant>)>>,
 }
 
 impl Health {
+    /// The reason calls are refused now, if they are. Once the cool-down is over this is
+    /// `None` again, so the next call reaches the actor as the half-open trial.
     pub fn disabled(&self) -> Option<String> {
-        self.disabled
-            .load(Ordering::Acquire)
-            .then(|| self.reason.lock().expect("health lock").clone())
+        if !self.disabled.load(Ordering::Acquire) {
+            return None;
+        }
+        match &*self.state.lock().expect("health lock") {
+            Some((reason, until)) if until.is_none_or(|u| Instant::now() < u) => Some(reason.clone()),
+            _ => None,
+        }
     }
 
-    fn disable(&self, reason: String) {
-        *self.reason.lock().expect("health lock") = reason;
-        self.disabled.store(true, Ordering::Release);
+    fn publish(&self, breaker: &Breaker) {
+        let state = breaker.open_state();
+        self.disabled.store(state.is_some(), Ordering::Release);
+        *self.state.lock().expect("health lock") = state;
     }
 }
 
@@ -213,13 +244,21 @@ pub async fn start(blueprint: Blueprint) -> anyhow::Result<mpsc::Sender<Call>> {
 async fn run(blueprint: Blueprint, first: Instance, mut rx: mpsc::Receiver<Call>) {
     let name = blueprint.manifest.name.clone();
     let budget = Duration::from_millis(blueprint.manifest.limits.timeout_ms);
-    let max_failures = blueprint.manifest.limits.max_failures;
+    let mut breaker = Breaker::new(BreakerConfig::from(&blueprint.manifest.limits));
     let mut instance = Some(first);
-    let mut consecutive_failures = 0u32;
     while let Some(call) = rx.recv().await {
-        if let Some(reason) = blueprint.health.disabled() {
-            refuse(call, Fault::Disabled(reason));
-            continue;
+        let sender = call.sender().map(str::to_string);
+        match breaker.admit(sender.as_deref(), Instant::now()) {
+            Admission::Run => {}
+            Admission::SenderBlocked => {
+                blueprint.stats.refused.fetch_add(1, Ordering::Relaxed);
+                refuse(call, Fault::SenderBlocked);
+                continue;
+            }
+            Admission::Open(reason) => {
+                refuse(call, Fault::Disabled(reason));
+                continue;
+            }
         }
         if let Call::Choose { deadline, .. } = &call {
             if Instant::now() >= *deadline {
@@ -232,9 +271,11 @@ async fn run(blueprint: Blueprint, first: Instance, mut rx: mpsc::Receiver<Call>
             None => match blueprint.instantiate().await {
                 Ok(i) => i,
                 Err(e) => {
+                    // Not this input's fault: the plugin is off until its cool-down ends.
                     let reason = format!("cannot recreate the instance: {e:#}");
                     tracing::error!(plugin = %name, "{reason}; switching it off");
-                    blueprint.health.disable(reason.clone());
+                    breaker.trip(reason.clone(), Instant::now());
+                    blueprint.health.publish(&breaker);
                     refuse(call, Fault::Disabled(reason));
                     continue;
                 }
@@ -249,27 +290,34 @@ async fn run(blueprint: Blueprint, first: Instance, mut rx: mpsc::Receiver<Call>
         blueprint.stats.record_latency(started.elapsed());
         match fault {
             None => {
-                consecutive_failures = 0;
+                breaker.success(sender.as_deref());
                 instance = inst;
             }
             Some(fault) => {
-                consecutive_failures += 1;
                 match &fault {
                     Fault::Timeout => blueprint.stats.timeouts.fetch_add(1, Ordering::Relaxed),
                     _ => blueprint.stats.traps.fetch_add(1, Ordering::Relaxed),
                 };
-                tracing::warn!(plugin = %name, %fault, consecutive_failures, "plugin call failed; recreating the instance");
+                tracing::warn!(plugin = %name, %fault, sender = sender.as_deref().unwrap_or("-"), "plugin call failed; recreating the instance");
                 // The store may be mid-call or poisoned: never reuse it.
                 instance = None;
-                if consecutive_failures >= max_failures {
-                    let reason = format!("{consecutive_failures} consecutive failures, last: {fault}");
-                    tracing::error!(plugin = %name, "breaker open: {reason}");
-                    blueprint.health.disable(reason);
-                }
+                record(&name, &mut breaker, sender.as_deref(), &fault.to_string());
             }
         }
+        blueprint.health.publish(&breaker);
     }
     tracing::debug!(plugin = %name, "plugin instance retired");
+}
+
+/// Count a failure and log what it switched off.
+fn record(name: &str, breaker: &mut Breaker, sender: Option<&str>, fault: &str) {
+    match breaker.failure(sender, fault, Instant::now()) {
+        Tripped::Nothing => {}
+        Tripped::Sender(who) => {
+            tracing::warn!(plugin = %name, sender = %who, "calls from this sender keep failing; refusing it for a cool-down");
+        }
+        Tripped::Plugin(reason) => tracing::error!(plugin = %name, "breaker open: {reason}"),
+    }
 }
 
 fn refuse(call: Call, fault: Fault) {
@@ -306,7 +354,7 @@ async fn invoke(
     }
     let Instance { store, exports } = &mut inst;
     let fault = match (call, &*exports) {
-        (Call::Stanza { stanza, reply }, Exports::Feature(f)) => {
+        (Call::Stanza { stanza, reply, .. }, Exports::Feature(f)) => {
             let r = guarded!(f
                 .poolxmpp_plugin_feature_plugin()
                 .call_handle_stanza(&mut *store, &stanza));
@@ -326,6 +374,7 @@ async fn invoke(
                 direction,
                 stanza,
                 reply,
+                ..
             },
             Exports::Filter(f),
         ) => {
@@ -367,24 +416,6 @@ fn classify(err: wasmtime::Error) -> Fault {
         Some(wasmtime::Trap::Interrupt) => Fault::Timeout,
         Some(trap) => Fault::Trap(trap.to_string()),
         None => Fault::Trap(format!("{err:#}")),
-    }
-}
-
-/// Convert a stanza for the boundary.
-pub fn to_wit(stanza: &crate::xml::Element) -> types::Stanza {
-    let kind = match stanza.name.as_str() {
-        "message" => types::StanzaKind::Message,
-        "presence" => types::StanzaKind::Presence,
-        _ => types::StanzaKind::Iq,
-    };
-    let attr = |n: &str| stanza.get_attr(n).unwrap_or_default().to_string();
-    types::Stanza {
-        kind,
-        from: attr("from"),
-        to: attr("to"),
-        type_: attr("type"),
-        id: attr("id"),
-        xml: stanza.to_stream_xml(),
     }
 }
 

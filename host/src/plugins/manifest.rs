@@ -50,10 +50,21 @@ pub struct PluginLimits {
     pub timeout_ms: u64,
     /// Budget for `init`.
     pub init_timeout_ms: u64,
-    /// Consecutive failures (traps, timeouts) after which the breaker switches the plugin off.
+    /// Consecutive failures (traps, timeouts) after which a sender is refused for
+    /// `sender_cooldown_secs`, and the breaker switches the plugin off if they came from
+    /// `breaker_senders` distinct senders (see `breaker`).
     pub max_failures: u32,
     /// Calls queued for the plugin before new ones are refused with `resource-constraint`.
     pub queue: usize,
+    /// Distinct senders among `max_failures` consecutive failures before the plugin is
+    /// switched off for everyone (failures without a sender count as the plugin's own).
+    pub breaker_senders: usize,
+    /// How long a sender whose calls keep failing gets `resource-constraint` (that sender only).
+    pub sender_cooldown_secs: u64,
+    /// How long a switched-off plugin waits before trying one call again (0: until a reload).
+    pub breaker_cooldown_secs: u64,
+    /// Senders whose recent failures are remembered; the stalest are forgotten first.
+    pub tracked_senders: usize,
 }
 
 impl Default for PluginLimits {
@@ -64,6 +75,10 @@ impl Default for PluginLimits {
             init_timeout_ms: 5000,
             max_failures: 5,
             queue: 1024,
+            breaker_senders: 3,
+            sender_cooldown_secs: 60,
+            breaker_cooldown_secs: 60,
+            tracked_senders: 4096,
         }
     }
 }

@@ -2,7 +2,9 @@
 //! worlds in `wit/`, loaded from the plugins directory and hot-reloaded when it changes.
 //!
 //! - [`manifest`]: `NAME.toml` beside `NAME.wasm` — world, claims, limits, config.
-//! - [`instance`]: one task per running version; containment and the breaker.
+//! - [`instance`]: one task per running version; containment.
+//! - [`breaker`]: whom a failing plugin stops serving (one sender, or everyone), how long.
+//! - [`input`]: what a plugin is handed: bounded, with normalised addresses.
 //! - [`imports`]: the host side of the WIT imports.
 //! - [`watch`]: the directory watcher and the admin socket.
 //! - this module: the registry — which plugin claims what — and make-before-break swaps.
@@ -13,8 +15,10 @@
 
 pub mod admin;
 pub mod bindings;
+pub mod breaker;
 pub mod build;
 pub mod imports;
+pub mod input;
 pub mod instance;
 pub mod manifest;
 pub mod stats;
@@ -31,6 +35,7 @@ use wasmtime::component::Component;
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
 
 pub use bindings::feature::poolxmpp::plugin::types;
+use input::Intake;
 pub use instance::Fault;
 use instance::{Blueprint, Call, Health, Linkers};
 use manifest::{Manifest, World};
@@ -55,6 +60,7 @@ pub struct PluginHandle {
     pub stats: Arc<PluginStats>,
     pub health: Arc<Health>,
     pub loaded_at: SystemTime,
+    intake: Arc<Intake>,
 }
 
 impl PluginHandle {
@@ -79,8 +85,10 @@ impl PluginHandle {
     /// synchronous so stanzas reach the plugin in the order they were routed.
     pub fn submit_stanza(&self, stanza: &Element) -> Result<StanzaReply, Fault> {
         let (reply, rx) = oneshot::channel();
+        let prepared = self.intake.prepare(stanza)?;
         self.enqueue(Call::Stanza {
-            stanza: instance::to_wit(stanza),
+            stanza: prepared.stanza,
+            sender: prepared.sender,
             reply,
         })?;
         Ok(rx)
@@ -89,9 +97,11 @@ impl PluginHandle {
     /// Ask a filter plugin about a stanza.
     pub async fn check(&self, direction: types::Direction, stanza: &Element) -> Result<types::Verdict, Fault> {
         let (reply, rx) = oneshot::channel();
+        let prepared = self.intake.prepare(stanza)?;
         self.enqueue(Call::Check {
             direction,
-            stanza: instance::to_wit(stanza),
+            stanza: prepared.stanza,
+            sender: prepared.sender,
             reply,
         })?;
         rx.await.unwrap_or(Err(Fault::Disabled("unloaded".into())))
@@ -181,6 +191,7 @@ pub struct Plugins {
     linkers: Arc<Linkers>,
     pub dir: PathBuf,
     domains: Vec<String>,
+    intake: Arc<Intake>,
     server: OnceLock<Weak<Server>>,
     active: RwLock<Arc<Active>>,
     /// One loader at a time (watcher events and admin reloads serialize here).
@@ -200,7 +211,9 @@ pub enum PluginError {
 }
 
 impl Plugins {
-    pub fn new(dir: PathBuf, domains: Vec<String>) -> anyhow::Result<Plugins> {
+    /// `max_input_bytes` bounds the serialized stanza a plugin is handed
+    /// (`[limits] plugin_stanza_bytes`).
+    pub fn new(dir: PathBuf, domains: Vec<String>, max_input_bytes: usize) -> anyhow::Result<Plugins> {
         let mut config = Config::new();
         config.wasm_component_model(true);
         config.epoch_interruption(true);
@@ -218,6 +231,10 @@ impl Plugins {
             engine,
             linkers,
             dir,
+            intake: Arc::new(Intake {
+                max_bytes: max_input_bytes,
+                domains: domains.clone(),
+            }),
             domains,
             server: OnceLock::new(),
             active: RwLock::new(Arc::new(Active::default())),
@@ -358,6 +375,7 @@ impl Plugins {
             stats,
             health,
             loaded_at: SystemTime::now(),
+            intake: self.intake.clone(),
         }))
     }
 

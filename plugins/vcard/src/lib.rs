@@ -83,7 +83,7 @@ impl Feature for VCard {
         }
         let payload = stanza.payload()?.ok_or_else(StanzaError::bad_request)?;
         // The account the vCard belongs to: the `to` of the request (the host fills in the
-        // sender's bare JID when the client sent none).
+        // sender's bare JID when the client sent none, and normalises it: `ａｌｉｃｅ@x` is `alice@x`).
         let owner = match stanza.to_bare() {
             "" => stanza.from_bare().to_string(),
             to => to.to_string(),
