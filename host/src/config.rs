@@ -162,6 +162,9 @@ pub struct LimitsConfig {
     /// so a reconnect storm is admitted at the pace the node can take.
     pub concurrent_logins: usize,
     pub login_queue_ms: u64,
+    /// The parsed tree of one stanza (elements, attributes, text, namespaces) may take at
+    /// most this many times the stanza byte limit in memory; past it, `<policy-violation/>`.
+    pub stanza_memory_factor: usize,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -223,6 +226,7 @@ impl Default for LimitsConfig {
             connections_per_ip: 0,
             concurrent_logins: 64,
             login_queue_ms: 5_000,
+            stanza_memory_factor: crate::stream::reader::DEFAULT_MEMORY_FACTOR,
         }
     }
 }
@@ -287,6 +291,10 @@ impl Config {
             // RFC 6120 §13.12: servers MUST NOT block stanzas under 10,000 bytes.
             return Err(ConfigError::Invalid("max_stanza_bytes must be at least 10000".into()));
         }
+        if self.limits.stanza_memory_factor < 2 {
+            // A text-only stanza's tree already costs about its size; leave room for markup.
+            return Err(ConfigError::Invalid("stanza_memory_factor must be at least 2".into()));
+        }
         if let Some(pool) = &self.pool {
             crate::pool::pki::validate_node_id(&pool.node_id).map_err(|e| ConfigError::Invalid(e.to_string()))?;
             if !self.store.starts_with("postgres") {
@@ -336,7 +344,9 @@ impl Config {
             },
             max_depth: self.limits.max_depth,
             max_attributes: self.limits.max_attributes,
+            max_tree_bytes: 0,
         }
+        .with_memory_factor(self.limits.stanza_memory_factor)
     }
 }
 

@@ -418,6 +418,11 @@ impl TestServer {
     }
 
     /// Whether the server process is still running.
+    /// The server process's id, while it runs (e.g. to read its memory in `/proc`).
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
     pub fn is_running(&mut self) -> bool {
         match self.child.as_mut() {
             Some(c) => matches!(c.try_wait(), Ok(None)),
