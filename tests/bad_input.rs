@@ -10,15 +10,13 @@
 
 mod support;
 
-use std::future::Future;
-use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, ensure, Context, Result};
 use base64::Engine as _;
-use support::raw::{next_id, RawConn, SaslOutcome, READ_TIMEOUT};
+use support::raw::{RawConn, SaslOutcome, READ_TIMEOUT};
+use support::witness::{expect_error, logged_in, opened_plain, opened_tls, with_witness, witness_jid, Ctx, FORBIDDEN};
 use support::xml::{Event, NS_SASL, NS_STREAM, NS_STREAMS_ERR};
-use support::witness::{expect_error, logged_in, opened_plain, opened_tls, with_witness, Ctx, FORBIDDEN};
 use support::{password, rt, with_server, ServerOptions, Store, DOMAIN};
 
 // ---------------------------------------------------------------------------------------

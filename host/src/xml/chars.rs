@@ -12,7 +12,7 @@ pub fn is_xml_char(c: char) -> bool {
 pub fn first_non_char(s: &str) -> Option<char> {
     // Fast path: printable ASCII and the allowed controls are the common case.
     if s.bytes()
-        .all(|b| b >= 0x20 && b < 0x80 || matches!(b, b'\t' | b'\n' | b'\r'))
+        .all(|b| (0x20..0x80).contains(&b) || matches!(b, b'\t' | b'\n' | b'\r'))
     {
         return None;
     }
