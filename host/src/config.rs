@@ -202,6 +202,9 @@ pub struct LimitsConfig {
     /// Bytes of a stanza as serialized for a plugin (escaping can make it larger than what
     /// was read); larger ones get `<policy-violation/>` instead of reaching the plugin.
     pub plugin_stanza_bytes: usize,
+    /// The parsed tree of one stanza (elements, attributes, text, namespaces) may take at
+    /// most this many times the stanza byte limit in memory; past it, `<policy-violation/>`.
+    pub stanza_memory_factor: usize,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -279,6 +282,7 @@ impl Default for LimitsConfig {
             roster_max_name_bytes: 256,
             pending_subscriptions_max: 100,
             plugin_stanza_bytes: 512 * 1024,
+            stanza_memory_factor: crate::stream::reader::DEFAULT_MEMORY_FACTOR,
         }
     }
 }
@@ -348,6 +352,10 @@ impl Config {
                 "send_queue_bytes and send_timeout_secs must be positive".into(),
             ));
         }
+        if self.limits.stanza_memory_factor < 2 {
+            // A text-only stanza's tree already costs about its size; leave room for markup.
+            return Err(ConfigError::Invalid("stanza_memory_factor must be at least 2".into()));
+        }
         if let Some(pool) = &self.pool {
             crate::pool::pki::validate_node_id(&pool.node_id).map_err(|e| ConfigError::Invalid(e.to_string()))?;
             if !self.store.starts_with("postgres") {
@@ -397,7 +405,9 @@ impl Config {
             },
             max_depth: self.limits.max_depth,
             max_attributes: self.limits.max_attributes,
+            max_tree_bytes: 0,
         }
+        .with_memory_factor(self.limits.stanza_memory_factor)
     }
 }
 

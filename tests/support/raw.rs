@@ -385,6 +385,13 @@ impl RawConn {
         self.read_header().await
     }
 
+    /// As [`RawConn::open_stream`] with a stream header of the test's own.
+    pub async fn open_stream_with(&mut self, header: &str) -> Result<Element> {
+        self.parser.reset();
+        self.send(header).await?;
+        self.read_header().await
+    }
+
     pub async fn read_header(&mut self) -> Result<Element> {
         match self
             .next_event(READ_TIMEOUT)

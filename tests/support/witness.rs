@@ -19,6 +19,8 @@ pub const FORBIDDEN: &str = "must-not-be-delivered";
 pub struct Ctx {
     pub starttls: SocketAddr,
     pub direct_tls: SocketAddr,
+    /// The server process, to read its memory use.
+    pub pid: Option<u32>,
 }
 
 pub fn witness_jid() -> String {
@@ -36,6 +38,7 @@ where
         let ctx = Ctx {
             starttls: srv.starttls,
             direct_tls: srv.direct_tls,
+            pid: srv.pid(),
         };
         rt().block_on(async {
             let mut witness = RawConn::login(ctx.starttls, DOMAIN, "bob", password("bob"), WITNESS_RESOURCE)

@@ -237,9 +237,20 @@ pub async fn redeliver_pending(server: &Server, client: &Bound, pending: Vec<(St
     let Some(me) = server.sessions.resource(&client.bare, client.jid.resource().as_str()) else {
         return;
     };
-    for (_, xml) in pending {
-        if let Some(stanza) = crate::stream::reader::parse_stored(&xml).await {
-            me.send(Arc::new(stanza));
-        }
+    for (contact, xml) in pending {
+        // Re-read under today's rules: a request stored before a rule existed (one that is
+        // not namespace-well-formed) is never re-sent as it was (issue 10, item 2); the
+        // request itself stands, so the user gets a plain one to answer instead.
+        let stanza = match crate::stream::reader::parse_stored(&xml).await {
+            Some(stanza) => stanza,
+            None => {
+                tracing::warn!(%contact, "stored subscription request unreadable; re-sending it without its content");
+                Element::new("presence", NS_CLIENT)
+                    .attr("from", contact.as_str())
+                    .attr("to", client.bare.as_str())
+                    .attr("type", "subscribe")
+            }
+        };
+        me.send(Arc::new(stanza));
     }
 }

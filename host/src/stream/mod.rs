@@ -1,10 +1,13 @@
 //! XML stream plumbing shared by every connection: framing with hard limits ([`reader`]),
-//! the write side ([`writer`]) and stream-level errors ([`error`]).
+//! the memory of a parsed stanza ([`tree_budget`]), the write side ([`writer`]) and stream-level errors ([`error`]).
 
 pub mod error;
+#[cfg(test)]
+mod fuzz;
 pub mod limited;
 pub mod linger;
 pub mod reader;
+pub mod tree_budget;
 pub mod writer;
 
 pub use error::{StreamError, StreamErrorCondition};

@@ -2,10 +2,17 @@
 //! top-level stanza or stream end out.
 //!
 //! Hard limits are enforced while parsing, never after: stanza bytes (through
-//! [`LimitedBufRead`]), nesting depth and attribute count. RFC 6120 §11.1 forbids comments,
-//! processing instructions, DTDs and non-predefined entities; quick-xml never expands
-//! entities, and we refuse the events that would carry them, so billion-laughs documents
-//! cannot even start.
+//! [`LimitedBufRead`]), the memory of the tree built from them ([`TreeBudget`]), nesting
+//! depth and attribute count. RFC 6120 §11.1 forbids comments, processing instructions, DTDs
+//! and non-predefined entities; quick-xml never expands entities, and we refuse the events
+//! that would carry them, so billion-laughs documents cannot even start.
+//!
+//! quick-xml frames the bytes; well-formedness beyond framing is checked here, because
+//! quick-xml does not (RFC 6120 §11: what is not well-formed or not namespace-well-formed
+//! gets `<not-well-formed/>`): names must be QNames of NCNames, text and attribute values
+//! (raw or as character references) XML `Char`s, prefixes bound, the reserved prefixes and
+//! namespaces (`xml`, `xmlns`) used only as Namespaces in XML allows, and no attribute given
+//! twice under one expanded name. Only UTF-8 is accepted (RFC 6120 §11.6).
 
 use quick_xml::events::{BytesStart, Event};
 use quick_xml::Reader;
@@ -13,7 +20,8 @@ use tokio::io::AsyncBufRead;
 
 use super::error::{StreamError, StreamErrorCondition};
 use super::limited::{LimitedBufRead, OverBudget};
-use crate::xml::{Element, Node};
+use super::tree_budget::TreeBudget;
+use crate::xml::{first_non_char, is_xml_char, split_qname, Attr, Element, Node, Ns, NS_XML, NS_XMLNS};
 
 /// Parser limits, from `[limits]` in the config.
 #[derive(Debug, Clone, Copy)]
@@ -21,6 +29,20 @@ pub struct Limits {
     pub max_stanza_bytes: usize,
     pub max_depth: usize,
     pub max_attributes: usize,
+    /// Memory one stanza's tree may take ([`TreeBudget`]); `stanza_memory_factor` times
+    /// `max_stanza_bytes` from the config.
+    pub max_tree_bytes: usize,
+}
+
+/// The default `stanza_memory_factor`: a stanza's tree may cost 8 times its byte limit.
+pub const DEFAULT_MEMORY_FACTOR: usize = 8;
+
+impl Limits {
+    /// Set `max_tree_bytes` to `factor` times `max_stanza_bytes`.
+    pub fn with_memory_factor(mut self, factor: usize) -> Self {
+        self.max_tree_bytes = self.max_stanza_bytes.saturating_mul(factor);
+        self
+    }
 }
 
 impl Default for Limits {
@@ -29,6 +51,7 @@ impl Default for Limits {
             max_stanza_bytes: 256 * 1024,
             max_depth: 48,
             max_attributes: 64,
+            max_tree_bytes: DEFAULT_MEMORY_FACTOR * 256 * 1024,
         }
     }
 }
@@ -70,7 +93,16 @@ fn violation(condition: StreamErrorCondition, text: &str) -> ReadError {
     ReadError::Stream(StreamError::new(condition, text))
 }
 
-type Scope = Vec<(Option<String>, String)>;
+fn not_well_formed(text: &str) -> ReadError {
+    violation(StreamErrorCondition::NotWellFormed, text)
+}
+
+fn too_big() -> ReadError {
+    violation(StreamErrorCondition::PolicyViolation, "stanza needs too much memory")
+}
+
+/// The namespace declarations of one open element: prefix (`None`: the default) and URI.
+type Scope = Vec<(Option<Box<str>>, Ns)>;
 
 pub struct XmlStreamReader<R> {
     reader: Reader<LimitedBufRead<R>>,
@@ -79,6 +111,8 @@ pub struct XmlStreamReader<R> {
     open: Vec<Element>,
     /// Namespace declarations, one scope per open element including the root.
     scopes: Vec<Scope>,
+    /// What the stanza being parsed costs in memory so far.
+    budget: TreeBudget,
     limits: Limits,
 }
 
@@ -100,6 +134,7 @@ impl<R: AsyncBufRead + Unpin> XmlStreamReader<R> {
             buf: Vec::with_capacity(256),
             open: Vec::new(),
             scopes: Vec::new(),
+            budget: TreeBudget::new(limits.max_tree_bytes),
             limits,
         }
     }
@@ -119,6 +154,7 @@ impl<R: AsyncBufRead + Unpin> XmlStreamReader<R> {
     pub fn set_limits(&mut self, limits: Limits) {
         self.limits = limits;
         self.reader.get_mut().set_limit(limits.max_stanza_bytes);
+        self.budget.set_max(limits.max_tree_bytes);
     }
 
     /// A counter of bytes consumed, readable while `next()` is pending.
@@ -137,6 +173,7 @@ impl<R: AsyncBufRead + Unpin> XmlStreamReader<R> {
             if let Some(out) = self.handle(event)? {
                 if matches!(out, StreamEvent::Stanza(_) | StreamEvent::Header(_)) {
                     self.reader.get_mut().reset_budget();
+                    self.budget.reset();
                 }
                 if self.buf.capacity() > 4096 {
                     // A big stanza went by; do not keep its buffer for an idle connection.
@@ -149,11 +186,27 @@ impl<R: AsyncBufRead + Unpin> XmlStreamReader<R> {
 
     fn handle(&mut self, event: Event<'static>) -> Result<Option<StreamEvent>, ReadError> {
         match event {
-            Event::Decl(_) => Ok(None),
+            Event::Decl(decl) => {
+                if !self.scopes.is_empty() {
+                    return Err(not_well_formed("XML declaration inside the stream"));
+                }
+                match decl.encoding() {
+                    None => Ok(None),
+                    Some(Ok(enc)) if enc.eq_ignore_ascii_case(b"UTF-8") => Ok(None),
+                    Some(Ok(_)) => Err(violation(
+                        StreamErrorCondition::UnsupportedEncoding,
+                        "only UTF-8 is supported",
+                    )),
+                    Some(Err(_)) => Err(not_well_formed("malformed XML declaration")),
+                }
+            }
             Event::Start(start) => self.on_start(start, false),
             Event::Empty(start) => self.on_start(start, true),
             Event::End(_) => self.on_end(),
             Event::Text(text) => {
+                if text.windows(3).any(|w| w == b"]]>") {
+                    return Err(not_well_formed("]]> in character data"));
+                }
                 let s = text
                     .decode()
                     .map_err(|_| violation(StreamErrorCondition::NotWellFormed, "bad encoding"))?;
@@ -170,6 +223,7 @@ impl<R: AsyncBufRead + Unpin> XmlStreamReader<R> {
                     r.resolve_char_ref()
                         .ok()
                         .flatten()
+                        .filter(|&c| is_xml_char(c))
                         .ok_or_else(|| violation(StreamErrorCondition::NotWellFormed, "bad character reference"))?
                 } else {
                     match &*r {
@@ -202,11 +256,17 @@ impl<R: AsyncBufRead + Unpin> XmlStreamReader<R> {
     }
 
     fn on_text(&mut self, s: &str) -> Result<Option<StreamEvent>, ReadError> {
+        if first_non_char(s).is_some() {
+            return Err(not_well_formed("a character XML does not allow"));
+        }
         match self.open.last_mut() {
+            Some(_) if s.is_empty() => Ok(None),
             Some(parent) => {
                 if let Some(Node::Text(prev)) = parent.children.last_mut() {
+                    self.budget.text(s.len(), false).map_err(|_| too_big())?;
                     prev.push_str(s);
                 } else {
+                    self.budget.text(s.len(), true).map_err(|_| too_big())?;
                     parent.children.push(Node::Text(s.to_string()));
                 }
                 Ok(None)
@@ -224,34 +284,63 @@ impl<R: AsyncBufRead + Unpin> XmlStreamReader<R> {
         if self.scopes.len() >= self.limits.max_depth {
             return Err(violation(StreamErrorCondition::PolicyViolation, "nesting too deep"));
         }
-        let (prefix, local) = split_qname(start.name().as_ref())?;
+        let qname = std::str::from_utf8(start.name().into_inner()).map_err(|_| not_well_formed("bad encoding"))?;
+        let (prefix, local) = split_qname(qname).ok_or_else(|| not_well_formed("element name is not an XML name"))?;
+        if matches!(prefix, Some("xml" | "xmlns")) {
+            return Err(not_well_formed("element in a reserved prefix"));
+        }
         let mut scope: Scope = Vec::new();
-        let mut attrs = Vec::new();
+        // (prefix, local name, value) of the attributes that are not declarations.
+        let mut written: Vec<(Option<&str>, &str, String)> = Vec::new();
         for (count, attr) in start.attributes().with_checks(true).enumerate() {
             if count >= self.limits.max_attributes {
                 return Err(violation(StreamErrorCondition::PolicyViolation, "too many attributes"));
             }
-            let attr = attr.map_err(|_| violation(StreamErrorCondition::NotWellFormed, "malformed attribute"))?;
-            let key = std::str::from_utf8(attr.key.as_ref())
-                .map_err(|_| violation(StreamErrorCondition::NotWellFormed, "bad encoding"))?
-                .to_string();
+            let attr = attr.map_err(|_| not_well_formed("malformed attribute"))?;
+            let key = std::str::from_utf8(attr.key.into_inner()).map_err(|_| not_well_formed("bad encoding"))?;
+            let (p, l) = split_qname(key).ok_or_else(|| not_well_formed("attribute name is not an XML name"))?;
+            if attr.value.contains(&b'<') {
+                return Err(not_well_formed("'<' in an attribute value"));
+            }
             let value = attr
                 .unescape_value()
-                .map_err(|_| violation(StreamErrorCondition::NotWellFormed, "bad attribute value"))?
+                .map_err(|_| not_well_formed("bad attribute value"))?
                 .into_owned();
-            if key == "xmlns" {
-                scope.push((None, value));
-            } else if let Some(p) = key.strip_prefix("xmlns:") {
-                scope.push((Some(p.to_string()), value.clone()));
-                attrs.push((key, value));
-            } else {
-                attrs.push((key, value));
+            if first_non_char(&value).is_some() {
+                return Err(not_well_formed("a character XML does not allow in an attribute value"));
+            }
+            match (p, l) {
+                (None, "xmlns") => {
+                    let ns = self.declare(None, value)?;
+                    scope.push((None, ns));
+                }
+                (Some("xmlns"), declared) => {
+                    let ns = self.declare(Some(declared), value)?;
+                    scope.push((Some(declared.into()), ns));
+                }
+                _ => written.push((p, l, value)),
             }
         }
         self.scopes.push(scope);
-        let ns = self.resolve(prefix.as_deref())?;
+        let ns = self.resolve(prefix)?;
+        let mut attrs: Vec<Attr> = Vec::with_capacity(written.len());
+        for (p, l, value) in written {
+            let ns = match p {
+                None => None,
+                Some(p) => Some(self.resolve(Some(p))?),
+            };
+            // Namespaces in XML §6.3: one expanded name once, whatever the prefixes.
+            if ns.is_some() && attrs.iter().any(|a| a.name == l && a.ns == ns) {
+                return Err(not_well_formed("one attribute given twice"));
+            }
+            attrs.push(Attr {
+                ns,
+                name: l.to_string(),
+                value,
+            });
+        }
         let element = Element {
-            name: local,
+            name: local.to_string(),
             ns,
             attrs,
             children: Vec::new(),
@@ -259,19 +348,26 @@ impl<R: AsyncBufRead + Unpin> XmlStreamReader<R> {
         if self.scopes.len() == 1 {
             // The stream root.
             let header = StreamHeader {
-                default_ns: self.resolve(None).ok().filter(|ns| !ns.is_empty()),
+                default_ns: self
+                    .resolve(None)
+                    .ok()
+                    .filter(|ns| !ns.is_empty())
+                    .map(|ns| ns.to_string()),
                 to: element.get_attr("to").map(str::to_string),
                 from: element.get_attr("from").map(str::to_string),
                 version: element.get_attr("version").map(str::to_string),
                 lang: element.get_attr("xml:lang").map(str::to_string),
+                ns: element.ns.to_string(),
                 name: element.name,
-                ns: element.ns,
             };
             if empty {
                 return Err(violation(StreamErrorCondition::BadFormat, "empty stream element"));
             }
             return Ok(Some(StreamEvent::Header(header)));
         }
+        // A top-level stanza is written as a child of a `jabber:client` stream.
+        let parent_ns = self.open.last().map_or(crate::xml::NS_CLIENT, |p| &*p.ns);
+        self.budget.element(&element, parent_ns).map_err(|_| too_big())?;
         if empty {
             self.scopes.pop();
             Ok(self.complete(element))
@@ -279,6 +375,28 @@ impl<R: AsyncBufRead + Unpin> XmlStreamReader<R> {
             self.open.push(element);
             Ok(None)
         }
+    }
+
+    /// Check one namespace declaration (Namespaces in XML §3) and give the namespace to
+    /// bind, sharing the string already bound to that prefix when it is the same.
+    fn declare(&mut self, prefix: Option<&str>, uri: String) -> Result<Ns, ReadError> {
+        match prefix {
+            Some("xmlns") => return Err(not_well_formed("the xmlns prefix cannot be declared")),
+            Some("xml") if uri != NS_XML => return Err(not_well_formed("the xml prefix cannot be rebound")),
+            Some("xml") => return Ok(Ns::new(NS_XML)),
+            Some(_) if uri.is_empty() => return Err(not_well_formed("a prefix cannot be bound to no namespace")),
+            _ if uri == NS_XML || uri == NS_XMLNS => {
+                return Err(not_well_formed("a reserved namespace cannot be bound"));
+            }
+            _ => {}
+        }
+        if let Ok(current) = self.resolve(prefix) {
+            if current == uri {
+                return Ok(current);
+            }
+        }
+        self.budget.namespace(uri.len()).map_err(|_| too_big())?;
+        Ok(Ns::from(uri))
     }
 
     fn on_end(&mut self) -> Result<Option<StreamEvent>, ReadError> {
@@ -300,9 +418,9 @@ impl<R: AsyncBufRead + Unpin> XmlStreamReader<R> {
         }
     }
 
-    fn resolve(&self, prefix: Option<&str>) -> Result<String, ReadError> {
+    fn resolve(&self, prefix: Option<&str>) -> Result<Ns, ReadError> {
         if prefix == Some("xml") {
-            return Ok("http://www.w3.org/XML/1998/namespace".to_string());
+            return Ok(Ns::new(NS_XML));
         }
         for scope in self.scopes.iter().rev() {
             if let Some((_, ns)) = scope.iter().find(|(p, _)| p.as_deref() == prefix) {
@@ -310,17 +428,16 @@ impl<R: AsyncBufRead + Unpin> XmlStreamReader<R> {
             }
         }
         match prefix {
-            None => Ok(String::new()),
-            Some(_) => Err(violation(
-                StreamErrorCondition::InvalidNamespace,
-                "undeclared namespace prefix",
-            )),
+            None => Ok(Ns::default()),
+            Some(_) => Err(not_well_formed("undeclared namespace prefix")),
         }
     }
 }
 
-/// Parse one stanza we stored ourselves (offline messages), with the same parser and rules
-/// as the wire, so there is exactly one XML reader in the server.
+/// Parse one stanza we stored ourselves (offline messages, subscription requests, pool
+/// frames) or a plugin produced, with the same parser and rules as the wire, so there is
+/// exactly one XML reader in the server and nothing unchecked is emitted: what was stored
+/// before a rule existed fails here and is dropped by the caller.
 pub async fn parse_stored(xml: &str) -> Option<Element> {
     parse_document(xml, Limits::default()).await
 }
@@ -332,11 +449,13 @@ pub const SERVER_ADDED_ATTRIBUTES: usize = 2;
 impl Limits {
     /// Limits for reading back what was accepted under `self` and then stamped and
     /// serialized by us (offline storage, a peer node's forward): the same depth, and room
-    /// for [`SERVER_ADDED_ATTRIBUTES`] (the size limit is the stored text's own length).
-    /// So a stanza accepted on the wire is always readable again.
+    /// for [`SERVER_ADDED_ATTRIBUTES`] and for one `xmlns:nsN` declaration per namespaced
+    /// attribute, which the serializer writes on the element that uses it (the size limit
+    /// is the stored text's own length). So a stanza accepted on the wire is always
+    /// readable again.
     pub fn for_stored(self) -> Limits {
         Limits {
-            max_attributes: self.max_attributes + SERVER_ADDED_ATTRIBUTES,
+            max_attributes: 2 * self.max_attributes + SERVER_ADDED_ATTRIBUTES,
             ..self
         }
     }
@@ -356,6 +475,9 @@ async fn parse_document(xml: &str, limits: Limits) -> Option<Element> {
     let doc = format!("{STORED_ROOT}{xml}");
     let limits = Limits {
         max_stanza_bytes: doc.len() + 1,
+        max_tree_bytes: limits
+            .max_tree_bytes
+            .max(doc.len().saturating_mul(DEFAULT_MEMORY_FACTOR)),
         ..limits
     };
     let mut reader = XmlStreamReader::new(doc.as_bytes(), limits);
@@ -367,14 +489,6 @@ async fn parse_document(xml: &str, limits: Limits) -> Option<Element> {
         Ok(StreamEvent::Stanza(e)) => Some(e),
         _ => None,
     }
-}
-
-fn split_qname(raw: &[u8]) -> Result<(Option<String>, String), ReadError> {
-    let s = std::str::from_utf8(raw).map_err(|_| violation(StreamErrorCondition::NotWellFormed, "bad encoding"))?;
-    Ok(match s.split_once(':') {
-        Some((p, l)) => (Some(p.to_string()), l.to_string()),
-        None => (None, s.to_string()),
-    })
 }
 
 fn map_xml_error(e: quick_xml::Error) -> ReadError {
@@ -434,7 +548,7 @@ mod tests {
         );
         assert_eq!(
             ev[1],
-            Ok("<message to='a@b'><body>x &amp; A</body><x xmlns='urn:p' xmlns:p='urn:p'/></message>".into())
+            Ok("<message to='a@b'><body>x &amp; A</body><x xmlns='urn:p'/></message>".into())
         );
         assert_eq!(ev[2], Ok("end".into()));
     }
@@ -465,5 +579,89 @@ mod tests {
         );
         let bad = format!("{HEAD}<message><body></message>");
         assert_eq!(events(&bad, Limits::default()).await[1], Err("not-well-formed".into()));
+    }
+
+    #[tokio::test]
+    async fn refuses_what_is_not_namespace_well_formed() {
+        for bad in [
+            "<message><body evil:x='1'/></message>",
+            "<message Xml:lang='en'/>",
+            "<message>\u{1}</message>",
+            "<message>\u{FFFE}</message>",
+            "<message>&#1;</message>",
+            "<message>&#xFFFE;</message>",
+            "<message id='&#xC;'/>",
+            "<message id='\u{0}'/>",
+            "<message xmlns:xml='urn:x'/>",
+            "<message xmlns:xmlns='urn:x'/>",
+            "<message xmlns:p='http://www.w3.org/2000/xmlns/'/>",
+            "<message xmlns:p='http://www.w3.org/XML/1998/namespace'/>",
+            "<message><x xmlns='http://www.w3.org/XML/1998/namespace'/></message>",
+            "<message xmlns:p=''/>",
+            "<message><xml:x/></message>",
+            "<message><xmlns:x/></message>",
+            "<message><bo=dy/></message>",
+            "<message><1body/></message>",
+            "<message><a:b:c xmlns:a='u'/></message>",
+            "<message><:x/></message>",
+            "<message xmlns:a='urn:s' xmlns:b='urn:s' a:x='1' b:x='2'/>",
+            "<message id='<'/>",
+            "<message>]]></message>",
+            "<message><p:x/></message>",
+            "<?xml version='1.0'?><message/>",
+        ] {
+            let input = format!("{HEAD}{bad}");
+            assert_eq!(
+                events(&input, Limits::default()).await[1],
+                Err("not-well-formed".into()),
+                "{bad}"
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn accepts_what_namespaces_allow() {
+        let input = format!(
+            "{HEAD}<message xmlns:xml='http://www.w3.org/XML/1998/namespace' xml:lang='en' xmlns:a='urn:a' a:x='1' x='2'>\
+             <a:b a:y='&#x10FFFF;'>\t\r\n</a:b></message>"
+        );
+        assert_eq!(
+            events(&input, Limits::default()).await[1],
+            Ok("<message xml:lang='en' xmlns:ns1='urn:a' ns1:x='1' x='2'><b xmlns='urn:a' xmlns:ns1='urn:a' ns1:y='\u{10FFFF}'>\t&#xD;\n</b></message>".into())
+        );
+    }
+
+    #[tokio::test]
+    async fn only_utf8() {
+        for enc in ["UTF-16", "ISO-8859-1"] {
+            let input = format!("<?xml version='1.0' encoding='{enc}'?>{}", &HEAD[21..]);
+            assert_eq!(
+                events(&input, Limits::default()).await,
+                vec![Err("unsupported-encoding".into())]
+            );
+        }
+        let input = format!("<?xml version='1.0' encoding='utf-8'?>{}", &HEAD[21..]);
+        assert!(events(&input, Limits::default()).await[0].is_ok());
+    }
+
+    #[tokio::test]
+    async fn an_inherited_namespace_is_shared_and_the_tree_is_budgeted() {
+        let ns = "n".repeat(64 * 1024);
+        let input = format!("{HEAD}<message><x xmlns='{ns}'>{}</x></message>", "<a/>".repeat(1000));
+        let mut r = XmlStreamReader::new(input.as_bytes(), Limits::default());
+        assert!(matches!(r.next().await, Ok(StreamEvent::Header(_))));
+        let Ok(StreamEvent::Stanza(m)) = r.next().await else {
+            panic!()
+        };
+        let x = m.elements().next().unwrap();
+        assert!(x.elements().all(|a| a.ns.ptr_eq(&x.ns)));
+
+        let limits = Limits {
+            max_stanza_bytes: 100_000,
+            ..Limits::default()
+        }
+        .with_memory_factor(8);
+        let input = format!("{HEAD}<message>{}</message>", "<a/>".repeat(20_000));
+        assert_eq!(events(&input, limits).await[1], Err("policy-violation".into()));
     }
 }

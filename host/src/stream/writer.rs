@@ -277,8 +277,9 @@ fn cost(item: &Outbound) -> usize {
 /// serializing, and an upper bound on nothing but a fair measure of what the queue holds.
 fn serialized_len(e: &Element) -> usize {
     let mut n = 2 * e.name.len() + 5 + e.ns.len() + 9;
-    for (k, v) in &e.attrs {
-        n += k.len() + v.len() + 4;
+    for a in &e.attrs {
+        // A namespaced attribute may bring its prefix declaration along.
+        n += a.name.len() + a.value.len() + 4 + a.ns.as_ref().map_or(0, |ns| ns.len() + 16);
     }
     for child in &e.children {
         n += match child {
