@@ -4,8 +4,11 @@
 //!   does not renew it, so whitespace or repeated `<abort/>`s cannot keep a stranger's
 //!   connection open.
 //! - An admission permit (`limits.concurrent_logins`) is held only around the expensive
-//!   steps — a credential check (store lookup, PLAIN's key derivation) and binding — never
-//!   while we wait for the client, so idle or slow strangers hold none.
+//!   steps — the TLS handshake (for at most [`HANDSHAKE_PERMIT_MAX`]), a credential check
+//!   (store lookup, PLAIN's key derivation) and binding — never while we wait for the
+//!   client, so idle or slow strangers hold none for long. The handshake's permit is taken
+//!   before any TLS work, so a saturated node refuses a reconnect storm cheaply (before
+//!   TLS on the STARTTLS port) and each admitted client then spends its handshake at once.
 //! - Not-yet-authenticated connections are capped per address (`limits.unauthenticated_per_ip`,
 //!   an [`crate::limits::AddressSlot`] taken at accept and dropped at SASL success).
 
@@ -20,6 +23,11 @@ use crate::stream::{StreamError, StreamErrorCondition};
 
 /// The most a TLS handshake may take, even early in a long negotiation deadline.
 const TLS_HANDSHAKE_MAX: Duration = Duration::from_secs(15);
+
+/// How long a TLS handshake may hold its admission permit. The server's share of a
+/// handshake is done within one round trip; a client slower than this (or stalling on
+/// purpose) finishes its handshake without a permit.
+pub const HANDSHAKE_PERMIT_MAX: Duration = Duration::from_secs(2);
 
 /// The instant by which a connection must be authenticated and bound.
 #[derive(Debug, Clone, Copy)]
@@ -40,10 +48,21 @@ impl Deadline {
         tokio::time::timeout_at(self.0, f).await.map_err(|_| Expired)
     }
 
-    /// Run a TLS handshake: bounded by the deadline and by [`TLS_HANDSHAKE_MAX`].
-    pub async fn run_handshake<F: Future>(self, f: F) -> Result<F::Output, Expired> {
+    /// Run a TLS handshake: bounded by the deadline and by [`TLS_HANDSHAKE_MAX`], holding
+    /// `permit` for its first [`HANDSHAKE_PERMIT_MAX`] at most.
+    pub async fn run_handshake<F: Future>(self, permit: OwnedSemaphorePermit, f: F) -> Result<F::Output, Expired> {
         let at = self.0.min(Instant::now() + TLS_HANDSHAKE_MAX);
-        tokio::time::timeout_at(at, f).await.map_err(|_| Expired)
+        let admitted = async move {
+            tokio::pin!(f);
+            tokio::select! {
+                out = &mut f => out,
+                _ = tokio::time::sleep(HANDSHAKE_PERMIT_MAX) => {
+                    drop(permit);
+                    f.await
+                }
+            }
+        };
+        tokio::time::timeout_at(at, admitted).await.map_err(|_| Expired)
     }
 }
 
@@ -74,7 +93,21 @@ pub fn too_many_from_address() -> StreamError {
     )
 }
 
-/// Wait (up to `limits.login_queue_ms`) for an admission permit for one expensive step.
+/// A permit for a step after TLS (a credential check, binding). A connection past its
+/// handshake was admitted once already, so it waits for its turn (up to the negotiation
+/// deadline) instead of being refused: under a reconnect storm the only refusals come
+/// before TLS, where they cost nothing, and no handshake or key derivation is wasted on a
+/// login that is then turned away.
+pub async fn step_permit(server: &Server, deadline: Deadline) -> Result<OwnedSemaphorePermit, StreamError> {
+    match deadline.run(server.logins.clone().acquire_owned()).await {
+        Ok(Ok(permit)) => Ok(permit),
+        Ok(Err(_)) => Err(saturated()),
+        Err(Expired) => Err(expired()),
+    }
+}
+
+/// Wait (up to `limits.login_queue_ms`) for the admission permit of a new login (its TLS
+/// handshake); past that, the retryable `<resource-constraint/>`.
 pub async fn permit(server: &Server) -> Result<OwnedSemaphorePermit, StreamError> {
     let wait = Duration::from_millis(server.config.limits.login_queue_ms);
     match tokio::time::timeout(wait, server.logins.clone().acquire_owned()).await {

@@ -19,6 +19,7 @@ use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
+use tokio::sync::OwnedSemaphorePermit;
 use tracing::Instrument;
 
 pub use bound::Bound;
@@ -44,9 +45,14 @@ pub async fn serve(server: Arc<Server>, tcp: TcpStream, peer: SocketAddr, direct
     let span = tracing::info_span!("c2s", %peer);
     async move {
         let result = if direct_tls {
-            match accept_tls(&server, tcp, deadline).await {
-                Some(tls) => secure(server, tls, peer, deadline, slot).await,
-                None => Ok(()),
+            // No XML before TLS here: a saturated node just closes, before any TLS work.
+            let admitted = deadline.run(admission::permit(&server)).await;
+            match admitted {
+                Ok(Ok(permit)) => match accept_tls(&server, tcp, deadline, permit).await {
+                    Some(tls) => secure(server, tls, peer, deadline, slot).await,
+                    None => Ok(()),
+                },
+                _ => Ok(()),
             }
         } else {
             plaintext(server, tcp, peer, deadline, slot).await
@@ -76,9 +82,10 @@ async fn accept_tls(
     server: &Server,
     tcp: TcpStream,
     deadline: Deadline,
+    permit: OwnedSemaphorePermit,
 ) -> Option<tokio_rustls::server::TlsStream<TcpStream>> {
     let acceptor = tokio_rustls::TlsAcceptor::from(server.tls.config.clone());
-    match deadline.run_handshake(acceptor.accept(tcp)).await {
+    match deadline.run_handshake(permit, acceptor.accept(tcp)).await {
         Ok(Ok(tls)) => Some(tls),
         Ok(Err(e)) => {
             tracing::debug!(error = %e, "TLS handshake failed");
@@ -101,8 +108,8 @@ pub fn stream_header(domain: &str, id: &str) -> String {
 
 /// How the plaintext phase ended without a stream error.
 enum Plaintext {
-    /// `<proceed/>` sent: TLS comes next.
-    Proceed,
+    /// `<proceed/>` sent: TLS comes next, admitted.
+    Proceed(OwnedSemaphorePermit),
     /// The client closed the stream (`</stream:stream>`).
     ClientClosed,
 }
@@ -141,12 +148,18 @@ async fn plaintext(
                 }
             }
         }
+        // The handshake is the first expensive step: a saturated node refuses here, before
+        // any TLS work, with the retryable <resource-constraint/>.
+        let permit = deadline
+            .run(admission::permit(&server))
+            .await
+            .map_err(|_| admission::expired())??;
         write_raw(&mut write, &format!("<proceed xmlns='{NS_TLS}'/>")).await?;
-        Ok(Plaintext::Proceed)
+        Ok(Plaintext::Proceed(permit))
     }
     .await;
     match outcome {
-        Ok(Plaintext::Proceed) => {
+        Ok(Plaintext::Proceed(permit)) => {
             // Bytes the client pipelined after <starttls/> would be plaintext injected into
             // the TLS stream (CVE-2011-1431 style); a conforming client sends none.
             let buffered = reader.into_inner();
@@ -154,7 +167,7 @@ async fn plaintext(
                 return Err(ReadError::Closed);
             }
             let tcp = buffered.into_inner().unsplit(write);
-            match accept_tls(&server, tcp, deadline).await {
+            match accept_tls(&server, tcp, deadline, permit).await {
                 Some(tls) => secure(server, tls, peer, deadline, slot).await,
                 None => Ok(()),
             }
