@@ -3,15 +3,19 @@
 //! - A [`Deadline`] from accept bounds the whole negotiation (TLS, SASL, binding): traffic
 //!   does not renew it, so whitespace or repeated `<abort/>`s cannot keep a stranger's
 //!   connection open.
-//! - An admission permit (`limits.concurrent_logins`) is held only around the expensive
-//!   steps — the TLS handshake (for at most [`HANDSHAKE_PERMIT_MAX`]), a credential check
-//!   (store lookup, PLAIN's key derivation) and binding — never while we wait for the
-//!   client, so idle or slow strangers hold none for long. The handshake's permit is taken
-//!   before any TLS work, so a saturated node refuses a reconnect storm cheaply (before
-//!   TLS on the STARTTLS port) and each admitted client then spends its handshake at once.
+//! - An admission permit (`limits.concurrent_logins`) is a login's right to spend the
+//!   node's resources: taken before any TLS work (so a saturated node refuses a reconnect
+//!   storm cheaply, before TLS on the STARTTLS port) and kept while the client keeps
+//!   negotiating, through SASL and binding, so an admitted login is never turned away
+//!   half-way. It is given back as soon as the client makes us wait longer than
+//!   [`IDLE_RELEASE`] (a slow TLS handshake, a pause between SASL steps — whitespace does not
+//!   count) and taken again for the client's next step — waiting for its turn rather than
+//!   being refused, since the login was admitted once — so idle or stalling strangers hold
+//!   none. The permit lives in a task-local slot of the connection's task ([`scope`]).
 //! - Not-yet-authenticated connections are capped per address (`limits.unauthenticated_per_ip`,
 //!   an [`crate::limits::AddressSlot`] taken at accept and dropped at SASL success).
 
+use std::cell::RefCell;
 use std::future::Future;
 use std::time::Duration;
 
@@ -24,10 +28,49 @@ use crate::stream::{StreamError, StreamErrorCondition};
 /// The most a TLS handshake may take, even early in a long negotiation deadline.
 const TLS_HANDSHAKE_MAX: Duration = Duration::from_secs(15);
 
-/// How long a TLS handshake may hold its admission permit. The server's share of a
-/// handshake is done within one round trip; a client slower than this (or stalling on
-/// purpose) finishes its handshake without a permit.
-pub const HANDSHAKE_PERMIT_MAX: Duration = Duration::from_secs(2);
+/// How long a login may keep its admission permit while we wait for the client. A
+/// client's next step comes within a round trip; one slower than this (or stalling on
+/// purpose) goes on without a permit and takes one again for its next step.
+pub const IDLE_RELEASE: Duration = Duration::from_millis(500);
+
+tokio::task_local! {
+    /// The admission permit of the connection this task serves, if it holds one.
+    static PERMIT: RefCell<Option<OwnedSemaphorePermit>>;
+}
+
+/// Run a connection's negotiation with its (empty) admission slot.
+pub async fn scope<F: Future>(f: F) -> F::Output {
+    PERMIT.scope(RefCell::new(None), f).await
+}
+
+fn holds_permit() -> bool {
+    PERMIT.try_with(|p| p.borrow().is_some()).unwrap_or(false)
+}
+
+fn keep(permit: OwnedSemaphorePermit) {
+    let _ = PERMIT.try_with(|p| *p.borrow_mut() = Some(permit));
+}
+
+/// Give the permit back: the client keeps us waiting, or its login is done.
+pub fn release() {
+    let _ = PERMIT.try_with(|p| p.borrow_mut().take());
+}
+
+/// Wait for `f` (the client's next step or the TLS handshake) holding the admission
+/// permit for at most [`IDLE_RELEASE`] of it.
+pub async fn waiting_for_client<F: Future>(f: F) -> F::Output {
+    if !holds_permit() {
+        return f.await;
+    }
+    tokio::pin!(f);
+    tokio::select! {
+        out = &mut f => out,
+        _ = tokio::time::sleep(IDLE_RELEASE) => {
+            release();
+            f.await
+        }
+    }
+}
 
 /// The instant by which a connection must be authenticated and bound.
 #[derive(Debug, Clone, Copy)]
@@ -48,21 +91,12 @@ impl Deadline {
         tokio::time::timeout_at(self.0, f).await.map_err(|_| Expired)
     }
 
-    /// Run a TLS handshake: bounded by the deadline and by [`TLS_HANDSHAKE_MAX`], holding
-    /// `permit` for its first [`HANDSHAKE_PERMIT_MAX`] at most.
-    pub async fn run_handshake<F: Future>(self, permit: OwnedSemaphorePermit, f: F) -> Result<F::Output, Expired> {
+    /// Run a TLS handshake: bounded by the deadline and by [`TLS_HANDSHAKE_MAX`].
+    pub async fn run_handshake<F: Future>(self, f: F) -> Result<F::Output, Expired> {
         let at = self.0.min(Instant::now() + TLS_HANDSHAKE_MAX);
-        let admitted = async move {
-            tokio::pin!(f);
-            tokio::select! {
-                out = &mut f => out,
-                _ = tokio::time::sleep(HANDSHAKE_PERMIT_MAX) => {
-                    drop(permit);
-                    f.await
-                }
-            }
-        };
-        tokio::time::timeout_at(at, admitted).await.map_err(|_| Expired)
+        tokio::time::timeout_at(at, waiting_for_client(f))
+            .await
+            .map_err(|_| Expired)
     }
 }
 
@@ -93,25 +127,36 @@ pub fn too_many_from_address() -> StreamError {
     )
 }
 
-/// A permit for a step after TLS (a credential check, binding). A connection past its
-/// handshake was admitted once already, so it waits for its turn (up to the negotiation
-/// deadline) instead of being refused: under a reconnect storm the only refusals come
-/// before TLS, where they cost nothing, and no handshake or key derivation is wasted on a
-/// login that is then turned away.
-pub async fn step_permit(server: &Server, deadline: Deadline) -> Result<OwnedSemaphorePermit, StreamError> {
+/// Hold an admission permit again for a later step of an admitted login (a credential
+/// check, binding): kept from the previous step while the client was quick, else waited
+/// for (up to the negotiation deadline, never refused for saturation).
+pub async fn readmit(server: &Server, deadline: Deadline) -> Result<(), StreamError> {
+    if holds_permit() {
+        return Ok(());
+    }
     match deadline.run(server.logins.clone().acquire_owned()).await {
-        Ok(Ok(permit)) => Ok(permit),
+        Ok(Ok(permit)) => {
+            keep(permit);
+            Ok(())
+        }
         Ok(Err(_)) => Err(saturated()),
         Err(Expired) => Err(expired()),
     }
 }
 
-/// Wait (up to `limits.login_queue_ms`) for the admission permit of a new login (its TLS
-/// handshake); past that, the retryable `<resource-constraint/>`.
-pub async fn permit(server: &Server) -> Result<OwnedSemaphorePermit, StreamError> {
+/// Admit a new login before its first expensive step (the TLS handshake): wait up to
+/// `limits.login_queue_ms` for a permit, then refuse with the retryable
+/// `<resource-constraint/>`.
+pub async fn admit(server: &Server) -> Result<(), StreamError> {
+    if holds_permit() {
+        return Ok(());
+    }
     let wait = Duration::from_millis(server.config.limits.login_queue_ms);
     match tokio::time::timeout(wait, server.logins.clone().acquire_owned()).await {
-        Ok(Ok(permit)) => Ok(permit),
+        Ok(Ok(permit)) => {
+            keep(permit);
+            Ok(())
+        }
         _ => {
             tracing::info!("login refused: too many in progress (resource-constraint)");
             Err(saturated())

@@ -19,7 +19,6 @@ use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
-use tokio::sync::OwnedSemaphorePermit;
 use tracing::Instrument;
 
 pub use bound::Bound;
@@ -43,16 +42,12 @@ pub async fn serve(server: Arc<Server>, tcp: TcpStream, peer: SocketAddr, direct
     let _ = tcp.set_nodelay(true);
     let deadline = Deadline::from_accept(&server);
     let span = tracing::info_span!("c2s", %peer);
-    async move {
+    // The connection's admission permit lives in a slot of this task (see `admission`).
+    admission::scope(async move {
         let result = if direct_tls {
-            // No XML before TLS here: a saturated node just closes, before any TLS work.
-            let admitted = deadline.run(admission::permit(&server)).await;
-            match admitted {
-                Ok(Ok(permit)) => match accept_tls(&server, tcp, deadline, permit).await {
-                    Some(tls) => secure(server, tls, peer, deadline, slot).await,
-                    None => Ok(()),
-                },
-                _ => Ok(()),
+            match accept_tls(&server, tcp, deadline, Admission::New).await {
+                Some(tls) => secure(server, tls, peer, deadline, slot).await,
+                None => Ok(()),
             }
         } else {
             plaintext(server, tcp, peer, deadline, slot).await
@@ -60,7 +55,7 @@ pub async fn serve(server: Arc<Server>, tcp: TcpStream, peer: SocketAddr, direct
         if let Err(e) = result {
             tracing::debug!(error = %e, "connection ended");
         }
-    }
+    })
     .instrument(span)
     .await
 }
@@ -78,14 +73,47 @@ pub async fn refuse(server: Arc<Server>, mut tcp: TcpStream, peer: SocketAddr, d
     crate::stream::linger::drain(read).await;
 }
 
+/// Whether a TLS handshake starts a login (direct TLS) or continues one admitted at
+/// `<starttls/>`.
+#[derive(Clone, Copy)]
+enum Admission {
+    New,
+    Admitted,
+}
+
+/// The TLS handshake. The client's ClientHello is read first, which costs us nothing; the
+/// admission permit is needed only for the handshake's cryptography after it, so a
+/// stranger who never finishes a ClientHello holds none. A saturated node closes a new
+/// direct-TLS connection there (no XML can be sent before TLS).
 async fn accept_tls(
     server: &Server,
     tcp: TcpStream,
     deadline: Deadline,
-    permit: OwnedSemaphorePermit,
+    admission: Admission,
 ) -> Option<tokio_rustls::server::TlsStream<TcpStream>> {
-    let acceptor = tokio_rustls::TlsAcceptor::from(server.tls.config.clone());
-    match deadline.run_handshake(permit, acceptor.accept(tcp)).await {
+    let hello = tokio_rustls::LazyConfigAcceptor::new(rustls::server::Acceptor::default(), tcp);
+    let start = match deadline.run_handshake(hello).await {
+        Ok(Ok(start)) => start,
+        Ok(Err(e)) => {
+            tracing::debug!(error = %e, "TLS handshake failed before its ClientHello");
+            return None;
+        }
+        Err(_) => {
+            tracing::debug!("TLS ClientHello timed out");
+            return None;
+        }
+    };
+    let admitted = match admission {
+        Admission::New => admission::admit(server).await,
+        Admission::Admitted => admission::readmit(server, deadline).await,
+    };
+    if admitted.is_err() {
+        return None;
+    }
+    match deadline
+        .run_handshake(start.into_stream(server.tls.config.clone()))
+        .await
+    {
         Ok(Ok(tls)) => Some(tls),
         Ok(Err(e)) => {
             tracing::debug!(error = %e, "TLS handshake failed");
@@ -109,7 +137,7 @@ pub fn stream_header(domain: &str, id: &str) -> String {
 /// How the plaintext phase ended without a stream error.
 enum Plaintext {
     /// `<proceed/>` sent: TLS comes next, admitted.
-    Proceed(OwnedSemaphorePermit),
+    Proceed,
     /// The client closed the stream (`</stream:stream>`).
     ClientClosed,
 }
@@ -150,16 +178,16 @@ async fn plaintext(
         }
         // The handshake is the first expensive step: a saturated node refuses here, before
         // any TLS work, with the retryable <resource-constraint/>.
-        let permit = deadline
-            .run(admission::permit(&server))
+        deadline
+            .run(admission::admit(&server))
             .await
             .map_err(|_| admission::expired())??;
         write_raw(&mut write, &format!("<proceed xmlns='{NS_TLS}'/>")).await?;
-        Ok(Plaintext::Proceed(permit))
+        Ok(Plaintext::Proceed)
     }
     .await;
     match outcome {
-        Ok(Plaintext::Proceed(permit)) => {
+        Ok(Plaintext::Proceed) => {
             // Bytes the client pipelined after <starttls/> would be plaintext injected into
             // the TLS stream (CVE-2011-1431 style); a conforming client sends none.
             let buffered = reader.into_inner();
@@ -167,7 +195,7 @@ async fn plaintext(
                 return Err(ReadError::Closed);
             }
             let tcp = buffered.into_inner().unsplit(write);
-            match accept_tls(&server, tcp, deadline, permit).await {
+            match accept_tls(&server, tcp, deadline, Admission::Admitted).await {
                 Some(tls) => secure(server, tls, peer, deadline, slot).await,
                 None => Ok(()),
             }
@@ -176,11 +204,13 @@ async fn plaintext(
             // RFC 6120 §4.4: answer the client's closing tag with ours, then close.
             let _ = write.write_all(b"</stream:stream>").await;
             let _ = write.shutdown().await;
+            admission::release(); // nothing left to spend on this login
             crate::stream::linger::drain(reader.into_inner()).await;
             Ok(())
         }
         Err(ReadError::Stream(err)) => {
             close_with_error(&mut write, &server, header_sent, &err).await;
+            admission::release(); // nothing left to spend on this login
             crate::stream::linger::drain(reader.into_inner()).await;
             Err(ReadError::Stream(err))
         }
@@ -270,12 +300,18 @@ where
             reader = reader.restart();
             reader.set_limits(server.config.stream_limits(true));
             match negotiate::bind_stream(&server, &mut reader, &tx, &user, peer, deadline).await {
-                Ok(session) => bound::run(&server, &mut reader, session).await,
+                Ok(session) => {
+                    // Logged in: the node's login resources go to the next one.
+                    admission::release();
+                    bound::run(&server, &mut reader, session).await
+                }
                 Err(e) => Err(e),
             }
         }
         Err(e) => Err(e),
     };
+    // Whatever happened, this login spends nothing more of the node's.
+    admission::release();
     if let Err(ReadError::Stream(err)) = &result {
         tracing::debug!(condition = %err.condition, text = %err.text, "stream error");
         tx.close(Some(err.clone()));

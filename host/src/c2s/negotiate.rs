@@ -35,7 +35,7 @@ pub async fn next_event<R: AsyncBufRead + Unpin>(
     reader: &mut XmlStreamReader<R>,
     deadline: Deadline,
 ) -> Result<StreamEvent, ReadError> {
-    match deadline.run(reader.next()).await {
+    match deadline.run(admission::waiting_for_client(reader.next())).await {
         Ok(r) => r,
         Err(admission::Expired) => Err(admission::expired().into()),
     }
@@ -166,7 +166,7 @@ pub async fn bind_stream<R: AsyncBufRead + Unpin>(
     // §4.9.3.19). Only now: placement is never revealed before authentication.
     let bare = format!("{username}@{domain}");
     let route = {
-        let _permit = admission::step_permit(server, deadline).await?;
+        admission::readmit(server, deadline).await?;
         login_route(server, &bare).await
     };
     match route {
@@ -276,7 +276,7 @@ async fn authenticate<R: AsyncBufRead + Unpin>(
                 Step::Failure(SaslFailure::InvalidMechanism)
             } else {
                 // The credential lookup (and PLAIN's key derivation) runs in the steps.
-                let _permit = admission::step_permit(server, deadline).await?;
+                admission::readmit(server, deadline).await?;
                 match SaslExchange::start(&server.store, domain, &mechanism, bindings.clone()) {
                     Err(f) => Step::Failure(f),
                     Ok(mut ex) => {
@@ -293,7 +293,7 @@ async fn authenticate<R: AsyncBufRead + Unpin>(
         } else if stanza.is("response", NS_SASL) {
             match (exchange.as_mut(), decode_sasl_payload(&stanza)) {
                 (Some(ex), Ok(data)) => {
-                    let _permit = admission::step_permit(server, deadline).await?;
+                    admission::readmit(server, deadline).await?;
                     ex.step(&data)
                 }
                 (None, _) => Step::Failure(SaslFailure::MalformedRequest),
@@ -384,7 +384,7 @@ async fn bind<R: AsyncBufRead + Unpin>(
             }
         };
         let registered = {
-            let _permit = admission::step_permit(server, deadline).await?;
+            admission::readmit(server, deadline).await?;
             Bound::register(server, full, tx.clone(), peer.ip())
         };
         let bound = match registered {
