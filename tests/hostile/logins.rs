@@ -52,6 +52,37 @@ fn sasl(payload: &str) -> String {
 /// TLS streams, streams that abort, SCRAM exchanges left half-way, unfinished direct-TLS
 /// handshakes — hold no admission permit, so a new login goes through. Beyond the
 /// per-address cap, a connection is refused at once with `<policy-violation/>`.
+/// Whitespace keepalives are no negotiation step: strangers who only send whitespace after
+/// TLS give their login permits back like idle ones, so a new login goes through.
+#[test]
+fn whitespace_keepalives_do_not_hold_login_permits() {
+    with_witness(opts(), |ctx| async move {
+        let mut talkers = Vec::new();
+        for _ in 0..2 * PERMITS {
+            let (mut c, _) = RawConn::connect_tls_from(ctx.starttls, DOMAIN, addr(8)).await?;
+            talkers.push(tokio::spawn(async move {
+                // Bounded: 10 s of a space every 100 ms.
+                for _ in 0..100 {
+                    if c.send(" ").await.is_err() {
+                        break;
+                    }
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            }));
+        }
+        // Longer than a permit is kept while the client makes us wait.
+        tokio::time::sleep(Duration::from_millis(800)).await;
+        let mut alice = logged_in(ctx, "past-whitespace")
+            .await
+            .context("login while strangers send whitespace keepalives after TLS")?;
+        alice.ping(DOMAIN).await?;
+        for t in talkers {
+            t.abort();
+        }
+        Ok(())
+    });
+}
+
 #[test]
 fn strangers_holding_connections_do_not_stop_logins() {
     with_witness(opts(), |ctx| async move {
