@@ -138,14 +138,31 @@ impl Validation for Verdict {
 }
 
 /// Looks credentials up in the store for one domain. rsasl's callbacks are synchronous, so
-/// the lookup blocks in place on the (multi-threaded) runtime; it is one indexed row read.
+/// the lookup blocks in place on the (multi-threaded) runtime; it is one indexed row read,
+/// remembered for the exchange (a restarted first step, see [`SaslExchange::step`], asks again).
+#[derive(Clone)]
 struct StoreCallback {
     store: Store,
     domain: String,
+    looked_up: Arc<Mutex<Option<LookedUp>>>,
 }
+
+/// A user name and what the store holds for it (`None`: no such account).
+type LookedUp = (String, Option<StoredCredentials>);
 
 impl StoreCallback {
     fn lookup(&self, username: &str) -> Option<StoredCredentials> {
+        if let Some((name, creds)) = &*self.looked_up.lock().unwrap_or_else(|p| p.into_inner()) {
+            if name == username {
+                return creds.clone();
+            }
+        }
+        let creds = self.read(username);
+        *self.looked_up.lock().unwrap_or_else(|p| p.into_inner()) = Some((username.to_string(), creds.clone()));
+        creds
+    }
+
+    fn read(&self, username: &str) -> Option<StoredCredentials> {
         let jid = jid::BareJid::new(&format!("{username}@{}", self.domain)).ok()?;
         let store = self.store.clone();
         let key = jid.to_string();
@@ -282,7 +299,20 @@ pub fn offered_mechanisms(tls: bool, bindings: &ChannelBindings) -> Vec<&'static
 /// One running SASL exchange.
 pub struct SaslExchange {
     session: Session<Verdict, ChannelBindings>,
+    /// What [`SaslExchange::start`] was given, to start over on a rejected server nonce.
+    restart: Restart,
+    first_step: bool,
 }
+
+struct Restart {
+    callback: StoreCallback,
+    mechanism: String,
+    bindings: ChannelBindings,
+}
+
+/// How often the first SCRAM step is redrawn for a nonce free of `"` before giving up on
+/// the redraw (each draw has it with probability ~0.23, so 16 draws fail ~1 in 10^10).
+const NONCE_DRAWS: usize = 16;
 
 /// The outcome of one step.
 pub enum Step {
@@ -303,23 +333,47 @@ impl SaslExchange {
         mechanism: &str,
         bindings: ChannelBindings,
     ) -> Result<SaslExchange, SaslFailure> {
-        let config = SASLConfig::builder()
-            .with_registry(rsasl::prelude::Registry::with_mechanisms(SERVER_MECHANISMS))
-            .with_callback(StoreCallback {
+        let restart = Restart {
+            callback: StoreCallback {
                 store: store.clone(),
                 domain: domain.to_string(),
-            })
-            .map_err(|_| SaslFailure::TemporaryAuthFailure)?;
-        let server = SASLServer::<Verdict, ChannelBindings>::with_cb(config, bindings);
-        let name = Mechname::parse(mechanism.as_bytes()).map_err(|_| SaslFailure::InvalidMechanism)?;
-        let session = server
-            .start_suggested(name)
-            .map_err(|_| SaslFailure::InvalidMechanism)?;
-        Ok(SaslExchange { session })
+                looked_up: Arc::default(),
+            },
+            mechanism: mechanism.to_string(),
+            bindings,
+        };
+        Ok(SaslExchange {
+            session: restart.session()?,
+            restart,
+            first_step: true,
+        })
     }
 
     /// Feed the client's (already base64-decoded) data.
+    ///
+    /// rsasl draws the SCRAM server nonce from all printable ASCII but `,` (RFC 5802 allows
+    /// it), and web clients such as xmpp.js lose any challenge value holding `"`: about one
+    /// login in four would fail — and count against the address's failure budget. So the
+    /// first step is redrawn, in a fresh session over the same input, until the nonce has
+    /// no `"`; the credentials are read once (see [`StoreCallback`]).
     pub fn step(&mut self, input: &[u8]) -> Step {
+        if std::mem::take(&mut self.first_step) && self.restart.mechanism.starts_with("SCRAM-") {
+            for _ in 1..NONCE_DRAWS {
+                let step = self.step_session(input);
+                match &step {
+                    Step::Challenge(challenge) if !client_safe_nonce(input, challenge) => {}
+                    _ => return step,
+                }
+                match self.restart.session() {
+                    Ok(session) => self.session = session,
+                    Err(failure) => return Step::Failure(failure),
+                }
+            }
+        }
+        self.step_session(input)
+    }
+
+    fn step_session(&mut self, input: &[u8]) -> Step {
         let mut out = Vec::new();
         let state = match self.session.step(Some(input), &mut out) {
             Ok(state) => state,
@@ -344,6 +398,32 @@ impl SaslExchange {
             },
         }
     }
+}
+
+impl Restart {
+    fn session(&self) -> Result<Session<Verdict, ChannelBindings>, SaslFailure> {
+        let config = SASLConfig::builder()
+            .with_registry(rsasl::prelude::Registry::with_mechanisms(SERVER_MECHANISMS))
+            .with_callback(self.callback.clone())
+            .map_err(|_| SaslFailure::TemporaryAuthFailure)?;
+        let server = SASLServer::<Verdict, ChannelBindings>::with_cb(config, self.bindings.clone());
+        let name = Mechname::parse(self.mechanism.as_bytes()).map_err(|_| SaslFailure::InvalidMechanism)?;
+        server.start_suggested(name).map_err(|_| SaslFailure::InvalidMechanism)
+    }
+}
+
+/// The `r=` attribute of a SCRAM message (RFC 5802 §5.1), if it has one.
+fn scram_nonce(message: &[u8]) -> Option<&[u8]> {
+    message.split(|b| *b == b',').find_map(|attr| attr.strip_prefix(b"r="))
+}
+
+/// Is the part of the server-first nonce that the server drew free of `"`? (The client's
+/// own part is the client's business.) Anything unparseable is left to rsasl and the client.
+fn client_safe_nonce(client_first: &[u8], server_first: &[u8]) -> bool {
+    let (Some(client), Some(combined)) = (scram_nonce(client_first), scram_nonce(server_first)) else {
+        return true;
+    };
+    combined.strip_prefix(client).is_none_or(|ours| !ours.contains(&b'"'))
 }
 
 /// Failed-authentication budget per client address (a fixed one-minute window).
@@ -404,6 +484,31 @@ mod tests {
         assert!(!names_account("bob@example.org", &account, "example.org"));
         assert!(!names_account("alice@other.example", &account, "example.org"));
         assert!(!names_account("alice@example.org/res", &account, "example.org"));
+    }
+
+    /// xmpp.js loses a challenge value holding `"`; rsasl alone puts one in ~1 nonce in 4.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn scram_server_nonces_never_hold_a_quote() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::open("sqlite", dir.path(), 4).await.expect("open store");
+        let creds = derive_credentials("pw").expect("credentials");
+        store.create_account("alice@x", "x", &creds).await.expect("account");
+        for mechanism in ["SCRAM-SHA-1", "SCRAM-SHA-256"] {
+            for _ in 0..200 {
+                let mut ex = SaslExchange::start(&store, "x", mechanism, ChannelBindings::default()).expect("start");
+                let Step::Challenge(challenge) = ex.step(b"n,,n=alice,r=clientnonce") else {
+                    panic!("{mechanism}: no challenge");
+                };
+                let nonce = scram_nonce(&challenge).expect("r= in the challenge");
+                let ours = nonce.strip_prefix(b"clientnonce").expect("the client's nonce first");
+                assert!(ours.len() >= 16, "{mechanism}: short nonce");
+                assert!(
+                    !ours.contains(&b'"'),
+                    "{mechanism}: {}",
+                    String::from_utf8_lossy(&challenge)
+                );
+            }
+        }
     }
 
     #[test]

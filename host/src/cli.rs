@@ -154,11 +154,26 @@ pub fn main() -> ExitCode {
 
 fn init_tracing(config: &Config) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&config.log.level));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(log_directives(&config.log.level)));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .init();
+}
+
+/// The tracing directives for `[log] level`. A bare level (`debug`) is the server's own: the
+/// libraries under it (wasmtime and cranelift compiling plugins, sqlx, rustls…) log at
+/// `warn` at most, so debugging the server is not drowned in compiler lines. Anything else
+/// (`info,poolxmpp::xml=trace`) is a full filter, taken as written.
+fn log_directives(level: &str) -> String {
+    use tracing_subscriber::filter::LevelFilter;
+    match level.trim().parse::<LevelFilter>() {
+        Ok(ours) if !level.contains(['=', ',']) => {
+            let libraries = ours.min(LevelFilter::WARN);
+            format!("{libraries},poolxmpp={ours}")
+        }
+        _ => level.to_string(),
+    }
 }
 
 /// Parse a JID for an account on a hosted domain.
@@ -396,4 +411,17 @@ async fn pool(config: Config, cmd: PoolCommand) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_bare_level_is_the_servers_own() {
+        assert_eq!(log_directives("debug"), "warn,poolxmpp=debug");
+        assert_eq!(log_directives("info"), "warn,poolxmpp=info");
+        assert_eq!(log_directives("error"), "error,poolxmpp=error");
+        assert_eq!(log_directives("info,poolxmpp::xml=trace"), "info,poolxmpp::xml=trace");
+    }
 }

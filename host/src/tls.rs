@@ -127,6 +127,19 @@ fn load_pem(cert: &Path, key: &Path) -> Result<(Vec<CertificateDer<'static>>, Pr
     Ok((chain, key))
 }
 
+/// A self-signed certificate for `domain` and its subdomains (`conference.`, `upload.`…).
+/// The subject names the domain: clients show it when they ask the user to trust the
+/// certificate (rcgen's default subject reads "rcgen self signed cert").
+fn generate_for(domain: &str) -> Result<rcgen::CertifiedKey, rcgen::Error> {
+    let mut params = rcgen::CertificateParams::new(vec![domain.to_string(), format!("*.{domain}")])?;
+    let mut subject = rcgen::DistinguishedName::new();
+    subject.push(rcgen::DnType::CommonName, domain);
+    params.distinguished_name = subject;
+    let key_pair = rcgen::KeyPair::generate()?;
+    let cert = params.self_signed(&key_pair)?;
+    Ok(rcgen::CertifiedKey { cert, key_pair })
+}
+
 fn self_signed(
     data_dir: &Path,
     domain: &str,
@@ -141,8 +154,7 @@ fn self_signed(
         path: dir.display().to_string(),
         source,
     })?;
-    let names = vec![domain.to_string(), format!("*.{domain}")];
-    let generated = rcgen::generate_simple_self_signed(names)?;
+    let generated = generate_for(domain)?;
     let write = |path: &Path, contents: String| {
         std::fs::write(path, contents).map_err(|source| TlsError::Io {
             path: path.display().to_string(),

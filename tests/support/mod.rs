@@ -93,6 +93,8 @@ pub struct ServerOptions {
     pub extra_limits: Vec<String>,
     /// More `[features]` lines, likewise.
     pub extra_features: Vec<String>,
+    /// `[log] level`, used instead of the harness's `RUST_LOG` (see [`log_filter`]).
+    pub log_level: Option<String>,
 }
 
 /// The `[pool]` section of one test node.
@@ -133,6 +135,7 @@ impl ServerOptions {
             placement: Vec::new(),
             extra_limits: Vec::new(),
             extra_features: Vec::new(),
+            log_level: None,
         }
     }
 
@@ -176,6 +179,9 @@ impl ServerOptions {
         }
         if !self.placement.is_empty() {
             let _ = writeln!(t, "\n[placement]\n{}", self.placement.join("\n"));
+        }
+        if let Some(level) = &self.log_level {
+            let _ = writeln!(t, "\n[log]\nlevel = {level:?}");
         }
         t
     }
@@ -321,11 +327,15 @@ impl TestServer {
             writeln!(log, "==== [harness] start #{} of poolxmpp ====", self.starts)?;
         }
         let role = if self.opts.redirector { "redirect" } else { "serve" };
-        let child = Command::new(server_binary())
+        let mut cmd = Command::new(server_binary());
+        match self.opts.log_level {
+            Some(_) => cmd.env_remove("RUST_LOG"),
+            None => cmd.env("RUST_LOG", log_filter()),
+        };
+        let child = cmd
             .arg(role)
             .arg("--config")
             .arg(&self.config_path)
-            .env("RUST_LOG", log_filter())
             .env("RUST_BACKTRACE", "1")
             .env("NO_COLOR", "1")
             .stdin(Stdio::null())

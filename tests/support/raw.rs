@@ -422,7 +422,13 @@ impl RawConn {
 
     /// `<starttls/>` → `<proceed/>` → TLS handshake (no certificate verification).
     pub async fn starttls(&mut self, domain: &str) -> Result<()> {
-        self.send(format!("<starttls xmlns='{NS_TLS}'/>")).await?;
+        self.starttls_then(domain, "").await
+    }
+
+    /// [`RawConn::starttls`], with `trailing` sent in the same write right after
+    /// `<starttls/>` (go-xmpp sends a newline there).
+    pub async fn starttls_then(&mut self, domain: &str, trailing: &str) -> Result<()> {
+        self.send(format!("<starttls xmlns='{NS_TLS}'/>{trailing}")).await?;
         let proceed = self.next_element(READ_TIMEOUT, "<proceed/>").await?;
         if !proceed.is("proceed", NS_TLS) {
             bail!("expected <proceed/>, got {proceed}");
@@ -595,6 +601,16 @@ impl RawConn {
             .export_keying_material(vec![0u8; 32], b"EXPORTER-Channel-Binding", None)
             .map_err(|e| anyhow!("export_keying_material: {e}"))?;
         Ok(out)
+    }
+
+    /// The server's certificate (DER), as the TLS handshake presented it.
+    pub fn server_certificate(&self) -> Result<Vec<u8>> {
+        let conn = self.tls_conn()?;
+        let cert = conn
+            .peer_certificates()
+            .and_then(|c| c.first())
+            .context("no server certificate")?;
+        Ok(cert.as_ref().to_vec())
     }
 
     /// RFC 5929 tls-server-end-point: hash of the server certificate.

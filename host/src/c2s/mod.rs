@@ -41,7 +41,7 @@ const READ_BUFFER: usize = 2048;
 pub async fn serve(server: Arc<Server>, tcp: TcpStream, peer: SocketAddr, direct_tls: bool, slot: AddressSlot) {
     let _ = tcp.set_nodelay(true);
     let deadline = Deadline::from_accept(&server);
-    let span = tracing::info_span!("c2s", %peer);
+    let span = tracing::info_span!("c2s", %peer, jid = tracing::field::Empty);
     // The connection's admission permit lives in a slot of this task (see `admission`).
     admission::scope(async move {
         let result = if direct_tls {
@@ -176,6 +176,17 @@ async fn plaintext(
                 }
             }
         }
+        // Bytes pipelined after <starttls/> would be plaintext injected into the TLS stream
+        // (CVE-2011-1431). Whitespace is harmless (go-xmpp always sends a newline there) and
+        // is dropped; anything else is refused while the plaintext stream can still say so.
+        if !is_xml_whitespace(reader.buffered()) {
+            tracing::info!(%peer, "refused: data pipelined after <starttls/>");
+            return Err(StreamError::new(
+                StreamErrorCondition::PolicyViolation,
+                "nothing may follow <starttls/> before the TLS handshake",
+            )
+            .into());
+        }
         // The handshake is the first expensive step: a saturated node refuses here, before
         // any TLS work, with the retryable <resource-constraint/>.
         deadline
@@ -188,13 +199,17 @@ async fn plaintext(
     .await;
     match outcome {
         Ok(Plaintext::Proceed) => {
-            // Bytes the client pipelined after <starttls/> would be plaintext injected into
-            // the TLS stream (CVE-2011-1431 style); a conforming client sends none.
-            let buffered = reader.into_inner();
-            if !buffered.buffer().is_empty() {
-                return Err(ReadError::Closed);
+            // What was buffered is whitespace (checked above); whitespace still in flight
+            // is skipped too, so the TLS handshake starts at the ClientHello.
+            let tcp = reader.into_inner().into_inner().unsplit(write);
+            match deadline.run_handshake(skip_whitespace(&tcp)).await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => return Err(e.into()),
+                Err(_) => {
+                    tracing::debug!(%peer, "no TLS ClientHello after <proceed/>");
+                    return Ok(());
+                }
             }
-            let tcp = buffered.into_inner().unsplit(write);
             match accept_tls(&server, tcp, deadline, Admission::Admitted).await {
                 Some(tls) => secure(server, tls, peer, deadline, slot).await,
                 None => Ok(()),
@@ -215,6 +230,37 @@ async fn plaintext(
             Err(ReadError::Stream(err))
         }
         Err(e) => Err(e),
+    }
+}
+
+/// XML's whitespace (the `S` production): what may sit between `<starttls/>` and TLS.
+fn is_xml_whitespace(bytes: &[u8]) -> bool {
+    bytes.iter().all(|b| matches!(b, b' ' | b'\t' | b'\r' | b'\n'))
+}
+
+/// Consume whitespace at the head of the socket without touching the byte after it.
+async fn skip_whitespace(tcp: &TcpStream) -> std::io::Result<()> {
+    let mut head = [0u8; 64];
+    loop {
+        let n = tcp.peek(&mut head).await?;
+        let blank = head[..n]
+            .iter()
+            .take_while(|b| is_xml_whitespace(std::slice::from_ref(b)))
+            .count();
+        if blank == 0 {
+            return Ok(());
+        }
+        // Peeked bytes are ready: this read takes exactly them and does not wait.
+        let mut taken = 0;
+        while taken < blank {
+            tcp.readable().await?;
+            match tcp.try_read(&mut head[..blank - taken]) {
+                Ok(0) => return Ok(()),
+                Ok(k) => taken += k,
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                Err(e) => return Err(e),
+            }
+        }
     }
 }
 
@@ -288,7 +334,9 @@ where
     };
     let (tx, inbox) = crate::stream::writer::channel(queue);
     let (unsent_tx, mut unsent_rx) = tokio::sync::oneshot::channel();
-    let writer = tokio::spawn(crate::stream::writer::run_writer(write, inbox, unsent_tx));
+    // The writer logs under this connection's span (the XML trace names the peer).
+    let writer =
+        tokio::spawn(crate::stream::writer::run_writer(write, inbox, unsent_tx).instrument(tracing::Span::current()));
     let mut reader = XmlStreamReader::new(
         BufReader::with_capacity(READ_BUFFER, read),
         server.config.stream_limits(false),
@@ -303,6 +351,7 @@ where
                 Ok(session) => {
                     // Logged in: the node's login resources go to the next one.
                     admission::release();
+                    tracing::Span::current().record("jid", tracing::field::display(&session.jid));
                     bound::run(&server, &mut reader, session).await
                 }
                 Err(e) => Err(e),

@@ -1,5 +1,5 @@
 //! XML stream plumbing shared by every connection: framing with hard limits ([`reader`]),
-//! the memory of a parsed stanza ([`tree_budget`]), the write side ([`writer`]) and stream-level errors ([`error`]).
+//! the memory of a parsed stanza ([`tree_budget`]), the write side ([`writer`]), stream-level errors ([`error`]) and the XML trace ([`trace`]).
 
 pub mod error;
 #[cfg(test)]
@@ -7,6 +7,7 @@ mod fuzz;
 pub mod limited;
 pub mod linger;
 pub mod reader;
+pub mod trace;
 pub mod tree_budget;
 pub mod writer;
 

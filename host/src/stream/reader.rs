@@ -116,6 +116,13 @@ pub struct XmlStreamReader<R> {
     limits: Limits,
 }
 
+impl<T: tokio::io::AsyncRead> XmlStreamReader<tokio::io::BufReader<T>> {
+    /// Bytes read from the transport that the parser has not consumed yet.
+    pub fn buffered(&self) -> &[u8] {
+        self.reader.get_ref().get_ref().buffer()
+    }
+}
+
 impl<R: AsyncBufRead + Unpin> XmlStreamReader<R> {
     pub fn new(inner: R, limits: Limits) -> Self {
         let limited = LimitedBufRead::new(inner, limits.max_stanza_bytes);
@@ -171,6 +178,13 @@ impl<R: AsyncBufRead + Unpin> XmlStreamReader<R> {
                 Err(e) => return Err(map_xml_error(e)),
             };
             if let Some(out) = self.handle(event)? {
+                match &out {
+                    StreamEvent::Stanza(e) => super::trace::received(e),
+                    StreamEvent::Header(h) => {
+                        super::trace::received_header(h.to.as_deref(), h.from.as_deref(), h.version.as_deref())
+                    }
+                    _ => {}
+                }
                 if matches!(out, StreamEvent::Stanza(_) | StreamEvent::Header(_)) {
                     self.reader.get_mut().reset_budget();
                     self.budget.reset();

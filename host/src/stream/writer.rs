@@ -338,6 +338,7 @@ pub async fn run_writer<W: AsyncWrite + Unpin>(
             next = inbox.rx.try_recv().ok();
         }
         inbox.shared.release(taken);
+        super::trace::sent(&buf);
         let mut discarded = false;
         // Closed while the write is in flight: drop the queue now, finish the write.
         let written = write_watching(&mut out, buf.as_bytes(), timeout, Some(&mut state), || {
