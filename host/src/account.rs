@@ -13,9 +13,9 @@
 
 use std::sync::Arc;
 
-use crate::pool::link::KickReason;
 use crate::presence::{deliver_to_available, send_unavailable_presence};
 use crate::server::Server;
+use crate::sessions::KickReason;
 use crate::store::{RemovedAccount, Store, StoreError};
 use crate::xml::{Element, NS_CLIENT};
 

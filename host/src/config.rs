@@ -214,6 +214,17 @@ pub struct FeaturesConfig {
     pub registration: bool,
 }
 
+/// Node ids become DNS labels in the pool's certificates; keep them to what a label allows.
+pub fn is_valid_node_id(id: &str) -> bool {
+    !id.is_empty()
+        && id.len() <= 63
+        && !id.starts_with('-')
+        && !id.ends_with('-')
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+}
+
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct LogConfig {
@@ -357,7 +368,12 @@ impl Config {
             return Err(ConfigError::Invalid("stanza_memory_factor must be at least 2".into()));
         }
         if let Some(pool) = &self.pool {
-            crate::pool::pki::validate_node_id(&pool.node_id).map_err(|e| ConfigError::Invalid(e.to_string()))?;
+            if !is_valid_node_id(&pool.node_id) {
+                return Err(ConfigError::Invalid(format!(
+                    "invalid pool node id {:?}: use 1-63 lowercase letters, digits and '-', not at either end",
+                    pool.node_id
+                )));
+            }
             if !self.store.starts_with("postgres") {
                 return Err(ConfigError::Invalid(
                     "[pool] needs the shared PostgreSQL store: set store = \"postgres://...\"".into(),

@@ -90,7 +90,7 @@ pub async fn serve(config: Config, role: Role) -> anyhow::Result<()> {
         shutdown_rx,
     );
     if let (Some(pool), Some(events)) = (&pool, link_events) {
-        server.sessions.attach_links(pool.links.clone());
+        server.sessions.attach_peers(pool.links.clone());
         let (directory_tx, directory_rx) = tokio::sync::mpsc::unbounded_channel();
         server.sessions.attach_directory(directory_tx);
         tokio::spawn(pool.clone().run_directory(directory_rx));

@@ -30,3 +30,6 @@ pub mod store;
 pub mod stream;
 pub mod tls;
 pub mod xml;
+
+#[cfg(test)]
+mod layers;

@@ -4,7 +4,8 @@
 //! In a pool the table also mirrors the sessions of the other nodes (their changes arrive
 //! over pool links), so the router decides RFC 6121 delivery from one table wherever a
 //! resource lives, and [`Resource::send`] forwards to the node that serves it. Changes to
-//! local sessions are broadcast to the other nodes from here.
+//! local sessions are announced as [`SessionChange`]s to the [`Peers`] the pool attaches;
+//! the table never builds link frames itself.
 //!
 //! Every lookup is a short critical section on a std `RwLock` — never held across an
 //! `.await` — so routing never waits on a slow client.
@@ -13,9 +14,77 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock, RwLock};
 
-use crate::pool::link::{Frame, KickReason, Links};
-use crate::stream::{Outbound, OutboundTx, StreamError};
+use serde::{Deserialize, Serialize};
+
+use crate::stream::{Outbound, OutboundTx, StreamError, StreamErrorCondition};
 use crate::xml::Element;
+
+/// How the table reaches the other nodes of a pool; the pool implements it over its links.
+pub trait Peers: Send + Sync {
+    /// Forward `stanza` to the session `bare/resource` that `node` serves. A `tracked` one
+    /// (a message) is kept until `node` confirms it, and comes back if it never does.
+    fn forward(&self, node: &str, bare: &str, resource: &str, stanza: &Element, tracked: bool)
+        -> Result<(), PeerError>;
+    /// Ask `node` to end its session `bare/resource`.
+    fn kick(&self, node: &str, bare: &str, resource: &str, reason: KickReason) -> Result<(), PeerError>;
+    /// One of this node's sessions changed: the other nodes' mirrors follow.
+    fn announce(&self, change: SessionChange);
+}
+
+/// A change to one of this node's sessions, as the other nodes' mirrors need it.
+#[derive(Debug, Clone, PartialEq)]
+pub enum SessionChange {
+    Up {
+        bare: String,
+        resource: String,
+    },
+    /// Its presence (`None`: unavailable) and with it its priority.
+    Presence {
+        bare: String,
+        resource: String,
+        presence: Option<String>,
+        priority: i8,
+    },
+    /// It asked for the roster, so it receives roster pushes.
+    Interested {
+        bare: String,
+        resource: String,
+    },
+    Down {
+        bare: String,
+        resource: String,
+    },
+}
+
+/// Another node could not be reached: no link to it, or its link is congested.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum PeerError {
+    #[error("no link to node {0}")]
+    NotConnected(String),
+    #[error("the link to node {0} is congested")]
+    Congested(String),
+}
+
+/// Why another node asks for one of our sessions to be closed.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum KickReason {
+    /// A newer session took the resource on the asking node (RFC 6120 §7.7.2.2).
+    #[default]
+    Conflict,
+    /// The account was removed (XEP-0077 §3.2).
+    AccountRemoved,
+}
+
+impl KickReason {
+    /// The stream error the session is closed with.
+    pub fn stream_error(self) -> StreamError {
+        match self {
+            KickReason::Conflict => StreamError::new(StreamErrorCondition::Conflict, "replaced by a new connection"),
+            KickReason::AccountRemoved => StreamError::new(StreamErrorCondition::NotAuthorized, "account removed"),
+        }
+    }
+}
 
 /// Stanzas handed to a session on this node, and stanzas forwarded to another node's
 /// session: process-wide counters (one node per process) for `poolxmpp stats`. Every
@@ -33,8 +102,8 @@ pub enum Location {
         tx: OutboundTx,
         kill: Arc<tokio::sync::Notify>,
     },
-    /// On another node of the pool, reached over the link to it.
-    Remote { node: Arc<str>, links: Arc<Links> },
+    /// On another node of the pool, reached through the pool's [`Peers`].
+    Remote { node: Arc<str>, peers: Arc<dyn Peers> },
 }
 
 impl std::fmt::Debug for Location {
@@ -100,13 +169,8 @@ impl Resource {
                 tx.close(Some(err));
                 kill.notify_one();
             }
-            Location::Remote { node, links } => {
-                let kick = Frame::Kick {
-                    bare: self.bare.to_string(),
-                    resource: self.resource.clone(),
-                    reason,
-                };
-                if let Err(e) = links.send(node, kick) {
+            Location::Remote { node, peers } => {
+                if let Err(e) = peers.kick(node, &self.bare, &self.resource, reason) {
                     tracing::warn!(resource = %self.resource, error = %e, "cannot ask the other node to close a replaced session");
                 }
             }
@@ -119,11 +183,11 @@ impl Resource {
     pub fn send(&self, stanza: Arc<Element>) -> bool {
         let tx = match &self.at {
             Location::Local { tx, .. } => tx,
-            Location::Remote { node, links } => {
+            Location::Remote { node, peers } => {
                 // Messages are tracked until the other node confirms them: if it dies
                 // first, they come back as offline messages instead of vanishing.
                 let tracked = stanza.name == "message";
-                return match links.send_stanza(node, &self.bare, &self.resource, stanza.to_stream_xml(), tracked) {
+                return match peers.forward(node, &self.bare, &self.resource, &stanza, tracked) {
                     Ok(()) => {
                         FORWARDS.fetch_add(1, Ordering::Relaxed);
                         true
@@ -169,8 +233,8 @@ fn push_new(list: &mut Vec<Resource>, bare: &str, resource: &str, id: u64, at: L
 pub struct Sessions {
     by_bare: RwLock<HashMap<String, Vec<Resource>>>,
     next_id: AtomicU64,
-    /// Set when this node is in a pool: local changes are broadcast over it.
-    links: OnceLock<Arc<Links>>,
+    /// Set when this node is in a pool: local changes are announced to it.
+    peers: OnceLock<Arc<dyn Peers>>,
     /// Set when this node is in a pool: local binds and unbinds for the shared directory.
     directory: OnceLock<tokio::sync::mpsc::UnboundedSender<DirectoryChange>>,
 }
@@ -193,8 +257,8 @@ impl Sessions {
         self.next_id.fetch_add(1, Ordering::Relaxed) + 1
     }
 
-    pub fn attach_links(&self, links: Arc<Links>) {
-        let _ = self.links.set(links);
+    pub fn attach_peers(&self, peers: Arc<dyn Peers>) {
+        let _ = self.peers.set(peers);
     }
 
     pub fn attach_directory(&self, tx: tokio::sync::mpsc::UnboundedSender<DirectoryChange>) {
@@ -207,9 +271,9 @@ impl Sessions {
         }
     }
 
-    fn broadcast(&self, frame: impl FnOnce() -> Frame) {
-        if let Some(links) = self.links.get() {
-            links.broadcast(&frame());
+    fn announce(&self, change: impl FnOnce() -> SessionChange) {
+        if let Some(peers) = self.peers.get() {
+            peers.announce(change());
         }
     }
 
@@ -227,7 +291,7 @@ impl Sessions {
         max_resources: usize,
     ) -> Result<Option<Resource>, TooManyResources> {
         let old = self.insert(bare, resource, id, Location::Local { tx, kill }, max_resources)?;
-        self.broadcast(|| Frame::SessionUp {
+        self.announce(|| SessionChange::Up {
             bare: bare.to_string(),
             resource: resource.to_string(),
         });
@@ -260,10 +324,10 @@ impl Sessions {
     /// Mirror a session bound on another node. A local session on the same resource is
     /// left to the binding node's `Kick`, which arrives separately.
     pub fn bind_remote(&self, node: &str, bare: &str, resource: &str) {
-        let Some(links) = self.links.get().cloned() else { return };
+        let Some(peers) = self.peers.get().cloned() else { return };
         let at = Location::Remote {
             node: Arc::from(node),
-            links,
+            peers,
         };
         let id = self.new_id();
         let mut map = self.by_bare.write().expect("sessions lock");
@@ -340,7 +404,7 @@ impl Sessions {
             }
             removed
         };
-        self.broadcast(|| Frame::SessionDown {
+        self.announce(|| SessionChange::Down {
             bare: bare.to_string(),
             resource: removed.resource.clone(),
         });
@@ -367,7 +431,7 @@ impl Sessions {
             r.presence = presence;
             r.priority = priority;
         }) {
-            self.broadcast(|| Frame::SessionPresence {
+            self.announce(|| SessionChange::Presence {
                 bare: bare.to_string(),
                 resource,
                 presence: xml,
@@ -378,7 +442,7 @@ impl Sessions {
 
     pub fn set_interested(&self, bare: &str, id: u64) {
         if let Some(resource) = self.update(bare, id, |r| r.interested = true) {
-            self.broadcast(|| Frame::SessionInterested {
+            self.announce(|| SessionChange::Interested {
                 bare: bare.to_string(),
                 resource,
             });

@@ -11,8 +11,9 @@
 set -euo pipefail
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 ROOT="$HERE/../.."
-LOAD="$ROOT/target/release/poolxmpp-load"
-SERVER="$ROOT/target/release/poolxmpp"
+LOAD="${LOAD_BIN:-$ROOT/target/release/poolxmpp-load}"
+export LOAD_BIN="$LOAD"
+DEFAULT_SERVER="$ROOT/target/release/poolxmpp"
 ulimit -n 20000 2>/dev/null || true
 
 if [ -n "${QUICK:-}" ]; then
@@ -20,6 +21,9 @@ if [ -n "${QUICK:-}" ]; then
 else
     USERS=2200 LOGINS=2000 CONC=100 IDLE=2000 PAIRS=100 MSGS=200
 fi
+# Each word is `prosody`, `poolxmpp` (this tree's release build) or NAME=PATH: a poolxmpp
+# binary of another build under its own name, so two builds (before and after a change) are
+# compared with Prosody in one run, e.g. SERVERS="prosody before=/tmp/a/poolxmpp poolxmpp".
 SERVERS="${SERVERS:-poolxmpp prosody}"
 
 run_scenarios() { # name port pid
@@ -37,7 +41,8 @@ run_scenarios() { # name port pid
 
 for s in $SERVERS; do
     case $s in
-    poolxmpp)
+    poolxmpp | *=*)
+        if [ "$s" = poolxmpp ]; then NAME=poolxmpp SERVER=$DEFAULT_SERVER; else NAME=${s%%=*} SERVER=${s#*=}; fi
         DIR=$(mktemp -d /tmp/poolxmpp-bench.XXXXXX)
         cat >"$DIR/poolxmpp.toml" <<TOML
 data_dir = "$DIR/data"
@@ -56,14 +61,14 @@ TOML
         "$SERVER" serve --config "$DIR/poolxmpp.toml" 2>"$DIR/server.log" &
         PID=$!
         for _ in $(seq 1 100); do ss -ltn "( sport = :16222 )" | grep -q LISTEN && break; sleep 0.1; done
-        echo "[poolxmpp] registering $USERS users" >&2
+        echo "[$NAME] registering $USERS users" >&2
         "$LOAD" register --port 16222 --domain localhost --users-prefix load --password pw --count "$USERS" --concurrency 20 >&2
         # Fresh process for the memory figure: restart after registration.
         kill "$PID"; wait "$PID" || true
         "$SERVER" serve --config "$DIR/poolxmpp.toml" 2>>"$DIR/server.log" &
         PID=$!
         for _ in $(seq 1 100); do ss -ltn "( sport = :16222 )" | grep -q LISTEN && break; sleep 0.1; done
-        run_scenarios poolxmpp 16222 "$PID"
+        run_scenarios "$NAME" 16222 "$PID"
         kill "$PID"; wait "$PID" || true
         ;;
     prosody)

@@ -18,6 +18,9 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 
 use super::pki::{self, LinkTls};
+use crate::sessions::{KickReason, PeerError};
+use crate::sessions::{Peers, SessionChange};
+use crate::xml::Element;
 
 /// Large enough for the biggest stanza a client may send, plus framing.
 pub const MAX_FRAME: usize = 1024 * 1024;
@@ -66,36 +69,6 @@ pub enum Frame {
         #[serde(default)]
         reason: KickReason,
     },
-}
-
-/// Why another node asks for one of our sessions to be closed.
-#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
-#[serde(rename_all = "kebab-case")]
-pub enum KickReason {
-    /// A newer session took the resource on the sending node (RFC 6120 §7.7.2.2).
-    #[default]
-    Conflict,
-    /// The account was removed (XEP-0077 §3.2).
-    AccountRemoved,
-}
-
-impl KickReason {
-    /// The stream error the session is closed with.
-    pub fn stream_error(self) -> crate::stream::StreamError {
-        use crate::stream::{StreamError, StreamErrorCondition};
-        match self {
-            KickReason::Conflict => StreamError::new(StreamErrorCondition::Conflict, "replaced by a new connection"),
-            KickReason::AccountRemoved => StreamError::new(StreamErrorCondition::NotAuthorized, "account removed"),
-        }
-    }
-}
-
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
-pub enum LinkError {
-    #[error("no link to node {0}")]
-    NotConnected(String),
-    #[error("the link to node {0} is congested")]
-    Congested(String),
 }
 
 /// What the links report to the node.
@@ -168,11 +141,11 @@ impl Links {
     }
 
     /// Queue a frame for a node without waiting.
-    pub fn send(&self, node: &str, frame: Frame) -> Result<(), LinkError> {
+    pub fn send(&self, node: &str, frame: Frame) -> Result<(), PeerError> {
         let peers = self.peers.lock().expect("links lock");
         let peer = peers
             .get(node)
-            .ok_or_else(|| LinkError::NotConnected(node.to_string()))?;
+            .ok_or_else(|| PeerError::NotConnected(node.to_string()))?;
         peer.tx.try_send(frame).map_err(|e| queue_error(node, e))
     }
 
@@ -186,11 +159,11 @@ impl Links {
         resource: &str,
         xml: String,
         tracked: bool,
-    ) -> Result<(), LinkError> {
+    ) -> Result<(), PeerError> {
         let peers = self.peers.lock().expect("links lock");
         let peer = peers
             .get(node)
-            .ok_or_else(|| LinkError::NotConnected(node.to_string()))?;
+            .ok_or_else(|| PeerError::NotConnected(node.to_string()))?;
         let permit = peer.tx.try_reserve().map_err(|e| queue_error(node, e))?;
         let seq = if tracked {
             let mut u = peer.unacked.lock().expect("unacked lock");
@@ -414,11 +387,62 @@ impl Links {
     }
 }
 
+/// The session table's view of the other nodes: stanzas, kicks and session changes become
+/// frames here, so the table never builds them.
+impl Peers for Links {
+    fn forward(
+        &self,
+        node: &str,
+        bare: &str,
+        resource: &str,
+        stanza: &Element,
+        tracked: bool,
+    ) -> Result<(), PeerError> {
+        self.send_stanza(node, bare, resource, stanza.to_stream_xml(), tracked)
+    }
+
+    fn kick(&self, node: &str, bare: &str, resource: &str, reason: KickReason) -> Result<(), PeerError> {
+        self.send(
+            node,
+            Frame::Kick {
+                bare: bare.to_string(),
+                resource: resource.to_string(),
+                reason,
+            },
+        )
+    }
+
+    fn announce(&self, change: SessionChange) {
+        self.broadcast(&Frame::from(change));
+    }
+}
+
+impl From<SessionChange> for Frame {
+    fn from(change: SessionChange) -> Frame {
+        match change {
+            SessionChange::Up { bare, resource } => Frame::SessionUp { bare, resource },
+            SessionChange::Presence {
+                bare,
+                resource,
+                presence,
+                priority,
+            } => Frame::SessionPresence {
+                bare,
+                resource,
+                presence,
+                priority,
+            },
+            SessionChange::Interested { bare, resource } => Frame::SessionInterested { bare, resource },
+            SessionChange::Down { bare, resource } => Frame::SessionDown { bare, resource },
+        }
+    }
+}
+
 /// A link queue that would not take a frame: full (back-pressure) or gone.
-fn queue_error<T>(node: &str, e: mpsc::error::TrySendError<T>) -> LinkError {
+fn queue_error<T>(node: &str, e: mpsc::error::TrySendError<T>) -> PeerError {
     match e {
-        mpsc::error::TrySendError::Full(_) => LinkError::Congested(node.to_string()),
-        mpsc::error::TrySendError::Closed(_) => LinkError::NotConnected(node.to_string()),
+        mpsc::error::TrySendError::Full(_) => PeerError::Congested(node.to_string()),
+        mpsc::error::TrySendError::Closed(_) => PeerError::NotConnected(node.to_string()),
     }
 }
 

@@ -38,16 +38,9 @@ pub enum PkiError {
     Exists(String),
 }
 
-/// Node ids become DNS labels in certificates; keep them to what a label allows.
+/// Node ids become DNS labels in certificates (see [`crate::config::is_valid_node_id`]).
 pub fn validate_node_id(id: &str) -> Result<(), PkiError> {
-    let ok = !id.is_empty()
-        && id.len() <= 63
-        && !id.starts_with('-')
-        && !id.ends_with('-')
-        && id
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
-    if ok {
+    if crate::config::is_valid_node_id(id) {
         Ok(())
     } else {
         Err(PkiError::BadNodeId(id.to_string()))

@@ -1,0 +1,246 @@
+//! The layering of `host/src`, checked on the source: each top-level module may use only
+//! the modules of the layers below its own, and no import cycle may join two of them (a
+//! module and its own children may still refer to each other). Upward uses that exist
+//! today are listed in [`KNOWN_UPWARD`], the debt the host-core redesign pays off: the list
+//! may only shrink — an entry that no longer exists fails the check, so it is removed when
+//! fixed, and a new upward use fails until it is designed away. ARCHITECTURE.md draws the
+//! same layers.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+
+/// Bottom to top. Same-layer uses are allowed while they form no cycle.
+const LAYERS: &[&[&str]] = &[
+    // Plain data: the element tree, typed stanzas, stream framing, small shared counters.
+    &["xml"],
+    &["stanza", "stream", "limits"],
+    &["config"],
+    // Persistence and credentials, certificates.
+    &["store", "auth", "tls"],
+    // The session table.
+    &["sessions"],
+    // The RFC 6121 core: the services, then the router that dispatches to them (services
+    // that call back into the router for delivery and errors are the debt below).
+    &["roster"],
+    &["presence"],
+    &["account"],
+    &["iq"],
+    &["router"],
+    // The plugin runtime and the pool.
+    &["plugins", "pool"],
+    // Connections.
+    &["c2s", "listener"],
+    // The composition root.
+    &["server"],
+    // The binary's edge.
+    &["daemon", "cli"],
+];
+
+/// Upward uses (from, to) that exist today and are still to be designed away.
+const KNOWN_UPWARD: &[(&str, &str)] = &[
+    ("account", "server"),
+    ("c2s", "server"),
+    ("iq", "c2s"),
+    ("iq", "router"),
+    ("iq", "server"),
+    ("listener", "server"),
+    ("plugins", "server"),
+    ("pool", "server"),
+    ("presence", "c2s"),
+    ("presence", "router"),
+    ("presence", "server"),
+    ("roster", "c2s"),
+    ("roster", "presence"),
+    ("roster", "router"),
+    ("roster", "server"),
+    ("router", "c2s"),
+    ("router", "plugins"),
+    ("router", "pool"),
+    ("router", "server"),
+];
+
+fn layer_of(module: &str) -> Option<usize> {
+    LAYERS.iter().position(|layer| layer.contains(&module))
+}
+
+/// Which top-level modules each top-level module uses (`crate::x`), test code left out.
+fn uses(src: &Path) -> BTreeMap<String, BTreeSet<String>> {
+    let mut graph: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    let mut files = vec![src.to_path_buf()];
+    while let Some(path) = files.pop() {
+        if path.is_dir() {
+            files.extend(
+                std::fs::read_dir(&path)
+                    .expect("read src")
+                    .map(|e| e.expect("entry").path()),
+            );
+            continue;
+        }
+        if path.extension().is_none_or(|e| e != "rs") {
+            continue;
+        }
+        let rel = path.strip_prefix(src).expect("under src");
+        let first = rel
+            .components()
+            .next()
+            .expect("a component")
+            .as_os_str()
+            .to_string_lossy();
+        let module = first.trim_end_matches(".rs").to_string();
+        if matches!(module.as_str(), "lib" | "main" | "layers") {
+            continue;
+        }
+        let text = std::fs::read_to_string(&path).expect("read a source file");
+        let code = without_tests(&text);
+        let used = graph.entry(module.clone()).or_default();
+        for line in code.lines().filter(|l| !l.trim_start().starts_with("//")) {
+            for (at, _) in line.match_indices("crate::") {
+                let rest = &line[at + "crate::".len()..];
+                if let Some(group) = rest.strip_prefix('{') {
+                    // `use crate::{a::X, b};`: each path's first segment.
+                    let group = group.split('}').next().unwrap_or_default();
+                    used.extend(group.split(',').filter_map(|p| first_segment(p.trim())));
+                } else if let Some(name) = first_segment(rest) {
+                    used.insert(name);
+                }
+            }
+        }
+        used.remove(&module);
+    }
+    graph
+}
+
+fn first_segment(path: &str) -> Option<String> {
+    let name: String = path.chars().take_while(|c| c.is_alphanumeric() || *c == '_').collect();
+    (!name.is_empty()).then_some(name)
+}
+
+/// The file without its trailing `#[cfg(test)]` module(s): fakes may reach anywhere.
+fn without_tests(text: &str) -> &str {
+    match text.find("#[cfg(test)]\nmod ") {
+        Some(at) => &text[..at],
+        None => text,
+    }
+}
+
+/// The strongly connected sets of more than one module (Tarjan).
+fn cycles(graph: &BTreeMap<String, BTreeSet<String>>) -> Vec<Vec<String>> {
+    struct Walk<'g> {
+        graph: &'g BTreeMap<String, BTreeSet<String>>,
+        index: BTreeMap<&'g str, (usize, usize)>,
+        stack: Vec<&'g str>,
+        found: Vec<Vec<String>>,
+    }
+    fn visit<'g>(w: &mut Walk<'g>, v: &'g str) {
+        let n = w.index.len();
+        w.index.insert(v, (n, n));
+        w.stack.push(v);
+        for next in w.graph.get(v).into_iter().flatten() {
+            let next = next.as_str();
+            if !w.graph.contains_key(next) {
+                continue;
+            }
+            if !w.index.contains_key(next) {
+                visit(w, next);
+                let low = w.index[next].1.min(w.index[v].1);
+                w.index.get_mut(v).expect("visited").1 = low;
+            } else if w.stack.contains(&next) {
+                let low = w.index[next].0.min(w.index[v].1);
+                w.index.get_mut(v).expect("visited").1 = low;
+            }
+        }
+        if w.index[v].0 == w.index[v].1 {
+            let mut set = Vec::new();
+            while let Some(top) = w.stack.pop() {
+                set.push(top.to_string());
+                if top == v {
+                    break;
+                }
+            }
+            if set.len() > 1 {
+                set.sort();
+                w.found.push(set);
+            }
+        }
+    }
+    let mut w = Walk {
+        graph,
+        index: BTreeMap::new(),
+        stack: Vec::new(),
+        found: Vec::new(),
+    };
+    for v in graph.keys() {
+        if !w.index.contains_key(v.as_str()) {
+            visit(&mut w, v);
+        }
+    }
+    w.found
+}
+
+#[test]
+fn modules_use_only_the_layers_below() {
+    let graph = uses(&Path::new(env!("CARGO_MANIFEST_DIR")).join("src"));
+    let mut problems = Vec::new();
+    let mut upward = BTreeSet::new();
+    for (from, used) in &graph {
+        let Some(own) = layer_of(from) else {
+            problems.push(format!("module `{from}` has no layer in layers.rs"));
+            continue;
+        };
+        for to in used {
+            match layer_of(to) {
+                Some(theirs) if theirs > own => {
+                    upward.insert((from.as_str(), to.as_str()));
+                }
+                Some(_) => {}
+                None => problems.push(format!("`{from}` uses `{to}`, which has no layer in layers.rs")),
+            }
+        }
+    }
+    for (from, to) in &upward {
+        if !KNOWN_UPWARD.contains(&(from, to)) {
+            problems.push(format!("`{from}` uses `{to}`, a higher layer"));
+        }
+    }
+    for known in KNOWN_UPWARD {
+        if !upward.contains(known) {
+            problems.push(format!(
+                "`{}` no longer uses `{}`: take it off KNOWN_UPWARD",
+                known.0, known.1
+            ));
+        }
+    }
+    assert!(
+        problems.is_empty(),
+        "layering of host/src:\n  {}",
+        problems.join("\n  ")
+    );
+}
+
+/// With every layer ordered, a cycle needs an upward use or two modules of one layer using
+/// each other; the second kind is refused here (the first is the debt above).
+#[test]
+fn cycles_run_only_through_known_upward_uses() {
+    let graph = uses(&Path::new(env!("CARGO_MANIFEST_DIR")).join("src"));
+    let mut cut = graph.clone();
+    for (from, to) in KNOWN_UPWARD {
+        if let Some(used) = cut.get_mut(*from) {
+            used.remove(*to);
+        }
+    }
+    let left = cycles(&cut);
+    assert!(left.is_empty(), "import cycles among modules of host/src: {left:?}");
+}
+
+#[test]
+fn the_cycle_check_finds_cycles() {
+    let graph: BTreeMap<String, BTreeSet<String>> =
+        [("a", "b"), ("b", "c"), ("c", "a"), ("d", "a")]
+            .into_iter()
+            .fold(BTreeMap::new(), |mut g, (f, t)| {
+                g.entry(f.to_string()).or_default().insert(t.to_string());
+                g.entry(t.to_string()).or_default();
+                g
+            });
+    assert_eq!(cycles(&graph), vec![vec!["a".to_string(), "b".into(), "c".into()]]);
+}
