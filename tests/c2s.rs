@@ -72,7 +72,8 @@ scenario_tests!(
     messages,
     offline,
     conflict,
-    multidomain
+    multidomain,
+    subscription_order
 );
 
 fn run_scenario(store: Store, scenario: &str) {

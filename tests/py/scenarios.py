@@ -922,6 +922,85 @@ async def sc_account_removal(env: Env) -> None:
         await close_all([c1, c2, b])
 
 
+# --------------------------------------------------------------------------
+# RFC 6121 ordering and recipient rules (issue 11)
+# --------------------------------------------------------------------------
+
+
+def push_item(iq: Any, jid: str) -> Optional[dict]:
+    """The item of a roster push about `jid`, if it is about `jid`."""
+    for j, item in iq["roster"]["items"].items():
+        if JID(str(j)).bare == JID(jid).bare:
+            return dict(item)
+    return None
+
+
+def first_index(received: list[tuple[str, Any]], pred: Callable[[str, Any], bool]) -> Optional[int]:
+    for i, (kind, stanza) in enumerate(received):
+        try:
+            if pred(kind, stanza):
+                return i
+        except Exception:
+            pass
+    return None
+
+
+def delayed(m: Any) -> bool:
+    """A message that was stored offline (XEP-0203 delay)."""
+    return m.xml.find("{urn:xmpp:delay}delay") is not None
+
+
+def describe(received: list[tuple[str, Any]], limit: int = 12) -> str:
+    """What a client received, in order, one short line each (for failure messages)."""
+    lines = []
+    for kind, s in received[:limit]:
+        if kind == "push":
+            lines.append(f"push {[(str(j), i['subscription'], i['ask']) for j, i in s['roster']['items'].items()]}")
+        else:
+            lines.append(f"{kind} from={s['from']} type={s['type'] or 'available'}"
+                         + (f" body={s['body']!r}" if kind == "message" else "")
+                         + (" (delayed)" if kind == "message" and delayed(s) else ""))
+    return "\n    ".join(lines) or "(nothing)"
+
+
+@scenario("subscription_order")
+async def sc_subscription_order(env: Env) -> None:
+    """RFC 6121 3.1.6: when the contact's approval reaches the user, the user's server
+    first delivers the inbound 'subscribed' to the user's resources and only then sends
+    the roster push with the new subscription state."""
+    a = Client(env, env.jid("alice") + "/a")
+    b = Client(env, env.jid("bob") + "/b")
+    try:
+        await a.start()
+        await b.start()
+        a_bare, b_bare = a.boundjid.bare, b.boundjid.bare
+        a.sub(b_bare, "subscribe")
+        await a.wait_push(b_bare, "RFC 6121 3.1.2: pending-out push", subscription="none", ask="subscribe")
+        await b.presences.wait(presence_pred(a_bare, "subscribe"), "RFC 6121 3.1.3: the request")
+        mark = len(a.received)
+        b.sub(a_bare, "subscribed")
+        await a.wait_push(b_bare, "RFC 6121 3.1.6: push subscription=to", subscription="to", ask=None)
+        await a.presences.wait(presence_pred(b_bare, "subscribed"), "RFC 6121 3.1.6: 'subscribed' delivered")
+        seen = a.received[mark:]
+        approval = first_index(seen, lambda k, s: k == "presence" and s["type"] == "subscribed")
+        push = first_index(
+            seen,
+            lambda k, s: k == "push" and (push_item(s, b_bare) or {}).get("subscription") == "to",
+        )
+        check(
+            approval is not None and push is not None and approval < push,
+            f"RFC 6121 3.1.6: the inbound 'subscribed' must reach {a.label} before the roster push "
+            f"with subscription='to'; it received, in order:\n    {describe(seen)}",
+        )
+        step("3.1.6: 'subscribed' arrived before the roster push")
+    finally:
+        await close_all([a, b])
+
+
+
+
+
+
 def main(argv: list[str]) -> int:
     parser = base_arg_parser(__doc__ or "")
     parser.add_argument("scenario", choices=sorted(SCENARIOS))

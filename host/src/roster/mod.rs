@@ -55,12 +55,18 @@ pub fn push(server: &Server, owner: &str, item: &RosterItem, removed: bool, vers
 /// [`StoreError::RosterFull`](crate::store::StoreError::RosterFull): every path that adds an
 /// item comes through here, and the store checks the count atomically.
 pub async fn save_and_push(server: &Server, owner: &str, item: &RosterItem) -> Result<(), crate::store::StoreError> {
-    let version = server
-        .store
-        .put_roster_item(owner, item, server.config.limits.roster_max_items)
-        .await?;
+    let version = save(server, owner, item).await?;
     push(server, owner, item, false, version);
     Ok(())
+}
+
+/// Store an item without pushing it; returns the roster version to push it with. For
+/// the rules that deliver something to the user before the push (RFC 6121 §3.1.6).
+pub async fn save(server: &Server, owner: &str, item: &RosterItem) -> Result<i64, crate::store::StoreError> {
+    server
+        .store
+        .put_roster_item(owner, item, server.config.limits.roster_max_items)
+        .await
 }
 
 /// Why a roster set's item is refused (RFC 6121 §2.3.3).

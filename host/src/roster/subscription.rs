@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use jid::Jid;
 
-use super::save_and_push;
+use super::{push, save, save_and_push};
 use crate::c2s::Bound;
 use crate::presence::{deliver_to_available, send_current_presence, send_unavailable_presence};
 use crate::router::{bounce, target, Target};
@@ -199,8 +199,12 @@ async fn inbound(
         "subscribed" if item.ask && existing.is_some() => {
             item.subscription = item.subscription.with_to(true);
             item.ask = false;
-            save_and_push(server, owner, &item).await?;
+            // §3.1.6: the approval reaches the user's resources first, then the roster push
+            // with the new state (a client that sees the push first shows a subscription
+            // it has not been told was approved).
+            let version = save(server, owner, &item).await?;
             deliver_to_available(server, owner, &stanza);
+            push(server, owner, &item, false, version);
         }
         "unsubscribe" => {
             let was_pending = server.store.remove_pending_in(owner, contact).await?;
