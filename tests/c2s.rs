@@ -73,7 +73,8 @@ scenario_tests!(
     offline,
     conflict,
     multidomain,
-    subscription_order
+    subscription_order,
+    unavailable_echo
 );
 
 fn run_scenario(store: Store, scenario: &str) {

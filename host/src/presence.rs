@@ -84,16 +84,14 @@ async fn broadcast(server: &Arc<Server>, client: &mut Bound, stanza: Element, av
         tracing::error!(error = %e, "roster load failed during presence broadcast");
         Vec::new()
     });
-    // To subscribers (from/both), then to our own available resources (including this one
-    // for available presence, §4.2.2).
+    // To subscribers (from/both), then to our own available resources and back to this
+    // one: available presence (§4.2.2, §4.4.2) and unavailable presence alike (§4.5.2).
+    // A session that ended is out of the table already, so it is sent nothing.
     for item in roster.iter().filter(|i| i.subscription.has_from()) {
         deliver_to_available(server, &item.contact, &stanza);
     }
     for r in server.sessions.resources(&client.bare) {
         if r.available() || r.id == client.id {
-            if r.id == client.id && !available {
-                continue;
-            }
             r.send(stanza.clone());
         }
     }

@@ -997,6 +997,32 @@ async def sc_subscription_order(env: Env) -> None:
         await close_all([a, b])
 
 
+@scenario("unavailable_echo")
+async def sc_unavailable_echo(env: Env) -> None:
+    """RFC 6121 4.5.2: unavailable presence from one resource is delivered to the user's
+    other available resources and back to the resource that sent it."""
+    bob = env.jid("bob")
+    b1 = Client(env, bob + "/u1")
+    b2 = Client(env, bob + "/u2")
+    try:
+        await b1.start()
+        await b2.start()
+        await b1.presences.wait(presence_pred(b2.boundjid.full), "available presence of the other resource")
+        b1.send_presence(ptype="unavailable", pstatus="bye")
+        await b2.presences.wait(
+            presence_pred(b1.boundjid.full, "unavailable"),
+            "RFC 6121 4.5.2: unavailable presence delivered to the user's other available resources",
+        )
+        p = await b1.presences.wait(
+            presence_pred(b1.boundjid.full, "unavailable"),
+            "RFC 6121 4.5.2: unavailable presence delivered back to the resource that sent it",
+        )
+        check(p["status"] == "bye", f"RFC 6121 4.5.2: the echo must be the presence as sent: {p}")
+        # Still connected and served.
+        await b1.ping()
+    finally:
+        await close_all([b1, b2])
+
 
 
 
