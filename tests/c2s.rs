@@ -74,7 +74,8 @@ scenario_tests!(
     conflict,
     multidomain,
     subscription_order,
-    unavailable_echo
+    unavailable_echo,
+    roster_remove
 );
 
 fn run_scenario(store: Store, scenario: &str) {

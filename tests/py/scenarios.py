@@ -1024,6 +1024,52 @@ async def sc_unavailable_echo(env: Env) -> None:
         await close_all([b1, b2])
 
 
+@scenario("roster_remove")
+async def sc_roster_remove(env: Env) -> None:
+    """RFC 6121 2.5.2 with 3.2.2: removing a contact that had a 'from' or 'both'
+    subscription sends 'unsubscribed' and unavailable presence from each of the user's
+    available resources, so the contact's client stops showing the user online. The
+    unavailable comes while the contact is still subscribed (3.2.2), i.e. before the
+    'unsubscribed'."""
+    alice = env.jid("alice")
+    a = Client(env, alice + "/a")
+    a2 = Client(env, alice + "/a2")
+    b = Client(env, env.jid("bob") + "/b")
+    try:
+        await a.start()
+        await b.start()
+        await subscribe_handshake(a, b)
+        await a2.start(status="second")
+        await b.presences.wait(presence_pred(a2.boundjid.full), "the second resource's presence")
+        a_bare, b_bare = a.boundjid.bare, b.boundjid.bare
+        mark = len(b.received)
+        await a.roster_set(b_bare, remove=True)
+        await a.wait_push(b_bare, "RFC 6121 2.5.2: push subscription=remove", subscription="remove")
+        await b.presences.wait(presence_pred(a_bare, "unsubscribe"), "RFC 6121 2.5.2: 'unsubscribe' to the removed contact")
+        await b.presences.wait(presence_pred(a_bare, "unsubscribed"), "RFC 6121 2.5.2: 'unsubscribed' to the removed contact")
+        for res in (a, a2):
+            await b.presences.wait(
+                presence_pred(res.boundjid.full, "unavailable"),
+                f"RFC 6121 2.5.2 / 3.2.2: unavailable presence from {res.boundjid.full} to the removed contact",
+            )
+        await b.wait_push(a_bare, "RFC 6121 3.2.3: the contact's push", subscription="none")
+        seen = b.received[mark:]
+        unsubscribed = first_index(seen, lambda k, s: k == "presence" and s["type"] == "unsubscribed")
+        for res in (a, a2):
+            gone = first_index(
+                seen,
+                lambda k, s, full=res.boundjid.full: k == "presence" and s["type"] == "unavailable" and s["from"].full == full,
+            )
+            check(
+                gone is not None and unsubscribed is not None and gone < unsubscribed,
+                f"RFC 6121 3.2.2: unavailable presence from {res.boundjid.full} must come while the contact is "
+                f"still subscribed, before 'unsubscribed'; {b.label} received, in order:\n    {describe(seen)}",
+            )
+        items = await b.roster_items()
+        check(items.get(a_bare, {}).get("subscription") == "none", f"contact's item after removal: {items.get(a_bare)}")
+    finally:
+        await close_all([a, a2, b])
+
 
 
 

@@ -247,6 +247,12 @@ async fn remove(
         subscription::send_from_server(server, &client.bare, contact, "unsubscribe").await;
     }
     if item.subscription.has_from() || pending_in {
+        // As for a client's own `unsubscribed`: a contact that was subscribed first gets
+        // unavailable presence from the user's resources (§3.2.2), or its client would
+        // show the user online for good.
+        if item.subscription.has_from() {
+            subscription::cancel_presence(server, &client.bare, contact);
+        }
         subscription::send_from_server(server, &client.bare, contact, "unsubscribed").await;
     }
     Ok(())

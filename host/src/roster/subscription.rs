@@ -30,8 +30,8 @@ pub async fn outbound(server: &Arc<Server>, client: &Bound, mut stanza: Element,
     if contact == user {
         return;
     }
-    let route = match process_outbound(server, &user, &contact, ptype).await {
-        Ok(route) => route,
+    let decision = match process_outbound(server, &user, &contact, ptype).await {
+        Ok(decision) => decision,
         Err(e) => {
             let (condition, text) = match e {
                 // Nothing was stored and nothing goes to the contact.
@@ -47,19 +47,46 @@ pub async fn outbound(server: &Arc<Server>, client: &Bound, mut stanza: Element,
             return bounce(server, &original, condition, text);
         }
     };
-    if route {
+    if decision.cancels_presence {
+        cancel_presence(server, &user, &contact);
+    }
+    if decision.route {
         deliver(server, &user, &contact, ptype, stanza).await;
     }
-    // After routing, presence follows the new state (§3.1.5, §3.2.3).
-    match ptype {
-        "subscribed" if route => send_current_presence(server, &user, &contact),
-        "unsubscribed" if route => send_unavailable_presence(server, &user, &contact),
-        _ => {}
+    // After routing the approval, the contact gets the user's current presence (§3.1.5).
+    if ptype == "subscribed" && decision.route {
+        send_current_presence(server, &user, &contact);
     }
 }
 
-/// Update the sender's roster; returns whether the stanza goes on to the contact.
-async fn process_outbound(server: &Server, user: &str, contact: &str, ptype: &str) -> Result<bool, StoreError> {
+/// The contact is losing its subscription to `user`'s presence: while it is still
+/// subscribed, it gets unavailable presence from each of `user`'s available resources
+/// (§3.2.2), so its client stops showing the user online. Sent before the `unsubscribed`
+/// is routed, by a client's own `unsubscribed` and by a roster removal (§2.5.2) alike.
+pub fn cancel_presence(server: &Server, user: &str, contact: &str) {
+    send_unavailable_presence(server, user, contact);
+}
+
+/// What the sender's half decided about a subscription stanza.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+struct Decision {
+    /// The stanza goes on to the contact.
+    route: bool,
+    /// The contact had a subscription to the user's presence that this stanza cancels.
+    cancels_presence: bool,
+}
+
+impl Decision {
+    fn route(route: bool) -> Self {
+        Decision {
+            route,
+            cancels_presence: false,
+        }
+    }
+}
+
+/// Update the sender's roster; returns what happens next.
+async fn process_outbound(server: &Server, user: &str, contact: &str, ptype: &str) -> Result<Decision, StoreError> {
     let existing = server.store.roster_item(user, contact).await?;
     let mut item = existing.clone().unwrap_or_else(|| RosterItem::new(contact));
     match ptype {
@@ -68,7 +95,7 @@ async fn process_outbound(server: &Server, user: &str, contact: &str, ptype: &st
                 item.ask = true;
                 save_and_push(server, user, &item).await?;
             }
-            Ok(true)
+            Ok(Decision::route(true))
         }
         "subscribed" => {
             if server.store.has_pending_in(user, contact).await? {
@@ -77,16 +104,16 @@ async fn process_outbound(server: &Server, user: &str, contact: &str, ptype: &st
                 // Stored first: a full roster refuses the approval and keeps the request.
                 save_and_push(server, user, &item).await?;
                 server.store.remove_pending_in(user, contact).await?;
-                Ok(true)
+                Ok(Decision::route(true))
             } else if item.subscription.has_from() {
-                Ok(false)
+                Ok(Decision::route(false))
             } else {
                 // Pre-approval (§3.4).
                 if !item.approved {
                     item.approved = true;
                     save_and_push(server, user, &item).await?;
                 }
-                Ok(false)
+                Ok(Decision::route(false))
             }
         }
         "unsubscribe" => {
@@ -95,19 +122,23 @@ async fn process_outbound(server: &Server, user: &str, contact: &str, ptype: &st
                 item.ask = false;
                 save_and_push(server, user, &item).await?;
             }
-            Ok(true)
+            Ok(Decision::route(true))
         }
         "unsubscribed" => {
             let was_pending = server.store.remove_pending_in(user, contact).await?;
             let had = existing.is_some() && (item.subscription.has_from() || item.approved);
+            let cancels_presence = existing.is_some() && item.subscription.has_from();
             if had {
                 item.subscription = item.subscription.with_from(false);
                 item.approved = false;
                 save_and_push(server, user, &item).await?;
             }
-            Ok(was_pending || had)
+            Ok(Decision {
+                route: was_pending || had,
+                cancels_presence,
+            })
         }
-        _ => Ok(false),
+        _ => Ok(Decision::route(false)),
     }
 }
 
