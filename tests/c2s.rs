@@ -75,7 +75,8 @@ scenario_tests!(
     multidomain,
     subscription_order,
     unavailable_echo,
-    roster_remove
+    roster_remove,
+    initial_presence_order
 );
 
 fn run_scenario(store: Store, scenario: &str) {

@@ -1071,6 +1071,59 @@ async def sc_roster_remove(env: Env) -> None:
         await close_all([a, a2, b])
 
 
+@scenario("initial_presence_order")
+async def sc_initial_presence_order(env: Env) -> None:
+    """Initial presence vs offline delivery: while alice floods bob's bare JID, bob's
+    resource sends initial presence. Whatever bob receives starts with the echo of its
+    own presence (RFC 6121 4.2.2), then its contacts' presence (4.2.3), and only then
+    stored messages; every message arrives once."""
+    alice, bob = env.jid("alice"), env.jid("bob")
+    a = Client(env, alice + "/a")
+    b0 = Client(env, bob + "/setup")
+    clients = [a, b0]
+    try:
+        await a.start()
+        await b0.start()
+        await subscribe_handshake(a, b0)
+        await b0.stop()
+        rounds, burst = 6, 150
+        for r in range(rounds):
+            b = Client(env, bob + f"/r{r}")
+            clients.append(b)
+            await b.start(presence=False)
+            bodies = [f"round {r} message {i}" for i in range(burst)]
+            for body in bodies[: burst // 2]:
+                a.msg(bob, body)
+            await asyncio.sleep(0.02 * (r % 3))
+            b.send_presence()
+            for body in bodies[burst // 2 :]:
+                a.msg(bob, body)
+            for body in bodies:
+                await b.messages.wait(lambda m, body=body: m["body"] == body, f"round {r}: {body!r}")
+            seen = list(b.received)
+            me = b.boundjid.full
+            first = first_index(seen, lambda k, s: k in ("message", "presence"))
+            check(
+                first is not None and seen[first][0] == "presence" and seen[first][1]["from"].full == me
+                and seen[first][1]["type"] in ("", "available"),
+                f"round {r}: RFC 6121 4.2.2: the first thing {b.label} receives after initial presence must be "
+                f"the echo of its own presence; it received, in order:\n    {describe(seen)}",
+            )
+            contact = first_index(seen, lambda k, s: k == "presence" and s["from"].full == a.boundjid.full)
+            stored = first_index(seen, lambda k, s: k == "message" and delayed(s))
+            check(
+                contact is not None and (stored is None or contact < stored),
+                f"round {r}: RFC 6121 4.2.3: contacts' presence must come before stored messages; "
+                f"{b.label} received, in order:\n    {describe(seen)}",
+            )
+            got = [s["body"] for k, s in seen if k == "message"]
+            dups = sorted({x for x in got if got.count(x) > 1})
+            check(not dups, f"round {r}: messages delivered more than once: {dups[:5]}")
+            step(f"round {r}: echo first, {sum(1 for k, s in seen if k == 'message' and delayed(s))} stored messages after the contact's presence")
+            await b.stop()
+    finally:
+        await close_all(clients)
+
 
 
 def main(argv: list[str]) -> int:
