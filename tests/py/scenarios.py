@@ -1125,6 +1125,52 @@ async def sc_initial_presence_order(env: Env) -> None:
         await close_all(clients)
 
 
+@scenario("simultaneous_subscriptions")
+async def sc_simultaneous_subscriptions(env: Env) -> None:
+    """Simultaneous subscription handshakes: pairs of users (every --account named
+    pair*) send each other 'subscribe' at once and each approves as soon as the request
+    arrives. Every roster item must end as 'both' with nothing pending (RFC 6121
+    Appendix A): the inbound and outbound halves change the same item concurrently."""
+    users = sorted(j for j in env.accounts if j.startswith("pair"))
+    check(len(users) >= 2 and len(users) % 2 == 0, f"need an even number of pair* accounts: {users}")
+    clients = {j: Client(env, j + "/s") for j in users}
+    partner = {}
+    for i in range(0, len(users), 2):
+        partner[users[i]], partner[users[i + 1]] = users[i + 1], users[i]
+    try:
+        await asyncio.gather(*(c.start() for c in clients.values()))
+        step(f"{len(users)} clients online")
+
+        async def side(me: str) -> None:
+            c = clients[me]
+            await c.presences.wait(presence_pred(partner[me], "subscribe"), f"RFC 6121 3.1.3: request from {partner[me]}")
+            c.sub(partner[me], "subscribed")
+
+        for me in users:
+            clients[me].sub(partner[me], "subscribe")
+        await asyncio.gather(*(side(me) for me in users))
+
+        async def settled(me: str) -> None:
+            try:
+                await clients[me].wait_push(partner[me], "settled", subscription="both", ask=None)
+            except ScenarioFailure:
+                pass
+
+        await asyncio.gather(*(settled(me) for me in users))
+        wrong = []
+        for me in users:
+            item = (await clients[me].roster_items()).get(partner[me])
+            if not item or item["subscription"] != "both" or item.get("ask"):
+                wrong.append(f"{me}: {partner[me]} -> {item and (item['subscription'], item.get('ask'))}")
+        check(
+            not wrong,
+            f"RFC 6121 Appendix A: {len(wrong)} of {len(users)} roster items did not end as 'both' after "
+            f"simultaneous handshakes:\n    " + "\n    ".join(wrong),
+        )
+        step(f"all {len(users)} roster items are 'both'")
+    finally:
+        await close_all(list(clients.values()))
+
 
 def main(argv: list[str]) -> int:
     parser = base_arg_parser(__doc__ or "")
