@@ -36,6 +36,10 @@ macro_rules! scenario_tests {
             fn offline_quota() {
                 super::offline_quota(super::Store::Sqlite);
             }
+            #[test]
+            fn simultaneous_subscriptions() {
+                super::simultaneous_subscriptions(super::Store::Sqlite);
+            }
         }
         mod postgres {
             $(
@@ -60,6 +64,10 @@ macro_rules! scenario_tests {
             fn offline_quota() {
                 super::offline_quota(super::Store::Postgres);
             }
+            #[test]
+            fn simultaneous_subscriptions() {
+                super::simultaneous_subscriptions(super::Store::Postgres);
+            }
         }
     };
 }
@@ -72,7 +80,11 @@ scenario_tests!(
     messages,
     offline,
     conflict,
-    multidomain
+    multidomain,
+    subscription_order,
+    unavailable_echo,
+    roster_remove,
+    initial_presence_order
 );
 
 fn run_scenario(store: Store, scenario: &str) {
@@ -88,6 +100,20 @@ fn offline_quota(store: Store) {
     opts.offline_quota = 3;
     with_server(opts, |srv| {
         srv.scenario("offline_quota", None)?;
+        Ok(())
+    });
+}
+
+/// Pairs of users doing the RFC 6121 §3.1 handshake with each other at the same moment,
+/// all on this one node: every item must end as `both` (issue 11; the roster item's
+/// read-modify-write raced the concurrent inbound half).
+fn simultaneous_subscriptions(store: Store) {
+    const PAIRS: usize = 30;
+    let mut opts = ServerOptions::new(store);
+    opts.accounts
+        .extend((0..2 * PAIRS).map(|i| (format!("pair{i:02}@{DOMAIN}"), format!("pair-pw-{i}"))));
+    with_server(opts, |srv| {
+        srv.scenario("simultaneous_subscriptions", None)?;
         Ok(())
     });
 }

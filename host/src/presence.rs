@@ -61,17 +61,44 @@ async fn may_see_presence(server: &Server, owner: &str, viewer: &str) -> bool {
 }
 
 /// Broadcast presence without a `to` (§4.2, §4.4, §4.5).
+///
+/// At initial presence the resource sees, in this order: the echo of its own presence,
+/// its contacts' presence (the probes, §4.3), stored subscription requests, then stored
+/// messages. Everything that can wait on storage is read before the resource becomes
+/// available, the echo is queued before routing can see it as available (so no live
+/// stanza overtakes it), and this node's offline delivery for the account is held until
+/// the end (so a message stored meanwhile, here or on another node that tells us with
+/// `OfflineStored`, waits for that delivery instead of overtaking the echo).
 async fn broadcast(server: &Arc<Server>, client: &mut Bound, stanza: Element, available: bool) {
     let initial = available && !client.available;
-    // Read stored subscription requests before becoming available: one arriving later is
-    // delivered live instead, so none is shown twice.
+    let roster = server.store.roster(&client.bare).await.unwrap_or_else(|e| {
+        tracing::error!(error = %e, "roster load failed during presence broadcast");
+        Vec::new()
+    });
+    // Read stored subscription requests last before becoming available, with no wait in
+    // between: one arriving later is delivered live instead, so none is shown twice and
+    // none is missed.
     let pending = if initial {
         subscription::pending_requests(server, &client.bare).await
     } else {
         Vec::new()
     };
+    let offline_turn = if initial {
+        OfflineTurn::take(server, &client.bare)
+    } else {
+        None
+    };
     let stanza = Arc::new(stanza);
+    let me = server
+        .sessions
+        .resources(&client.bare)
+        .into_iter()
+        .find(|r| r.id == client.id);
     if available {
+        // Back to this resource first (§4.2.2, §4.4.2).
+        if let Some(me) = &me {
+            me.send(stanza.clone());
+        }
         server
             .sessions
             .set_presence(&client.bare, client.id, Some(stanza.clone()), priority_of(&stanza));
@@ -79,21 +106,18 @@ async fn broadcast(server: &Arc<Server>, client: &mut Bound, stanza: Element, av
     } else {
         server.sessions.set_presence(&client.bare, client.id, None, 0);
         client.available = false;
+        // Back to this resource too (§4.5.2). A session that ended is out of the table
+        // already, so it is sent nothing.
+        if let Some(me) = &me {
+            me.send(stanza.clone());
+        }
     }
-    let roster = server.store.roster(&client.bare).await.unwrap_or_else(|e| {
-        tracing::error!(error = %e, "roster load failed during presence broadcast");
-        Vec::new()
-    });
-    // To subscribers (from/both), then to our own available resources (including this one
-    // for available presence, §4.2.2).
+    // To subscribers (from/both), then to our other available resources.
     for item in roster.iter().filter(|i| i.subscription.has_from()) {
         deliver_to_available(server, &item.contact, &stanza);
     }
     for r in server.sessions.resources(&client.bare) {
-        if r.available() || r.id == client.id {
-            if r.id == client.id && !available {
-                continue;
-            }
+        if r.available() && r.id != client.id {
             r.send(stanza.clone());
         }
     }
@@ -110,8 +134,13 @@ async fn broadcast(server: &Arc<Server>, client: &mut Bound, stanza: Element, av
             send_current_presence(server, &item.contact, &me);
         }
         subscription::redeliver_pending(server, client, pending).await;
-        if priority_of(&stanza) >= 0 {
-            deliver_offline(server, &client.bare, client.jid.resource().as_str()).await;
+        let resource = client.jid.resource().as_str().to_string();
+        let takes_offline = priority_of(&stanza) >= 0;
+        match offline_turn {
+            Some(turn) => turn.run(takes_offline.then_some(resource)).await,
+            // Another resource's delivery is running: it runs once more for what it has.
+            None if takes_offline => deliver_offline(server, &client.bare, &resource).await,
+            None => {}
         }
     }
 }
@@ -193,24 +222,86 @@ pub async fn went_offline(server: &Arc<Server>, client: &mut Bound) {
 /// per account at a time on this node: a request during one makes it run once more, so a
 /// message stored meanwhile is not left behind and none is sent twice.
 pub async fn deliver_offline(server: &Arc<Server>, bare: &str, resource: &str) {
-    {
+    if let Some(turn) = OfflineTurn::take(server, bare) {
+        turn.run(Some(resource.to_string())).await;
+    }
+}
+
+/// This node's one offline delivery for an account (`Server::offline_delivery`): whoever
+/// holds it delivers; anyone asking meanwhile only marks that it must run once more.
+/// Given back when dropped, even by a task that ends early; a request that came in
+/// meanwhile is then handed on to [`offline_stored`], so none is lost.
+struct OfflineTurn {
+    server: Arc<Server>,
+    bare: String,
+    done: bool,
+}
+
+impl OfflineTurn {
+    /// The turn, or `None` (and a request to run again) when a delivery is running.
+    fn take(server: &Arc<Server>, bare: &str) -> Option<OfflineTurn> {
         let mut running = server.offline_delivery.lock().expect("offline lock");
         if let Some(again) = running.get_mut(bare) {
             *again = true;
-            return;
+            return None;
         }
         running.insert(bare.to_string(), false);
+        Some(OfflineTurn {
+            server: server.clone(),
+            bare: bare.to_string(),
+            done: false,
+        })
     }
-    loop {
-        deliver_offline_once(server, bare, resource).await;
-        let mut running = server.offline_delivery.lock().expect("offline lock");
-        if running.get(bare) == Some(&true) {
-            running.insert(bare.to_string(), false);
-        } else {
-            running.remove(bare);
-            return;
+
+    /// Deliver to `resource` until nobody asked again meanwhile, then give the turn back.
+    /// With no resource (initial presence with a negative priority, §4.7.2.1), a request
+    /// that came in meanwhile goes to the resource [`offline_stored`] would choose.
+    async fn run(mut self, mut resource: Option<String>) {
+        loop {
+            if let Some(resource) = &resource {
+                deliver_offline_once(&self.server, &self.bare, resource).await;
+            }
+            {
+                let mut running = self.server.offline_delivery.lock().expect("offline lock");
+                if running.get(&self.bare) == Some(&true) {
+                    running.insert(self.bare.clone(), false);
+                } else {
+                    running.remove(&self.bare);
+                    self.done = true;
+                    return;
+                }
+            }
+            if resource.is_none() {
+                resource = offline_target(&self.server, &self.bare).map(|r| r.resource);
+            }
         }
     }
+}
+
+impl Drop for OfflineTurn {
+    fn drop(&mut self) {
+        if self.done {
+            return;
+        }
+        let again = match self.server.offline_delivery.lock() {
+            Ok(mut running) => running.remove(&self.bare) == Some(true),
+            Err(_) => return,
+        };
+        if again {
+            offline_stored(&self.server, &self.bare);
+        }
+    }
+}
+
+/// The local resource that takes stored messages: available, non-negative priority, the
+/// highest one.
+fn offline_target(server: &Server, bare: &str) -> Option<crate::sessions::Resource> {
+    server
+        .sessions
+        .resources(bare)
+        .into_iter()
+        .filter(|r| r.is_local() && r.available() && r.priority >= 0)
+        .max_by_key(|r| r.priority)
 }
 
 /// A message was stored offline for `bare` (here or, in a pool, on another node): if one of
@@ -219,13 +310,7 @@ pub async fn deliver_offline(server: &Arc<Server>, bare: &str, resource: &str) {
 /// The delivery runs in a task of its own: whoever stored the message (a sender's session,
 /// a pool link) never waits on the recipient's queue.
 pub fn offline_stored(server: &Arc<Server>, bare: &str) {
-    let target = server
-        .sessions
-        .resources(bare)
-        .into_iter()
-        .filter(|r| r.is_local() && r.available() && r.priority >= 0)
-        .max_by_key(|r| r.priority);
-    if let Some(r) = target {
+    if let Some(r) = offline_target(server, bare) {
         let server = server.clone();
         let bare = bare.to_string();
         tokio::spawn(async move { deliver_offline(&server, &bare, &r.resource).await });

@@ -922,6 +922,256 @@ async def sc_account_removal(env: Env) -> None:
         await close_all([c1, c2, b])
 
 
+# --------------------------------------------------------------------------
+# RFC 6121 ordering and recipient rules (issue 11)
+# --------------------------------------------------------------------------
+
+
+def push_item(iq: Any, jid: str) -> Optional[dict]:
+    """The item of a roster push about `jid`, if it is about `jid`."""
+    for j, item in iq["roster"]["items"].items():
+        if JID(str(j)).bare == JID(jid).bare:
+            return dict(item)
+    return None
+
+
+def first_index(received: list[tuple[str, Any]], pred: Callable[[str, Any], bool]) -> Optional[int]:
+    for i, (kind, stanza) in enumerate(received):
+        try:
+            if pred(kind, stanza):
+                return i
+        except Exception:
+            pass
+    return None
+
+
+def delayed(m: Any) -> bool:
+    """A message that was stored offline (XEP-0203 delay)."""
+    return m.xml.find("{urn:xmpp:delay}delay") is not None
+
+
+def describe(received: list[tuple[str, Any]], limit: int = 12) -> str:
+    """What a client received, in order, one short line each (for failure messages)."""
+    lines = []
+    for kind, s in received[:limit]:
+        if kind == "push":
+            lines.append(f"push {[(str(j), i['subscription'], i['ask']) for j, i in s['roster']['items'].items()]}")
+        else:
+            lines.append(f"{kind} from={s['from']} type={s['type'] or 'available'}"
+                         + (f" body={s['body']!r}" if kind == "message" else "")
+                         + (" (delayed)" if kind == "message" and delayed(s) else ""))
+    return "\n    ".join(lines) or "(nothing)"
+
+
+@scenario("subscription_order")
+async def sc_subscription_order(env: Env) -> None:
+    """RFC 6121 3.1.6: when the contact's approval reaches the user, the user's server
+    first delivers the inbound 'subscribed' to the user's resources and only then sends
+    the roster push with the new subscription state."""
+    a = Client(env, env.jid("alice") + "/a")
+    b = Client(env, env.jid("bob") + "/b")
+    try:
+        await a.start()
+        await b.start()
+        a_bare, b_bare = a.boundjid.bare, b.boundjid.bare
+        a.sub(b_bare, "subscribe")
+        await a.wait_push(b_bare, "RFC 6121 3.1.2: pending-out push", subscription="none", ask="subscribe")
+        await b.presences.wait(presence_pred(a_bare, "subscribe"), "RFC 6121 3.1.3: the request")
+        mark = len(a.received)
+        b.sub(a_bare, "subscribed")
+        await a.wait_push(b_bare, "RFC 6121 3.1.6: push subscription=to", subscription="to", ask=None)
+        await a.presences.wait(presence_pred(b_bare, "subscribed"), "RFC 6121 3.1.6: 'subscribed' delivered")
+        seen = a.received[mark:]
+        approval = first_index(seen, lambda k, s: k == "presence" and s["type"] == "subscribed")
+        push = first_index(
+            seen,
+            lambda k, s: k == "push" and (push_item(s, b_bare) or {}).get("subscription") == "to",
+        )
+        check(
+            approval is not None and push is not None and approval < push,
+            f"RFC 6121 3.1.6: the inbound 'subscribed' must reach {a.label} before the roster push "
+            f"with subscription='to'; it received, in order:\n    {describe(seen)}",
+        )
+        step("3.1.6: 'subscribed' arrived before the roster push")
+    finally:
+        await close_all([a, b])
+
+
+@scenario("unavailable_echo")
+async def sc_unavailable_echo(env: Env) -> None:
+    """RFC 6121 4.5.2: unavailable presence from one resource is delivered to the user's
+    other available resources and back to the resource that sent it."""
+    bob = env.jid("bob")
+    b1 = Client(env, bob + "/u1")
+    b2 = Client(env, bob + "/u2")
+    try:
+        await b1.start()
+        await b2.start()
+        await b1.presences.wait(presence_pred(b2.boundjid.full), "available presence of the other resource")
+        b1.send_presence(ptype="unavailable", pstatus="bye")
+        await b2.presences.wait(
+            presence_pred(b1.boundjid.full, "unavailable"),
+            "RFC 6121 4.5.2: unavailable presence delivered to the user's other available resources",
+        )
+        p = await b1.presences.wait(
+            presence_pred(b1.boundjid.full, "unavailable"),
+            "RFC 6121 4.5.2: unavailable presence delivered back to the resource that sent it",
+        )
+        check(p["status"] == "bye", f"RFC 6121 4.5.2: the echo must be the presence as sent: {p}")
+        # Still connected and served.
+        await b1.ping()
+    finally:
+        await close_all([b1, b2])
+
+
+@scenario("roster_remove")
+async def sc_roster_remove(env: Env) -> None:
+    """RFC 6121 2.5.2 with 3.2.2: removing a contact that had a 'from' or 'both'
+    subscription sends 'unsubscribed' and unavailable presence from each of the user's
+    available resources, so the contact's client stops showing the user online. The
+    unavailable comes while the contact is still subscribed (3.2.2), i.e. before the
+    'unsubscribed'."""
+    alice = env.jid("alice")
+    a = Client(env, alice + "/a")
+    a2 = Client(env, alice + "/a2")
+    b = Client(env, env.jid("bob") + "/b")
+    try:
+        await a.start()
+        await b.start()
+        await subscribe_handshake(a, b)
+        await a2.start(status="second")
+        await b.presences.wait(presence_pred(a2.boundjid.full), "the second resource's presence")
+        a_bare, b_bare = a.boundjid.bare, b.boundjid.bare
+        mark = len(b.received)
+        await a.roster_set(b_bare, remove=True)
+        await a.wait_push(b_bare, "RFC 6121 2.5.2: push subscription=remove", subscription="remove")
+        await b.presences.wait(presence_pred(a_bare, "unsubscribe"), "RFC 6121 2.5.2: 'unsubscribe' to the removed contact")
+        await b.presences.wait(presence_pred(a_bare, "unsubscribed"), "RFC 6121 2.5.2: 'unsubscribed' to the removed contact")
+        for res in (a, a2):
+            await b.presences.wait(
+                presence_pred(res.boundjid.full, "unavailable"),
+                f"RFC 6121 2.5.2 / 3.2.2: unavailable presence from {res.boundjid.full} to the removed contact",
+            )
+        await b.wait_push(a_bare, "RFC 6121 3.2.3: the contact's push", subscription="none")
+        seen = b.received[mark:]
+        unsubscribed = first_index(seen, lambda k, s: k == "presence" and s["type"] == "unsubscribed")
+        for res in (a, a2):
+            gone = first_index(
+                seen,
+                lambda k, s, full=res.boundjid.full: k == "presence" and s["type"] == "unavailable" and s["from"].full == full,
+            )
+            check(
+                gone is not None and unsubscribed is not None and gone < unsubscribed,
+                f"RFC 6121 3.2.2: unavailable presence from {res.boundjid.full} must come while the contact is "
+                f"still subscribed, before 'unsubscribed'; {b.label} received, in order:\n    {describe(seen)}",
+            )
+        items = await b.roster_items()
+        check(items.get(a_bare, {}).get("subscription") == "none", f"contact's item after removal: {items.get(a_bare)}")
+    finally:
+        await close_all([a, a2, b])
+
+
+@scenario("initial_presence_order")
+async def sc_initial_presence_order(env: Env) -> None:
+    """Initial presence vs offline delivery: while alice floods bob's bare JID, bob's
+    resource sends initial presence. Whatever bob receives starts with the echo of its
+    own presence (RFC 6121 4.2.2), then its contacts' presence (4.2.3), and only then
+    stored messages; every message arrives once."""
+    alice, bob = env.jid("alice"), env.jid("bob")
+    a = Client(env, alice + "/a")
+    b0 = Client(env, bob + "/setup")
+    clients = [a, b0]
+    try:
+        await a.start()
+        await b0.start()
+        await subscribe_handshake(a, b0)
+        await b0.stop()
+        rounds, burst = 6, 150
+        for r in range(rounds):
+            b = Client(env, bob + f"/r{r}")
+            clients.append(b)
+            await b.start(presence=False)
+            bodies = [f"round {r} message {i}" for i in range(burst)]
+            for body in bodies[: burst // 2]:
+                a.msg(bob, body)
+            await asyncio.sleep(0.02 * (r % 3))
+            b.send_presence()
+            for body in bodies[burst // 2 :]:
+                a.msg(bob, body)
+            for body in bodies:
+                await b.messages.wait(lambda m, body=body: m["body"] == body, f"round {r}: {body!r}")
+            seen = list(b.received)
+            me = b.boundjid.full
+            first = first_index(seen, lambda k, s: k in ("message", "presence"))
+            check(
+                first is not None and seen[first][0] == "presence" and seen[first][1]["from"].full == me
+                and seen[first][1]["type"] in ("", "available"),
+                f"round {r}: RFC 6121 4.2.2: the first thing {b.label} receives after initial presence must be "
+                f"the echo of its own presence; it received, in order:\n    {describe(seen)}",
+            )
+            contact = first_index(seen, lambda k, s: k == "presence" and s["from"].full == a.boundjid.full)
+            stored = first_index(seen, lambda k, s: k == "message" and delayed(s))
+            check(
+                contact is not None and (stored is None or contact < stored),
+                f"round {r}: RFC 6121 4.2.3: contacts' presence must come before stored messages; "
+                f"{b.label} received, in order:\n    {describe(seen)}",
+            )
+            got = [s["body"] for k, s in seen if k == "message"]
+            dups = sorted({x for x in got if got.count(x) > 1})
+            check(not dups, f"round {r}: messages delivered more than once: {dups[:5]}")
+            step(f"round {r}: echo first, {sum(1 for k, s in seen if k == 'message' and delayed(s))} stored messages after the contact's presence")
+            await b.stop()
+    finally:
+        await close_all(clients)
+
+
+@scenario("simultaneous_subscriptions")
+async def sc_simultaneous_subscriptions(env: Env) -> None:
+    """Simultaneous subscription handshakes: pairs of users (every --account named
+    pair*) send each other 'subscribe' at once and each approves as soon as the request
+    arrives. Every roster item must end as 'both' with nothing pending (RFC 6121
+    Appendix A): the inbound and outbound halves change the same item concurrently."""
+    users = sorted(j for j in env.accounts if j.startswith("pair"))
+    check(len(users) >= 2 and len(users) % 2 == 0, f"need an even number of pair* accounts: {users}")
+    clients = {j: Client(env, j + "/s") for j in users}
+    partner = {}
+    for i in range(0, len(users), 2):
+        partner[users[i]], partner[users[i + 1]] = users[i + 1], users[i]
+    try:
+        await asyncio.gather(*(c.start() for c in clients.values()))
+        step(f"{len(users)} clients online")
+
+        async def side(me: str) -> None:
+            c = clients[me]
+            await c.presences.wait(presence_pred(partner[me], "subscribe"), f"RFC 6121 3.1.3: request from {partner[me]}")
+            c.sub(partner[me], "subscribed")
+
+        for me in users:
+            clients[me].sub(partner[me], "subscribe")
+        await asyncio.gather(*(side(me) for me in users))
+
+        async def settled(me: str) -> None:
+            try:
+                await clients[me].wait_push(partner[me], "settled", subscription="both", ask=None)
+            except ScenarioFailure:
+                pass
+
+        await asyncio.gather(*(settled(me) for me in users))
+        wrong = []
+        for me in users:
+            item = (await clients[me].roster_items()).get(partner[me])
+            if not item or item["subscription"] != "both" or item.get("ask"):
+                wrong.append(f"{me}: {partner[me]} -> {item and (item['subscription'], item.get('ask'))}")
+        check(
+            not wrong,
+            f"RFC 6121 Appendix A: {len(wrong)} of {len(users)} roster items did not end as 'both' after "
+            f"simultaneous handshakes:\n    " + "\n    ".join(wrong),
+        )
+        step(f"all {len(users)} roster items are 'both'")
+    finally:
+        await close_all(list(clients.values()))
+
+
 def main(argv: list[str]) -> int:
     parser = base_arg_parser(__doc__ or "")
     parser.add_argument("scenario", choices=sorted(SCENARIOS))

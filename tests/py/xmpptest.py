@@ -312,9 +312,13 @@ class Client(ClientXMPP):
         self.sessions_started = 0
         self.session_events: Optional[asyncio.Event] = None
 
-        self.register_handler(Callback("t-msg", MatchXPath(f"{{{CLIENT_NS}}}message"), self.messages.push))
-        self.register_handler(Callback("t-pres", MatchXPath(f"{{{CLIENT_NS}}}presence"), self.presences.push))
-        self.register_handler(Callback("t-push", StanzaPath("iq@type=set/roster"), self.roster_pushes.push))
+        # Every message, presence and roster push in arrival order, as (kind, stanza) with
+        # kind "message", "presence" or "push": the inboxes are per kind, and some RFC rules
+        # are about the order across kinds (a presence before a roster push, ...).
+        self.received: list[tuple[str, Any]] = []
+        self.register_handler(Callback("t-msg", MatchXPath(f"{{{CLIENT_NS}}}message"), self._recorder("message", self.messages)))
+        self.register_handler(Callback("t-pres", MatchXPath(f"{{{CLIENT_NS}}}presence"), self._recorder("presence", self.presences)))
+        self.register_handler(Callback("t-push", StanzaPath("iq@type=set/roster"), self._recorder("push", self.roster_pushes)))
         self.add_event_handler("stream_error", self.stream_errors.push)
         self.add_event_handler("stream_error", self._on_stream_error)
         self.add_event_handler("session_start", self._on_session_start)
@@ -323,6 +327,13 @@ class Client(ClientXMPP):
         self.add_event_handler("disconnected", self._on_disconnected)
 
     # -- event plumbing -------------------------------------------------
+
+    def _recorder(self, kind: str, inbox: Inbox) -> Callable[[Any], None]:
+        def record(stanza: Any) -> None:
+            self.received.append((kind, stanza))
+            inbox.push(stanza)
+
+        return record
 
     def _on_stream_error(self, error: Any) -> None:
         """slixmpp follows <see-other-host/> itself (reconnect, max_redirects), but 1.17

@@ -51,16 +51,43 @@ pub fn push(server: &Server, owner: &str, item: &RosterItem, removed: bool, vers
     }
 }
 
-/// Store an item and push it. A new item beyond `limits.roster_max_items` is refused with
-/// [`StoreError::RosterFull`](crate::store::StoreError::RosterFull): every path that adds an
-/// item comes through here, and the store checks the count atomically.
-pub async fn save_and_push(server: &Server, owner: &str, item: &RosterItem) -> Result<(), crate::store::StoreError> {
-    let version = server
+/// Change one item of `owner`'s roster atomically (see
+/// [`Store::update_roster_item`](crate::store::Store::update_roster_item)) without
+/// pushing it: for the rules that deliver something to the user before the push (RFC
+/// 6121 §3.1.6). A new item beyond `limits.roster_max_items` is refused with
+/// [`StoreError::RosterFull`](crate::store::StoreError::RosterFull): every path that adds
+/// an item comes through here, and the store checks the count atomically.
+pub async fn update<F>(
+    server: &Server,
+    owner: &str,
+    contact: &str,
+    change: F,
+) -> Result<crate::store::ItemUpdate, crate::store::StoreError>
+where
+    F: FnOnce(Option<&RosterItem>) -> Option<RosterItem> + Send,
+{
+    server
         .store
-        .put_roster_item(owner, item, server.config.limits.roster_max_items)
-        .await?;
-    push(server, owner, item, false, version);
-    Ok(())
+        .update_roster_item(owner, contact, server.config.limits.roster_max_items, change)
+        .await
+}
+
+/// [`update`], then push the changed item (if it changed) to `owner`'s interested
+/// resources.
+pub async fn update_and_push<F>(
+    server: &Server,
+    owner: &str,
+    contact: &str,
+    change: F,
+) -> Result<crate::store::ItemUpdate, crate::store::StoreError>
+where
+    F: FnOnce(Option<&RosterItem>) -> Option<RosterItem> + Send,
+{
+    let update = update(server, owner, contact, change).await?;
+    if let Some((item, version)) = &update.written {
+        push(server, owner, item, false, *version);
+    }
+    Ok(update)
 }
 
 /// Why a roster set's item is refused (RFC 6121 §2.3.3).
@@ -196,20 +223,24 @@ async fn set(
             return Ok(());
         }
     };
-    // The client controls name and groups only; subscription state is the server's.
-    let mut item = server
-        .store
-        .roster_item(&client.bare, &contact)
-        .await?
-        .unwrap_or_else(|| RosterItem::new(&contact));
-    item.name = name;
-    item.groups = groups;
-    let version = match server
-        .store
-        .put_roster_item(&client.bare, &item, server.config.limits.roster_max_items)
-        .await
+    // The client controls name and groups only; subscription state is the server's, and
+    // may be changing at this moment (the item is changed in place, atomically).
+    let (item, version) = match update(server, &client.bare, &contact, |item| {
+        let mut item = item.cloned().unwrap_or_else(|| RosterItem::new(&contact));
+        item.name = name;
+        item.groups = groups;
+        Some(item)
+    })
+    .await
     {
-        Ok(version) => version,
+        Ok(crate::store::ItemUpdate {
+            written: Some(written), ..
+        }) => written,
+        // Not reached: the change above always writes.
+        Ok(_) => {
+            reply(server, client, iq, None);
+            return Ok(());
+        }
         Err(crate::store::StoreError::RosterFull) => {
             bounce(server, iq, Condition::NotAllowed, Some("roster is full"));
             return Ok(());
@@ -241,6 +272,12 @@ async fn remove(
         subscription::send_from_server(server, &client.bare, contact, "unsubscribe").await;
     }
     if item.subscription.has_from() || pending_in {
+        // As for a client's own `unsubscribed`: a contact that was subscribed first gets
+        // unavailable presence from the user's resources (§3.2.2), or its client would
+        // show the user online for good.
+        if item.subscription.has_from() {
+            subscription::cancel_presence(server, &client.bare, contact);
+        }
         subscription::send_from_server(server, &client.bare, contact, "unsubscribed").await;
     }
     Ok(())

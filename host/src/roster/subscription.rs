@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use jid::Jid;
 
-use super::save_and_push;
+use super::{push, update, update_and_push};
 use crate::c2s::Bound;
 use crate::presence::{deliver_to_available, send_current_presence, send_unavailable_presence};
 use crate::router::{bounce, target, Target};
@@ -30,8 +30,8 @@ pub async fn outbound(server: &Arc<Server>, client: &Bound, mut stanza: Element,
     if contact == user {
         return;
     }
-    let route = match process_outbound(server, &user, &contact, ptype).await {
-        Ok(route) => route,
+    let decision = match process_outbound(server, &user, &contact, ptype).await {
+        Ok(decision) => decision,
         Err(e) => {
             let (condition, text) = match e {
                 // Nothing was stored and nothing goes to the contact.
@@ -47,67 +47,113 @@ pub async fn outbound(server: &Arc<Server>, client: &Bound, mut stanza: Element,
             return bounce(server, &original, condition, text);
         }
     };
-    if route {
+    if decision.cancels_presence {
+        cancel_presence(server, &user, &contact);
+    }
+    if decision.route {
         deliver(server, &user, &contact, ptype, stanza).await;
     }
-    // After routing, presence follows the new state (§3.1.5, §3.2.3).
-    match ptype {
-        "subscribed" if route => send_current_presence(server, &user, &contact),
-        "unsubscribed" if route => send_unavailable_presence(server, &user, &contact),
-        _ => {}
+    // After routing the approval, the contact gets the user's current presence (§3.1.5).
+    if ptype == "subscribed" && decision.route {
+        send_current_presence(server, &user, &contact);
     }
 }
 
-/// Update the sender's roster; returns whether the stanza goes on to the contact.
-async fn process_outbound(server: &Server, user: &str, contact: &str, ptype: &str) -> Result<bool, StoreError> {
-    let existing = server.store.roster_item(user, contact).await?;
-    let mut item = existing.clone().unwrap_or_else(|| RosterItem::new(contact));
+/// The contact is losing its subscription to `user`'s presence: while it is still
+/// subscribed, it gets unavailable presence from each of `user`'s available resources
+/// (§3.2.2), so its client stops showing the user online. Sent before the `unsubscribed`
+/// is routed, by a client's own `unsubscribed` and by a roster removal (§2.5.2) alike.
+pub fn cancel_presence(server: &Server, user: &str, contact: &str) {
+    send_unavailable_presence(server, user, contact);
+}
+
+/// What the sender's half decided about a subscription stanza.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+struct Decision {
+    /// The stanza goes on to the contact.
+    route: bool,
+    /// The contact had a subscription to the user's presence that this stanza cancels.
+    cancels_presence: bool,
+}
+
+impl Decision {
+    fn route(route: bool) -> Self {
+        Decision {
+            route,
+            cancels_presence: false,
+        }
+    }
+}
+
+/// Update the sender's roster; returns what happens next. Each change of the item is one
+/// atomic read-modify-write ([`update_and_push`]): the contact's inbound half may be
+/// changing the same item at this moment (simultaneous handshakes).
+async fn process_outbound(server: &Server, user: &str, contact: &str, ptype: &str) -> Result<Decision, StoreError> {
+    let new = || RosterItem::new(contact);
     match ptype {
         "subscribe" => {
-            if !item.subscription.has_to() && !item.ask {
-                item.ask = true;
-                save_and_push(server, user, &item).await?;
-            }
-            Ok(true)
+            update_and_push(server, user, contact, |item| {
+                let mut item = item.cloned().unwrap_or_else(new);
+                (!item.subscription.has_to() && !item.ask).then(|| {
+                    item.ask = true;
+                    item
+                })
+            })
+            .await?;
+            Ok(Decision::route(true))
         }
         "subscribed" => {
-            if server.store.has_pending_in(user, contact).await? {
-                item.subscription = item.subscription.with_from(true);
-                item.approved = false;
-                // Stored first: a full roster refuses the approval and keeps the request.
-                save_and_push(server, user, &item).await?;
-                server.store.remove_pending_in(user, contact).await?;
-                Ok(true)
-            } else if item.subscription.has_from() {
-                Ok(false)
-            } else {
-                // Pre-approval (§3.4).
-                if !item.approved {
+            let pending = server.store.has_pending_in(user, contact).await?;
+            // Stored first: a full roster refuses the approval and keeps the request.
+            update_and_push(server, user, contact, |item| {
+                let mut item = item.cloned().unwrap_or_else(new);
+                if pending {
+                    item.subscription = item.subscription.with_from(true);
+                    item.approved = false;
+                    Some(item)
+                } else if item.subscription.has_from() || item.approved {
+                    None
+                } else {
+                    // Pre-approval (§3.4).
                     item.approved = true;
-                    save_and_push(server, user, &item).await?;
+                    Some(item)
                 }
-                Ok(false)
+            })
+            .await?;
+            if pending {
+                server.store.remove_pending_in(user, contact).await?;
             }
+            Ok(Decision::route(pending))
         }
         "unsubscribe" => {
-            if existing.is_some() && (item.subscription.has_to() || item.ask) {
-                item.subscription = item.subscription.with_to(false);
-                item.ask = false;
-                save_and_push(server, user, &item).await?;
-            }
-            Ok(true)
+            update_and_push(server, user, contact, |item| {
+                let mut item = item?.clone();
+                (item.subscription.has_to() || item.ask).then(|| {
+                    item.subscription = item.subscription.with_to(false);
+                    item.ask = false;
+                    item
+                })
+            })
+            .await?;
+            Ok(Decision::route(true))
         }
         "unsubscribed" => {
             let was_pending = server.store.remove_pending_in(user, contact).await?;
-            let had = existing.is_some() && (item.subscription.has_from() || item.approved);
-            if had {
-                item.subscription = item.subscription.with_from(false);
-                item.approved = false;
-                save_and_push(server, user, &item).await?;
-            }
-            Ok(was_pending || had)
+            let update = update_and_push(server, user, contact, |item| {
+                let mut item = item?.clone();
+                (item.subscription.has_from() || item.approved).then(|| {
+                    item.subscription = item.subscription.with_from(false);
+                    item.approved = false;
+                    item
+                })
+            })
+            .await?;
+            Ok(Decision {
+                route: was_pending || update.written.is_some(),
+                cancels_presence: update.before.is_some_and(|i| i.subscription.has_from()),
+            })
         }
-        _ => Ok(false),
+        _ => Ok(Decision::route(false)),
     }
 }
 
@@ -159,18 +205,25 @@ async fn inbound(
         }
         return Ok(());
     }
-    let existing = server.store.roster_item(owner, contact).await?;
-    let mut item = existing.clone().unwrap_or_else(|| RosterItem::new(contact));
+    // Each change of the item is one atomic read-modify-write: the owner's own outbound
+    // half may be changing the same item at this moment (simultaneous handshakes).
     let stanza = Arc::new(stanza);
     match ptype {
         "subscribe" => {
-            if item.subscription.has_from() {
+            let update = update_and_push(server, owner, contact, |item| {
+                let mut item = item?.clone();
+                (item.approved && !item.subscription.has_from()).then(|| {
+                    item.subscription = item.subscription.with_from(true);
+                    item.approved = false;
+                    item
+                })
+            })
+            .await?;
+            if update.before.as_ref().is_some_and(|i| i.subscription.has_from()) {
                 // Already subscribed: answer for the user (§3.1.3 rule 1).
                 send_from_server(server, owner, contact, "subscribed").await;
-            } else if item.approved {
-                item.subscription = item.subscription.with_from(true);
-                item.approved = false;
-                save_and_push(server, owner, &item).await?;
+            } else if update.written.is_some() {
+                // Pre-approved (§3.4).
                 send_from_server(server, owner, contact, "subscribed").await;
                 send_current_presence(server, owner, contact);
             } else {
@@ -196,28 +249,54 @@ async fn inbound(
                 }
             }
         }
-        "subscribed" if item.ask && existing.is_some() => {
-            item.subscription = item.subscription.with_to(true);
-            item.ask = false;
-            save_and_push(server, owner, &item).await?;
-            deliver_to_available(server, owner, &stanza);
+        "subscribed" => {
+            let update = update(server, owner, contact, |item| {
+                let mut item = item?.clone();
+                item.ask.then(|| {
+                    item.subscription = item.subscription.with_to(true);
+                    item.ask = false;
+                    item
+                })
+            })
+            .await?;
+            if let Some((item, version)) = update.written {
+                // §3.1.6: the approval reaches the user's resources first, then the roster
+                // push with the new state (a client that sees the push first shows a
+                // subscription it has not been told was approved).
+                deliver_to_available(server, owner, &stanza);
+                push(server, owner, &item, false, version);
+            }
         }
         "unsubscribe" => {
             let was_pending = server.store.remove_pending_in(owner, contact).await?;
-            if existing.is_some() && item.subscription.has_from() {
-                item.subscription = item.subscription.with_from(false);
-                save_and_push(server, owner, &item).await?;
+            let update = update_and_push(server, owner, contact, |item| {
+                let mut item = item?.clone();
+                item.subscription.has_from().then(|| {
+                    item.subscription = item.subscription.with_from(false);
+                    item
+                })
+            })
+            .await?;
+            if update.written.is_some() {
                 deliver_to_available(server, owner, &stanza);
                 send_unavailable_presence(server, owner, contact);
             } else if was_pending {
                 deliver_to_available(server, owner, &stanza);
             }
         }
-        "unsubscribed" if existing.is_some() && (item.subscription.has_to() || item.ask) => {
-            item.subscription = item.subscription.with_to(false);
-            item.ask = false;
-            save_and_push(server, owner, &item).await?;
-            deliver_to_available(server, owner, &stanza);
+        "unsubscribed" => {
+            let update = update_and_push(server, owner, contact, |item| {
+                let mut item = item?.clone();
+                (item.subscription.has_to() || item.ask).then(|| {
+                    item.subscription = item.subscription.with_to(false);
+                    item.ask = false;
+                    item
+                })
+            })
+            .await?;
+            if update.written.is_some() {
+                deliver_to_available(server, owner, &stanza);
+            }
         }
         _ => {}
     }

@@ -17,7 +17,7 @@ use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::{AnyPool, Executor};
 
 pub use accounts::{RemovedAccount, RemovedContact, ScramKeys, StoredCredentials};
-pub use roster::{RosterItem, Subscription};
+pub use roster::{ItemUpdate, RosterItem, Subscription};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {

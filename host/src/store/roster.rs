@@ -133,34 +133,56 @@ impl Store {
     pub async fn put_roster_item(&self, owner: &str, item: &RosterItem, max_items: i64) -> Result<i64> {
         let mut tx = self.pool.begin().await?;
         let version = bump_version(&mut tx, owner).await?;
-        let written = sqlx::query(
-            "INSERT INTO roster (owner, contact, name, subscription, ask, approved, groups)
-             SELECT $1, $2, $3, $4, $5, $6, $7
-             WHERE (SELECT COUNT(*) FROM roster WHERE owner = $8) < $9
-                OR EXISTS (SELECT 1 FROM roster WHERE owner = $10 AND contact = $11)
-             ON CONFLICT (owner, contact) DO UPDATE SET name = excluded.name, subscription = excluded.subscription,
-                ask = excluded.ask, approved = excluded.approved, groups = excluded.groups",
-        )
-        .bind(owner)
-        .bind(&item.contact)
-        .bind(item.name.as_deref())
-        .bind(item.subscription.as_str())
-        .bind(item.ask as i64)
-        .bind(item.approved as i64)
-        .bind(serde_json::to_string(&item.groups).expect("strings serialize"))
-        .bind(owner)
-        .bind(max_items)
-        .bind(owner)
-        .bind(&item.contact)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected();
-        if written == 0 {
+        if !write_item(&mut tx, owner, item, max_items).await? {
             // Dropping the transaction rolls the version bump back.
             return Err(StoreError::RosterFull);
         }
         tx.commit().await?;
         Ok(version)
+    }
+
+    /// Read-modify-write of one roster item, atomic against every other change to the
+    /// owner's roster: `change` sees the item as stored now (`None`: no item) and returns
+    /// the item to store, or `None` to leave it as it is. The subscription state machine
+    /// changes an item from two sides at once (the user's outbound half and the contact's
+    /// inbound half, possibly on two nodes); a plain read then write lost one of the two
+    /// (a simultaneous handshake ending as `to` or `from` instead of `both`).
+    ///
+    /// The version bump comes first and serialises the owner's roster changes: it locks
+    /// the owner's version row on PostgreSQL (a later statement in the transaction reads
+    /// what the previous holder committed) and takes the write lock on SQLite. A change
+    /// that writes nothing rolls the bump back. A new item beyond `max_items` is refused
+    /// with [`StoreError::RosterFull`], as in [`Store::put_roster_item`].
+    pub async fn update_roster_item<F>(
+        &self,
+        owner: &str,
+        contact: &str,
+        max_items: i64,
+        change: F,
+    ) -> Result<ItemUpdate>
+    where
+        F: FnOnce(Option<&RosterItem>) -> Option<RosterItem> + Send,
+    {
+        let mut tx = self.pool.begin().await?;
+        let version = bump_version(&mut tx, owner).await?;
+        let row = sqlx::query("SELECT * FROM roster WHERE owner = $1 AND contact = $2")
+            .bind(owner)
+            .bind(contact)
+            .fetch_optional(&mut *tx)
+            .await?;
+        let before = row.as_ref().map(item_from_row).transpose()?;
+        let Some(after) = change(before.as_ref()) else {
+            // Dropping the transaction rolls the version bump back.
+            return Ok(ItemUpdate { before, written: None });
+        };
+        if !write_item(&mut tx, owner, &after, max_items).await? {
+            return Err(StoreError::RosterFull);
+        }
+        tx.commit().await?;
+        Ok(ItemUpdate {
+            before,
+            written: Some((after, version)),
+        })
     }
 
     /// Remove an item; returns the new roster version, or `None` if there was no item.
@@ -246,6 +268,48 @@ impl Store {
     }
 }
 
+/// What [`Store::update_roster_item`] found and wrote.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ItemUpdate {
+    /// The item as it was (`None`: there was none).
+    pub before: Option<RosterItem>,
+    /// The item as stored now and the roster version of the change, if it changed.
+    pub written: Option<(RosterItem, i64)>,
+}
+
+/// Insert or replace `item` within a transaction; `false` when it is a new item and the
+/// owner already has `max_items`.
+async fn write_item(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    owner: &str,
+    item: &RosterItem,
+    max_items: i64,
+) -> Result<bool> {
+    let written = sqlx::query(
+        "INSERT INTO roster (owner, contact, name, subscription, ask, approved, groups)
+         SELECT $1, $2, $3, $4, $5, $6, $7
+         WHERE (SELECT COUNT(*) FROM roster WHERE owner = $8) < $9
+            OR EXISTS (SELECT 1 FROM roster WHERE owner = $10 AND contact = $11)
+         ON CONFLICT (owner, contact) DO UPDATE SET name = excluded.name, subscription = excluded.subscription,
+            ask = excluded.ask, approved = excluded.approved, groups = excluded.groups",
+    )
+    .bind(owner)
+    .bind(&item.contact)
+    .bind(item.name.as_deref())
+    .bind(item.subscription.as_str())
+    .bind(item.ask as i64)
+    .bind(item.approved as i64)
+    .bind(serde_json::to_string(&item.groups).expect("strings serialize"))
+    .bind(owner)
+    .bind(max_items)
+    .bind(owner)
+    .bind(&item.contact)
+    .execute(&mut **tx)
+    .await?
+    .rows_affected();
+    Ok(written > 0)
+}
+
 pub(super) async fn bump_version(tx: &mut sqlx::Transaction<'_, sqlx::Any>, owner: &str) -> Result<i64> {
     let row = sqlx::query(
         "INSERT INTO roster_version (owner, version) VALUES ($1, 1)
@@ -293,6 +357,42 @@ mod tests {
         let mut item = store.roster("o@x").await.expect("roster").remove(0);
         item.name = Some("renamed".into());
         store.put_roster_item("o@x", &item, 5).await.expect("update at the cap");
+    }
+
+    /// Twenty changes to one item at once, each adding its own group: none is lost, and
+    /// a change that writes nothing leaves the version alone.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn concurrent_changes_to_one_item_are_not_lost() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = store(&dir).await;
+        let tasks: Vec<_> = (0..20)
+            .map(|i| {
+                let store = store.clone();
+                tokio::spawn(async move {
+                    store
+                        .update_roster_item("o@x", "c@x", 10, |item| {
+                            let mut item = item.cloned().unwrap_or_else(|| RosterItem::new("c@x"));
+                            item.groups.push(format!("g{i}"));
+                            Some(item)
+                        })
+                        .await
+                })
+            })
+            .collect();
+        for t in tasks {
+            t.await.expect("task").expect("update");
+        }
+        let item = store.roster_item("o@x", "c@x").await.expect("read").expect("item");
+        assert_eq!(item.groups.len(), 20, "lost updates: {:?}", item.groups);
+        let version = store.roster_version("o@x").await.expect("version");
+        assert_eq!(version, 20);
+        let unchanged = store
+            .update_roster_item("o@x", "c@x", 10, |_| None)
+            .await
+            .expect("no-op");
+        assert_eq!(unchanged.before.as_ref(), Some(&item));
+        assert!(unchanged.written.is_none());
+        assert_eq!(store.roster_version("o@x").await.expect("version"), version);
     }
 
     #[tokio::test]
