@@ -26,6 +26,126 @@ impl Kind {
     }
 }
 
+/// A message's `type` (RFC 6121 §5.2.2), read once where a stanza is routed. A missing or
+/// unknown value is `normal`, as the RFC says a receiver must take it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MessageType {
+    Normal,
+    Chat,
+    Groupchat,
+    Headline,
+    Error,
+}
+
+impl MessageType {
+    pub fn of(message: &Element) -> MessageType {
+        match message.get_attr("type") {
+            Some("chat") => MessageType::Chat,
+            Some("groupchat") => MessageType::Groupchat,
+            Some("headline") => MessageType::Headline,
+            Some("error") => MessageType::Error,
+            _ => MessageType::Normal,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MessageType::Normal => "normal",
+            MessageType::Chat => "chat",
+            MessageType::Groupchat => "groupchat",
+            MessageType::Headline => "headline",
+            MessageType::Error => "error",
+        }
+    }
+}
+
+/// An IQ's `type` (RFC 6120 §8.2.3). Anything else is not an IQ the server may process.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IqType {
+    Get,
+    Set,
+    Result,
+    Error,
+}
+
+impl IqType {
+    pub fn of(iq: &Element) -> Option<IqType> {
+        match iq.get_attr("type")? {
+            "get" => Some(IqType::Get),
+            "set" => Some(IqType::Set),
+            "result" => Some(IqType::Result),
+            "error" => Some(IqType::Error),
+            _ => None,
+        }
+    }
+
+    /// A request, which must be answered (RFC 6120 §8.2.3).
+    pub fn is_request(self) -> bool {
+        matches!(self, IqType::Get | IqType::Set)
+    }
+}
+
+/// A presence's `type` (RFC 6121 §4.7.1 and §3): availability, subscriptions, probes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PresenceType {
+    /// No `type`: available.
+    Available,
+    Unavailable,
+    Subscription(SubscriptionType),
+    Probe,
+    Error,
+}
+
+/// The four subscription stanzas (RFC 6121 §3), the inputs of the state machine.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SubscriptionType {
+    Subscribe,
+    Subscribed,
+    Unsubscribe,
+    Unsubscribed,
+}
+
+impl PresenceType {
+    /// `None` for a `type` RFC 6121 does not define (the stanza is refused).
+    pub fn of(presence: &Element) -> Option<PresenceType> {
+        Some(match presence.get_attr("type") {
+            None => PresenceType::Available,
+            Some("unavailable") => PresenceType::Unavailable,
+            Some("probe") => PresenceType::Probe,
+            Some("error") => PresenceType::Error,
+            Some(other) => PresenceType::Subscription(SubscriptionType::parse(other)?),
+        })
+    }
+}
+
+impl SubscriptionType {
+    pub const ALL: [SubscriptionType; 4] = [
+        SubscriptionType::Subscribe,
+        SubscriptionType::Subscribed,
+        SubscriptionType::Unsubscribe,
+        SubscriptionType::Unsubscribed,
+    ];
+
+    pub fn parse(value: &str) -> Option<SubscriptionType> {
+        match value {
+            "subscribe" => Some(SubscriptionType::Subscribe),
+            "subscribed" => Some(SubscriptionType::Subscribed),
+            "unsubscribe" => Some(SubscriptionType::Unsubscribe),
+            "unsubscribed" => Some(SubscriptionType::Unsubscribed),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SubscriptionType::Subscribe => "subscribe",
+            SubscriptionType::Subscribed => "subscribed",
+            SubscriptionType::Unsubscribe => "unsubscribe",
+            SubscriptionType::Unsubscribed => "unsubscribed",
+        }
+    }
+}
+
 /// Stanza error conditions we emit, with their default error type.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Condition {
@@ -155,4 +275,41 @@ pub fn iq_payload(iq: &Element) -> Option<&Element> {
     let mut it = iq.elements();
     let first = it.next()?;
     it.next().is_none().then_some(first)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn with_type(name: &str, t: Option<&str>) -> Element {
+        let e = Element::new(name, NS_CLIENT);
+        match t {
+            Some(t) => e.attr("type", t),
+            None => e,
+        }
+    }
+
+    #[test]
+    fn types_are_read_as_the_rfcs_say() {
+        assert_eq!(MessageType::of(&with_type("message", None)), MessageType::Normal);
+        assert_eq!(
+            MessageType::of(&with_type("message", Some("bogus"))),
+            MessageType::Normal
+        );
+        assert_eq!(MessageType::of(&with_type("message", Some("chat"))), MessageType::Chat);
+        assert_eq!(IqType::of(&with_type("iq", Some("get"))), Some(IqType::Get));
+        assert_eq!(IqType::of(&with_type("iq", Some("bogus"))), None);
+        assert_eq!(
+            PresenceType::of(&with_type("presence", None)),
+            Some(PresenceType::Available)
+        );
+        assert_eq!(
+            PresenceType::of(&with_type("presence", Some("unsubscribed"))),
+            Some(PresenceType::Subscription(SubscriptionType::Unsubscribed))
+        );
+        assert_eq!(PresenceType::of(&with_type("presence", Some("bogus"))), None);
+        for t in SubscriptionType::ALL {
+            assert_eq!(SubscriptionType::parse(t.as_str()), Some(t));
+        }
+    }
 }

@@ -484,6 +484,24 @@ async def sc_messages(env: Env) -> None:
         for e in errors:
             check(e["error"]["condition"] == "service-unavailable", f"RFC 6121 8.5.1: message to unknown user: error must be <service-unavailable/>: {e}")
 
+        # A full JID whose resource is not there (RFC 6121 8.5.3.2.1): chat goes on as if to
+        # the bare JID; normal and headline are refused with <service-unavailable/>; an
+        # error is dropped.
+        a.messages.clear()
+        a.msg(bob + "/gone", "absent-chat")
+        # (b2 has the highest priority by now.)
+        await b2.messages.wait(message_pred(alice, "absent-chat"), "RFC 6121 8.5.3.2.1: chat to an absent resource goes to the bare JID")
+        for mtype in ("normal", "headline"):
+            a.msg(bob + "/gone", f"absent-{mtype}", mtype=mtype, id=f"absent-{mtype}")
+            err = await a.messages.wait(lambda m: m["type"] == "error" and m["id"] == f"absent-{mtype}", f"RFC 6121 8.5.3.2.1: error for a {mtype} message to an absent resource")
+            check(err["error"]["condition"] == "service-unavailable", f"RFC 6121 8.5.3.2.1: expected <service-unavailable/>, got {err}")
+            for b in (b1, b2):
+                await b.messages.expect_none(message_pred(alice, f"absent-{mtype}"), f"a {mtype} message to an absent resource must not be delivered", duration=0.1)
+        # An error message to a bare JID is dropped even with resources online (8.5.2.1.1).
+        a.msg(bob, "bare-error", mtype="error")
+        await b1.messages.expect_none(message_pred(alice, "bare-error"), "RFC 6121 8.5.2.1.1: an error message to a bare JID must be ignored", duration=0.3)
+        await b2.messages.expect_none(message_pred(alice, "bare-error"), "RFC 6121 8.5.2.1.1: an error message to a bare JID must be ignored", duration=0.1)
+
         # Sender-supplied 'from' is never trusted (RFC 6120 8.1.2.1): the
         # server either rewrites it to the sender's full JID or closes the
         # stream with <invalid-from/>.

@@ -13,9 +13,11 @@ use jid::Jid;
 use crate::c2s::Bound;
 use crate::plugins::{types, Fault, PluginHandle};
 use crate::server::Server;
-use crate::stanza::{error_reply, error_reply_raw, may_bounce, Condition, Kind};
+use crate::stanza::{error_reply, error_reply_raw, may_bounce, Condition, Kind, MessageType};
 use crate::xml::{Element, NS_CLIENT};
 use crate::{iq, presence};
+
+pub mod rules;
 
 /// What the router made of a `to` address.
 pub enum Target {
@@ -301,11 +303,12 @@ pub fn deliver_to_full(server: &Server, stanza: &Element) {
     }
 }
 
-/// RFC 6121 §8.5.2 / §8.5.3 for `<message/>`. A resource on another node that cannot be
-/// reached (its link is down or congested) counts as absent, so the message falls back
-/// to the next rule and, in the end, to offline storage: never silently lost.
+/// RFC 6121 §8.5.2 / §8.5.3 for `<message/>`, decided by [`rules`]. A resource on another
+/// node that cannot be reached (its link is down or congested) counts as absent, so the
+/// message falls back to the next rule and, in the end, to offline storage: never lost
+/// silently when it is worth keeping.
 pub async fn deliver_message(server: &Arc<Server>, bare: &str, resource: Option<&str>, stanza: Element) {
-    let msg_type = stanza.get_attr("type").unwrap_or("normal").to_string();
+    let message = MessageType::of(&stanza);
     let stanza = Arc::new(stanza);
     if let Some(resource) = resource {
         if let Some(r) = server.sessions.resource(bare, resource) {
@@ -313,46 +316,36 @@ pub async fn deliver_message(server: &Arc<Server>, bare: &str, resource: Option<
                 return;
             }
         }
-        // §8.5.3.2.1: an absent resource is treated like the bare JID, except groupchat.
-        if msg_type == "groupchat" {
-            bounce(server, &stanza, Condition::ServiceUnavailable, None);
-            return;
+        match rules::to_absent_resource(message) {
+            rules::AbsentResource::AsBare => {}
+            rules::AbsentResource::Ignore => return,
+            rules::AbsentResource::Bounce(condition) => return bounce(server, &stanza, condition, None),
         }
     }
     let resources = server.sessions.resources(bare);
-    let max_priority = resources
+    let candidates: Vec<rules::Candidate> = resources
         .iter()
-        .filter(|r| r.available() && r.priority >= 0)
-        .map(|r| r.priority)
-        .max();
-    if let Some(max) = max_priority {
+        .map(|r| rules::Candidate {
+            available: r.available(),
+            priority: r.priority,
+        })
+        .collect();
+    let mut plan = rules::to_bare(message, &candidates);
+    if let rules::ToBare::Deliver(chosen) = &plan {
         let mut delivered = false;
-        match msg_type.as_str() {
-            // Headlines go to every non-negative resource (§8.5.2.1.1).
-            "headline" => {
-                for r in resources.iter().filter(|r| r.available() && r.priority >= 0) {
-                    delivered |= r.send(stanza.clone());
-                }
-            }
-            "groupchat" => {
-                bounce(server, &stanza, Condition::ServiceUnavailable, None);
-                return;
-            }
-            _ => {
-                // Chat, normal and error: every resource sharing the highest priority.
-                for r in resources.iter().filter(|r| r.available() && r.priority == max) {
-                    delivered |= r.send(stanza.clone());
-                }
-            }
+        for &i in chosen {
+            delivered |= resources[i].send(stanza.clone());
         }
         if delivered {
             return;
         }
+        // None of them could take it: as if the account had no resource.
+        plan = rules::to_bare(message, &[]);
     }
-    match msg_type.as_str() {
-        "headline" | "error" => {}
-        "groupchat" => bounce(server, &stanza, Condition::ServiceUnavailable, None),
-        _ => store_offline(server, bare, Arc::unwrap_or_clone(stanza)).await,
+    match plan {
+        rules::ToBare::Deliver(_) | rules::ToBare::Ignore => {}
+        rules::ToBare::Bounce(condition) => bounce(server, &stanza, condition, None),
+        rules::ToBare::Offline => store_offline(server, bare, Arc::unwrap_or_clone(stanza)).await,
     }
 }
 
