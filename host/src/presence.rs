@@ -11,7 +11,7 @@ use crate::c2s::Bound;
 use crate::roster::subscription;
 use crate::router::{bounce, target, Target};
 use crate::server::Server;
-use crate::stanza::Condition;
+use crate::stanza::{Condition, SubscriptionType};
 use crate::xml::{Element, NS_CLIENT};
 
 /// A presence stanza sent by a local client.
@@ -20,8 +20,10 @@ pub async fn outbound(server: &Arc<Server>, client: &mut Bound, stanza: Element,
     match (ptype.as_str(), to) {
         ("available" | "unavailable", None) => broadcast(server, client, stanza, ptype == "available").await,
         ("available" | "unavailable", Some(to)) => directed(server, client, stanza, &to, ptype == "available"),
-        ("subscribe" | "subscribed" | "unsubscribe" | "unsubscribed", Some(to)) => {
-            subscription::outbound(server, client, stanza, &ptype, &to).await
+        (kind @ ("subscribe" | "subscribed" | "unsubscribe" | "unsubscribed"), Some(to)) => {
+            if let Some(kind) = SubscriptionType::parse(kind) {
+                subscription::outbound(server, client, stanza, kind, &to).await
+            }
         }
         ("probe", Some(to)) => {
             // Clients should not probe (§4.3), but answering from what we know is harmless.

@@ -983,9 +983,9 @@ def describe(received: list[tuple[str, Any]], limit: int = 12) -> str:
 
 @scenario("subscription_order")
 async def sc_subscription_order(env: Env) -> None:
-    """RFC 6121 3.1.6: when the contact's approval reaches the user, the user's server
-    first delivers the inbound 'subscribed' to the user's resources and only then sends
-    the roster push with the new subscription state."""
+    """RFC 6121 3.1.6, 3.2.3 and 3.3.3: when the contact's approval, cancellation or
+    unsubscribe reaches the user, the user's server first delivers it to the user's
+    resources and only then sends the roster push with the new subscription state."""
     a = Client(env, env.jid("alice") + "/a")
     b = Client(env, env.jid("bob") + "/b")
     try:
@@ -1011,6 +1011,38 @@ async def sc_subscription_order(env: Env) -> None:
             f"with subscription='to'; it received, in order:\n    {describe(seen)}",
         )
         step("3.1.6: 'subscribed' arrived before the roster push")
+
+        def delivered_before_push(mark: int, ptype: str, subscription: str, rule: str) -> None:
+            seen = a.received[mark:]
+            delivered = first_index(seen, lambda k, s: k == "presence" and s["type"] == ptype)
+            pushed = first_index(
+                seen,
+                lambda k, s: k == "push" and (push_item(s, b_bare) or {}).get("subscription") == subscription,
+            )
+            check(
+                delivered is not None and pushed is not None and delivered < pushed,
+                f"RFC 6121 {rule}: the inbound '{ptype}' must reach {a.label} before the roster push "
+                f"with subscription='{subscription}'; it received, in order:\n    {describe(seen)}",
+            )
+            step(f"{rule}: '{ptype}' arrived before the roster push")
+
+        # 3.2.3: the contact cancels the user's subscription (to -> none).
+        mark = len(a.received)
+        b.sub(a_bare, "unsubscribed")
+        await a.wait_push(b_bare, "RFC 6121 3.2.3: push subscription=none", subscription="none")
+        await a.presences.wait(presence_pred(b_bare, "unsubscribed"), "RFC 6121 3.2.3: 'unsubscribed' delivered")
+        delivered_before_push(mark, "unsubscribed", "none", "3.2.3")
+
+        # 3.3.3: the contact gives up its subscription to the user (from -> none).
+        b.sub(a_bare, "subscribe")
+        await a.presences.wait(presence_pred(b_bare, "subscribe"), "RFC 6121 3.1.3: the contact's request")
+        a.sub(b_bare, "subscribed")
+        await a.wait_push(b_bare, "RFC 6121 3.1.5: push subscription=from", subscription="from")
+        mark = len(a.received)
+        b.sub(a_bare, "unsubscribe")
+        await a.wait_push(b_bare, "RFC 6121 3.3.3: push subscription=none", subscription="none")
+        await a.presences.wait(presence_pred(b_bare, "unsubscribe"), "RFC 6121 3.3.3: 'unsubscribe' delivered")
+        delivered_before_push(mark, "unsubscribe", "none", "3.3.3")
     finally:
         await close_all([a, b])
 

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use crate::c2s::Bound;
 use crate::router::bounce;
 use crate::server::Server;
-use crate::stanza::{iq_payload, iq_result, Condition};
+use crate::stanza::{iq_payload, iq_result, Condition, SubscriptionType};
 use crate::store::RosterItem;
 use crate::xml::{Element, NS_CLIENT};
 
@@ -269,7 +269,7 @@ async fn remove(
         push(server, &client.bare, &item, true, version);
     }
     if item.subscription.has_to() || item.ask {
-        subscription::send_from_server(server, &client.bare, contact, "unsubscribe").await;
+        subscription::send_from_server(server, &client.bare, contact, SubscriptionType::Unsubscribe).await;
     }
     if item.subscription.has_from() || pending_in {
         // As for a client's own `unsubscribed`: a contact that was subscribed first gets
@@ -278,7 +278,7 @@ async fn remove(
         if item.subscription.has_from() {
             subscription::cancel_presence(server, &client.bare, contact);
         }
-        subscription::send_from_server(server, &client.bare, contact, "unsubscribed").await;
+        subscription::send_from_server(server, &client.bare, contact, SubscriptionType::Unsubscribed).await;
     }
     Ok(())
 }
