@@ -540,11 +540,11 @@ fn ownership_moves_on_failover_with_fencing() {
     must(|| {
         let mut pool = TestPool::start(3)?;
         let rt = support::rt();
-        let db = rt.block_on(
-            sqlx::postgres::PgPoolOptions::new()
-                .max_connections(2)
-                .connect(&pool.pg.url()),
-        )?;
+        let db = rt.block_on(poolxmpp::store::pool::PoolDb::connect(
+            &pool.pg.url(),
+            2,
+            Duration::from_secs(30),
+        ))?;
         let key = "room@conference.localhost";
         rt.block_on(async {
             let first = claim(&db, key, "n2", 1).await?;

@@ -2,10 +2,12 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 
 use crate::config::Config;
+use crate::store::pool::PoolDb;
 use crate::store::StoreError;
 
 #[derive(Parser)]
@@ -260,7 +262,7 @@ async fn plugin(config: Config, cmd: PluginCommand) -> anyhow::Result<()> {
 }
 
 /// The pool's shared store, migrated to this binary's schema.
-async fn pool_store(config: &Config) -> anyhow::Result<sqlx::PgPool> {
+async fn pool_store(config: &Config) -> anyhow::Result<PoolDb> {
     if !config.store.starts_with("postgres") {
         anyhow::bail!(
             "pool commands read the pool's PostgreSQL store; this config's store is {:?}",
@@ -269,10 +271,8 @@ async fn pool_store(config: &Config) -> anyhow::Result<sqlx::PgPool> {
     }
     let store = crate::daemon::open_store(config).await?;
     store.close().await;
-    Ok(sqlx::postgres::PgPoolOptions::new()
-        .max_connections(1)
-        .connect(&config.store)
-        .await?)
+    // One connection, waiting as long as sqlx does by default.
+    Ok(PoolDb::connect(&config.store, 1, Duration::from_secs(30)).await?)
 }
 
 /// One user's placement, for `pool status --users`.
@@ -288,26 +288,18 @@ struct UserHome {
     connected_at: Vec<String>,
 }
 
-async fn user_homes(db: &sqlx::PgPool) -> anyhow::Result<Vec<UserHome>> {
-    let rows: Vec<(String, String, bool, String, String, Option<String>)> = sqlx::query_as(
-        "SELECT h.bare, h.node_id, EXISTS (SELECT 1 FROM pool_nodes n WHERE n.node_id = h.node_id \
-             AND n.epoch = h.epoch AND n.state = 'live' AND n.lease_until > now()), h.strategy, h.reason, \
-             (SELECT string_agg(DISTINCT s.node_id, ',') FROM pool_sessions s WHERE s.bare = h.bare) \
-         FROM pool_homes h ORDER BY h.bare",
-    )
-    .fetch_all(db)
-    .await?;
-    Ok(rows
+async fn user_homes(db: &PoolDb) -> anyhow::Result<Vec<UserHome>> {
+    Ok(db
+        .user_homes()
+        .await?
         .into_iter()
-        .map(|(user, home, home_live, strategy, reason, at)| UserHome {
-            user,
-            home,
-            home_live,
-            strategy,
-            reason,
-            connected_at: at
-                .map(|a| a.split(',').map(str::to_string).collect())
-                .unwrap_or_default(),
+        .map(|h| UserHome {
+            user: h.bare,
+            home: h.node_id,
+            home_live: h.home_live,
+            strategy: h.strategy,
+            reason: h.reason,
+            connected_at: h.connected_at,
         })
         .collect())
 }
@@ -333,21 +325,14 @@ async fn pool(config: Config, cmd: PoolCommand) -> anyhow::Result<()> {
         PoolCommand::Where { jid } => {
             let bare = account_jid(&config, &jid)?.to_string();
             let db = pool_store(&config).await?;
-            let rows: Vec<(String, String, i64)> =
-                sqlx::query_as("SELECT resource, node_id, epoch FROM pool_sessions WHERE bare = $1 ORDER BY resource")
-                    .bind(&bare)
-                    .fetch_all(&db)
-                    .await?;
-            for (resource, node, epoch) in rows {
-                println!("{bare}/{resource} {node} epoch {epoch}");
+            for s in db.sessions_of(&bare).await? {
+                println!("{bare}/{} {} epoch {}", s.resource, s.node_id, s.epoch);
             }
         }
         PoolCommand::Status { json, users } => {
             let db = pool_store(&config).await?;
-            let nodes = crate::pool::membership::Membership::nodes(&db).await?;
-            let drained: Vec<String> = sqlx::query_scalar("SELECT node_id FROM pool_drains ORDER BY node_id")
-                .fetch_all(&db)
-                .await?;
+            let nodes = db.nodes().await?;
+            let drained = db.draining_nodes().await?;
             let homes = if users { user_homes(&db).await? } else { Vec::new() };
             if json {
                 let out = serde_json::json!({ "nodes": nodes, "draining": drained, "users": homes });
@@ -396,17 +381,17 @@ async fn pool(config: Config, cmd: PoolCommand) -> anyhow::Result<()> {
         }
         PoolCommand::Drain { node } => {
             let db = pool_store(&config).await?;
-            crate::pool::placement::drain::set(&db, &node, true).await?;
+            db.set_draining(&node, true).await?;
             println!("{node} is draining: it takes no new users and moves its sessions away");
         }
         PoolCommand::Undrain { node } => {
             let db = pool_store(&config).await?;
-            crate::pool::placement::drain::set(&db, &node, false).await?;
+            db.set_draining(&node, false).await?;
             println!("{node} takes users again");
         }
         PoolCommand::Rebalance => {
             let db = pool_store(&config).await?;
-            crate::pool::placement::drain::request_rebalance(&db).await?;
+            db.request_rebalance().await?;
             println!("rebalance requested: nodes above the mean load move users at the drain rate");
         }
     }

@@ -7,7 +7,7 @@
 //! - [`router`], [`sessions`], [`presence`], [`roster`], [`iq`], [`stanza`]: where stanzas go and the RFC 6121 rules.
 //! - [`account`]: account removal (XEP-0077 `<remove/>`, `poolxmpp user del`).
 //! - [`plugins`]: the WebAssembly component runtime (wasmtime), hot reload, containment.
-//! - [`store`]: SQLite/PostgreSQL persistence.
+//! - [`store`]: SQLite/PostgreSQL persistence, and (`store::pool`) every query on the pool's PostgreSQL tables.
 
 pub mod account;
 pub mod auth;

@@ -20,11 +20,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use sqlx::postgres::{PgPool, PgPoolOptions};
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
 use crate::config::{Config, PoolConfig};
+use crate::store::pool::PoolDb;
+use crate::store::StoreError;
 use membership::Membership;
 
 /// Connections this node opens to PostgreSQL for pool coordination (membership,
@@ -32,12 +33,8 @@ use membership::Membership;
 const COORDINATION_CONNECTIONS: u32 = 4;
 
 /// The small connection pool used for coordination (membership, directory, placement).
-pub async fn connect_coordination(url: &str) -> Result<PgPool, sqlx::Error> {
-    PgPoolOptions::new()
-        .max_connections(COORDINATION_CONNECTIONS)
-        .acquire_timeout(Duration::from_secs(1))
-        .connect(url)
-        .await
+pub async fn connect_coordination(url: &str) -> Result<PoolDb, StoreError> {
+    PoolDb::connect(url, COORDINATION_CONNECTIONS, Duration::from_secs(1)).await
 }
 
 /// Where this node stands in the pool.
@@ -61,7 +58,7 @@ impl NodeState {
 
 pub struct Pool {
     pub config: PoolConfig,
-    pub db: PgPool,
+    pub db: PoolDb,
     pub membership: Membership,
     pub links: Arc<link::Links>,
     state: watch::Sender<NodeState>,
@@ -112,7 +109,7 @@ impl Pool {
         let check_db = db.clone();
         let check: link::EpochCheck = Arc::new(move |node, epoch| {
             let db = check_db.clone();
-            Box::pin(async move { Membership::is_live(&db, &node, epoch).await.unwrap_or(false) })
+            Box::pin(async move { db.is_live(&node, epoch).await.unwrap_or(false) })
         });
         tokio::spawn(links.clone().listen(link_listener, my_epoch, check));
         let pool = Arc::new(Pool {
@@ -163,18 +160,14 @@ impl Pool {
     /// The node that owns `key` (WIT `pool.owner-of`): the recorded owner while it is
     /// live, otherwise the rendezvous choice among live nodes — which records itself as
     /// owner (with a new fencing token) when it is this node.
-    pub async fn owner_of(&self, key: &str) -> Result<String, sqlx::Error> {
+    pub async fn owner_of(&self, key: &str) -> Result<String, StoreError> {
         if let Some(owner) = self.owners.lock().expect("owners lock").get(key) {
             return Ok(owner.clone());
         }
         let live = self.live.read().expect("live lock").clone();
-        let recorded: Option<(String, i64)> =
-            sqlx::query_as("SELECT node_id, node_epoch FROM pool_ownership WHERE key = $1")
-                .bind(key)
-                .fetch_optional(&self.db)
-                .await?;
+        let recorded = self.db.recorded_owner(key).await?;
         let owner = match recorded {
-            Some(rec) if live.contains(&rec) => rec.0,
+            Some(rec) if live.iter().any(|(n, e)| *n == rec.node_id && *e == rec.epoch) => rec.node_id,
             _ => {
                 let me = self.node_id();
                 let preferred = ownership::preferred_owner(key, live.iter().map(|(n, _)| n.as_str())).unwrap_or(me);
@@ -255,7 +248,7 @@ impl Pool {
             }
             match self.membership.claim_expired().await {
                 Ok(dead) => {
-                    for (node, epoch) in dead {
+                    for membership::NodeEpoch { node_id: node, epoch } in dead {
                         tracing::warn!(%node, epoch, "node's lease expired: declared dead");
                         if let Err(e) = self.forget_sessions(&node, epoch).await {
                             tracing::error!(%node, error = %e, "cannot clear the dead node's sessions");
@@ -276,35 +269,16 @@ impl Pool {
     ) {
         use crate::sessions::DirectoryChange;
         if let Some(epoch) = self.epoch() {
-            let _ = sqlx::query("DELETE FROM pool_sessions WHERE node_id = $1 AND epoch < $2")
-                .bind(self.node_id())
-                .bind(epoch)
-                .execute(&self.db)
-                .await;
+            let _ = self.db.clear_earlier_sessions(self.node_id(), epoch).await;
         }
         while let Some(change) = changes.recv().await {
             let Some(epoch) = self.epoch() else { continue };
             let result = match &change {
                 DirectoryChange::Bound { bare, resource } => {
-                    sqlx::query(
-                        "INSERT INTO pool_sessions (bare, resource, node_id, epoch) VALUES ($1, $2, $3, $4) \
-                         ON CONFLICT (bare, resource) DO UPDATE SET node_id = EXCLUDED.node_id, \
-                         epoch = EXCLUDED.epoch, bound_at = now()",
-                    )
-                    .bind(bare)
-                    .bind(resource)
-                    .bind(self.node_id())
-                    .bind(epoch)
-                    .execute(&self.db)
-                    .await
+                    self.db.session_bound(bare, resource, self.node_id(), epoch).await
                 }
                 DirectoryChange::Unbound { bare, resource } => {
-                    sqlx::query("DELETE FROM pool_sessions WHERE bare = $1 AND resource = $2 AND node_id = $3")
-                        .bind(bare)
-                        .bind(resource)
-                        .bind(self.node_id())
-                        .execute(&self.db)
-                        .await
+                    self.db.session_unbound(bare, resource, self.node_id()).await
                 }
             };
             if let Err(e) = result {
@@ -314,13 +288,8 @@ impl Pool {
     }
 
     /// Remove a dead node's entries from the session directory.
-    async fn forget_sessions(&self, node: &str, epoch: i64) -> Result<u64, sqlx::Error> {
-        let done = sqlx::query("DELETE FROM pool_sessions WHERE node_id = $1 AND epoch <= $2")
-            .bind(node)
-            .bind(epoch)
-            .execute(&self.db)
-            .await?;
-        Ok(done.rows_affected())
+    async fn forget_sessions(&self, node: &str, epoch: i64) -> Result<u64, StoreError> {
+        self.db.forget_node_sessions(node, epoch).await
     }
 
     /// Give the lease back on a clean shutdown.

@@ -7,19 +7,12 @@
 //! owner's epoch and a fencing token that grows whenever the key changes hands: a node
 //! takes a key only when the record is absent, already its own, or held by an epoch that is
 //! no longer live. So a node that was presumed dead cannot keep acting as owner: its epoch
-//! is gone, and its writes can be refused by comparing fencing tokens.
+//! is gone, and its writes can be refused by comparing fencing tokens. The record's
+//! queries are in [`crate::store::pool::ownership`].
 
-use sqlx::postgres::PgPool;
-use sqlx::Row;
-
-/// A key's owner as recorded in the shared store.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Owner {
-    pub node_id: String,
-    pub epoch: i64,
-    /// Grows every time the key changes hands.
-    pub fence: i64,
-}
+pub use crate::store::pool::Owner;
+use crate::store::pool::PoolDb;
+use crate::store::StoreError;
 
 /// Rendezvous (highest random weight) hashing: the live node with the highest
 /// `hash(key, node)` is preferred. Stable while membership is, and only keys of a node
@@ -40,49 +33,14 @@ pub(crate) fn weight(key: &str, node: &str) -> u64 {
 
 /// Record `node`/`epoch` as the owner of `key` unless a live node holds it. Returns the
 /// owner afterwards: us (with the fencing token to use), or the live holder.
-pub async fn claim(db: &PgPool, key: &str, node: &str, epoch: i64) -> Result<Owner, sqlx::Error> {
-    let claimed = sqlx::query(
-        "INSERT INTO pool_ownership (key, node_id, node_epoch, fence) VALUES ($1, $2, $3, 1) \
-         ON CONFLICT (key) DO UPDATE SET node_id = EXCLUDED.node_id, node_epoch = EXCLUDED.node_epoch, \
-         fence = pool_ownership.fence + CASE WHEN pool_ownership.node_id = EXCLUDED.node_id \
-             AND pool_ownership.node_epoch = EXCLUDED.node_epoch THEN 0 ELSE 1 END \
-         WHERE (pool_ownership.node_id = EXCLUDED.node_id AND pool_ownership.node_epoch = EXCLUDED.node_epoch) \
-            OR NOT EXISTS (SELECT 1 FROM pool_nodes n WHERE n.node_id = pool_ownership.node_id \
-                 AND n.epoch = pool_ownership.node_epoch AND n.state = 'live' AND n.lease_until > now()) \
-         RETURNING node_id, node_epoch, fence",
-    )
-    .bind(key)
-    .bind(node)
-    .bind(epoch)
-    .fetch_optional(db)
-    .await?;
-    let row = match claimed {
-        Some(row) => row,
-        None => {
-            sqlx::query("SELECT node_id, node_epoch, fence FROM pool_ownership WHERE key = $1")
-                .bind(key)
-                .fetch_one(db)
-                .await?
-        }
-    };
-    Ok(Owner {
-        node_id: row.try_get("node_id")?,
-        epoch: row.try_get("node_epoch")?,
-        fence: row.try_get("fence")?,
-    })
+pub async fn claim(db: &PoolDb, key: &str, node: &str, epoch: i64) -> Result<Owner, StoreError> {
+    db.claim_key(key, node, epoch).await
 }
 
 /// Is `fence` still the current token of `key` for this owner? Plugins (through the host)
 /// check it before acting as owner after a pause, so a stale owner stops.
-pub async fn still_owner(db: &PgPool, key: &str, node: &str, epoch: i64, fence: i64) -> Result<bool, sqlx::Error> {
-    let found: Option<i64> =
-        sqlx::query_scalar("SELECT fence FROM pool_ownership WHERE key = $1 AND node_id = $2 AND node_epoch = $3")
-            .bind(key)
-            .bind(node)
-            .bind(epoch)
-            .fetch_optional(db)
-            .await?;
-    Ok(found == Some(fence))
+pub async fn still_owner(db: &PoolDb, key: &str, node: &str, epoch: i64, fence: i64) -> Result<bool, StoreError> {
+    db.still_owner(key, node, epoch, fence).await
 }
 
 #[cfg(test)]

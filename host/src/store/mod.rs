@@ -4,10 +4,14 @@
 //! written once and the same tests run on both. Portable SQL only: `$n` placeholders in
 //! first-use order (SQLite binds them positionally), `BIGINT`/`TEXT` columns, `ON CONFLICT`
 //! upserts and `RETURNING`. Schema changes are migrations, one directory per backend.
+//!
+//! The pool's coordination tables are PostgreSQL-only and reached through their own
+//! handle, [`pool::PoolDb`] (see there for why).
 
 mod accounts;
 mod offline;
 mod plugin_kv;
+pub mod pool;
 mod roster;
 
 use std::path::Path;

@@ -14,49 +14,11 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::Duration;
 
-use sqlx::postgres::PgPool;
-
 use super::{view, Placement};
 use crate::server::Server;
+use crate::store::pool::PoolDb;
+use crate::store::StoreError;
 use crate::stream::StreamError;
-
-/// Mark `node` as draining (or not). Returns whether anything changed.
-pub async fn set(db: &PgPool, node: &str, draining: bool) -> Result<bool, sqlx::Error> {
-    let done = if draining {
-        sqlx::query("INSERT INTO pool_drains (node_id) VALUES ($1) ON CONFLICT DO NOTHING")
-            .bind(node)
-            .execute(db)
-            .await?
-    } else {
-        sqlx::query("DELETE FROM pool_drains WHERE node_id = $1")
-            .bind(node)
-            .execute(db)
-            .await?
-    };
-    Ok(done.rows_affected() > 0)
-}
-
-/// Ask every node to rebalance (see the module doc).
-pub async fn request_rebalance(db: &PgPool) -> Result<(), sqlx::Error> {
-    sqlx::query(
-        "INSERT INTO pool_rebalance (id, requested_at) VALUES (1, now()) \
-         ON CONFLICT (id) DO UPDATE SET requested_at = now()",
-    )
-    .execute(db)
-    .await?;
-    Ok(())
-}
-
-/// This node's drain flag, and when a rebalance was last requested (ms since the epoch).
-async fn requests(db: &PgPool, node: &str) -> Result<(bool, i64), sqlx::Error> {
-    sqlx::query_as(
-        "SELECT EXISTS (SELECT 1 FROM pool_drains WHERE node_id = $1), \
-         COALESCE((SELECT (EXTRACT(EPOCH FROM requested_at) * 1000)::BIGINT FROM pool_rebalance), 0)",
-    )
-    .bind(node)
-    .fetch_one(db)
-    .await
-}
 
 /// Watch for drain and rebalance requests every heartbeat and carry them out.
 pub async fn run(server: Arc<Server>) {
@@ -66,7 +28,7 @@ pub async fn run(server: Arc<Server>) {
     let heartbeat = Duration::from_millis(pool.config.heartbeat_ms);
     let per_heartbeat = (placement.config.drain_per_second as u64 * pool.config.heartbeat_ms / 1000).max(1) as usize;
     // Requests from before this node started are not for it.
-    let mut rebalanced = requests(&pool.db, pool.node_id()).await.map_or(0, |r| r.1);
+    let mut rebalanced = pool.db.requests(pool.node_id()).await.map_or(0, |r| r.rebalance_at_ms);
     let mut busy = false;
     loop {
         // While users are being moved the paced gaps are the wait; otherwise a heartbeat.
@@ -74,8 +36,8 @@ pub async fn run(server: Arc<Server>) {
             tokio::time::sleep(heartbeat).await;
         }
         busy = false;
-        let (draining, rebalance) = match requests(&pool.db, pool.node_id()).await {
-            Ok(r) => r,
+        let (draining, rebalance) = match pool.db.requests(pool.node_id()).await {
+            Ok(r) => (r.draining, r.rebalance_at_ms),
             Err(e) => {
                 tracing::debug!(error = %e, "cannot read drain and rebalance requests");
                 continue;
@@ -116,7 +78,7 @@ fn local_users(server: &Server) -> BTreeSet<String> {
 }
 
 /// How many sessions this node has above the mean of the accepting nodes.
-async fn excess_sessions(db: &PgPool, me: &str) -> Result<usize, sqlx::Error> {
+async fn excess_sessions(db: &PoolDb, me: &str) -> Result<usize, StoreError> {
     let nodes = view::load(db, "").await?;
     let accepting: Vec<_> = nodes.iter().filter(|n| n.accepting).collect();
     let Some(mine) = accepting.iter().find(|n| n.id == me) else {

@@ -9,6 +9,8 @@
 //! redirect loops and lets in clients that never follow a redirect.
 //!
 //! - [`view`]: the pool as a strategy sees it (one query on the shared store).
+//!
+//! Their queries (`pool_homes`, `pool_drains`, the view) are in [`crate::store::pool`].
 //! - [`choose`]: the strategy plugin, and the built-in hashing it falls back to.
 //! - [`drain`]: moving live sessions (drain, rebalance) at a bounded rate.
 
@@ -21,11 +23,10 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use sqlx::postgres::PgPool;
-use sqlx::Row;
-
 use crate::config::PlacementConfig;
 use crate::plugins::{PluginHandle, Plugins};
+use crate::store::pool::{NewHome, PoolDb};
+use crate::store::StoreError;
 use view::LiveNode;
 
 /// The window in which repeated redirects of one user count as a loop.
@@ -62,7 +63,7 @@ pub struct PlacementStats {
 }
 
 pub struct Placement {
-    db: PgPool,
+    db: PoolDb,
     /// This node's id; `None` in the stand-alone redirector, which serves no one.
     me: Option<String>,
     pub config: PlacementConfig,
@@ -77,7 +78,7 @@ pub struct Placement {
 }
 
 impl Placement {
-    pub fn new(db: PgPool, me: Option<String>, config: PlacementConfig, plugins: Arc<Plugins>) -> Arc<Placement> {
+    pub fn new(db: PoolDb, me: Option<String>, config: PlacementConfig, plugins: Arc<Plugins>) -> Arc<Placement> {
         Arc::new(Placement {
             db,
             me,
@@ -95,30 +96,17 @@ impl Placement {
     }
 
     /// The user's live home, if one is recorded on a node that takes users.
-    async fn live_home(&self, bare: &str) -> Result<Option<Home>, sqlx::Error> {
-        let row = sqlx::query(
-            "SELECT h.node_id, n.client_addrs FROM pool_homes h JOIN pool_nodes n \
-             ON n.node_id = h.node_id AND n.epoch = h.epoch \
-             WHERE h.bare = $1 AND n.state = 'live' AND n.lease_until > now() \
-             AND NOT EXISTS (SELECT 1 FROM pool_drains d WHERE d.node_id = h.node_id)",
-        )
-        .bind(bare)
-        .fetch_optional(&self.db)
-        .await?;
-        row.map(|r| {
-            let addrs: String = r.try_get("client_addrs")?;
-            Ok(Home {
-                node_id: r.try_get("node_id")?,
-                client_addr: view::first_client_addr(&addrs),
-            })
-        })
-        .transpose()
+    async fn live_home(&self, bare: &str) -> Result<Option<Home>, StoreError> {
+        Ok(self.db.live_home(bare).await?.map(|h| Home {
+            client_addr: view::first_client_addr(&h.client_addrs),
+            node_id: h.node_id,
+        }))
     }
 
     /// The user's home node: the recorded one while it lives and accepts users, otherwise
     /// the strategy's new choice, recorded unless another process recorded one first.
     /// `None` when no node takes new users.
-    pub async fn home_of(&self, bare: &str) -> Result<Option<Home>, sqlx::Error> {
+    pub async fn home_of(&self, bare: &str) -> Result<Option<Home>, StoreError> {
         if let Some(home) = self.live_home(bare).await? {
             return Ok(Some(home));
         }
@@ -127,32 +115,21 @@ impl Placement {
             return Ok(None);
         };
         tracing::debug!(user = %bare, node = %choice.node.id, strategy = %choice.strategy, reason = %choice.reason, "home chosen");
-        sqlx::query(
-            "INSERT INTO pool_homes (bare, node_id, epoch, strategy, reason) VALUES ($1, $2, $3, $4, $5) \
-             ON CONFLICT (bare) DO UPDATE SET node_id = EXCLUDED.node_id, epoch = EXCLUDED.epoch, \
-             strategy = EXCLUDED.strategy, reason = EXCLUDED.reason, chosen_at = now() \
-             WHERE NOT EXISTS (SELECT 1 FROM pool_nodes n WHERE n.node_id = pool_homes.node_id \
-                 AND n.epoch = pool_homes.epoch AND n.state = 'live' AND n.lease_until > now()) \
-             OR EXISTS (SELECT 1 FROM pool_drains d WHERE d.node_id = pool_homes.node_id)",
-        )
-        .bind(bare)
-        .bind(&choice.node.id)
-        .bind(choice.node.epoch)
-        .bind(&choice.strategy)
-        .bind(&choice.reason)
-        .execute(&self.db)
-        .await?;
+        self.db
+            .record_home(NewHome {
+                bare,
+                node_id: &choice.node.id,
+                epoch: choice.node.epoch,
+                strategy: &choice.strategy,
+                reason: &choice.reason,
+            })
+            .await?;
         self.live_home(bare).await
     }
 
     /// Forget `bare`'s home if it is `node`, so the strategy chooses again (rebalance).
-    pub async fn forget_home(&self, bare: &str, node: &str) -> Result<(), sqlx::Error> {
-        sqlx::query("DELETE FROM pool_homes WHERE bare = $1 AND node_id = $2")
-            .bind(bare)
-            .bind(node)
-            .execute(&self.db)
-            .await?;
-        Ok(())
+    pub async fn forget_home(&self, bare: &str, node: &str) -> Result<(), StoreError> {
+        self.db.forget_home(bare, node).await
     }
 
     /// Where an authenticated user goes. On a node: elsewhere only when it redirects
