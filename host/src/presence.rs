@@ -7,15 +7,15 @@ use std::sync::Arc;
 
 use jid::Jid;
 
-use crate::c2s::Bound;
 use crate::roster::subscription;
 use crate::router::{bounce, target, Target};
 use crate::server::Server;
+use crate::sessions::Session;
 use crate::stanza::{Condition, SubscriptionType};
 use crate::xml::{Element, NS_CLIENT};
 
 /// A presence stanza sent by a local client.
-pub async fn outbound(server: &Arc<Server>, client: &mut Bound, stanza: Element, to: Option<Jid>) {
+pub async fn outbound(server: &Arc<Server>, client: &mut Session, stanza: Element, to: Option<Jid>) {
     let ptype = stanza.get_attr("type").unwrap_or("available").to_string();
     match (ptype.as_str(), to) {
         ("available" | "unavailable", None) => broadcast(server, client, stanza, ptype == "available").await,
@@ -71,7 +71,7 @@ async fn may_see_presence(server: &Server, owner: &str, viewer: &str) -> bool {
 /// stanza overtakes it), and this node's offline delivery for the account is held until
 /// the end (so a message stored meanwhile, here or on another node that tells us with
 /// `OfflineStored`, waits for that delivery instead of overtaking the echo).
-async fn broadcast(server: &Arc<Server>, client: &mut Bound, stanza: Element, available: bool) {
+async fn broadcast(server: &Arc<Server>, client: &mut Session, stanza: Element, available: bool) {
     let initial = available && !client.available;
     let roster = server.store.roster(&client.bare).await.unwrap_or_else(|e| {
         tracing::error!(error = %e, "roster load failed during presence broadcast");
@@ -148,7 +148,7 @@ async fn broadcast(server: &Arc<Server>, client: &mut Bound, stanza: Element, av
 }
 
 /// Directed presence (§4.6) to one entity.
-fn directed(server: &Arc<Server>, client: &mut Bound, stanza: Element, to: &Jid, available: bool) {
+fn directed(server: &Arc<Server>, client: &mut Session, stanza: Element, to: &Jid, available: bool) {
     let key = to.to_string();
     if available {
         client.directed.insert(key.clone());
@@ -205,7 +205,7 @@ pub fn send_unavailable_presence(server: &Server, owner: &str, to: &str) {
 }
 
 /// The session ended without unavailable presence: send it on the client's behalf (§4.5.2).
-pub async fn went_offline(server: &Arc<Server>, client: &mut Bound) {
+pub async fn went_offline(server: &Arc<Server>, client: &mut Session) {
     let stanza = Element::new("presence", NS_CLIENT)
         .attr("from", client.jid.to_string())
         .attr("type", "unavailable");

@@ -10,7 +10,8 @@
 //! Every lookup is a short critical section on a std `RwLock` — never held across an
 //! `.await` — so routing never waits on a slow client.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
+use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock, RwLock};
 
@@ -18,6 +19,25 @@ use serde::{Deserialize, Serialize};
 
 use crate::stream::{Outbound, OutboundTx, StreamError, StreamErrorCondition};
 use crate::xml::Element;
+
+/// One bound client session as the services see it: who it is, whether it is available,
+/// whom it sent directed presence. Its connection (write queue, kill switch, read loop)
+/// stays with `c2s`; the services read and update this half only.
+#[derive(Debug, Clone)]
+pub struct Session {
+    pub jid: jid::FullJid,
+    /// The bare JID as the session table keys it.
+    pub bare: String,
+    /// The table entry's id (a newer session on the same resource has another).
+    pub id: u64,
+    /// The client's address (per-address throttles, e.g. XEP-0077 password changes).
+    pub peer: IpAddr,
+    /// Has sent initial presence and not since gone unavailable.
+    pub available: bool,
+    /// Entities that got directed available presence and must hear our unavailable
+    /// (RFC 6121 §4.6.3).
+    pub directed: HashSet<String>,
+}
 
 /// How the table reaches the other nodes of a pool; the pool implements it over its links.
 pub trait Peers: Send + Sync {

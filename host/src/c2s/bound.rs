@@ -12,25 +12,16 @@ use tokio::io::AsyncBufRead;
 use tokio::sync::Notify;
 
 use crate::server::Server;
-use crate::sessions::TooManyResources;
+use crate::sessions::{Session, TooManyResources};
 use crate::stanza::Kind;
 use crate::stream::{OutboundTx, ReadError, StreamError, StreamErrorCondition, StreamEvent, XmlStreamReader};
 use crate::{presence, router};
 
+/// A bound connection: the session the services see, and what only the connection has.
 pub struct Bound {
-    pub jid: FullJid,
-    /// The bare JID as the session table keys it.
-    pub bare: String,
-    pub id: u64,
+    pub session: Session,
     pub tx: OutboundTx,
     pub kill: Arc<Notify>,
-    /// The client's address (per-address throttles, e.g. XEP-0077 password changes).
-    pub peer: IpAddr,
-    /// Has sent initial presence and not since gone unavailable.
-    pub available: bool,
-    /// Entities that got directed available presence and must hear our unavailable
-    /// (RFC 6121 §4.6.3).
-    pub directed: HashSet<String>,
 }
 
 impl Bound {
@@ -51,14 +42,16 @@ impl Bound {
         }
         tracing::info!(jid = %jid, "session bound");
         Ok(Bound {
-            jid,
-            bare,
-            id,
+            session: Session {
+                jid,
+                bare,
+                id,
+                peer,
+                available: false,
+                directed: HashSet::new(),
+            },
             tx,
             kill,
-            peer,
-            available: false,
-            directed: HashSet::new(),
         })
     }
 }
@@ -67,12 +60,15 @@ impl Bound {
 pub async fn run<R: AsyncBufRead + Unpin>(
     server: &Arc<Server>,
     reader: &mut XmlStreamReader<R>,
-    mut session: Bound,
+    bound: Bound,
 ) -> Result<(), ReadError> {
     let idle = Duration::from_secs(server.config.limits.idle_timeout_secs);
     let mut shutdown = server.shutdown.clone();
-    let kill = session.kill.clone();
-    let outbox = session.tx.clone();
+    let Bound {
+        mut session,
+        tx: outbox,
+        kill,
+    } = bound;
     let activity = reader.activity();
     let result = loop {
         // The read is never cancelled mid-event (quick-xml is not cancellation-safe); the idle
@@ -133,7 +129,7 @@ pub async fn run<R: AsyncBufRead + Unpin>(
 /// Check and stamp a stanza from the client, then route it (RFC 6120 §8.1.2.1).
 async fn handle_stanza(
     server: &Arc<Server>,
-    session: &mut Bound,
+    session: &mut Session,
     mut stanza: crate::xml::Element,
 ) -> Result<(), ReadError> {
     if Kind::of(&stanza).is_none() {
@@ -159,7 +155,7 @@ async fn handle_stanza(
 }
 
 /// Leave the session table and tell contacts we are gone, however the stream ended.
-async fn end(server: &Arc<Server>, session: &mut Bound) {
+async fn end(server: &Arc<Server>, session: &mut Session) {
     let still_ours = server.sessions.unbind(&session.bare, session.id).is_some();
     if session.available || !session.directed.is_empty() {
         presence::went_offline(server, session).await;

@@ -351,7 +351,7 @@ where
                 Ok(session) => {
                     // Logged in: the node's login resources go to the next one.
                     admission::release();
-                    tracing::Span::current().record("jid", tracing::field::display(&session.jid));
+                    tracing::Span::current().record("jid", tracing::field::display(&session.session.jid));
                     bound::run(&server, &mut reader, session).await
                 }
                 Err(e) => Err(e),

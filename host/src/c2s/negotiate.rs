@@ -401,7 +401,8 @@ async fn bind<R: AsyncBufRead + Unpin>(
                 continue;
             }
         };
-        let payload = Element::new("bind", NS_BIND).child(Element::new("jid", NS_BIND).text(bound.jid.to_string()));
+        let payload =
+            Element::new("bind", NS_BIND).child(Element::new("jid", NS_BIND).text(bound.session.jid.to_string()));
         let mut reply = iq_result(&stanza, Some(payload));
         reply.remove_attr("from");
         reply.remove_attr("to");

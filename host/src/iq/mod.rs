@@ -7,9 +7,9 @@ pub mod register_throttle;
 
 use std::sync::Arc;
 
-use crate::c2s::Bound;
 use crate::router::{bounce, deliver_to_full};
 use crate::server::Server;
+use crate::sessions::Session;
 use crate::stanza::{iq_payload, iq_result, Condition};
 use crate::xml::Element;
 
@@ -76,7 +76,7 @@ fn feature(var: &str) -> Element {
 }
 
 /// An IQ addressed to a hosted domain.
-pub async fn handle_for_server(server: &Arc<Server>, client: &mut Bound, iq: Element) {
+pub async fn handle_for_server(server: &Arc<Server>, client: &mut Session, iq: Element) {
     let Some(payload) = request_payload(server, &iq) else {
         return;
     };
@@ -126,7 +126,7 @@ pub async fn handle_for_server(server: &Arc<Server>, client: &mut Bound, iq: Ele
 }
 
 /// An IQ with no `to` or addressed to the sender's own bare JID.
-pub async fn handle_for_account(server: &Arc<Server>, client: &mut Bound, iq: Element) {
+pub async fn handle_for_account(server: &Arc<Server>, client: &mut Session, iq: Element) {
     let Some(payload) = request_payload(server, &iq) else {
         return;
     };
@@ -164,7 +164,7 @@ fn account_info() -> Element {
 }
 
 /// Replies to IQs without `to` come from the account's bare JID (or nowhere) to the sender.
-fn reply_to_self(server: &Server, client: &Bound, iq: &Element, payload: Option<Element>) {
+fn reply_to_self(server: &Server, client: &Session, iq: &Element, payload: Option<Element>) {
     let mut reply = iq_result(iq, payload);
     if iq.get_attr("to").is_none() {
         reply.remove_attr("from");

@@ -5,9 +5,9 @@ use std::net::IpAddr;
 use std::sync::Arc;
 
 use super::register_throttle::StreamRegistration;
-use crate::c2s::Bound;
 use crate::router::bounce;
 use crate::server::Server;
+use crate::sessions::Session;
 use crate::stanza::{error_reply, error_reply_raw, iq_result, Condition};
 use crate::store::StoreError;
 use crate::stream::{Outbound, OutboundTx};
@@ -86,7 +86,7 @@ pub async fn pre_auth(
 }
 
 /// Password change or account removal by the logged-in user.
-pub async fn authenticated(server: &Arc<Server>, client: &mut Bound, iq: &Element, query: &Element) {
+pub async fn authenticated(server: &Arc<Server>, client: &mut Session, iq: &Element, query: &Element) {
     let reply_ok = || crate::router::deliver_to_full(server, &iq_result(iq, None));
     if iq.get_attr("type") == Some("get") {
         let q = Element::new("query", NS_REGISTER)

@@ -5,9 +5,9 @@ pub mod subscription;
 
 use std::sync::Arc;
 
-use crate::c2s::Bound;
 use crate::router::bounce;
 use crate::server::Server;
+use crate::sessions::Session;
 use crate::stanza::{iq_payload, iq_result, Condition, SubscriptionType};
 use crate::store::RosterItem;
 use crate::xml::{Element, NS_CLIENT};
@@ -44,7 +44,7 @@ pub fn push(server: &Server, owner: &str, item: &RosterItem, removed: bool, vers
     for r in server.sessions.resources(owner).into_iter().filter(|r| r.interested) {
         let iq = Element::new("iq", NS_CLIENT)
             .attr("type", "set")
-            .attr("id", format!("push-{}", crate::c2s::new_stream_id()))
+            .attr("id", format!("push-{}", uuid::Uuid::new_v4().simple()))
             .attr("to", format!("{owner}/{}", r.resource))
             .child(query.clone());
         r.send(Arc::new(iq));
@@ -140,7 +140,7 @@ fn client_fields(
 }
 
 /// A roster IQ from the account's own client.
-pub async fn handle_iq(server: &Arc<Server>, client: &Bound, iq: Element) {
+pub async fn handle_iq(server: &Arc<Server>, client: &Session, iq: Element) {
     let Some(query) = iq_payload(&iq).filter(|q| q.is("query", NS_ROSTER)) else {
         return bounce(server, &iq, Condition::BadRequest, None);
     };
@@ -155,7 +155,7 @@ pub async fn handle_iq(server: &Arc<Server>, client: &Bound, iq: Element) {
     }
 }
 
-fn reply(server: &Server, client: &Bound, iq: &Element, payload: Option<Element>) {
+fn reply(server: &Server, client: &Session, iq: &Element, payload: Option<Element>) {
     let mut reply = iq_result(iq, payload);
     reply.remove_attr("from");
     reply.set_attr("to", client.jid.to_string());
@@ -164,7 +164,7 @@ fn reply(server: &Server, client: &Bound, iq: &Element, payload: Option<Element>
 
 async fn get(
     server: &Arc<Server>,
-    client: &Bound,
+    client: &Session,
     iq: &Element,
     query: &Element,
 ) -> Result<(), crate::store::StoreError> {
@@ -185,7 +185,7 @@ async fn get(
 
 async fn set(
     server: &Arc<Server>,
-    client: &Bound,
+    client: &Session,
     iq: &Element,
     query: &Element,
 ) -> Result<(), crate::store::StoreError> {
@@ -255,7 +255,7 @@ async fn set(
 /// §2.5: removing an item cancels subscriptions both ways first.
 async fn remove(
     server: &Arc<Server>,
-    client: &Bound,
+    client: &Session,
     iq: &Element,
     contact: &str,
 ) -> Result<(), crate::store::StoreError> {

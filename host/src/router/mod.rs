@@ -10,9 +10,9 @@ use std::sync::Arc;
 
 use jid::Jid;
 
-use crate::c2s::Bound;
 use crate::plugins::{types, Fault, PluginHandle};
 use crate::server::Server;
+use crate::sessions::Session;
 use crate::stanza::{error_reply, error_reply_raw, may_bounce, Condition, Kind, MessageType};
 use crate::xml::{Element, NS_CLIENT};
 use crate::{iq, presence};
@@ -49,7 +49,7 @@ pub fn target(server: &Server, to: &Jid) -> Target {
 }
 
 /// Route a stanza sent by a bound local client; `from` is already stamped.
-pub async fn route_from_client(server: &Arc<Server>, client: &mut Bound, stanza: Element) {
+pub async fn route_from_client(server: &Arc<Server>, client: &mut Session, stanza: Element) {
     let Some(kind) = Kind::of(&stanza) else { return };
     let to = match stanza.get_attr("to").map(Jid::new) {
         None => None,

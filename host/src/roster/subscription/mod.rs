@@ -12,10 +12,10 @@ use std::sync::Arc;
 use jid::Jid;
 
 use super::{push, update};
-use crate::c2s::Bound;
 use crate::presence::{deliver_to_available, send_current_presence, send_unavailable_presence};
 use crate::router::{bounce, target, Target};
 use crate::server::Server;
+use crate::sessions::Session;
 use crate::stanza::{Condition, SubscriptionType};
 use crate::store::StoreError;
 use crate::xml::{Element, NS_CLIENT};
@@ -25,7 +25,7 @@ pub mod rules;
 use rules::Effect;
 
 /// A subscription stanza from a local client.
-pub async fn outbound(server: &Arc<Server>, client: &Bound, mut stanza: Element, kind: SubscriptionType, to: &Jid) {
+pub async fn outbound(server: &Arc<Server>, client: &Session, mut stanza: Element, kind: SubscriptionType, to: &Jid) {
     let contact = to.to_bare().to_string();
     let user = client.bare.clone();
     // §3.1.2 and friends: subscription stanzas travel between bare JIDs.
@@ -223,7 +223,7 @@ pub async fn pending_requests(server: &Server, owner: &str) -> Vec<(String, Stri
 }
 
 /// Re-send stored subscription requests to a resource that just sent initial presence.
-pub async fn redeliver_pending(server: &Server, client: &Bound, pending: Vec<(String, String)>) {
+pub async fn redeliver_pending(server: &Server, client: &Session, pending: Vec<(String, String)>) {
     let Some(me) = server.sessions.resource(&client.bare, client.jid.resource().as_str()) else {
         return;
     };
