@@ -13,8 +13,8 @@
 
 use std::sync::Arc;
 
+use crate::context::Context;
 use crate::presence::{deliver_to_available, send_unavailable_presence};
-use crate::server::Server;
 use crate::sessions::KickReason;
 use crate::store::{RemovedAccount, Store, StoreError};
 use crate::xml::{Element, NS_CLIENT};
@@ -28,8 +28,8 @@ pub async fn remove_stored(store: &Store, bare: &str) -> Result<RemovedAccount, 
 /// Remove `bare` on a running server. `before_close` runs once the removal is committed and
 /// before any session is closed: the IQ path answers the request there, so its result
 /// reaches the requesting resource before the stream error.
-pub async fn remove(server: &Arc<Server>, bare: &str, before_close: impl FnOnce()) -> Result<(), StoreError> {
-    let removed = remove_stored(&server.store, bare).await?;
+pub async fn remove(ctx: &Arc<Context>, bare: &str, before_close: impl FnOnce()) -> Result<(), StoreError> {
+    let removed = remove_stored(&ctx.store, bare).await?;
     tracing::info!(
         jid = %bare,
         contacts = removed.contacts.len(),
@@ -37,28 +37,28 @@ pub async fn remove(server: &Arc<Server>, bare: &str, before_close: impl FnOnce(
         "account removed"
     );
     before_close();
-    announce(server, bare, &removed);
+    announce(ctx, bare, &removed);
     Ok(())
 }
 
 /// Tell contacts and close the account's sessions (after [`remove_stored`]).
-pub fn announce(server: &Server, bare: &str, removed: &RemovedAccount) {
+pub fn announce(ctx: &Context, bare: &str, removed: &RemovedAccount) {
     // Contacts first, while the account's sessions are still in the table, so their
     // unavailable presence can be sent on their behalf.
     for c in &removed.contacts {
         let sub = c.item.subscription;
         // The contact received the account's presence (or asked to): cancelled (§3.2).
         if sub.has_to() || c.item.ask {
-            deliver_to_available(server, &c.owner, &subscription(bare, &c.owner, "unsubscribed"));
+            deliver_to_available(ctx, &c.owner, &subscription(bare, &c.owner, "unsubscribed"));
             if sub.has_to() {
-                send_unavailable_presence(server, bare, &c.owner);
+                send_unavailable_presence(ctx, bare, &c.owner);
             }
         }
         // The account received the contact's presence, or had asked to: unsubscribed (§3.3).
         if sub.has_from() || removed.requested.contains(&c.owner) {
-            deliver_to_available(server, &c.owner, &subscription(bare, &c.owner, "unsubscribe"));
+            deliver_to_available(ctx, &c.owner, &subscription(bare, &c.owner, "unsubscribe"));
         }
-        crate::roster::push(server, &c.owner, &c.item, true, c.version);
+        crate::roster::push(ctx, &c.owner, &c.item, true, c.version);
     }
     // A request without a roster item at the recipient (they never answered): withdrawn.
     for owner in removed
@@ -66,9 +66,9 @@ pub fn announce(server: &Server, bare: &str, removed: &RemovedAccount) {
         .iter()
         .filter(|o| !removed.contacts.iter().any(|c| &c.owner == *o))
     {
-        deliver_to_available(server, owner, &subscription(bare, owner, "unsubscribe"));
+        deliver_to_available(ctx, owner, &subscription(bare, owner, "unsubscribe"));
     }
-    for r in server.sessions.resources(bare) {
+    for r in ctx.sessions.resources(bare) {
         r.kick(KickReason::AccountRemoved.stream_error(), KickReason::AccountRemoved);
     }
 }

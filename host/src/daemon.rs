@@ -80,40 +80,33 @@ pub async fn serve(config: Config, role: Role) -> anyhow::Result<()> {
             )
         }
     };
-    let server = Server::new(
-        config,
-        store,
-        tls,
-        plugins.clone(),
-        pool.clone(),
-        placement,
-        shutdown_rx,
-    );
+    let ctx = Arc::new(crate::context::Context::new(config, store, plugins.clone()));
+    let server = Server::new(ctx, tls, pool.clone(), placement, shutdown_rx);
     if let (Some(pool), Some(events)) = (&pool, link_events) {
-        server.sessions.attach_peers(pool.links.clone());
+        server.ctx.sessions.attach_peers(pool.links.clone());
         let (directory_tx, directory_rx) = tokio::sync::mpsc::unbounded_channel();
-        server.sessions.attach_directory(directory_tx);
+        server.ctx.sessions.attach_directory(directory_tx);
         tokio::spawn(pool.clone().run_directory(directory_rx));
         tokio::spawn(crate::pool::node::run_events(server.clone(), events));
         tokio::spawn(crate::pool::node::run_mesh(server.clone()));
         let weak = Arc::downgrade(&server);
         tokio::spawn(
             pool.clone()
-                .run_lease(move || weak.upgrade().map_or(0, |s| s.sessions.count())),
+                .run_lease(move || weak.upgrade().map_or(0, |s| s.ctx.sessions.count())),
         );
         tokio::spawn(pool.clone().run_reaper());
         tokio::spawn(close_sessions_when_fenced(server.clone(), pool.subscribe()));
         tokio::spawn(crate::pool::placement::drain::run(server.clone()));
     }
-    if server.config.plugins.enabled {
+    if server.ctx.config.plugins.enabled {
         for e in plugins.sync_dir().await {
             tracing::error!(error = %e, "plugin not loaded");
         }
-        if server.config.plugins.watch {
+        if server.ctx.config.plugins.watch {
             crate::plugins::watch::spawn_watcher(plugins.clone());
         }
     }
-    let admin = crate::plugins::watch::admin_socket_path(&server.config.data_dir);
+    let admin = crate::plugins::watch::admin_socket_path(&server.ctx.config.data_dir);
     let weak = Arc::downgrade(&server);
     let stats: crate::plugins::watch::StatsFn = Arc::new(move || node_stats(&weak));
     let weak = Arc::downgrade(&server);
@@ -121,7 +114,7 @@ pub async fn serve(config: Config, role: Role) -> anyhow::Result<()> {
         let weak = weak.clone();
         Box::pin(async move {
             let server = weak.upgrade().ok_or("the server is shutting down")?;
-            crate::account::remove(&server, &jid, || {})
+            crate::account::remove(&server.ctx, &jid, || {})
                 .await
                 .map_err(|e| e.to_string())
         })
@@ -130,8 +123,8 @@ pub async fn serve(config: Config, role: Role) -> anyhow::Result<()> {
         tracing::warn!(path = %admin.display(), error = %e, "admin socket unavailable");
     }
     let listeners = crate::listener::bind_all(&server).await?;
-    let domains: Vec<_> = server.config.domains.iter().map(|d| d.name.as_str()).collect();
-    tracing::info!(?domains, ?role, store = ?server.store.backend(), "poolxmpp {} serving", env!("CARGO_PKG_VERSION"));
+    let domains: Vec<_> = server.ctx.config.domains.iter().map(|d| d.name.as_str()).collect();
+    tracing::info!(?domains, ?role, store = ?server.ctx.store.backend(), "poolxmpp {} serving", env!("CARGO_PKG_VERSION"));
     let mut tasks = Vec::new();
     for (listener, direct) in listeners {
         tasks.push(tokio::spawn(crate::listener::accept_loop(
@@ -141,11 +134,11 @@ pub async fn serve(config: Config, role: Role) -> anyhow::Result<()> {
         )));
     }
     wait_for_signal().await;
-    tracing::info!(sessions = server.sessions.count(), "shutting down");
+    tracing::info!(sessions = server.ctx.sessions.count(), "shutting down");
     let _ = shutdown_tx.send(true);
     // Give sessions a moment to send their stream errors and unavailable presence.
     let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
-    while server.sessions.count() > 0 && tokio::time::Instant::now() < deadline {
+    while server.ctx.sessions.count() > 0 && tokio::time::Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     for t in tasks {
@@ -154,7 +147,7 @@ pub async fn serve(config: Config, role: Role) -> anyhow::Result<()> {
     if let Some(pool) = &server.pool {
         pool.leave().await;
     }
-    server.store.close().await;
+    server.ctx.store.close().await;
     Ok(())
 }
 
@@ -167,12 +160,12 @@ fn node_stats(server: &std::sync::Weak<Server>) -> serde_json::Value {
     serde_json::json!({
         "node": server.pool.as_ref().map(|p| p.node_id().to_string()),
         "epoch": server.pool.as_ref().and_then(|p| p.epoch()),
-        "sessions": server.sessions.count(),
-        "mirrored_sessions": server.sessions.mirrored(),
+        "sessions": server.ctx.sessions.count(),
+        "mirrored_sessions": server.ctx.sessions.mirrored(),
         "links": server.pool.as_ref().map(|p| p.links.connected().len()).unwrap_or(0),
         "stanzas_to_local_sessions": crate::sessions::LOCAL_SENDS.load(Relaxed),
         "stanzas_forwarded": crate::sessions::FORWARDS.load(Relaxed),
-        "uptime_s": server.started.elapsed().as_secs(),
+        "uptime_s": server.ctx.started.elapsed().as_secs(),
         "placement": server.placement.as_ref().map(|p| p.stats_json()),
     })
 }
@@ -189,7 +182,7 @@ async fn close_sessions_when_fenced(
             continue;
         };
         let err = StreamError::new(StreamErrorCondition::SystemShutdown, format!("node fenced: {reason}"));
-        for r in server.sessions.all() {
+        for r in server.ctx.sessions.all() {
             r.close(err.clone());
         }
     }

@@ -14,6 +14,7 @@ pub mod auth;
 pub mod c2s;
 pub mod cli;
 pub mod config;
+pub mod context;
 pub mod daemon;
 pub mod iq;
 pub mod limits;

@@ -10,7 +10,7 @@ use crate::server::Server;
 /// Bind every configured listener; failing to bind any is fatal at start-up.
 pub async fn bind_all(server: &Arc<Server>) -> std::io::Result<Vec<(TcpListener, bool)>> {
     let mut out = Vec::new();
-    let listen = &server.config.listen;
+    let listen = &server.ctx.config.listen;
     for (addr, direct) in listen
         .starttls
         .iter()
@@ -27,7 +27,7 @@ pub async fn bind_all(server: &Arc<Server>) -> std::io::Result<Vec<(TcpListener,
 }
 
 pub async fn accept_loop(server: Arc<Server>, listener: TcpListener, direct_tls: bool) {
-    let per_ip = server.config.limits.connections_per_ip;
+    let per_ip = server.ctx.config.limits.connections_per_ip;
     let counts: Arc<std::sync::Mutex<std::collections::HashMap<std::net::IpAddr, usize>>> = Default::default();
     let mut shutdown = server.shutdown.clone();
     loop {

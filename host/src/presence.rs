@@ -7,43 +7,43 @@ use std::sync::Arc;
 
 use jid::Jid;
 
+use crate::context::Context;
 use crate::roster::subscription;
 use crate::router::{bounce, target, Target};
-use crate::server::Server;
 use crate::sessions::Session;
 use crate::stanza::{Condition, SubscriptionType};
 use crate::xml::{Element, NS_CLIENT};
 
 /// A presence stanza sent by a local client.
-pub async fn outbound(server: &Arc<Server>, client: &mut Session, stanza: Element, to: Option<Jid>) {
+pub async fn outbound(ctx: &Arc<Context>, client: &mut Session, stanza: Element, to: Option<Jid>) {
     let ptype = stanza.get_attr("type").unwrap_or("available").to_string();
     match (ptype.as_str(), to) {
-        ("available" | "unavailable", None) => broadcast(server, client, stanza, ptype == "available").await,
-        ("available" | "unavailable", Some(to)) => directed(server, client, stanza, &to, ptype == "available"),
+        ("available" | "unavailable", None) => broadcast(ctx, client, stanza, ptype == "available").await,
+        ("available" | "unavailable", Some(to)) => directed(ctx, client, stanza, &to, ptype == "available"),
         (kind @ ("subscribe" | "subscribed" | "unsubscribe" | "unsubscribed"), Some(to)) => {
             if let Some(kind) = SubscriptionType::parse(kind) {
-                subscription::outbound(server, client, stanza, kind, &to).await
+                subscription::outbound(ctx, client, stanza, kind, &to).await
             }
         }
         ("probe", Some(to)) => {
             // Clients should not probe (§4.3), but answering from what we know is harmless.
             let contact = to.to_bare().to_string();
-            if may_see_presence(server, &contact, &client.bare).await {
-                send_current_presence(server, &contact, &client.jid.to_string());
+            if may_see_presence(ctx, &contact, &client.bare).await {
+                send_current_presence(ctx, &contact, &client.jid.to_string());
             }
         }
         ("error", Some(to)) => {
             if let Target::Local {
                 bare,
                 resource: Some(res),
-            } = target(server, &to)
+            } = target(ctx, &to)
             {
-                if let Some(r) = server.sessions.resource(&bare, &res) {
+                if let Some(r) = ctx.sessions.resource(&bare, &res) {
                     r.send(Arc::new(stanza));
                 }
             }
         }
-        _ => bounce(server, &stanza, Condition::BadRequest, None),
+        _ => bounce(ctx, &stanza, Condition::BadRequest, None),
     }
 }
 
@@ -55,11 +55,11 @@ fn priority_of(stanza: &Element) -> i8 {
 }
 
 /// Does `owner` let `viewer` see its presence (viewer has a `to`-subscription to owner)?
-async fn may_see_presence(server: &Server, owner: &str, viewer: &str) -> bool {
+async fn may_see_presence(ctx: &Context, owner: &str, viewer: &str) -> bool {
     if owner == viewer {
         return true;
     }
-    matches!(server.store.roster_item(owner, viewer).await, Ok(Some(item)) if item.subscription.has_from())
+    matches!(ctx.store.roster_item(owner, viewer).await, Ok(Some(item)) if item.subscription.has_from())
 }
 
 /// Broadcast presence without a `to` (§4.2, §4.4, §4.5).
@@ -71,9 +71,9 @@ async fn may_see_presence(server: &Server, owner: &str, viewer: &str) -> bool {
 /// stanza overtakes it), and this node's offline delivery for the account is held until
 /// the end (so a message stored meanwhile, here or on another node that tells us with
 /// `OfflineStored`, waits for that delivery instead of overtaking the echo).
-async fn broadcast(server: &Arc<Server>, client: &mut Session, stanza: Element, available: bool) {
+async fn broadcast(ctx: &Arc<Context>, client: &mut Session, stanza: Element, available: bool) {
     let initial = available && !client.available;
-    let roster = server.store.roster(&client.bare).await.unwrap_or_else(|e| {
+    let roster = ctx.store.roster(&client.bare).await.unwrap_or_else(|e| {
         tracing::error!(error = %e, "roster load failed during presence broadcast");
         Vec::new()
     });
@@ -81,17 +81,17 @@ async fn broadcast(server: &Arc<Server>, client: &mut Session, stanza: Element, 
     // between: one arriving later is delivered live instead, so none is shown twice and
     // none is missed.
     let pending = if initial {
-        subscription::pending_requests(server, &client.bare).await
+        subscription::pending_requests(ctx, &client.bare).await
     } else {
         Vec::new()
     };
     let offline_turn = if initial {
-        OfflineTurn::take(server, &client.bare)
+        OfflineTurn::take(ctx, &client.bare)
     } else {
         None
     };
     let stanza = Arc::new(stanza);
-    let me = server
+    let me = ctx
         .sessions
         .resources(&client.bare)
         .into_iter()
@@ -101,12 +101,11 @@ async fn broadcast(server: &Arc<Server>, client: &mut Session, stanza: Element, 
         if let Some(me) = &me {
             me.send(stanza.clone());
         }
-        server
-            .sessions
+        ctx.sessions
             .set_presence(&client.bare, client.id, Some(stanza.clone()), priority_of(&stanza));
         client.available = true;
     } else {
-        server.sessions.set_presence(&client.bare, client.id, None, 0);
+        ctx.sessions.set_presence(&client.bare, client.id, None, 0);
         client.available = false;
         // Back to this resource too (§4.5.2). A session that ended is out of the table
         // already, so it is sent nothing.
@@ -116,16 +115,16 @@ async fn broadcast(server: &Arc<Server>, client: &mut Session, stanza: Element, 
     }
     // To subscribers (from/both), then to our other available resources.
     for item in roster.iter().filter(|i| i.subscription.has_from()) {
-        deliver_to_available(server, &item.contact, &stanza);
+        deliver_to_available(ctx, &item.contact, &stanza);
     }
-    for r in server.sessions.resources(&client.bare) {
+    for r in ctx.sessions.resources(&client.bare) {
         if r.available() && r.id != client.id {
             r.send(stanza.clone());
         }
     }
     if !available {
         for to in std::mem::take(&mut client.directed) {
-            deliver_directed(server, &to, &stanza);
+            deliver_directed(ctx, &to, &stanza);
         }
         return;
     }
@@ -133,88 +132,88 @@ async fn broadcast(server: &Arc<Server>, client: &mut Session, stanza: Element, 
         // Probes (§4.3): for local contacts we already know the answer.
         let me = client.jid.to_string();
         for item in roster.iter().filter(|i| i.subscription.has_to()) {
-            send_current_presence(server, &item.contact, &me);
+            send_current_presence(ctx, &item.contact, &me);
         }
-        subscription::redeliver_pending(server, client, pending).await;
+        subscription::redeliver_pending(ctx, client, pending).await;
         let resource = client.jid.resource().as_str().to_string();
         let takes_offline = priority_of(&stanza) >= 0;
         match offline_turn {
             Some(turn) => turn.run(takes_offline.then_some(resource)).await,
             // Another resource's delivery is running: it runs once more for what it has.
-            None if takes_offline => deliver_offline(server, &client.bare, &resource).await,
+            None if takes_offline => deliver_offline(ctx, &client.bare, &resource).await,
             None => {}
         }
     }
 }
 
 /// Directed presence (§4.6) to one entity.
-fn directed(server: &Arc<Server>, client: &mut Session, stanza: Element, to: &Jid, available: bool) {
+fn directed(ctx: &Arc<Context>, client: &mut Session, stanza: Element, to: &Jid, available: bool) {
     let key = to.to_string();
     if available {
         client.directed.insert(key.clone());
     } else {
         client.directed.remove(&key);
     }
-    match target(server, to) {
-        Target::Remote => bounce(server, &stanza, Condition::RemoteServerNotFound, None),
-        _ => deliver_directed(server, &key, &Arc::new(stanza)),
+    match target(ctx, to) {
+        Target::Remote => bounce(ctx, &stanza, Condition::RemoteServerNotFound, None),
+        _ => deliver_directed(ctx, &key, &Arc::new(stanza)),
     }
 }
 
-fn deliver_directed(server: &Server, to: &str, stanza: &Arc<Element>) {
+fn deliver_directed(ctx: &Context, to: &str, stanza: &Arc<Element>) {
     let Ok(jid) = Jid::new(to) else { return };
     let bare = jid.to_bare().to_string();
     match jid.resource() {
         Some(res) => {
-            if let Some(r) = server.sessions.resource(&bare, res.as_str()) {
+            if let Some(r) = ctx.sessions.resource(&bare, res.as_str()) {
                 r.send(stanza.clone());
             }
         }
-        None => deliver_to_available(server, &bare, stanza),
+        None => deliver_to_available(ctx, &bare, stanza),
     }
 }
 
 /// Deliver presence to every available resource of a local account (§4.2.3: presence is
 /// for resources that sent initial presence).
-pub fn deliver_to_available(server: &Server, bare: &str, stanza: &Arc<Element>) {
-    for r in server.sessions.resources(bare).into_iter().filter(|r| r.available()) {
+pub fn deliver_to_available(ctx: &Context, bare: &str, stanza: &Arc<Element>) {
+    for r in ctx.sessions.resources(bare).into_iter().filter(|r| r.available()) {
         r.send(stanza.clone());
     }
 }
 
 /// Send `owner`'s current presence (one stanza per available resource) to `to`: a full JID
 /// gets it directly, a bare JID on all its available resources.
-pub fn send_current_presence(server: &Server, owner: &str, to: &str) {
-    for r in server.sessions.resources(owner) {
+pub fn send_current_presence(ctx: &Context, owner: &str, to: &str) {
+    for r in ctx.sessions.resources(owner) {
         let Some(p) = &r.presence else { continue };
         let mut p = (**p).clone();
         p.set_attr("to", to);
-        deliver_directed(server, to, &Arc::new(p));
+        deliver_directed(ctx, to, &Arc::new(p));
     }
 }
 
 /// Send `owner`'s unavailable presence (per available resource) to `to`'s resources.
-pub fn send_unavailable_presence(server: &Server, owner: &str, to: &str) {
-    for r in server.sessions.resources(owner).into_iter().filter(|r| r.available()) {
+pub fn send_unavailable_presence(ctx: &Context, owner: &str, to: &str) {
+    for r in ctx.sessions.resources(owner).into_iter().filter(|r| r.available()) {
         let p = Element::new("presence", NS_CLIENT)
             .attr("from", format!("{owner}/{}", r.resource))
             .attr("to", to)
             .attr("type", "unavailable");
-        deliver_directed(server, to, &Arc::new(p));
+        deliver_directed(ctx, to, &Arc::new(p));
     }
 }
 
 /// The session ended without unavailable presence: send it on the client's behalf (§4.5.2).
-pub async fn went_offline(server: &Arc<Server>, client: &mut Session) {
+pub async fn went_offline(ctx: &Arc<Context>, client: &mut Session) {
     let stanza = Element::new("presence", NS_CLIENT)
         .attr("from", client.jid.to_string())
         .attr("type", "unavailable");
     if client.available {
-        broadcast(server, client, stanza, false).await;
+        broadcast(ctx, client, stanza, false).await;
     } else {
         let stanza = Arc::new(stanza);
         for to in std::mem::take(&mut client.directed) {
-            deliver_directed(server, &to, &stanza);
+            deliver_directed(ctx, &to, &stanza);
         }
     }
 }
@@ -223,33 +222,33 @@ pub async fn went_offline(server: &Arc<Server>, client: &mut Session) {
 /// (or that is online when a message is stored late, see [`offline_stored`]). One delivery
 /// per account at a time on this node: a request during one makes it run once more, so a
 /// message stored meanwhile is not left behind and none is sent twice.
-pub async fn deliver_offline(server: &Arc<Server>, bare: &str, resource: &str) {
-    if let Some(turn) = OfflineTurn::take(server, bare) {
+pub async fn deliver_offline(ctx: &Arc<Context>, bare: &str, resource: &str) {
+    if let Some(turn) = OfflineTurn::take(ctx, bare) {
         turn.run(Some(resource.to_string())).await;
     }
 }
 
-/// This node's one offline delivery for an account (`Server::offline_delivery`): whoever
+/// This node's one offline delivery for an account (`Context::offline_delivery`): whoever
 /// holds it delivers; anyone asking meanwhile only marks that it must run once more.
 /// Given back when dropped, even by a task that ends early; a request that came in
 /// meanwhile is then handed on to [`offline_stored`], so none is lost.
 struct OfflineTurn {
-    server: Arc<Server>,
+    ctx: Arc<Context>,
     bare: String,
     done: bool,
 }
 
 impl OfflineTurn {
     /// The turn, or `None` (and a request to run again) when a delivery is running.
-    fn take(server: &Arc<Server>, bare: &str) -> Option<OfflineTurn> {
-        let mut running = server.offline_delivery.lock().expect("offline lock");
+    fn take(ctx: &Arc<Context>, bare: &str) -> Option<OfflineTurn> {
+        let mut running = ctx.offline_delivery.lock().expect("offline lock");
         if let Some(again) = running.get_mut(bare) {
             *again = true;
             return None;
         }
         running.insert(bare.to_string(), false);
         Some(OfflineTurn {
-            server: server.clone(),
+            ctx: ctx.clone(),
             bare: bare.to_string(),
             done: false,
         })
@@ -261,10 +260,10 @@ impl OfflineTurn {
     async fn run(mut self, mut resource: Option<String>) {
         loop {
             if let Some(resource) = &resource {
-                deliver_offline_once(&self.server, &self.bare, resource).await;
+                deliver_offline_once(&self.ctx, &self.bare, resource).await;
             }
             {
-                let mut running = self.server.offline_delivery.lock().expect("offline lock");
+                let mut running = self.ctx.offline_delivery.lock().expect("offline lock");
                 if running.get(&self.bare) == Some(&true) {
                     running.insert(self.bare.clone(), false);
                 } else {
@@ -274,7 +273,7 @@ impl OfflineTurn {
                 }
             }
             if resource.is_none() {
-                resource = offline_target(&self.server, &self.bare).map(|r| r.resource);
+                resource = offline_target(&self.ctx, &self.bare).map(|r| r.resource);
             }
         }
     }
@@ -285,21 +284,20 @@ impl Drop for OfflineTurn {
         if self.done {
             return;
         }
-        let again = match self.server.offline_delivery.lock() {
+        let again = match self.ctx.offline_delivery.lock() {
             Ok(mut running) => running.remove(&self.bare) == Some(true),
             Err(_) => return,
         };
         if again {
-            offline_stored(&self.server, &self.bare);
+            offline_stored(&self.ctx, &self.bare);
         }
     }
 }
 
 /// The local resource that takes stored messages: available, non-negative priority, the
 /// highest one.
-fn offline_target(server: &Server, bare: &str) -> Option<crate::sessions::Resource> {
-    server
-        .sessions
+fn offline_target(ctx: &Context, bare: &str) -> Option<crate::sessions::Resource> {
+    ctx.sessions
         .resources(bare)
         .into_iter()
         .filter(|r| r.is_local() && r.available() && r.priority >= 0)
@@ -311,11 +309,11 @@ fn offline_target(server: &Server, bare: &str) -> Option<crate::sessions::Resour
 /// too. Closes the race between a login elsewhere and a store that lands just after it.
 /// The delivery runs in a task of its own: whoever stored the message (a sender's session,
 /// a pool link) never waits on the recipient's queue.
-pub fn offline_stored(server: &Arc<Server>, bare: &str) {
-    if let Some(r) = offline_target(server, bare) {
-        let server = server.clone();
+pub fn offline_stored(ctx: &Arc<Context>, bare: &str) {
+    if let Some(r) = offline_target(ctx, bare) {
+        let ctx = ctx.clone();
         let bare = bare.to_string();
-        tokio::spawn(async move { deliver_offline(&server, &bare, &r.resource).await });
+        tokio::spawn(async move { deliver_offline(&ctx, &bare, &r.resource).await });
     }
 }
 
@@ -326,16 +324,16 @@ const OFFLINE_BATCH: i64 = 50;
 /// Queue the stored messages to one resource, pacing on its reading (in its own task at
 /// initial presence, or in the task [`offline_stored`] spawns). Messages are deleted once
 /// queued; one that cannot be read back is kept and logged, never dropped.
-async fn deliver_offline_once(server: &Arc<Server>, bare: &str, resource: &str) {
-    let Some(me) = server.sessions.resource(bare, resource) else {
+async fn deliver_offline_once(ctx: &Arc<Context>, bare: &str, resource: &str) {
+    let Some(me) = ctx.sessions.resource(bare, resource) else {
         return;
     };
     let Some(tx) = me.local_tx() else { return };
     let domain = bare.rsplit('@').next().unwrap_or_default().to_string();
-    let limits = server.config.stream_limits(true);
+    let limits = ctx.config.stream_limits(true);
     let mut after = 0;
     loop {
-        let batch = match server.store.offline_messages(bare, after, OFFLINE_BATCH).await {
+        let batch = match ctx.store.offline_messages(bare, after, OFFLINE_BATCH).await {
             Ok(m) => m,
             Err(e) => {
                 tracing::error!(error = %e, "loading offline messages failed");
@@ -378,7 +376,7 @@ async fn deliver_offline_once(server: &Arc<Server>, bare: &str, resource: &str) 
             queued.push(*id);
         }
         for (first, last) in queued.finish() {
-            if let Err(e) = server.store.delete_offline(bare, first, last).await {
+            if let Err(e) = ctx.store.delete_offline(bare, first, last).await {
                 tracing::error!(error = %e, "deleting delivered offline messages failed");
             }
         }
@@ -417,7 +415,7 @@ impl Runs {
 /// A session on another node vanished with that node (failover): tell the contacts served
 /// *here* that it is unavailable. Every survivor does this for its own sessions, so each
 /// contact hears it once, from the node that serves it.
-pub async fn remote_session_lost(server: &Arc<Server>, lost: &crate::sessions::Resource) {
+pub async fn remote_session_lost(ctx: &Arc<Context>, lost: &crate::sessions::Resource) {
     if !lost.available() {
         return;
     }
@@ -426,7 +424,7 @@ pub async fn remote_session_lost(server: &Arc<Server>, lost: &crate::sessions::R
             .attr("from", format!("{}/{}", lost.bare, lost.resource))
             .attr("type", "unavailable"),
     );
-    let roster = match server.store.roster(&lost.bare).await {
+    let roster = match ctx.store.roster(&lost.bare).await {
         Ok(r) => r,
         Err(e) => {
             tracing::error!(error = %e, "roster load failed during failover");
@@ -439,7 +437,7 @@ pub async fn remote_session_lost(server: &Arc<Server>, lost: &crate::sessions::R
         .map(|i| i.contact.as_str());
     // Other resources of the same account see it go too (§4.5.2).
     for bare in contacts.chain(std::iter::once(&*lost.bare)) {
-        for r in server.sessions.resources(bare) {
+        for r in ctx.sessions.resources(bare) {
             if r.is_local() && r.available() {
                 r.send(stanza.clone());
             }

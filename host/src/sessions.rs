@@ -49,6 +49,9 @@ pub trait Peers: Send + Sync {
     fn kick(&self, node: &str, bare: &str, resource: &str, reason: KickReason) -> Result<(), PeerError>;
     /// One of this node's sessions changed: the other nodes' mirrors follow.
     fn announce(&self, change: SessionChange);
+    /// A message was just stored offline for `bare`: a node where that account is online
+    /// delivers it now (it may have come online between routing and storing).
+    fn offline_stored(&self, bare: &str);
 }
 
 /// A change to one of this node's sessions, as the other nodes' mirrors need it.
@@ -288,6 +291,13 @@ impl Sessions {
     fn record(&self, change: impl FnOnce() -> DirectoryChange) {
         if let Some(tx) = self.directory.get() {
             let _ = tx.send(change());
+        }
+    }
+
+    /// Tell the other nodes a message was stored offline for `bare` (see [`Peers::offline_stored`]).
+    pub fn announce_offline_stored(&self, bare: &str) {
+        if let Some(peers) = self.peers.get() {
+            peers.offline_stored(bare);
         }
     }
 

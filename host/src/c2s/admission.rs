@@ -83,7 +83,7 @@ pub struct Expired;
 impl Deadline {
     /// `limits.auth_timeout_secs` from now (call at accept).
     pub fn from_accept(server: &Server) -> Deadline {
-        Deadline(Instant::now() + Duration::from_secs(server.config.limits.auth_timeout_secs))
+        Deadline(Instant::now() + Duration::from_secs(server.ctx.config.limits.auth_timeout_secs))
     }
 
     /// Run `f` until it finishes or the deadline passes.
@@ -151,7 +151,7 @@ pub async fn admit(server: &Server) -> Result<(), StreamError> {
     if holds_permit() {
         return Ok(());
     }
-    let wait = Duration::from_millis(server.config.limits.login_queue_ms);
+    let wait = Duration::from_millis(server.ctx.config.limits.login_queue_ms);
     match tokio::time::timeout(wait, server.logins.clone().acquire_owned()).await {
         Ok(Ok(permit)) => {
             keep(permit);

@@ -29,12 +29,14 @@ impl Bound {
     /// Refused when the account has as many resources as the config allows.
     pub fn register(server: &Server, jid: FullJid, tx: OutboundTx, peer: IpAddr) -> Result<Bound, TooManyResources> {
         let bare = jid.to_bare().to_string();
-        let id = server.sessions.new_id();
+        let id = server.ctx.sessions.new_id();
         let kill = Arc::new(Notify::new());
-        let max = server.config.limits.max_resources_per_account;
-        if let Some(old) = server
-            .sessions
-            .bind(&bare, jid.resource().as_str(), id, tx.clone(), kill.clone(), max)?
+        let max = server.ctx.config.limits.max_resources_per_account;
+        if let Some(old) =
+            server
+                .ctx
+                .sessions
+                .bind(&bare, jid.resource().as_str(), id, tx.clone(), kill.clone(), max)?
         {
             tracing::info!(jid = %jid, "resource conflict: replacing the older session");
             let err = StreamError::new(StreamErrorCondition::Conflict, "replaced by a new connection");
@@ -62,7 +64,7 @@ pub async fn run<R: AsyncBufRead + Unpin>(
     reader: &mut XmlStreamReader<R>,
     bound: Bound,
 ) -> Result<(), ReadError> {
-    let idle = Duration::from_secs(server.config.limits.idle_timeout_secs);
+    let idle = Duration::from_secs(server.ctx.config.limits.idle_timeout_secs);
     let mut shutdown = server.shutdown.clone();
     let Bound {
         mut session,
@@ -150,15 +152,15 @@ async fn handle_stanza(
         }
     }
     stanza.set_attr("from", session.jid.to_string());
-    router::route_from_client(server, session, stanza).await;
+    router::route_from_client(&server.ctx, session, stanza).await;
     Ok(())
 }
 
 /// Leave the session table and tell contacts we are gone, however the stream ended.
 async fn end(server: &Arc<Server>, session: &mut Session) {
-    let still_ours = server.sessions.unbind(&session.bare, session.id).is_some();
+    let still_ours = server.ctx.sessions.unbind(&session.bare, session.id).is_some();
     if session.available || !session.directed.is_empty() {
-        presence::went_offline(server, session).await;
+        presence::went_offline(&server.ctx, session).await;
     }
     tracing::info!(jid = %session.jid, replaced = !still_ours, "session ended");
 }

@@ -154,7 +154,7 @@ async fn plaintext(
     let (read, mut write) = tokio::io::split(tcp);
     let mut reader = XmlStreamReader::new(
         BufReader::with_capacity(READ_BUFFER, read),
-        server.config.stream_limits(false),
+        server.ctx.config.stream_limits(false),
     );
     let mut header_sent = false;
     let outcome = async {
@@ -275,7 +275,7 @@ async fn close_with_error<W: AsyncWrite + Unpin>(w: &mut W, server: &Server, hea
     tracing::debug!(condition = %err.condition, text = %err.text, "stream error");
     let mut out = String::new();
     if !header_sent {
-        out.push_str(&stream_header(&server.config.domains[0].name, &new_stream_id()));
+        out.push_str(&stream_header(&server.ctx.config.domains[0].name, &new_stream_id()));
     }
     out.push_str(&err.to_xml());
     out.push_str("</stream:stream>");
@@ -327,7 +327,7 @@ where
     S: AsyncRead + AsyncWrite + Send + Unpin + 'static,
 {
     let (read, write) = tokio::io::split(stream);
-    let limits = &server.config.limits;
+    let limits = &server.ctx.config.limits;
     let queue = QueueLimits {
         max_bytes: limits.send_queue_bytes,
         send_timeout: Duration::from_secs(limits.send_timeout_secs),
@@ -339,14 +339,14 @@ where
         tokio::spawn(crate::stream::writer::run_writer(write, inbox, unsent_tx).instrument(tracing::Span::current()));
     let mut reader = XmlStreamReader::new(
         BufReader::with_capacity(READ_BUFFER, read),
-        server.config.stream_limits(false),
+        server.ctx.config.stream_limits(false),
     );
     let result = match negotiate::authenticate_stream(&server, &mut reader, &tx, peer, &bindings, deadline).await {
         Ok(user) => {
             // Authenticated: no longer counted against the address's unauthenticated cap.
             drop(slot);
             reader = reader.restart();
-            reader.set_limits(server.config.stream_limits(true));
+            reader.set_limits(server.ctx.config.stream_limits(true));
             match negotiate::bind_stream(&server, &mut reader, &tx, &user, peer, deadline).await {
                 Ok(session) => {
                     // Logged in: the node's login resources go to the next one.
@@ -380,7 +380,7 @@ where
     // Messages that reached this session's queue too late: the session is gone from the
     // table by now, so routing them again finds another resource or storage.
     for stanza in unsent.unwrap_or_default().into_iter().filter(|s| s.name == "message") {
-        crate::router::redeliver(&server, Arc::unwrap_or_clone(stanza)).await;
+        crate::router::redeliver(&server.ctx, Arc::unwrap_or_clone(stanza)).await;
     }
     // Once our closing tag is out and our side shut down, let the client finish its side
     // before the socket closes (else the kernel may reset over our error), unless the

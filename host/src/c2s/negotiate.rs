@@ -86,7 +86,7 @@ pub fn check_header(server: &Server, header: &StreamHeader) -> Result<String, Re
     }
     let domain = match header.to.as_deref() {
         Some(to) => to.to_ascii_lowercase(),
-        None => server.config.domains[0].name.clone(),
+        None => server.ctx.config.domains[0].name.clone(),
     };
     if !server.hosts(&domain) {
         return Err(stream_err(
@@ -118,7 +118,9 @@ async fn open_stream<R: AsyncBufRead + Unpin>(
     });
     let domain_for_header = match &checked {
         Ok(d) => d.clone(),
-        Err(_) => expected_domain.unwrap_or(&server.config.domains[0].name).to_string(),
+        Err(_) => expected_domain
+            .unwrap_or(&server.ctx.config.domains[0].name)
+            .to_string(),
     };
     if !matches!(checked, Err(ReadError::Closed) | Err(ReadError::Io(_))) {
         send(tx, stream_header(&domain_for_header, &new_stream_id())).await;
@@ -219,7 +221,7 @@ fn pre_auth_features(server: &Server, bindings: &ChannelBindings) -> String {
         f.push_str(&format!("<channel-binding type='{t}'/>"));
     }
     f.push_str("</sasl-channel-binding>");
-    if server.config.features.registration {
+    if server.ctx.config.features.registration {
         f.push_str("<register xmlns='http://jabber.org/features/iq-register'/>");
     }
     f.push_str("</stream:features>");
@@ -259,7 +261,7 @@ async fn authenticate<R: AsyncBufRead + Unpin>(
     let offered = offered_mechanisms(true, bindings);
     let mut failures = 0;
     let mut exchange: Option<SaslExchange> = None;
-    let mut registration = crate::iq::register_throttle::StreamRegistration::default();
+    let mut registration = crate::limits::register::StreamRegistration::default();
     loop {
         let stanza = match next_event(reader, deadline).await? {
             StreamEvent::Stanza(s) => s,
@@ -277,7 +279,7 @@ async fn authenticate<R: AsyncBufRead + Unpin>(
             } else {
                 // The credential lookup (and PLAIN's key derivation) runs in the steps.
                 admission::readmit(server, deadline).await?;
-                match SaslExchange::start(&server.store, domain, &mechanism, bindings.clone()) {
+                match SaslExchange::start(&server.ctx.store, domain, &mechanism, bindings.clone()) {
                     Err(f) => Step::Failure(f),
                     Ok(mut ex) => {
                         let step = match decode_sasl_payload(&stanza) {
@@ -302,8 +304,8 @@ async fn authenticate<R: AsyncBufRead + Unpin>(
         } else if stanza.is("abort", NS_SASL) {
             // Counted like any failure, so aborting cannot retry without limit.
             Step::Failure(SaslFailure::Aborted)
-        } else if stanza.is("iq", NS_CLIENT) && server.config.features.registration {
-            crate::iq::register::pre_auth(server, &stanza, domain, peer.ip(), &mut registration, tx).await;
+        } else if stanza.is("iq", NS_CLIENT) && server.ctx.config.features.registration {
+            crate::iq::register::pre_auth(&server.ctx, &stanza, domain, peer.ip(), &mut registration, tx).await;
             continue;
         } else {
             return Err(stream_err(StreamErrorCondition::NotAuthorized, "authenticate first"));

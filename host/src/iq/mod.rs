@@ -3,12 +3,11 @@
 //! another account's bare JID on that account's behalf.
 
 pub mod register;
-pub mod register_throttle;
 
 use std::sync::Arc;
 
+use crate::context::Context;
 use crate::router::{bounce, deliver_to_full};
-use crate::server::Server;
 use crate::sessions::Session;
 use crate::stanza::{iq_payload, iq_result, Condition};
 use crate::xml::Element;
@@ -32,23 +31,23 @@ const SERVER_FEATURES: &[&str] = &[
 ];
 
 /// A get or set needs exactly one payload; results and errors need no answer.
-fn request_payload<'a>(server: &Server, iq: &'a Element) -> Option<&'a Element> {
+fn request_payload<'a>(ctx: &Context, iq: &'a Element) -> Option<&'a Element> {
     match iq.get_attr("type") {
         Some("get") | Some("set") => {}
         Some("result") | Some("error") => return None,
         _ => {
-            bounce(server, iq, Condition::BadRequest, Some("an IQ needs a type"));
+            bounce(ctx, iq, Condition::BadRequest, Some("an IQ needs a type"));
             return None;
         }
     }
     if iq.get_attr("id").is_none() {
-        bounce(server, iq, Condition::BadRequest, Some("an IQ needs an id"));
+        bounce(ctx, iq, Condition::BadRequest, Some("an IQ needs an id"));
         return None;
     }
     let payload = iq_payload(iq);
     if payload.is_none() {
         bounce(
-            server,
+            ctx,
             iq,
             Condition::BadRequest,
             Some("a get or set carries exactly one child"),
@@ -57,8 +56,8 @@ fn request_payload<'a>(server: &Server, iq: &'a Element) -> Option<&'a Element> 
     payload
 }
 
-fn answer(server: &Server, iq: &Element, payload: Option<Element>) {
-    deliver_to_full(server, &iq_result(iq, payload));
+fn answer(ctx: &Context, iq: &Element, payload: Option<Element>) {
+    deliver_to_full(ctx, &iq_result(iq, payload));
 }
 
 fn identity(category: &str, kind: &str, name: Option<&str>) -> Element {
@@ -76,8 +75,8 @@ fn feature(var: &str) -> Element {
 }
 
 /// An IQ addressed to a hosted domain.
-pub async fn handle_for_server(server: &Arc<Server>, client: &mut Session, iq: Element) {
-    let Some(payload) = request_payload(server, &iq) else {
+pub async fn handle_for_server(ctx: &Arc<Context>, client: &mut Session, iq: Element) {
+    let Some(payload) = request_payload(ctx, &iq) else {
         return;
     };
     let get = iq.get_attr("type") == Some("get");
@@ -87,19 +86,19 @@ pub async fn handle_for_server(server: &Arc<Server>, client: &mut Session, iq: E
             for f in SERVER_FEATURES {
                 q = q.child(feature(f));
             }
-            if server.config.features.registration {
+            if ctx.config.features.registration {
                 q = q.child(feature(register::NS_REGISTER));
             }
-            for f in &server.plugins.active().disco_features {
+            for f in &ctx.plugins.active().disco_features {
                 q = q.child(feature(f));
             }
-            answer(server, &iq, Some(q));
+            answer(ctx, &iq, Some(q));
         }
         (NS_DISCO_ITEMS, "query", true) => {
             // Component services run by plugins on this domain (XEP-0030 §4).
             let domain = iq.get_attr("to").unwrap_or_default().to_ascii_lowercase();
             let mut q = Element::new("query", NS_DISCO_ITEMS);
-            let active = server.plugins.active();
+            let active = ctx.plugins.active();
             let mut services: Vec<&String> = active
                 .addresses()
                 .filter(|a| a.ends_with(&format!(".{domain}")))
@@ -108,41 +107,39 @@ pub async fn handle_for_server(server: &Arc<Server>, client: &mut Session, iq: E
             for a in services {
                 q = q.child(Element::new("item", NS_DISCO_ITEMS).attr("jid", a.as_str()));
             }
-            answer(server, &iq, Some(q));
+            answer(ctx, &iq, Some(q));
         }
         (NS_VERSION, "query", true) => {
             let q = Element::new("query", NS_VERSION)
                 .child(Element::new("name", NS_VERSION).text("poolxmpp"))
                 .child(Element::new("version", NS_VERSION).text(env!("CARGO_PKG_VERSION")));
-            answer(server, &iq, Some(q));
+            answer(ctx, &iq, Some(q));
         }
-        (NS_PING, "ping", true) => answer(server, &iq, None),
-        (NS_SESSION, "session", false) => answer(server, &iq, None),
-        (register::NS_REGISTER, "query", _) if server.config.features.registration => {
-            register::authenticated(server, client, &iq, payload).await
+        (NS_PING, "ping", true) => answer(ctx, &iq, None),
+        (NS_SESSION, "session", false) => answer(ctx, &iq, None),
+        (register::NS_REGISTER, "query", _) if ctx.config.features.registration => {
+            register::authenticated(ctx, client, &iq, payload).await
         }
-        _ => to_plugin_or_unavailable(server, iq),
+        _ => to_plugin_or_unavailable(ctx, iq),
     }
 }
 
 /// An IQ with no `to` or addressed to the sender's own bare JID.
-pub async fn handle_for_account(server: &Arc<Server>, client: &mut Session, iq: Element) {
-    let Some(payload) = request_payload(server, &iq) else {
+pub async fn handle_for_account(ctx: &Arc<Context>, client: &mut Session, iq: Element) {
+    let Some(payload) = request_payload(ctx, &iq) else {
         return;
     };
     let get = iq.get_attr("type") == Some("get");
     match (payload.ns.as_str(), payload.name.as_str(), get) {
-        (crate::roster::NS_ROSTER, "query", _) => crate::roster::handle_iq(server, client, iq).await,
+        (crate::roster::NS_ROSTER, "query", _) => crate::roster::handle_iq(ctx, client, iq).await,
         // RFC 3921 session establishment: a no-op kept for old clients.
-        (NS_SESSION, "session", false) => reply_to_self(server, client, &iq, None),
-        (NS_PING, "ping", true) => reply_to_self(server, client, &iq, None),
-        (NS_DISCO_INFO, "query", true) => reply_to_self(server, client, &iq, Some(account_info())),
-        (NS_DISCO_ITEMS, "query", true) => {
-            reply_to_self(server, client, &iq, Some(Element::new("query", NS_DISCO_ITEMS)))
-        }
+        (NS_SESSION, "session", false) => reply_to_self(ctx, client, &iq, None),
+        (NS_PING, "ping", true) => reply_to_self(ctx, client, &iq, None),
+        (NS_DISCO_INFO, "query", true) => reply_to_self(ctx, client, &iq, Some(account_info())),
+        (NS_DISCO_ITEMS, "query", true) => reply_to_self(ctx, client, &iq, Some(Element::new("query", NS_DISCO_ITEMS))),
         // XEP-0077 §3.2: a cancellation with the home server carries no `to`.
-        (register::NS_REGISTER, "query", _) if server.config.features.registration => {
-            register::authenticated(server, client, &iq, payload).await
+        (register::NS_REGISTER, "query", _) if ctx.config.features.registration => {
+            register::authenticated(ctx, client, &iq, payload).await
         }
         _ => {
             // Plugins see the account the request is about: a missing `to` means the
@@ -151,7 +148,7 @@ pub async fn handle_for_account(server: &Arc<Server>, client: &mut Session, iq: 
             if iq.get_attr("to").is_none() {
                 iq.set_attr("to", client.jid.to_bare().to_string());
             }
-            to_plugin_or_unavailable(server, iq)
+            to_plugin_or_unavailable(ctx, iq)
         }
     }
 }
@@ -164,43 +161,43 @@ fn account_info() -> Element {
 }
 
 /// Replies to IQs without `to` come from the account's bare JID (or nowhere) to the sender.
-fn reply_to_self(server: &Server, client: &Session, iq: &Element, payload: Option<Element>) {
+fn reply_to_self(ctx: &Context, client: &Session, iq: &Element, payload: Option<Element>) {
     let mut reply = iq_result(iq, payload);
     if iq.get_attr("to").is_none() {
         reply.remove_attr("from");
     }
     reply.set_attr("to", client.jid.to_string());
-    deliver_to_full(server, &reply);
+    deliver_to_full(ctx, &reply);
 }
 
 /// An IQ to another local account's bare JID, answered on its behalf.
-pub async fn handle_for_other_account(server: &Arc<Server>, bare: &str, iq: Element) {
-    let Some(payload) = request_payload(server, &iq) else {
+pub async fn handle_for_other_account(ctx: &Arc<Context>, bare: &str, iq: Element) {
+    let Some(payload) = request_payload(ctx, &iq) else {
         return;
     };
-    match server.store.account_exists(bare).await {
+    match ctx.store.account_exists(bare).await {
         Ok(true) => {}
-        Ok(false) => return bounce(server, &iq, Condition::ServiceUnavailable, None),
+        Ok(false) => return bounce(ctx, &iq, Condition::ServiceUnavailable, None),
         Err(e) => {
             tracing::error!(error = %e, "account lookup failed");
-            return bounce(server, &iq, Condition::InternalServerError, None);
+            return bounce(ctx, &iq, Condition::InternalServerError, None);
         }
     }
     let get = iq.get_attr("type") == Some("get");
     match (payload.ns.as_str(), payload.name.as_str(), get) {
-        (crate::roster::NS_ROSTER, _, _) => bounce(server, &iq, Condition::Forbidden, None),
-        (NS_DISCO_INFO, "query", true) => answer(server, &iq, Some(account_info())),
-        (NS_DISCO_ITEMS, "query", true) => answer(server, &iq, Some(Element::new("query", NS_DISCO_ITEMS))),
-        _ => to_plugin_or_unavailable(server, iq),
+        (crate::roster::NS_ROSTER, _, _) => bounce(ctx, &iq, Condition::Forbidden, None),
+        (NS_DISCO_INFO, "query", true) => answer(ctx, &iq, Some(account_info())),
+        (NS_DISCO_ITEMS, "query", true) => answer(ctx, &iq, Some(Element::new("query", NS_DISCO_ITEMS))),
+        _ => to_plugin_or_unavailable(ctx, iq),
     }
 }
 
 /// An IQ whose payload namespace a plugin claims goes to that plugin; anything else gets
 /// `service-unavailable` (RFC 6120 §8.4).
-fn to_plugin_or_unavailable(server: &Arc<Server>, iq: Element) {
-    let plugin = iq_payload(&iq).and_then(|p| server.plugins.active().for_iq_namespace(&p.ns).cloned());
+fn to_plugin_or_unavailable(ctx: &Arc<Context>, iq: Element) {
+    let plugin = iq_payload(&iq).and_then(|p| ctx.plugins.active().for_iq_namespace(&p.ns).cloned());
     match plugin {
-        Some(p) => crate::router::dispatch_to_plugin(server, &p, iq),
-        None => bounce(server, &iq, Condition::ServiceUnavailable, None),
+        Some(p) => crate::router::dispatch_to_plugin(ctx, &p, iq),
+        None => bounce(ctx, &iq, Condition::ServiceUnavailable, None),
     }
 }

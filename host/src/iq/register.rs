@@ -4,9 +4,9 @@
 use std::net::IpAddr;
 use std::sync::Arc;
 
-use super::register_throttle::StreamRegistration;
+use crate::context::Context;
+use crate::limits::register::StreamRegistration;
 use crate::router::bounce;
-use crate::server::Server;
 use crate::sessions::Session;
 use crate::stanza::{error_reply, error_reply_raw, iq_result, Condition};
 use crate::store::StoreError;
@@ -27,10 +27,10 @@ fn field(q: &Element, name: &str) -> Option<String> {
 }
 
 /// Validate and create an account; the outcome as a stanza condition.
-async fn create(server: &Server, domain: &str, username: &str, password: &str) -> Result<(), Condition> {
+async fn create(ctx: &Context, domain: &str, username: &str, password: &str) -> Result<(), Condition> {
     let jid = jid::BareJid::new(&format!("{username}@{domain}")).map_err(|_| Condition::JidMalformed)?;
     let creds = crate::auth::derive_credentials(password).map_err(|_| Condition::NotAcceptable)?;
-    match server.store.create_account(&jid.to_string(), domain, &creds).await {
+    match ctx.store.create_account(&jid.to_string(), domain, &creds).await {
         Ok(()) => {
             tracing::info!(%jid, "account registered in-band");
             Ok(())
@@ -44,7 +44,7 @@ async fn create(server: &Server, domain: &str, username: &str, password: &str) -
 }
 
 /// The stanza error for a throttled registration or password change.
-fn throttled(iq: &Element, refused: super::register_throttle::Refused) -> Element {
+fn throttled(iq: &Element, refused: crate::limits::register::Refused) -> Element {
     let (error_type, text) = refused.error();
     error_reply_raw(iq, error_type, Condition::PolicyViolation.name(), Some(text))
 }
@@ -52,7 +52,7 @@ fn throttled(iq: &Element, refused: super::register_throttle::Refused) -> Elemen
 /// A registration IQ on an unauthenticated stream from `ip`; `stream` remembers what this
 /// stream registered (XEP-0077 §11: throttled per stream and per address).
 pub async fn pre_auth(
-    server: &Arc<Server>,
+    ctx: &Arc<Context>,
     iq: &Element,
     domain: &str,
     ip: IpAddr,
@@ -64,12 +64,12 @@ pub async fn pre_auth(
         (Some("get"), Some(_)) => iq_result(iq, Some(form())),
         (Some("set"), Some(q)) => match (field(q, "username"), field(q, "password")) {
             (Some(u), Some(p)) if !u.is_empty() && !p.is_empty() => {
-                match server.register_throttle.registration(stream, ip) {
+                match ctx.register_throttle.registration(stream, ip) {
                     Err(refused) => {
                         tracing::info!(%ip, ?refused, "in-band registration refused");
                         throttled(iq, refused)
                     }
-                    Ok(()) => match create(server, domain, &u, &p).await {
+                    Ok(()) => match create(ctx, domain, &u, &p).await {
                         Ok(()) => {
                             stream.succeeded();
                             iq_result(iq, None)
@@ -86,8 +86,8 @@ pub async fn pre_auth(
 }
 
 /// Password change or account removal by the logged-in user.
-pub async fn authenticated(server: &Arc<Server>, client: &mut Session, iq: &Element, query: &Element) {
-    let reply_ok = || crate::router::deliver_to_full(server, &iq_result(iq, None));
+pub async fn authenticated(ctx: &Arc<Context>, client: &mut Session, iq: &Element, query: &Element) {
+    let reply_ok = || crate::router::deliver_to_full(ctx, &iq_result(iq, None));
     if iq.get_attr("type") == Some("get") {
         let q = Element::new("query", NS_REGISTER)
             .child(Element::new("registered", NS_REGISTER))
@@ -95,33 +95,33 @@ pub async fn authenticated(server: &Arc<Server>, client: &mut Session, iq: &Elem
                 Element::new("username", NS_REGISTER)
                     .text(client.jid.node().map(|n| n.to_string()).unwrap_or_default()),
             );
-        return crate::router::deliver_to_full(server, &iq_result(iq, Some(q)));
+        return crate::router::deliver_to_full(ctx, &iq_result(iq, Some(q)));
     }
     if query.has_child("remove", NS_REGISTER) {
         // XEP-0077 §3.2: the result first, then every session of the account is closed.
-        if crate::account::remove(server, &client.bare, reply_ok).await.is_err() {
-            bounce(server, iq, Condition::InternalServerError, None);
+        if crate::account::remove(ctx, &client.bare, reply_ok).await.is_err() {
+            bounce(ctx, iq, Condition::InternalServerError, None);
         }
         return;
     }
     match field(query, "password") {
         Some(_)
-            if server
+            if ctx
                 .register_throttle
                 .password_change(&client.bare, client.peer)
                 .is_err() =>
         {
             tracing::info!(jid = %client.bare, ip = %client.peer, "password change refused: too often");
-            let refused = super::register_throttle::Refused::TooOften;
-            crate::router::deliver_to_full(server, &throttled(iq, refused));
+            let refused = crate::limits::register::Refused::TooOften;
+            crate::router::deliver_to_full(ctx, &throttled(iq, refused));
         }
         Some(p) if !p.is_empty() => match crate::auth::derive_credentials(&p) {
-            Ok(creds) => match server.store.set_credentials(&client.bare, &creds).await {
+            Ok(creds) => match ctx.store.set_credentials(&client.bare, &creds).await {
                 Ok(()) => reply_ok(),
-                Err(_) => bounce(server, iq, Condition::InternalServerError, None),
+                Err(_) => bounce(ctx, iq, Condition::InternalServerError, None),
             },
-            Err(_) => bounce(server, iq, Condition::NotAcceptable, None),
+            Err(_) => bounce(ctx, iq, Condition::NotAcceptable, None),
         },
-        _ => bounce(server, iq, Condition::BadRequest, None),
+        _ => bounce(ctx, iq, Condition::BadRequest, None),
     }
 }

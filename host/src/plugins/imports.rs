@@ -3,20 +3,21 @@
 //! name, log lines and metrics are tagged with it, and `send` may only speak for addresses
 //! the plugin claims.
 
-use std::sync::{Arc, Weak};
+use std::sync::Arc;
 
 use wasmtime::component::ResourceTable;
 use wasmtime::StoreLimits;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 use super::bindings::feature::poolxmpp::plugin::{clock, log, metrics, pool, presence, roster, router, storage, types};
+use super::host::HostCaps;
 use super::stats::PluginStats;
-use crate::server::Server;
+use crate::context::Context;
 
 /// The data of one plugin instance's `Store`.
 pub struct PluginState {
     pub name: String,
-    pub server: Weak<Server>,
+    pub host: HostCaps,
     pub stats: Arc<PluginStats>,
     pub limits: StoreLimits,
     wasi: WasiCtx,
@@ -24,13 +25,13 @@ pub struct PluginState {
 }
 
 impl PluginState {
-    pub fn new(name: &str, server: Weak<Server>, stats: Arc<PluginStats>, memory_bytes: usize) -> Self {
+    pub fn new(name: &str, host: HostCaps, stats: Arc<PluginStats>, memory_bytes: usize) -> Self {
         // No preopened directories, no environment, no network: a plugin reaches the world
         // only through the poolxmpp interfaces. Its stderr goes to ours for debugging.
         let wasi = WasiCtx::builder().inherit_stderr().build();
         PluginState {
             name: name.to_string(),
-            server,
+            host,
             stats,
             limits: wasmtime::StoreLimitsBuilder::new()
                 .memory_size(memory_bytes)
@@ -46,8 +47,8 @@ impl PluginState {
         }
     }
 
-    fn server(&self) -> Option<Arc<Server>> {
-        self.server.upgrade()
+    fn node(&self) -> Option<Arc<Context>> {
+        self.host.ctx.upgrade()
     }
 }
 
@@ -99,7 +100,7 @@ const MAX_VALUE_BYTES: usize = 1024 * 1024;
 
 impl storage::Host for PluginState {
     async fn get(&mut self, key: String) -> Result<Option<Vec<u8>>, String> {
-        let server = self.server().ok_or("server is shutting down")?;
+        let server = self.node().ok_or("server is shutting down")?;
         server.store.kv_get(&self.name, &key).await.map_err(|e| e.to_string())
     }
 
@@ -107,7 +108,7 @@ impl storage::Host for PluginState {
         if value.len() > MAX_VALUE_BYTES {
             return Err(format!("value over {MAX_VALUE_BYTES} bytes"));
         }
-        let server = self.server().ok_or("server is shutting down")?;
+        let server = self.node().ok_or("server is shutting down")?;
         server
             .store
             .kv_put(&self.name, &key, &value)
@@ -116,7 +117,7 @@ impl storage::Host for PluginState {
     }
 
     async fn delete(&mut self, key: String) -> Result<bool, String> {
-        let server = self.server().ok_or("server is shutting down")?;
+        let server = self.node().ok_or("server is shutting down")?;
         server
             .store
             .kv_delete(&self.name, &key)
@@ -130,7 +131,7 @@ impl storage::Host for PluginState {
         start_after: Option<String>,
         limit: u32,
     ) -> Result<Vec<(String, Vec<u8>)>, String> {
-        let server = self.server().ok_or("server is shutting down")?;
+        let server = self.node().ok_or("server is shutting down")?;
         server
             .store
             .kv_scan(&self.name, &prefix, start_after.as_deref(), limit)
@@ -147,7 +148,7 @@ impl storage::Host for PluginState {
         if new.as_ref().is_some_and(|v| v.len() > MAX_VALUE_BYTES) {
             return Err(format!("value over {MAX_VALUE_BYTES} bytes"));
         }
-        let server = self.server().ok_or("server is shutting down")?;
+        let server = self.node().ok_or("server is shutting down")?;
         server
             .store
             .kv_compare_and_swap(&self.name, &key, expected.as_deref(), new.as_deref())
@@ -168,7 +169,7 @@ fn to_wit_item(item: crate::store::RosterItem) -> types::RosterItem {
 
 impl roster::Host for PluginState {
     async fn items(&mut self, user: String) -> Vec<types::RosterItem> {
-        let Some(server) = self.server() else { return Vec::new() };
+        let Some(server) = self.node() else { return Vec::new() };
         match server.store.roster(&user).await {
             Ok(items) => items.into_iter().map(to_wit_item).collect(),
             Err(e) => {
@@ -179,7 +180,7 @@ impl roster::Host for PluginState {
     }
 
     async fn item(&mut self, user: String, contact: String) -> Option<types::RosterItem> {
-        let server = self.server()?;
+        let server = self.node()?;
         server
             .store
             .roster_item(&user, &contact)
@@ -192,7 +193,7 @@ impl roster::Host for PluginState {
 
 impl presence::Host for PluginState {
     async fn resources(&mut self, user: String) -> Vec<types::ResourcePresence> {
-        let Some(server) = self.server() else { return Vec::new() };
+        let Some(server) = self.node() else { return Vec::new() };
         server
             .sessions
             .resources(&user)
@@ -209,7 +210,7 @@ impl presence::Host for PluginState {
 
 impl router::Host for PluginState {
     async fn send(&mut self, xml: String) -> Result<(), String> {
-        let server = self.server().ok_or("server is shutting down")?;
+        let server = self.node().ok_or("server is shutting down")?;
         self.stats.sent.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         crate::router::route_from_plugin(&server, &self.name, &xml).await
     }
@@ -217,14 +218,14 @@ impl router::Host for PluginState {
 
 impl pool::Host for PluginState {
     async fn node_id(&mut self) -> String {
-        match self.server().and_then(|s| s.pool.clone()) {
+        match &self.host.ownership {
             Some(pool) => pool.node_id().to_string(),
             None => crate::plugins::LOCAL_NODE.to_string(),
         }
     }
 
     async fn owner_of(&mut self, key: String) -> String {
-        let Some(pool) = self.server().and_then(|s| s.pool.clone()) else {
+        let Some(pool) = self.host.ownership.clone() else {
             return crate::plugins::LOCAL_NODE.to_string();
         };
         match pool.owner_of(&key).await {

@@ -8,7 +8,7 @@
 //! failing, or (when failures come from several senders) everyone, for a cool-down.
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use tokio::sync::{mpsc, oneshot};
@@ -23,7 +23,6 @@ use super::breaker::{Admission, Breaker, BreakerConfig, Tripped};
 use super::imports::PluginState;
 use super::manifest::{Manifest, World};
 use super::stats::PluginStats;
-use crate::server::Server;
 
 /// How often the engine's epoch advances; deadlines are counted in these ticks.
 pub const EPOCH_TICK: Duration = Duration::from_millis(5);
@@ -171,7 +170,7 @@ pub struct Blueprint {
     pub linkers: Arc<Linkers>,
     pub component: Component,
     pub manifest: Manifest,
-    pub server: Weak<Server>,
+    pub host: super::host::HostCaps,
     pub stats: Arc<PluginStats>,
     pub health: Arc<Health>,
 }
@@ -186,7 +185,7 @@ impl Blueprint {
         let limits = &self.manifest.limits;
         let state = PluginState::new(
             &self.manifest.name,
-            self.server.clone(),
+            self.host.clone(),
             self.stats.clone(),
             (limits.memory_mib * 1024 * 1024) as usize,
         );

@@ -17,6 +17,7 @@ pub mod admin;
 pub mod bindings;
 pub mod breaker;
 pub mod build;
+pub mod host;
 pub mod imports;
 pub mod input;
 pub mod instance;
@@ -35,13 +36,13 @@ use wasmtime::component::Component;
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
 
 pub use bindings::feature::poolxmpp::plugin::types;
+pub use host::{HostCaps, Ownership};
 use input::Intake;
 pub use instance::Fault;
 use instance::{Blueprint, Call, Health, Linkers};
 use manifest::{Manifest, World};
 use stats::PluginStats;
 
-use crate::server::Server;
 use crate::xml::Element;
 
 /// What a feature plugin made of a stanza, once it has run.
@@ -192,7 +193,7 @@ pub struct Plugins {
     pub dir: PathBuf,
     domains: Vec<String>,
     intake: Arc<Intake>,
-    server: OnceLock<Weak<Server>>,
+    host: OnceLock<HostCaps>,
     active: RwLock<Arc<Active>>,
     /// One loader at a time (watcher events and admin reloads serialize here).
     loading: tokio::sync::Mutex<()>,
@@ -236,14 +237,15 @@ impl Plugins {
                 domains: domains.clone(),
             }),
             domains,
-            server: OnceLock::new(),
+            host: OnceLock::new(),
             active: RwLock::new(Arc::new(Active::default())),
             loading: tokio::sync::Mutex::new(()),
         })
     }
 
-    pub fn attach(&self, server: Weak<Server>) {
-        let _ = self.server.set(server);
+    /// Give plugins their host capabilities (see [`host`]); once, before any is loaded.
+    pub fn attach(&self, ctx: Weak<crate::context::Context>, ownership: Option<Arc<dyn Ownership>>) {
+        let _ = self.host.set(HostCaps { ctx, ownership });
     }
 
     pub fn active(&self) -> Arc<Active> {
@@ -356,7 +358,7 @@ impl Plugins {
             linkers: self.linkers.clone(),
             component,
             manifest: manifest.clone(),
-            server: self.server.get().cloned().unwrap_or_default(),
+            host: self.host.get().cloned().unwrap_or_default(),
             stats: stats.clone(),
             health: health.clone(),
         };

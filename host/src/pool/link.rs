@@ -415,6 +415,10 @@ impl Peers for Links {
     fn announce(&self, change: SessionChange) {
         self.broadcast(&Frame::from(change));
     }
+
+    fn offline_stored(&self, bare: &str) {
+        self.broadcast(&Frame::OfflineStored { bare: bare.to_string() });
+    }
 }
 
 impl From<SessionChange> for Frame {

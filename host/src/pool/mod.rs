@@ -301,3 +301,17 @@ impl Pool {
         }
     }
 }
+
+/// Plugins ask the pool who owns a key (their host capability `pool.owner-of`).
+impl crate::plugins::Ownership for Pool {
+    fn node_id(&self) -> &str {
+        Pool::node_id(self)
+    }
+
+    fn owner_of<'a>(
+        &'a self,
+        key: &'a str,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<String, StoreError>> + Send + 'a>> {
+        Box::pin(Pool::owner_of(self, key))
+    }
+}

@@ -34,7 +34,7 @@ pub async fn run_events(server: Arc<Server>, mut events: mpsc::UnboundedReceiver
                 // meanwhile, or to offline storage.
                 for (bare, xml) in undelivered {
                     if let Some(stanza) = crate::stream::reader::parse_stored(&xml).await {
-                        crate::router::deliver_message(&server, &bare, None, stanza).await;
+                        crate::router::deliver_message(&server.ctx, &bare, None, stanza).await;
                     }
                 }
             }
@@ -46,7 +46,7 @@ pub async fn run_events(server: Arc<Server>, mut events: mpsc::UnboundedReceiver
 /// Our local sessions as the frames that recreate them on a peer.
 fn snapshot(server: &Server) -> Vec<Frame> {
     let mut frames = Vec::new();
-    for r in server.sessions.all() {
+    for r in server.ctx.sessions.all() {
         let (bare, resource) = (r.bare.to_string(), r.resource.clone());
         frames.push(Frame::SessionUp {
             bare: bare.clone(),
@@ -68,7 +68,7 @@ fn snapshot(server: &Server) -> Vec<Frame> {
 }
 
 async fn apply(server: &Arc<Server>, node: &str, frame: Frame) {
-    let sessions = &server.sessions;
+    let sessions = &server.ctx.sessions;
     match frame {
         Frame::Hello { .. } => tracing::warn!(%node, "unexpected hello on an established link"),
         Frame::SessionUp { bare, resource } => sessions.bind_remote(node, &bare, &resource),
@@ -117,7 +117,7 @@ async fn apply(server: &Arc<Server>, node: &str, frame: Frame) {
             }
         }
         Frame::Ack { .. } => {} // consumed by the link itself
-        Frame::OfflineStored { bare } => crate::presence::offline_stored(server, &bare),
+        Frame::OfflineStored { bare } => crate::presence::offline_stored(&server.ctx, &bare),
     }
 }
 
@@ -126,12 +126,12 @@ async fn apply(server: &Arc<Server>, node: &str, frame: Frame) {
 /// the account (other local resources, or offline storage) and an IQ request is bounced.
 async fn deliver_forwarded(server: &Arc<Server>, bare: &str, resource: &str, xml: &str) {
     // Accepted and stamped on the other node: read back under the limits for our own output.
-    let limits = server.config.stream_limits(true);
+    let limits = server.ctx.config.stream_limits(true);
     let Some(stanza) = crate::stream::reader::parse_stored_under(xml, limits).await else {
         tracing::warn!("garbled stanza on a pool link");
         return;
     };
-    if let Some(r) = server.sessions.resource(bare, resource).filter(|r| r.is_local()) {
+    if let Some(r) = server.ctx.sessions.resource(bare, resource).filter(|r| r.is_local()) {
         if r.send(Arc::new(stanza.clone())) {
             return;
         }
@@ -139,9 +139,9 @@ async fn deliver_forwarded(server: &Arc<Server>, bare: &str, resource: &str, xml
     let condition = crate::stanza::Condition::ServiceUnavailable;
     match (stanza.name.as_str(), stanza.get_attr("type").unwrap_or("normal")) {
         ("message", "headline" | "error") => {}
-        ("message", "groupchat") => crate::router::bounce(server, &stanza, condition, None),
-        ("message", _) => crate::router::store_offline(server, bare, stanza).await,
-        ("iq", _) => crate::router::bounce(server, &stanza, condition, None),
+        ("message", "groupchat") => crate::router::bounce(&server.ctx, &stanza, condition, None),
+        ("message", _) => crate::router::store_offline(&server.ctx, bare, stanza).await,
+        ("iq", _) => crate::router::bounce(&server.ctx, &stanza, condition, None),
         _ => {}
     }
 }
@@ -195,9 +195,9 @@ pub async fn run_mesh(server: Arc<Server>) {
 }
 
 async fn fail_over(server: &Arc<Server>, node: &str) {
-    let lost = server.sessions.forget_node(node);
+    let lost = server.ctx.sessions.forget_node(node);
     tracing::warn!(%node, sessions = lost.len(), "node left the pool: its sessions are gone");
     for r in &lost {
-        crate::presence::remote_session_lost(server, r).await;
+        crate::presence::remote_session_lost(&server.ctx, r).await;
     }
 }

@@ -5,8 +5,8 @@ pub mod subscription;
 
 use std::sync::Arc;
 
+use crate::context::Context;
 use crate::router::bounce;
-use crate::server::Server;
 use crate::sessions::Session;
 use crate::stanza::{iq_payload, iq_result, Condition, SubscriptionType};
 use crate::store::RosterItem;
@@ -37,11 +37,11 @@ pub fn item_element(item: &RosterItem, removed: bool) -> Element {
 }
 
 /// Push a changed item to each interested resource of `owner` (§2.1.6).
-pub fn push(server: &Server, owner: &str, item: &RosterItem, removed: bool, version: i64) {
+pub fn push(ctx: &Context, owner: &str, item: &RosterItem, removed: bool, version: i64) {
     let query = Element::new("query", NS_ROSTER)
         .attr("ver", version.to_string())
         .child(item_element(item, removed));
-    for r in server.sessions.resources(owner).into_iter().filter(|r| r.interested) {
+    for r in ctx.sessions.resources(owner).into_iter().filter(|r| r.interested) {
         let iq = Element::new("iq", NS_CLIENT)
             .attr("type", "set")
             .attr("id", format!("push-{}", uuid::Uuid::new_v4().simple()))
@@ -58,7 +58,7 @@ pub fn push(server: &Server, owner: &str, item: &RosterItem, removed: bool, vers
 /// [`StoreError::RosterFull`](crate::store::StoreError::RosterFull): every path that adds
 /// an item comes through here, and the store checks the count atomically.
 pub async fn update<F>(
-    server: &Server,
+    ctx: &Context,
     owner: &str,
     contact: &str,
     change: F,
@@ -66,16 +66,15 @@ pub async fn update<F>(
 where
     F: FnOnce(Option<&RosterItem>) -> Option<RosterItem> + Send,
 {
-    server
-        .store
-        .update_roster_item(owner, contact, server.config.limits.roster_max_items, change)
+    ctx.store
+        .update_roster_item(owner, contact, ctx.config.limits.roster_max_items, change)
         .await
 }
 
 /// [`update`], then push the changed item (if it changed) to `owner`'s interested
 /// resources.
 pub async fn update_and_push<F>(
-    server: &Server,
+    ctx: &Context,
     owner: &str,
     contact: &str,
     change: F,
@@ -83,9 +82,9 @@ pub async fn update_and_push<F>(
 where
     F: FnOnce(Option<&RosterItem>) -> Option<RosterItem> + Send,
 {
-    let update = update(server, owner, contact, change).await?;
+    let update = update(ctx, owner, contact, change).await?;
     if let Some((item, version)) = &update.written {
-        push(server, owner, item, false, *version);
+        push(ctx, owner, item, false, *version);
     }
     Ok(update)
 }
@@ -140,51 +139,51 @@ fn client_fields(
 }
 
 /// A roster IQ from the account's own client.
-pub async fn handle_iq(server: &Arc<Server>, client: &Session, iq: Element) {
+pub async fn handle_iq(ctx: &Arc<Context>, client: &Session, iq: Element) {
     let Some(query) = iq_payload(&iq).filter(|q| q.is("query", NS_ROSTER)) else {
-        return bounce(server, &iq, Condition::BadRequest, None);
+        return bounce(ctx, &iq, Condition::BadRequest, None);
     };
     let result = match iq.get_attr("type") {
-        Some("get") => get(server, client, &iq, query).await,
-        Some("set") => set(server, client, &iq, query).await,
+        Some("get") => get(ctx, client, &iq, query).await,
+        Some("set") => set(ctx, client, &iq, query).await,
         _ => Ok(()),
     };
     if let Err(e) = result {
         tracing::error!(error = %e, "roster operation failed");
-        bounce(server, &iq, Condition::InternalServerError, None);
+        bounce(ctx, &iq, Condition::InternalServerError, None);
     }
 }
 
-fn reply(server: &Server, client: &Session, iq: &Element, payload: Option<Element>) {
+fn reply(ctx: &Context, client: &Session, iq: &Element, payload: Option<Element>) {
     let mut reply = iq_result(iq, payload);
     reply.remove_attr("from");
     reply.set_attr("to", client.jid.to_string());
-    crate::router::deliver_to_full(server, &reply);
+    crate::router::deliver_to_full(ctx, &reply);
 }
 
 async fn get(
-    server: &Arc<Server>,
+    ctx: &Arc<Context>,
     client: &Session,
     iq: &Element,
     query: &Element,
 ) -> Result<(), crate::store::StoreError> {
-    server.sessions.set_interested(&client.bare, client.id);
-    let version = server.store.roster_version(&client.bare).await?;
+    ctx.sessions.set_interested(&client.bare, client.id);
+    let version = ctx.store.roster_version(&client.bare).await?;
     // §2.6.3: an up-to-date client gets an empty result and then pushes only.
     if query.get_attr("ver") == Some(version.to_string().as_str()) {
-        reply(server, client, iq, None);
+        reply(ctx, client, iq, None);
         return Ok(());
     }
     let mut out = Element::new("query", NS_ROSTER).attr("ver", version.to_string());
-    for item in server.store.roster(&client.bare).await? {
+    for item in ctx.store.roster(&client.bare).await? {
         out = out.child(item_element(&item, false));
     }
-    reply(server, client, iq, Some(out));
+    reply(ctx, client, iq, Some(out));
     Ok(())
 }
 
 async fn set(
-    server: &Arc<Server>,
+    ctx: &Arc<Context>,
     client: &Session,
     iq: &Element,
     query: &Element,
@@ -193,7 +192,7 @@ async fn set(
     // §2.3.3: exactly one item per set.
     let [item_el] = items.as_slice() else {
         bounce(
-            server,
+            ctx,
             iq,
             Condition::BadRequest,
             Some("a roster set carries exactly one item"),
@@ -203,29 +202,29 @@ async fn set(
     let contact = match item_el.get_attr("jid").map(jid::Jid::new) {
         Some(Ok(j)) => j.to_bare().to_string(),
         _ => {
-            bounce(server, iq, Condition::BadRequest, Some("invalid or missing jid"));
+            bounce(ctx, iq, Condition::BadRequest, Some("invalid or missing jid"));
             return Ok(());
         }
     };
     if contact == client.bare && item_el.get_attr("subscription") != Some("remove") {
         // Allowed by the RFC but meaningless; many servers refuse it to avoid loops.
-        bounce(server, iq, Condition::NotAllowed, Some("you cannot add yourself"));
+        bounce(ctx, iq, Condition::NotAllowed, Some("you cannot add yourself"));
         return Ok(());
     }
     if item_el.get_attr("subscription") == Some("remove") {
-        return remove(server, client, iq, &contact).await;
+        return remove(ctx, client, iq, &contact).await;
     }
-    let (name, groups) = match client_fields(item_el, &server.config.limits) {
+    let (name, groups) = match client_fields(item_el, &ctx.config.limits) {
         Ok(fields) => fields,
         Err(refusal) => {
             let (condition, text) = refusal.condition();
-            bounce(server, iq, condition, Some(text));
+            bounce(ctx, iq, condition, Some(text));
             return Ok(());
         }
     };
     // The client controls name and groups only; subscription state is the server's, and
     // may be changing at this moment (the item is changed in place, atomically).
-    let (item, version) = match update(server, &client.bare, &contact, |item| {
+    let (item, version) = match update(ctx, &client.bare, &contact, |item| {
         let mut item = item.cloned().unwrap_or_else(|| RosterItem::new(&contact));
         item.name = name;
         item.groups = groups;
@@ -238,47 +237,47 @@ async fn set(
         }) => written,
         // Not reached: the change above always writes.
         Ok(_) => {
-            reply(server, client, iq, None);
+            reply(ctx, client, iq, None);
             return Ok(());
         }
         Err(crate::store::StoreError::RosterFull) => {
-            bounce(server, iq, Condition::NotAllowed, Some("roster is full"));
+            bounce(ctx, iq, Condition::NotAllowed, Some("roster is full"));
             return Ok(());
         }
         Err(e) => return Err(e),
     };
-    reply(server, client, iq, None);
-    push(server, &client.bare, &item, false, version);
+    reply(ctx, client, iq, None);
+    push(ctx, &client.bare, &item, false, version);
     Ok(())
 }
 
 /// §2.5: removing an item cancels subscriptions both ways first.
 async fn remove(
-    server: &Arc<Server>,
+    ctx: &Arc<Context>,
     client: &Session,
     iq: &Element,
     contact: &str,
 ) -> Result<(), crate::store::StoreError> {
-    let Some(item) = server.store.roster_item(&client.bare, contact).await? else {
-        bounce(server, iq, Condition::ItemNotFound, None);
+    let Some(item) = ctx.store.roster_item(&client.bare, contact).await? else {
+        bounce(ctx, iq, Condition::ItemNotFound, None);
         return Ok(());
     };
-    let pending_in = server.store.remove_pending_in(&client.bare, contact).await?;
-    reply(server, client, iq, None);
-    if let Some(version) = server.store.delete_roster_item(&client.bare, contact).await? {
-        push(server, &client.bare, &item, true, version);
+    let pending_in = ctx.store.remove_pending_in(&client.bare, contact).await?;
+    reply(ctx, client, iq, None);
+    if let Some(version) = ctx.store.delete_roster_item(&client.bare, contact).await? {
+        push(ctx, &client.bare, &item, true, version);
     }
     if item.subscription.has_to() || item.ask {
-        subscription::send_from_server(server, &client.bare, contact, SubscriptionType::Unsubscribe).await;
+        subscription::send_from_server(ctx, &client.bare, contact, SubscriptionType::Unsubscribe).await;
     }
     if item.subscription.has_from() || pending_in {
         // As for a client's own `unsubscribed`: a contact that was subscribed first gets
         // unavailable presence from the user's resources (§3.2.2), or its client would
         // show the user online for good.
         if item.subscription.has_from() {
-            subscription::cancel_presence(server, &client.bare, contact);
+            subscription::cancel_presence(ctx, &client.bare, contact);
         }
-        subscription::send_from_server(server, &client.bare, contact, SubscriptionType::Unsubscribed).await;
+        subscription::send_from_server(ctx, &client.bare, contact, SubscriptionType::Unsubscribed).await;
     }
     Ok(())
 }

@@ -69,6 +69,7 @@ pub async fn run(server: Arc<Server>) {
 
 fn local_users(server: &Server) -> BTreeSet<String> {
     server
+        .ctx
         .sessions
         .all()
         .into_iter()
@@ -125,8 +126,14 @@ async fn move_users(
             }
         };
         let err = StreamError::see_other_host(home.client_addr.clone(), "moving you to another node of this pool");
-        for r in server.sessions.resources(&bare).into_iter().filter(|r| r.is_local()) {
-            if server.sessions.hand_off(&r, err.clone()) {
+        for r in server
+            .ctx
+            .sessions
+            .resources(&bare)
+            .into_iter()
+            .filter(|r| r.is_local())
+        {
+            if server.ctx.sessions.hand_off(&r, err.clone()) {
                 placement.stats.moved.fetch_add(1, Relaxed);
                 tracing::info!(user = %bare, resource = %r.resource, to = %home.node_id, "session moved");
             }

@@ -12,9 +12,9 @@ use std::sync::Arc;
 use jid::Jid;
 
 use super::{push, update};
+use crate::context::Context;
 use crate::presence::{deliver_to_available, send_current_presence, send_unavailable_presence};
 use crate::router::{bounce, target, Target};
-use crate::server::Server;
 use crate::sessions::Session;
 use crate::stanza::{Condition, SubscriptionType};
 use crate::store::StoreError;
@@ -25,7 +25,7 @@ pub mod rules;
 use rules::Effect;
 
 /// A subscription stanza from a local client.
-pub async fn outbound(server: &Arc<Server>, client: &Session, mut stanza: Element, kind: SubscriptionType, to: &Jid) {
+pub async fn outbound(ctx: &Arc<Context>, client: &Session, mut stanza: Element, kind: SubscriptionType, to: &Jid) {
     let contact = to.to_bare().to_string();
     let user = client.bare.clone();
     // §3.1.2 and friends: subscription stanzas travel between bare JIDs.
@@ -34,7 +34,7 @@ pub async fn outbound(server: &Arc<Server>, client: &Session, mut stanza: Elemen
     if contact == user {
         return;
     }
-    let effects = match process_outbound(server, &user, &contact, kind).await {
+    let effects = match process_outbound(ctx, &user, &contact, kind).await {
         Ok(effects) => effects,
         Err(e) => {
             let (condition, text) = match e {
@@ -48,14 +48,14 @@ pub async fn outbound(server: &Arc<Server>, client: &Session, mut stanza: Elemen
             // The error goes back to the sending resource, not to the bare JID routed on.
             let mut original = stanza;
             original.set_attr("from", client.jid.to_string());
-            return bounce(server, &original, condition, text);
+            return bounce(ctx, &original, condition, text);
         }
     };
     for effect in effects {
         match effect {
-            Effect::UnavailableToContact => cancel_presence(server, &user, &contact),
-            Effect::Route => deliver(server, &user, &contact, kind, stanza.clone()).await,
-            Effect::PresenceToContact => send_current_presence(server, &user, &contact),
+            Effect::UnavailableToContact => cancel_presence(ctx, &user, &contact),
+            Effect::Route => deliver(ctx, &user, &contact, kind, stanza.clone()).await,
+            Effect::PresenceToContact => send_current_presence(ctx, &user, &contact),
             // Done by `process_outbound`, or never part of the sender's half.
             Effect::Push
             | Effect::RemovePendingIn
@@ -70,26 +70,26 @@ pub async fn outbound(server: &Arc<Server>, client: &Session, mut stanza: Elemen
 /// subscribed, it gets unavailable presence from each of `user`'s available resources
 /// (§3.2.2), so its client stops showing the user online. Sent before the `unsubscribed`
 /// is routed, by a client's own `unsubscribed` and by a roster removal (§2.5.2) alike.
-pub fn cancel_presence(server: &Server, user: &str, contact: &str) {
-    send_unavailable_presence(server, user, contact);
+pub fn cancel_presence(ctx: &Context, user: &str, contact: &str) {
+    send_unavailable_presence(ctx, user, contact);
 }
 
 /// The sender's half against the store: the item changes in one atomic read-modify-write
 /// (the contact's inbound half may be changing the same item at this moment), then the
 /// store-side effects run; the rest are returned for [`outbound`], in order.
 async fn process_outbound(
-    server: &Server,
+    ctx: &Context,
     user: &str,
     contact: &str,
     kind: SubscriptionType,
 ) -> Result<Vec<Effect>, StoreError> {
     let pending_in = match kind {
         // Withdrawn first, whatever the item says (a refused request must not linger).
-        SubscriptionType::Unsubscribed => server.store.remove_pending_in(user, contact).await?,
-        SubscriptionType::Subscribed => server.store.has_pending_in(user, contact).await?,
+        SubscriptionType::Unsubscribed => ctx.store.remove_pending_in(user, contact).await?,
+        SubscriptionType::Subscribed => ctx.store.has_pending_in(user, contact).await?,
         SubscriptionType::Subscribe | SubscriptionType::Unsubscribe => false,
     };
-    let update = update(server, user, contact, |item| {
+    let update = update(ctx, user, contact, |item| {
         rules::outbound(item, contact, pending_in, kind).item
     })
     .await?;
@@ -97,9 +97,9 @@ async fn process_outbound(
     let mut rest = Vec::new();
     for effect in step.effects {
         match effect {
-            Effect::Push => push_written(server, user, &update),
+            Effect::Push => push_written(ctx, user, &update),
             Effect::RemovePendingIn => {
-                server.store.remove_pending_in(user, contact).await?;
+                ctx.store.remove_pending_in(user, contact).await?;
             }
             other => rest.push(other),
         }
@@ -108,15 +108,15 @@ async fn process_outbound(
 }
 
 /// Push what an update wrote, if it wrote anything.
-fn push_written(server: &Server, owner: &str, update: &crate::store::ItemUpdate) {
+fn push_written(ctx: &Context, owner: &str, update: &crate::store::ItemUpdate) {
     if let Some((item, version)) = &update.written {
-        push(server, owner, item, false, *version);
+        push(ctx, owner, item, false, *version);
     }
 }
 
 /// Carry a subscription stanza to the contact's side.
 fn deliver<'a>(
-    server: &'a Arc<Server>,
+    ctx: &'a Arc<Context>,
     from: &'a str,
     contact: &'a str,
     kind: SubscriptionType,
@@ -124,70 +124,67 @@ fn deliver<'a>(
 ) -> Pin<Box<dyn Future<Output = ()> + Send + 'a>> {
     Box::pin(async move {
         let Ok(to) = Jid::new(contact) else { return };
-        match target(server, &to) {
+        match target(ctx, &to) {
             Target::Local { bare, .. } => {
-                if let Err(e) = inbound(server, &bare, from, kind, stanza).await {
+                if let Err(e) = inbound(ctx, &bare, from, kind, stanza).await {
                     tracing::error!(error = %e, "inbound subscription processing failed");
                 }
             }
-            Target::Remote => bounce(server, &stanza, Condition::RemoteServerNotFound, None),
-            Target::Plugin(plugin) => crate::router::dispatch_to_plugin(server, &plugin, stanza),
-            Target::Server => {}
+            Target::Remote => bounce(ctx, &stanza, Condition::RemoteServerNotFound, None),
+            Target::Plugin(plugin) => crate::router::dispatch_to_plugin(ctx, &plugin, stanza),
+            Target::Context => {}
         }
     })
 }
 
 /// A subscription stanza the server itself sends on `from`'s behalf (e.g. after a roster
 /// removal, §2.5.2).
-pub async fn send_from_server(server: &Arc<Server>, from: &str, to: &str, kind: SubscriptionType) {
+pub async fn send_from_server(ctx: &Arc<Context>, from: &str, to: &str, kind: SubscriptionType) {
     let stanza = Element::new("presence", NS_CLIENT)
         .attr("from", from)
         .attr("to", to)
         .attr("type", kind.as_str());
-    deliver(server, from, to, kind, stanza).await;
+    deliver(ctx, from, to, kind, stanza).await;
 }
 
 /// A subscription stanza arriving for local account `owner` from `contact`: the
 /// transition of [`rules::inbound`] in one atomic read-modify-write of the item (the
 /// owner's own outbound half may be changing it at this moment), then its effects in order.
 async fn inbound(
-    server: &Arc<Server>,
+    ctx: &Arc<Context>,
     owner: &str,
     contact: &str,
     kind: SubscriptionType,
     stanza: Element,
 ) -> Result<(), StoreError> {
-    if !server.store.account_exists(owner).await? {
+    if !ctx.store.account_exists(owner).await? {
         if kind == SubscriptionType::Subscribe {
             // §3.1.3: no such user — answer as if refused.
-            send_from_server(server, owner, contact, SubscriptionType::Unsubscribed).await;
+            send_from_server(ctx, owner, contact, SubscriptionType::Unsubscribed).await;
         }
         return Ok(());
     }
     let pending_in = match kind {
         // The contact takes its request back along with any subscription (§3.3.3).
-        SubscriptionType::Unsubscribe => server.store.remove_pending_in(owner, contact).await?,
+        SubscriptionType::Unsubscribe => ctx.store.remove_pending_in(owner, contact).await?,
         _ => false,
     };
-    let update = update(server, owner, contact, |item| {
-        rules::inbound(item, pending_in, kind).item
-    })
-    .await?;
+    let update = update(ctx, owner, contact, |item| rules::inbound(item, pending_in, kind).item).await?;
     let step = rules::inbound(update.before.as_ref(), pending_in, kind);
     let stanza = Arc::new(stanza);
     for effect in step.effects {
         match effect {
-            Effect::Push => push_written(server, owner, &update),
-            Effect::DeliverToUser => deliver_to_available(server, owner, &stanza),
-            Effect::Reply(reply) => send_from_server(server, owner, contact, reply).await,
-            Effect::PresenceToContact => send_current_presence(server, owner, contact),
-            Effect::UnavailableToContact => send_unavailable_presence(server, owner, contact),
+            Effect::Push => push_written(ctx, owner, &update),
+            Effect::DeliverToUser => deliver_to_available(ctx, owner, &stanza),
+            Effect::Reply(reply) => send_from_server(ctx, owner, contact, reply).await,
+            Effect::PresenceToContact => send_current_presence(ctx, owner, contact),
+            Effect::UnavailableToContact => send_unavailable_presence(ctx, owner, contact),
             Effect::RemovePendingIn => {
-                server.store.remove_pending_in(owner, contact).await?;
+                ctx.store.remove_pending_in(owner, contact).await?;
             }
             Effect::StorePendingIn => {
-                let max = server.config.limits.pending_subscriptions_max;
-                match server
+                let max = ctx.config.limits.pending_subscriptions_max;
+                match ctx
                     .store
                     .add_pending_in(owner, contact, &stanza.to_stream_xml(), max)
                     .await
@@ -202,7 +199,7 @@ async fn inbound(
                             Condition::ResourceConstraint,
                             Some("too many subscription requests are waiting"),
                         );
-                        deliver_to_available(server, contact, &Arc::new(error));
+                        deliver_to_available(ctx, contact, &Arc::new(error));
                         return Ok(());
                     }
                     Err(e) => return Err(e),
@@ -215,16 +212,16 @@ async fn inbound(
 }
 
 /// Stored subscription requests for `owner` (§3.1.3: a request waits until answered).
-pub async fn pending_requests(server: &Server, owner: &str) -> Vec<(String, String)> {
-    server.store.pending_in(owner).await.unwrap_or_else(|e| {
+pub async fn pending_requests(ctx: &Context, owner: &str) -> Vec<(String, String)> {
+    ctx.store.pending_in(owner).await.unwrap_or_else(|e| {
         tracing::error!(error = %e, "loading pending subscription requests failed");
         Vec::new()
     })
 }
 
 /// Re-send stored subscription requests to a resource that just sent initial presence.
-pub async fn redeliver_pending(server: &Server, client: &Session, pending: Vec<(String, String)>) {
-    let Some(me) = server.sessions.resource(&client.bare, client.jid.resource().as_str()) else {
+pub async fn redeliver_pending(ctx: &Context, client: &Session, pending: Vec<(String, String)>) {
+    let Some(me) = ctx.sessions.resource(&client.bare, client.jid.resource().as_str()) else {
         return;
     };
     for (contact, xml) in pending {

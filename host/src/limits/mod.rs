@@ -2,6 +2,8 @@
 //! ([`AddressCap`]), and how many actions a key took in the current window ([`RateWindow`]).
 //! Plain data, shared by the listener, c2s and the services that throttle.
 
+pub mod register;
+
 use std::collections::HashMap;
 use std::hash::Hash;
 use std::net::IpAddr;

@@ -1,0 +1,47 @@
+//! What the RFC 6121 core of one node shares: configuration, the store, the session table,
+//! the plugin runtime and the small state the services keep. Router, presence, roster,
+//! server IQs and account removal take a `&Context` (never the composition root), so they
+//! see only this; connections, TLS, admission and the pool live in `server::Server` above.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use crate::config::Config;
+use crate::limits::register::RegisterThrottle;
+use crate::sessions::Sessions;
+use crate::store::Store;
+
+pub struct Context {
+    pub config: Config,
+    pub store: Store,
+    pub sessions: Sessions,
+    pub plugins: Arc<crate::plugins::Plugins>,
+    /// Accounts whose offline messages are being delivered on this node, and whether
+    /// another delivery was asked for meanwhile (see `presence::deliver_offline`).
+    pub offline_delivery: Mutex<HashMap<String, bool>>,
+    /// XEP-0077 registration and password-change rates (`limits.registrations_per_ip`, …).
+    pub register_throttle: RegisterThrottle,
+    pub started: Instant,
+}
+
+impl Context {
+    pub fn new(config: Config, store: Store, plugins: Arc<crate::plugins::Plugins>) -> Context {
+        let unthrottled = crate::limits::Unthrottled::new(&config.limits.unthrottled_addresses);
+        let register_throttle = RegisterThrottle::new(&config.limits, unthrottled);
+        Context {
+            config,
+            store,
+            sessions: Sessions::default(),
+            plugins,
+            offline_delivery: Default::default(),
+            register_throttle,
+            started: Instant::now(),
+        }
+    }
+
+    /// Is this domain served here?
+    pub fn hosts(&self, domain: &str) -> bool {
+        self.config.is_hosted(domain)
+    }
+}
