@@ -35,7 +35,7 @@ impl Stanza {
             to: attr("to"),
             type_: attr("type"),
             id: attr("id"),
-            xml: e.to_stanza_xml(),
+            xml: e.to_stream_xml(),
         }
     }
 
@@ -111,14 +111,7 @@ pub fn iq_result(request: &Stanza, payload: Option<Element>) -> Element {
 /// `handle_stanza` and let the host build this; use it for answers sent later.
 pub fn error_reply(request: &Element, error: &StanzaError) -> Element {
     let mut e = request.clone();
-    let from = e.remove_attr("from");
-    let to = e.remove_attr("to");
-    if let Some(f) = from {
-        e.set_attr("to", f);
-    }
-    if let Some(t) = to {
-        e.set_attr("from", t);
-    }
+    e.swap_addresses();
     e.set_attr("type", "error");
     e.push(error.to_element());
     e
@@ -127,29 +120,7 @@ pub fn error_reply(request: &Element, error: &StanzaError) -> Element {
 /// Send a stanza through the host's router. It needs a `to`, and a `from` the plugin may
 /// speak for (its component address, or a local user's bare JID for IQ-answering plugins).
 pub fn send(stanza: &Element) -> Result<(), String> {
-    host::send(&stanza.to_stanza_xml())
-}
-
-impl Element {
-    /// Swap `from` and `to` in place (a missing one stays missing on the other side).
-    pub fn swap_addresses(&mut self) {
-        let from = self.remove_attr("from");
-        let to = self.remove_attr("to");
-        if let Some(f) = from {
-            self.set_attr("to", f);
-        }
-        if let Some(t) = to {
-            self.set_attr("from", t);
-        }
-    }
-
-    /// A `<message/>` from `from` to `to` of the given `type` (`chat`, `normal`, ...).
-    pub fn message(from: &str, to: &str, kind: &str) -> Element {
-        Element::new("message", NS_CLIENT)
-            .attr("from", from)
-            .attr("to", to)
-            .attr("type", kind)
-    }
+    host::send(&stanza.to_stream_xml())
 }
 
 impl StanzaError {
@@ -239,7 +210,7 @@ mod tests {
         assert_eq!(s.from_bare(), "a@b");
         assert_eq!(s.payload().unwrap().unwrap().ns, "urn:x");
         let r = iq_result(&s, None);
-        assert_eq!(r.to_stanza_xml(), "<iq from='a@b' to='a@b/r' id='1' type='result'/>");
+        assert_eq!(r.to_stream_xml(), "<iq from='a@b' to='a@b/r' id='1' type='result'/>");
     }
 
     #[test]
@@ -247,7 +218,7 @@ mod tests {
         let e = Element::parse_in("<message from='x@y/z' to='echo.y'><body>hi</body></message>", NS_CLIENT).unwrap();
         let r = error_reply(&e, &StanzaError::policy_violation().with_text("no"));
         assert_eq!(
-            r.to_stanza_xml(),
+            r.to_stream_xml(),
             "<message to='x@y/z' from='echo.y' type='error'><body>hi</body><error type='modify'>\
              <policy-violation xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/>\
              <text xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'>no</text></error></message>"

@@ -5,7 +5,9 @@
 //! long namespaces, many children). For every stream: the reader does not panic; every
 //! stanza it accepts stays within the tree budget, re-serialises to XML that an independent
 //! strict parser (the `xml` crate, with namespace and `Char` checks of our own on top) accepts
-//! on its own, and reads back with our reader as an equal tree.
+//! on its own, and reads back as an equal tree both with our reader and with the string
+//! parser plugins use (`Element::parse_in` of the shared `poolxmpp-xml` crate, which the SDK
+//! hands them), so a plugin sees exactly the tree the host routed.
 //!
 //! Run longer with `PROPTEST_CASES=100000 cargo test -p poolxmpp --lib stream::fuzz --release`
 //! (the default, 256 cases, takes a few seconds); a failure prints the shrunk input to paste.
@@ -228,6 +230,13 @@ fn check_stream(rt: &tokio::runtime::Runtime, input: &[u8]) -> Result<(), TestCa
         let (again, err) = rt.block_on(read_all(doc.as_bytes(), reread_limits));
         prop_assert_eq!(again.len(), 1, "re-reading {:?}: {:?}", out, err);
         prop_assert_eq!(&again[0], &stanza, "re-read tree differs for {:?}", out);
+        let plugins_view = Element::parse_in(&out, crate::xml::NS_CLIENT);
+        prop_assert_eq!(
+            plugins_view.as_ref(),
+            Ok(&stanza),
+            "the plugins' parser differs for {:?}",
+            out
+        );
     }
     Ok(())
 }

@@ -135,7 +135,7 @@ mod tests {
             .unwrap();
         let r = one_reply();
         assert_eq!(
-            r.to_stanza_xml(),
+            r.to_stream_xml(),
             "<iq from='alice@l' to='bob@l/r' id='q1' type='result'><vCard xmlns='vcard-temp'/></iq>"
         );
     }

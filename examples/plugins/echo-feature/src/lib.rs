@@ -80,7 +80,7 @@ mod tests {
         Echo.handle_stanza(m).unwrap();
         let sent = testing::take_sent();
         assert_eq!(
-            sent[0].to_stanza_xml(),
+            sent[0].to_stream_xml(),
             "<message from='echo.l' to='a@l/r' id='m1' type='chat'><body>hi &amp; bye</body></message>"
         );
     }

@@ -9,10 +9,10 @@
 //! name is not an XML name, or whose namespace cannot be declared, is left out (and
 //! logged), and a character outside XML's `Char` is written as U+FFFD.
 
-use std::fmt::Write as _;
+use std::fmt::{self, Write as _};
 
-use super::chars::{is_ncname, is_xml_char};
-use super::{Attr, Element, Node, NS_CLIENT, NS_XML, NS_XMLNS};
+use crate::chars::{is_ncname, is_xml_char};
+use crate::{Attr, Element, Node, NS_CLIENT, NS_XML, NS_XMLNS};
 
 impl Element {
     /// Serialize, omitting `xmlns` where it equals `parent_ns`.
@@ -54,8 +54,10 @@ impl Element {
                 continue;
             }
             let ns = a.ns.as_deref().unwrap_or("");
-            if ns == NS_XMLNS {
-                tracing::warn!(attribute = %a.name, "not serialising an attribute in the xmlns namespace");
+            // `xmlns` with no namespace would be written as a declaration, silently changing
+            // the element's namespace (or declaring it twice).
+            if ns == NS_XMLNS || (ns.is_empty() && a.name == "xmlns") {
+                tracing::warn!(attribute = %a.name, "not serialising a namespace declaration as an attribute");
                 continue;
             }
             out.push(' ');
@@ -81,11 +83,33 @@ impl Element {
         }
     }
 
-    /// Serialize as a top-level child of a `jabber:client` stream.
+    /// Serialize as a top-level child of a `jabber:client` stream: no `xmlns` on the root
+    /// when it is `jabber:client`. This is what a stream carries and what a plugin's
+    /// `router.send` takes.
     pub fn to_stream_xml(&self) -> String {
         let mut out = String::with_capacity(256);
         self.write_to(&mut out, NS_CLIENT);
         out
+    }
+
+    /// The SDK's former name for [`Element::to_stream_xml`].
+    #[deprecated(note = "use `to_stream_xml`")]
+    pub fn to_stanza_xml(&self) -> String {
+        self.to_stream_xml()
+    }
+
+    /// Serialize as a document of its own, the root's namespace declared (for storage).
+    pub fn to_xml(&self) -> String {
+        let mut out = String::with_capacity(256);
+        self.write_to(&mut out, "");
+        out
+    }
+}
+
+/// [`Element::to_xml`]: the element as a document of its own.
+impl fmt::Display for Element {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.to_xml())
     }
 }
 
@@ -125,7 +149,7 @@ fn escape_chars(out: &mut String, s: &str, attribute: bool) {
 }
 
 /// [`escape_into`] into a new string.
-pub fn escape_str(s: &str) -> String {
+pub fn escape(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     escape_into(&mut out, s);
     out
@@ -167,6 +191,7 @@ mod tests {
         let e = Element::new("message", NS_CLIENT)
             .attr("evil:x", "1")
             .attr("ok", "a\u{1}\u{FFFE}b\r")
+            .attr("xmlns", "urn:evil")
             .child(Element::new("bo=dy", NS_CLIENT))
             .child(Element::new("lang", NS_XML))
             .text("\u{0}");
@@ -174,5 +199,23 @@ mod tests {
             e.to_stream_xml(),
             "<message ok='a\u{FFFD}\u{FFFD}b&#xD;'>\u{FFFD}</message>"
         );
+    }
+
+    #[test]
+    fn a_document_declares_its_root_namespace() {
+        let e = Element::new("message", NS_CLIENT)
+            .attr("to", "a@b")
+            .child(Element::new("body", NS_CLIENT).text("hi\tthere\r\n"));
+        assert_eq!(
+            e.to_stream_xml(),
+            "<message to='a@b'><body>hi\tthere&#xD;\n</body></message>"
+        );
+        assert_eq!(
+            e.to_xml(),
+            "<message xmlns='jabber:client' to='a@b'><body>hi\tthere&#xD;\n</body></message>"
+        );
+        assert_eq!(e.to_string(), e.to_xml());
+        let empty = Element::new("x", "").child(Element::new("y", "urn:y").child(Element::new("z", "")));
+        assert_eq!(empty.to_xml(), "<x><y xmlns='urn:y'><z xmlns=''/></y></x>");
     }
 }

@@ -2,9 +2,11 @@
 //!
 //! Every element carries its resolved namespace. A child without its own `xmlns` shares its
 //! parent's string (an `Arc` clone), so a 64 KiB namespace inherited by thousands of children
-//! costs 64 KiB once, not once per child (issue 10, item 1).
+//! costs 64 KiB once, not once per child (issue 10, item 1). The host's stream reader and the
+//! SDK's parser both arrange that sharing; [`Ns::ptr_eq`] is how tests see it.
 
 use std::borrow::Borrow;
+use std::cmp::Ordering;
 use std::fmt;
 use std::hash::{Hash, Hasher};
 use std::ops::Deref;
@@ -20,8 +22,8 @@ pub const NS_XMLNS: &str = "http://www.w3.org/2000/xmlns/";
 static WELL_KNOWN: LazyLock<Vec<Arc<str>>> = LazyLock::new(|| {
     [
         "",
-        super::NS_CLIENT,
-        super::NS_STREAMS,
+        crate::NS_CLIENT,
+        crate::NS_STREAMS,
         "urn:ietf:params:xml:ns:xmpp-stanzas",
         "urn:ietf:params:xml:ns:xmpp-streams",
         "jabber:iq:roster",
@@ -36,11 +38,13 @@ static WELL_KNOWN: LazyLock<Vec<Arc<str>>> = LazyLock::new(|| {
     .collect()
 });
 
-/// A namespace name: a shared, immutable string that compares with `&str`.
+/// A namespace name: a shared, immutable string (cloning is a reference count, not a copy)
+/// that reads and compares like a `&str`: `ns == "vcard-temp"`, `ns.as_str()`, `&*ns`.
 #[derive(Clone)]
 pub struct Ns(Arc<str>);
 
 impl Ns {
+    /// The namespace `s`, sharing the one copy of a well-known namespace.
     pub fn new(s: &str) -> Ns {
         match WELL_KNOWN.iter().find(|w| ***w == *s) {
             Some(w) => Ns(w.clone()),
@@ -55,6 +59,12 @@ impl Ns {
     /// Whether both share one allocation (then they are equal without comparing bytes).
     pub fn ptr_eq(&self, other: &Ns) -> bool {
         Arc::ptr_eq(&self.0, &other.0)
+    }
+
+    /// The SDK's former name for [`Ns::ptr_eq`].
+    #[deprecated(note = "use `ptr_eq`")]
+    pub fn shares(&self, other: &Ns) -> bool {
+        self.ptr_eq(other)
     }
 }
 
@@ -106,6 +116,19 @@ impl Eq for Ns {}
 impl Hash for Ns {
     fn hash<H: Hasher>(&self, state: &mut H) {
         (*self.0).hash(state)
+    }
+}
+
+/// Ordered as the strings are, so namespaces can key a `BTreeMap`.
+impl Ord for Ns {
+    fn cmp(&self, other: &Ns) -> Ordering {
+        (*self.0).cmp(&*other.0)
+    }
+}
+
+impl PartialOrd for Ns {
+    fn partial_cmp(&self, other: &Ns) -> Option<Ordering> {
+        Some(self.cmp(other))
     }
 }
 
@@ -163,18 +186,26 @@ impl From<&String> for Ns {
     }
 }
 
+impl From<Ns> for String {
+    fn from(ns: Ns) -> String {
+        ns.0.to_string()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn compares_with_strings_and_shares_well_known_names() {
-        let a = Ns::new(crate::xml::NS_CLIENT);
+        let a = Ns::new(crate::NS_CLIENT);
         let b = Ns::new("jabber:client");
         assert!(a.ptr_eq(&b));
-        assert!(a == crate::xml::NS_CLIENT && "jabber:client" == a && a != "x");
+        assert!(a == crate::NS_CLIENT && "jabber:client" == a && a != "x");
         let c = Ns::new("urn:example");
         assert_eq!(c.clone(), Ns::new("urn:example"));
         assert!(c.clone().ptr_eq(&c));
+        assert!(Ns::new("a") < Ns::new("b"));
+        assert_eq!(String::from(c), "urn:example");
     }
 }
