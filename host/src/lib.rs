@@ -1,12 +1,15 @@
 //! poolxmpp: an XMPP server (RFC 6120/6121) built to run as a pool of nodes.
 //!
-//! Module map (see ARCHITECTURE.md for the picture):
+//! Module map (see ARCHITECTURE.md for the layers; `layers.rs` checks them in `cargo test`):
 //! - [`cli`], [`config`], [`daemon`]: the binary's edge — arguments, the TOML file, start-up and shutdown.
+//! - [`server`]: the composition root; [`context`]: what the RFC 6121 services share.
 //! - [`listener`], [`tls`], [`stream`], [`xml`]: sockets, TLS, framing under hard limits, the element tree.
 //! - [`c2s`], [`auth`]: the client stream state machine, SASL and binding.
-//! - [`router`], [`sessions`], [`presence`], [`roster`], [`iq`], [`stanza`]: where stanzas go and the RFC 6121 rules.
+//! - [`router`], [`sessions`], [`presence`], [`roster`], [`iq`], [`stanza`]: where stanzas go and the RFC 6121 rules
+//!   (`router::rules` and `roster::subscription::rules` hold them as plain, table-tested decisions).
 //! - [`account`]: account removal (XEP-0077 `<remove/>`, `poolxmpp user del`).
 //! - [`plugins`]: the WebAssembly component runtime (wasmtime), hot reload, containment.
+//! - [`pool`]: membership, links, ownership, placement; [`limits`]: counters and throttles.
 //! - [`store`]: SQLite/PostgreSQL persistence, and (`store::pool`) every query on the pool's PostgreSQL tables.
 
 pub mod account;
