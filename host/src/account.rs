@@ -14,7 +14,8 @@
 use std::sync::Arc;
 
 use crate::context::Context;
-use crate::presence::{deliver_to_available, send_unavailable_presence};
+use crate::delivery::deliver_to_available;
+use crate::presence::send_unavailable_presence;
 use crate::sessions::KickReason;
 use crate::store::{RemovedAccount, Store, StoreError};
 use crate::xml::{Element, NS_CLIENT};

@@ -21,10 +21,11 @@ const LAYERS: &[&[&str]] = &[
     // The session table, and the context the RFC 6121 core shares.
     &["sessions"],
     &["context"],
-    // The RFC 6121 core: the services, then the router that dispatches to them (services
-    // that call back into the router for delivery and errors are the debt below).
-    &["roster"],
+    // The RFC 6121 core: delivery (addressing, §8.5, offline storage, error replies), the
+    // services that deliver through it, then the router that dispatches to them.
+    &["delivery"],
     &["presence"],
+    &["roster"],
     &["account"],
     &["iq"],
     &["router"],
@@ -42,12 +43,9 @@ const LAYERS: &[&[&str]] = &[
 const KNOWN_UPWARD: &[(&str, &str)] = &[
     ("c2s", "server"),
     ("context", "plugins"),
-    ("iq", "router"),
+    ("delivery", "plugins"),
     ("listener", "server"),
     ("pool", "server"),
-    ("presence", "router"),
-    ("roster", "presence"),
-    ("roster", "router"),
     ("router", "plugins"),
 ];
 

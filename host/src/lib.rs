@@ -6,7 +6,7 @@
 //! - [`listener`], [`tls`], [`stream`], [`xml`]: sockets, TLS, framing under hard limits, the element tree.
 //! - [`c2s`], [`auth`]: the client stream state machine, SASL and binding.
 //! - [`router`], [`sessions`], [`presence`], [`roster`], [`iq`], [`stanza`]: where stanzas go and the RFC 6121 rules
-//!   (`router::rules` and `roster::subscription::rules` hold them as plain, table-tested decisions).
+//!   (`delivery::rules` and `roster::subscription::rules` hold them as plain, table-tested decisions).
 //! - [`account`]: account removal (XEP-0077 `<remove/>`, `poolxmpp user del`).
 //! - [`plugins`]: the WebAssembly component runtime (wasmtime), hot reload, containment.
 //! - [`pool`]: membership, links, ownership, placement; [`limits`]: counters and throttles.
@@ -19,6 +19,7 @@ pub mod cli;
 pub mod config;
 pub mod context;
 pub mod daemon;
+pub mod delivery;
 pub mod iq;
 pub mod limits;
 pub mod listener;

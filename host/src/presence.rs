@@ -8,23 +8,19 @@ use std::sync::Arc;
 use jid::Jid;
 
 use crate::context::Context;
-use crate::roster::subscription;
-use crate::router::{bounce, target, Target};
+use crate::delivery::offline::{deliver_offline, OfflineTurn};
+use crate::delivery::{bounce, deliver_to_available, target, Target};
 use crate::sessions::Session;
-use crate::stanza::{Condition, SubscriptionType};
+use crate::stanza::Condition;
 use crate::xml::{Element, NS_CLIENT};
 
-/// A presence stanza sent by a local client.
+/// A presence stanza sent by a local client (subscription stanzas with a `to` go to
+/// `roster::subscription` instead, see the router).
 pub async fn outbound(ctx: &Arc<Context>, client: &mut Session, stanza: Element, to: Option<Jid>) {
     let ptype = stanza.get_attr("type").unwrap_or("available").to_string();
     match (ptype.as_str(), to) {
         ("available" | "unavailable", None) => broadcast(ctx, client, stanza, ptype == "available").await,
         ("available" | "unavailable", Some(to)) => directed(ctx, client, stanza, &to, ptype == "available"),
-        (kind @ ("subscribe" | "subscribed" | "unsubscribe" | "unsubscribed"), Some(to)) => {
-            if let Some(kind) = SubscriptionType::parse(kind) {
-                subscription::outbound(ctx, client, stanza, kind, &to).await
-            }
-        }
         ("probe", Some(to)) => {
             // Clients should not probe (§4.3), but answering from what we know is harmless.
             let contact = to.to_bare().to_string();
@@ -81,7 +77,7 @@ async fn broadcast(ctx: &Arc<Context>, client: &mut Session, stanza: Element, av
     // between: one arriving later is delivered live instead, so none is shown twice and
     // none is missed.
     let pending = if initial {
-        subscription::pending_requests(ctx, &client.bare).await
+        pending_requests(ctx, &client.bare).await
     } else {
         Vec::new()
     };
@@ -134,7 +130,7 @@ async fn broadcast(ctx: &Arc<Context>, client: &mut Session, stanza: Element, av
         for item in roster.iter().filter(|i| i.subscription.has_to()) {
             send_current_presence(ctx, &item.contact, &me);
         }
-        subscription::redeliver_pending(ctx, client, pending).await;
+        redeliver_pending(ctx, client, pending).await;
         let resource = client.jid.resource().as_str().to_string();
         let takes_offline = priority_of(&stanza) >= 0;
         match offline_turn {
@@ -170,14 +166,6 @@ fn deliver_directed(ctx: &Context, to: &str, stanza: &Arc<Element>) {
             }
         }
         None => deliver_to_available(ctx, &bare, stanza),
-    }
-}
-
-/// Deliver presence to every available resource of a local account (§4.2.3: presence is
-/// for resources that sent initial presence).
-pub fn deliver_to_available(ctx: &Context, bare: &str, stanza: &Arc<Element>) {
-    for r in ctx.sessions.resources(bare).into_iter().filter(|r| r.available()) {
-        r.send(stanza.clone());
     }
 }
 
@@ -218,200 +206,6 @@ pub async fn went_offline(ctx: &Arc<Context>, client: &mut Session) {
     }
 }
 
-/// Offline messages, stamped with XEP-0203 delay, to a resource that just came online
-/// (or that is online when a message is stored late, see [`offline_stored`]). One delivery
-/// per account at a time on this node: a request during one makes it run once more, so a
-/// message stored meanwhile is not left behind and none is sent twice.
-pub async fn deliver_offline(ctx: &Arc<Context>, bare: &str, resource: &str) {
-    if let Some(turn) = OfflineTurn::take(ctx, bare) {
-        turn.run(Some(resource.to_string())).await;
-    }
-}
-
-/// This node's one offline delivery for an account (`Context::offline_delivery`): whoever
-/// holds it delivers; anyone asking meanwhile only marks that it must run once more.
-/// Given back when dropped, even by a task that ends early; a request that came in
-/// meanwhile is then handed on to [`offline_stored`], so none is lost.
-struct OfflineTurn {
-    ctx: Arc<Context>,
-    bare: String,
-    done: bool,
-}
-
-impl OfflineTurn {
-    /// The turn, or `None` (and a request to run again) when a delivery is running.
-    fn take(ctx: &Arc<Context>, bare: &str) -> Option<OfflineTurn> {
-        let mut running = ctx.offline_delivery.lock().expect("offline lock");
-        if let Some(again) = running.get_mut(bare) {
-            *again = true;
-            return None;
-        }
-        running.insert(bare.to_string(), false);
-        Some(OfflineTurn {
-            ctx: ctx.clone(),
-            bare: bare.to_string(),
-            done: false,
-        })
-    }
-
-    /// Deliver to `resource` until nobody asked again meanwhile, then give the turn back.
-    /// With no resource (initial presence with a negative priority, §4.7.2.1), a request
-    /// that came in meanwhile goes to the resource [`offline_stored`] would choose.
-    async fn run(mut self, mut resource: Option<String>) {
-        loop {
-            if let Some(resource) = &resource {
-                deliver_offline_once(&self.ctx, &self.bare, resource).await;
-            }
-            {
-                let mut running = self.ctx.offline_delivery.lock().expect("offline lock");
-                if running.get(&self.bare) == Some(&true) {
-                    running.insert(self.bare.clone(), false);
-                } else {
-                    running.remove(&self.bare);
-                    self.done = true;
-                    return;
-                }
-            }
-            if resource.is_none() {
-                resource = offline_target(&self.ctx, &self.bare).map(|r| r.resource);
-            }
-        }
-    }
-}
-
-impl Drop for OfflineTurn {
-    fn drop(&mut self) {
-        if self.done {
-            return;
-        }
-        let again = match self.ctx.offline_delivery.lock() {
-            Ok(mut running) => running.remove(&self.bare) == Some(true),
-            Err(_) => return,
-        };
-        if again {
-            offline_stored(&self.ctx, &self.bare);
-        }
-    }
-}
-
-/// The local resource that takes stored messages: available, non-negative priority, the
-/// highest one.
-fn offline_target(ctx: &Context, bare: &str) -> Option<crate::sessions::Resource> {
-    ctx.sessions
-        .resources(bare)
-        .into_iter()
-        .filter(|r| r.is_local() && r.available() && r.priority >= 0)
-        .max_by_key(|r| r.priority)
-}
-
-/// A message was stored offline for `bare` (here or, in a pool, on another node): if one of
-/// its resources here is already online and took its offline messages, hand it this one
-/// too. Closes the race between a login elsewhere and a store that lands just after it.
-/// The delivery runs in a task of its own: whoever stored the message (a sender's session,
-/// a pool link) never waits on the recipient's queue.
-pub fn offline_stored(ctx: &Arc<Context>, bare: &str) {
-    if let Some(r) = offline_target(ctx, bare) {
-        let ctx = ctx.clone();
-        let bare = bare.to_string();
-        tokio::spawn(async move { deliver_offline(&ctx, &bare, &r.resource).await });
-    }
-}
-
-/// Offline messages read from storage at a time: a user's whole quota of large stanzas
-/// is never in memory at once.
-const OFFLINE_BATCH: i64 = 50;
-
-/// Queue the stored messages to one resource, pacing on its reading (in its own task at
-/// initial presence, or in the task [`offline_stored`] spawns). Messages are deleted once
-/// queued; one that cannot be read back is kept and logged, never dropped.
-async fn deliver_offline_once(ctx: &Arc<Context>, bare: &str, resource: &str) {
-    let Some(me) = ctx.sessions.resource(bare, resource) else {
-        return;
-    };
-    let Some(tx) = me.local_tx() else { return };
-    let domain = bare.rsplit('@').next().unwrap_or_default().to_string();
-    let limits = ctx.config.stream_limits(true);
-    let mut after = 0;
-    loop {
-        let batch = match ctx.store.offline_messages(bare, after, OFFLINE_BATCH).await {
-            Ok(m) => m,
-            Err(e) => {
-                tracing::error!(error = %e, "loading offline messages failed");
-                return;
-            }
-        };
-        let Some(last) = batch.last().map(|m| m.0) else {
-            return;
-        };
-        after = last;
-        // Runs of consecutive queued ids, deleted afterwards; unreadable ones split the runs.
-        let mut queued = Runs::default();
-        let mut gone = false;
-        for (id, xml, stamp) in &batch {
-            let Some(mut stanza) = crate::stream::reader::parse_stored_under(xml, limits).await else {
-                tracing::error!(
-                    owner = %bare,
-                    id,
-                    "an offline message cannot be read back; it stays in storage"
-                );
-                queued.gap();
-                continue;
-            };
-            let when = chrono::DateTime::from_timestamp(*stamp, 0).unwrap_or_default();
-            stanza.children.push(crate::xml::Node::Element(
-                Element::new("delay", "urn:xmpp:delay")
-                    .attr("from", domain.as_str())
-                    .attr("stamp", when.format("%Y-%m-%dT%H:%M:%SZ").to_string()),
-            ));
-            if tx
-                .send(crate::stream::Outbound::Stanza(Arc::new(stanza)))
-                .await
-                .is_err()
-            {
-                // The client left mid-delivery: the rest stays for next time (what was
-                // queued but not written comes back from its writer and is routed again).
-                gone = true;
-                break;
-            }
-            queued.push(*id);
-        }
-        for (first, last) in queued.finish() {
-            if let Err(e) = ctx.store.delete_offline(bare, first, last).await {
-                tracing::error!(error = %e, "deleting delivered offline messages failed");
-            }
-        }
-        if gone {
-            return;
-        }
-    }
-}
-
-/// Consecutive ids as `(first, last)` ranges, so deleting what was delivered takes one
-/// statement per range rather than one per message.
-#[derive(Default)]
-struct Runs {
-    done: Vec<(i64, i64)>,
-    open: Option<(i64, i64)>,
-}
-
-impl Runs {
-    fn push(&mut self, id: i64) {
-        self.open = Some(match self.open {
-            Some((first, _)) => (first, id),
-            None => (id, id),
-        });
-    }
-
-    fn gap(&mut self) {
-        self.done.extend(self.open.take());
-    }
-
-    fn finish(mut self) -> Vec<(i64, i64)> {
-        self.gap();
-        self.done
-    }
-}
-
 /// A session on another node vanished with that node (failover): tell the contacts served
 /// *here* that it is unavailable. Every survivor does this for its own sessions, so each
 /// contact hears it once, from the node that serves it.
@@ -445,21 +239,33 @@ pub async fn remote_session_lost(ctx: &Arc<Context>, lost: &crate::sessions::Res
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::Runs;
+/// Stored subscription requests for `owner` (§3.1.3: a request waits until answered).
+pub async fn pending_requests(ctx: &Context, owner: &str) -> Vec<(String, String)> {
+    ctx.store.pending_in(owner).await.unwrap_or_else(|e| {
+        tracing::error!(error = %e, "loading pending subscription requests failed");
+        Vec::new()
+    })
+}
 
-    #[test]
-    fn runs_split_at_unreadable_messages() {
-        let mut r = Runs::default();
-        for id in [3, 5, 9] {
-            r.push(id);
-        }
-        r.gap();
-        r.gap();
-        r.push(12);
-        r.push(20);
-        assert_eq!(r.finish(), vec![(3, 9), (12, 20)]);
-        assert!(Runs::default().finish().is_empty());
+/// Re-send stored subscription requests to a resource that just sent initial presence.
+pub async fn redeliver_pending(ctx: &Context, client: &Session, pending: Vec<(String, String)>) {
+    let Some(me) = ctx.sessions.resource(&client.bare, client.jid.resource().as_str()) else {
+        return;
+    };
+    for (contact, xml) in pending {
+        // Re-read under today's rules: a request stored before a rule existed (one that is
+        // not namespace-well-formed) is never re-sent as it was (issue 10, item 2); the
+        // request itself stands, so the user gets a plain one to answer instead.
+        let stanza = match crate::stream::reader::parse_stored(&xml).await {
+            Some(stanza) => stanza,
+            None => {
+                tracing::warn!(%contact, "stored subscription request unreadable; re-sending it without its content");
+                Element::new("presence", NS_CLIENT)
+                    .attr("from", contact.as_str())
+                    .attr("to", client.bare.as_str())
+                    .attr("type", "subscribe")
+            }
+        };
+        me.send(Arc::new(stanza));
     }
 }

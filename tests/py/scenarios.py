@@ -411,7 +411,13 @@ async def sc_messages(env: Env) -> None:
         await a.start()
         await b1.start(priority=5)
         await b2.start(priority=1)
+        # Each stream is processed in order: after its ping, each resource's initial
+        # presence has been; in a pool, give the other nodes' mirrors a moment too, or a
+        # loaded machine can route the first message while only b2 is known available.
+        await b1.ping()
+        await b2.ping()
         await a.ping()
+        await asyncio.sleep(0.2)
 
         # Bare JID -> highest-priority resource only (RFC 6121 8.5.2.1.1).
         a.msg(bob, "to-bare-1")

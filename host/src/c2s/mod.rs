@@ -380,7 +380,7 @@ where
     // Messages that reached this session's queue too late: the session is gone from the
     // table by now, so routing them again finds another resource or storage.
     for stanza in unsent.unwrap_or_default().into_iter().filter(|s| s.name == "message") {
-        crate::router::redeliver(&server.ctx, Arc::unwrap_or_clone(stanza)).await;
+        crate::delivery::redeliver(&server.ctx, Arc::unwrap_or_clone(stanza)).await;
     }
     // Once our closing tag is out and our side shut down, let the client finish its side
     // before the socket closes (else the kernel may reset over our error), unless the

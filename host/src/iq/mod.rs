@@ -7,7 +7,7 @@ pub mod register;
 use std::sync::Arc;
 
 use crate::context::Context;
-use crate::router::{bounce, deliver_to_full};
+use crate::delivery::{bounce, deliver_to_full};
 use crate::sessions::Session;
 use crate::stanza::{iq_payload, iq_result, Condition};
 use crate::xml::Element;
@@ -197,7 +197,7 @@ pub async fn handle_for_other_account(ctx: &Arc<Context>, bare: &str, iq: Elemen
 fn to_plugin_or_unavailable(ctx: &Arc<Context>, iq: Element) {
     let plugin = iq_payload(&iq).and_then(|p| ctx.plugins.active().for_iq_namespace(&p.ns).cloned());
     match plugin {
-        Some(p) => crate::router::dispatch_to_plugin(ctx, &p, iq),
+        Some(p) => crate::delivery::dispatch_to_plugin(ctx, &p, iq),
         None => bounce(ctx, &iq, Condition::ServiceUnavailable, None),
     }
 }

@@ -5,8 +5,8 @@ use std::net::IpAddr;
 use std::sync::Arc;
 
 use crate::context::Context;
+use crate::delivery::bounce;
 use crate::limits::register::StreamRegistration;
-use crate::router::bounce;
 use crate::sessions::Session;
 use crate::stanza::{error_reply, error_reply_raw, iq_result, Condition};
 use crate::store::StoreError;
@@ -87,7 +87,7 @@ pub async fn pre_auth(
 
 /// Password change or account removal by the logged-in user.
 pub async fn authenticated(ctx: &Arc<Context>, client: &mut Session, iq: &Element, query: &Element) {
-    let reply_ok = || crate::router::deliver_to_full(ctx, &iq_result(iq, None));
+    let reply_ok = || crate::delivery::deliver_to_full(ctx, &iq_result(iq, None));
     if iq.get_attr("type") == Some("get") {
         let q = Element::new("query", NS_REGISTER)
             .child(Element::new("registered", NS_REGISTER))
@@ -95,7 +95,7 @@ pub async fn authenticated(ctx: &Arc<Context>, client: &mut Session, iq: &Elemen
                 Element::new("username", NS_REGISTER)
                     .text(client.jid.node().map(|n| n.to_string()).unwrap_or_default()),
             );
-        return crate::router::deliver_to_full(ctx, &iq_result(iq, Some(q)));
+        return crate::delivery::deliver_to_full(ctx, &iq_result(iq, Some(q)));
     }
     if query.has_child("remove", NS_REGISTER) {
         // XEP-0077 §3.2: the result first, then every session of the account is closed.
@@ -113,7 +113,7 @@ pub async fn authenticated(ctx: &Arc<Context>, client: &mut Session, iq: &Elemen
         {
             tracing::info!(jid = %client.bare, ip = %client.peer, "password change refused: too often");
             let refused = crate::limits::register::Refused::TooOften;
-            crate::router::deliver_to_full(ctx, &throttled(iq, refused));
+            crate::delivery::deliver_to_full(ctx, &throttled(iq, refused));
         }
         Some(p) if !p.is_empty() => match crate::auth::derive_credentials(&p) {
             Ok(creds) => match ctx.store.set_credentials(&client.bare, &creds).await {

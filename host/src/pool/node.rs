@@ -34,7 +34,7 @@ pub async fn run_events(server: Arc<Server>, mut events: mpsc::UnboundedReceiver
                 // meanwhile, or to offline storage.
                 for (bare, xml) in undelivered {
                     if let Some(stanza) = crate::stream::reader::parse_stored(&xml).await {
-                        crate::router::deliver_message(&server.ctx, &bare, None, stanza).await;
+                        crate::delivery::deliver_message(&server.ctx, &bare, None, stanza).await;
                     }
                 }
             }
@@ -117,7 +117,7 @@ async fn apply(server: &Arc<Server>, node: &str, frame: Frame) {
             }
         }
         Frame::Ack { .. } => {} // consumed by the link itself
-        Frame::OfflineStored { bare } => crate::presence::offline_stored(&server.ctx, &bare),
+        Frame::OfflineStored { bare } => crate::delivery::offline::offline_stored(&server.ctx, &bare),
     }
 }
 
@@ -139,9 +139,9 @@ async fn deliver_forwarded(server: &Arc<Server>, bare: &str, resource: &str, xml
     let condition = crate::stanza::Condition::ServiceUnavailable;
     match (stanza.name.as_str(), stanza.get_attr("type").unwrap_or("normal")) {
         ("message", "headline" | "error") => {}
-        ("message", "groupchat") => crate::router::bounce(&server.ctx, &stanza, condition, None),
-        ("message", _) => crate::router::store_offline(&server.ctx, bare, stanza).await,
-        ("iq", _) => crate::router::bounce(&server.ctx, &stanza, condition, None),
+        ("message", "groupchat") => crate::delivery::bounce(&server.ctx, &stanza, condition, None),
+        ("message", _) => crate::delivery::store_offline(&server.ctx, bare, stanza).await,
+        ("iq", _) => crate::delivery::bounce(&server.ctx, &stanza, condition, None),
         _ => {}
     }
 }

@@ -6,7 +6,7 @@ pub mod subscription;
 use std::sync::Arc;
 
 use crate::context::Context;
-use crate::router::bounce;
+use crate::delivery::bounce;
 use crate::sessions::Session;
 use crate::stanza::{iq_payload, iq_result, Condition, SubscriptionType};
 use crate::store::RosterItem;
@@ -158,7 +158,7 @@ fn reply(ctx: &Context, client: &Session, iq: &Element, payload: Option<Element>
     let mut reply = iq_result(iq, payload);
     reply.remove_attr("from");
     reply.set_attr("to", client.jid.to_string());
-    crate::router::deliver_to_full(ctx, &reply);
+    crate::delivery::deliver_to_full(ctx, &reply);
 }
 
 async fn get(

@@ -13,8 +13,9 @@ use jid::Jid;
 
 use super::{push, update};
 use crate::context::Context;
-use crate::presence::{deliver_to_available, send_current_presence, send_unavailable_presence};
-use crate::router::{bounce, target, Target};
+use crate::delivery::deliver_to_available;
+use crate::delivery::{bounce, target, Target};
+use crate::presence::{send_current_presence, send_unavailable_presence};
 use crate::sessions::Session;
 use crate::stanza::{Condition, SubscriptionType};
 use crate::store::StoreError;
@@ -131,7 +132,7 @@ fn deliver<'a>(
                 }
             }
             Target::Remote => bounce(ctx, &stanza, Condition::RemoteServerNotFound, None),
-            Target::Plugin(plugin) => crate::router::dispatch_to_plugin(ctx, &plugin, stanza),
+            Target::Plugin(plugin) => crate::delivery::dispatch_to_plugin(ctx, &plugin, stanza),
             Target::Context => {}
         }
     })
@@ -209,35 +210,4 @@ async fn inbound(
         }
     }
     Ok(())
-}
-
-/// Stored subscription requests for `owner` (§3.1.3: a request waits until answered).
-pub async fn pending_requests(ctx: &Context, owner: &str) -> Vec<(String, String)> {
-    ctx.store.pending_in(owner).await.unwrap_or_else(|e| {
-        tracing::error!(error = %e, "loading pending subscription requests failed");
-        Vec::new()
-    })
-}
-
-/// Re-send stored subscription requests to a resource that just sent initial presence.
-pub async fn redeliver_pending(ctx: &Context, client: &Session, pending: Vec<(String, String)>) {
-    let Some(me) = ctx.sessions.resource(&client.bare, client.jid.resource().as_str()) else {
-        return;
-    };
-    for (contact, xml) in pending {
-        // Re-read under today's rules: a request stored before a rule existed (one that is
-        // not namespace-well-formed) is never re-sent as it was (issue 10, item 2); the
-        // request itself stands, so the user gets a plain one to answer instead.
-        let stanza = match crate::stream::reader::parse_stored(&xml).await {
-            Some(stanza) => stanza,
-            None => {
-                tracing::warn!(%contact, "stored subscription request unreadable; re-sending it without its content");
-                Element::new("presence", NS_CLIENT)
-                    .attr("from", contact.as_str())
-                    .attr("to", client.bare.as_str())
-                    .attr("type", "subscribe")
-            }
-        };
-        me.send(Arc::new(stanza));
-    }
 }

@@ -1,0 +1,266 @@
+//! Getting a stanza to where it goes, and errors back to whoever sent it: addressing
+//! ([`target`]), RFC 6121 §8.5 delivery of messages ([`rules`], carried out by
+//! [`deliver_message`]), offline storage ([`offline`]), error replies ([`bounce`]) and the
+//! hand-over to feature plugins. The services (presence, roster, IQs) and the router all
+//! deliver through here; the router on top decides which service a stanza is for.
+
+use std::sync::Arc;
+
+use jid::Jid;
+
+use crate::context::Context;
+use crate::plugins::{types, Fault, PluginHandle};
+use crate::stanza::{error_reply, error_reply_raw, may_bounce, Condition, MessageType};
+use crate::xml::{Element, NS_CLIENT};
+
+pub mod offline;
+pub mod rules;
+
+/// What the router made of a `to` address.
+pub enum Target {
+    /// An address a feature plugin owns (a component domain such as `conference.example.org`).
+    Plugin(Arc<PluginHandle>),
+    /// Addressed to a hosted domain itself (or, for IQs, to no one: the server answers).
+    Context,
+    /// A local account, bare or full.
+    Local { bare: String, resource: Option<String> },
+    /// A domain we do not host. Without server-to-server links this is unreachable.
+    Remote,
+}
+
+pub fn target(ctx: &Context, to: &Jid) -> Target {
+    let domain = to.domain().as_str();
+    if let Some(plugin) = ctx.plugins.active().for_address(domain) {
+        return Target::Plugin(plugin.clone());
+    }
+    if !ctx.hosts(domain) {
+        return Target::Remote;
+    }
+    match to.node() {
+        None => Target::Context,
+        Some(_) => Target::Local {
+            bare: to.to_bare().to_string(),
+            resource: to.resource().map(|r| r.to_string()),
+        },
+    }
+}
+
+/// Hand a stanza to the feature plugin that claims it; its error (or fault) becomes the
+/// sender's error reply. Never waits for the plugin, so a plugin sending to itself cannot
+/// deadlock.
+pub fn dispatch_to_plugin(ctx: &Arc<Context>, plugin: &Arc<PluginHandle>, stanza: Element) {
+    match plugin.submit_stanza(&stanza) {
+        Ok(reply) => {
+            let ctx = ctx.clone();
+            tokio::spawn(async move {
+                let outcome = reply.await.unwrap_or(Err(Fault::Disabled("unloaded".into())));
+                match outcome {
+                    Ok(Ok(())) => {}
+                    Ok(Err(err)) => bounce_plugin_error(&ctx, &stanza, &err),
+                    Err(fault) => bounce_fault(&ctx, &stanza, &fault),
+                }
+            });
+        }
+        Err(fault) => bounce_fault(ctx, &stanza, &fault),
+    }
+}
+
+pub fn bounce_fault(ctx: &Context, stanza: &Element, fault: &Fault) {
+    let (condition, text) = match fault {
+        Fault::Busy => (Condition::ResourceConstraint, None),
+        Fault::SenderBlocked => (
+            Condition::ResourceConstraint,
+            Some("this service keeps failing on your requests; try again later"),
+        ),
+        Fault::TooLarge(_) => (Condition::PolicyViolation, Some("too large for this service")),
+        Fault::Disabled(_) => (Condition::ServiceUnavailable, None),
+        Fault::Trap(_) | Fault::Timeout => (Condition::InternalServerError, None),
+    };
+    bounce(ctx, stanza, condition, text);
+}
+
+pub fn bounce_plugin_error(ctx: &Context, original: &Element, err: &types::StanzaError) {
+    if !may_bounce(original) {
+        return;
+    }
+    let error_type = match err.type_ {
+        types::ErrorType::Auth => "auth",
+        types::ErrorType::Cancel => "cancel",
+        types::ErrorType::Continue => "continue",
+        types::ErrorType::Modify => "modify",
+        types::ErrorType::Wait => "wait",
+    };
+    // Only defined conditions go on the wire (RFC 6120 §8.3.3).
+    let condition = if is_defined_condition(&err.condition) {
+        err.condition.as_str()
+    } else {
+        "undefined-condition"
+    };
+    let reply = error_reply_raw(original, error_type, condition, err.text.as_deref());
+    deliver_reply(ctx, reply);
+}
+
+fn is_defined_condition(c: &str) -> bool {
+    const DEFINED: &[&str] = &[
+        "bad-request",
+        "conflict",
+        "feature-not-implemented",
+        "forbidden",
+        "gone",
+        "internal-server-error",
+        "item-not-found",
+        "jid-malformed",
+        "not-acceptable",
+        "not-allowed",
+        "not-authorized",
+        "policy-violation",
+        "recipient-unavailable",
+        "redirect",
+        "registration-required",
+        "remote-server-not-found",
+        "remote-server-timeout",
+        "resource-constraint",
+        "service-unavailable",
+        "subscription-required",
+        "undefined-condition",
+        "unexpected-request",
+    ];
+    DEFINED.contains(&c)
+}
+
+/// Deliver presence to every available resource of a local account (§4.2.3: presence is
+/// for resources that sent initial presence).
+pub fn deliver_to_available(ctx: &Context, bare: &str, stanza: &Arc<Element>) {
+    for r in ctx.sessions.resources(bare).into_iter().filter(|r| r.available()) {
+        r.send(stanza.clone());
+    }
+}
+
+/// Send an error reply for `original` back to its sender, unless the stanza must not be
+/// answered with an error.
+pub fn bounce(ctx: &Context, original: &Element, condition: Condition, text: Option<&str>) {
+    if !may_bounce(original) {
+        return;
+    }
+    deliver_reply(ctx, error_reply(original, condition, text));
+}
+
+/// Deliver an error reply: to a local session, or back into the plugin that sent the original.
+fn deliver_reply(ctx: &Context, reply: Element) {
+    let plugin = reply
+        .get_attr("to")
+        .and_then(|t| Jid::new(t).ok())
+        .and_then(|to| ctx.plugins.active().for_address(to.domain().as_str()).cloned());
+    match plugin {
+        // Errors to a plugin are informational; nobody answers them, so no bounce loop.
+        Some(p) => {
+            let _ = p.submit_stanza(&reply);
+        }
+        None => deliver_to_full(ctx, &reply),
+    }
+}
+
+/// Deliver a server-generated stanza to the full JID in its `to`, if that session exists.
+pub fn deliver_to_full(ctx: &Context, stanza: &Element) {
+    let Some(to) = stanza.get_attr("to").and_then(|t| Jid::new(t).ok()) else {
+        return;
+    };
+    let Some(resource) = to.resource() else { return };
+    if let Some(r) = ctx.sessions.resource(&to.to_bare().to_string(), resource.as_str()) {
+        r.send(Arc::new(stanza.clone()));
+    }
+}
+
+/// RFC 6121 §8.5.2 / §8.5.3 for `<message/>`, decided by [`rules`]. A resource on another
+/// node that cannot be reached (its link is down or congested) counts as absent, so the
+/// message falls back to the next rule and, in the end, to offline storage: never lost
+/// silently when it is worth keeping.
+pub async fn deliver_message(ctx: &Arc<Context>, bare: &str, resource: Option<&str>, stanza: Element) {
+    let message = MessageType::of(&stanza);
+    let stanza = Arc::new(stanza);
+    if let Some(resource) = resource {
+        if let Some(r) = ctx.sessions.resource(bare, resource) {
+            if r.send(stanza.clone()) {
+                return;
+            }
+        }
+        match rules::to_absent_resource(message) {
+            rules::AbsentResource::AsBare => {}
+            rules::AbsentResource::Ignore => return,
+            rules::AbsentResource::Bounce(condition) => return bounce(ctx, &stanza, condition, None),
+        }
+    }
+    let resources = ctx.sessions.resources(bare);
+    let candidates: Vec<rules::Candidate> = resources
+        .iter()
+        .map(|r| rules::Candidate {
+            available: r.available(),
+            priority: r.priority,
+        })
+        .collect();
+    let mut plan = rules::to_bare(message, &candidates);
+    if let rules::ToBare::Deliver(chosen) = &plan {
+        let mut delivered = false;
+        for &i in chosen {
+            delivered |= resources[i].send(stanza.clone());
+        }
+        if delivered {
+            return;
+        }
+        // None of them could take it: as if the account had no resource.
+        plan = rules::to_bare(message, &[]);
+    }
+    match plan {
+        rules::ToBare::Deliver(_) | rules::ToBare::Ignore => {}
+        rules::ToBare::Bounce(condition) => bounce(ctx, &stanza, condition, None),
+        rules::ToBare::Offline => store_offline(ctx, bare, Arc::unwrap_or_clone(stanza)).await,
+    }
+}
+
+/// Route a message again that a session took into its queue but never wrote: after a
+/// hand-off, a closed stream or a write failure.
+pub async fn redeliver(ctx: &Arc<Context>, stanza: Element) {
+    let Some(to) = stanza.get_attr("to").and_then(|t| Jid::new(t).ok()) else {
+        return;
+    };
+    let bare = to.to_bare().to_string();
+    let resource = to.resource().map(|r| r.as_str().to_string());
+    deliver_message(ctx, &bare, resource.as_deref(), stanza).await;
+}
+
+/// Keep a message for an account that has no resource to take it (XEP-0160).
+pub async fn store_offline(ctx: &Arc<Context>, bare: &str, stanza: Element) {
+    match ctx.store.account_exists(bare).await {
+        Ok(true) => {}
+        Ok(false) => return bounce(ctx, &stanza, Condition::ServiceUnavailable, None),
+        Err(e) => {
+            tracing::error!(error = %e, "account lookup failed");
+            return bounce(ctx, &stanza, Condition::InternalServerError, None);
+        }
+    }
+    // Only messages worth keeping: something a person reads (XEP-0160 §3).
+    let keep = stanza.elements().any(|c| c.name == "body" || c.name == "subject")
+        || stanza.elements().any(|c| c.ns != NS_CLIENT);
+    if !keep {
+        return;
+    }
+    let quota = ctx.config.limits.offline_quota;
+    match ctx.store.store_offline(bare, &stanza.to_stream_xml(), quota).await {
+        Ok(true) => {
+            // The account may have come online (here or on another node) between the
+            // routing decision and the store: whoever serves it now picks this up.
+            ctx.sessions.announce_offline_stored(bare);
+            offline::offline_stored(ctx, bare);
+        }
+        Ok(false) => bounce(
+            ctx,
+            &stanza,
+            Condition::ResourceConstraint,
+            Some("offline storage is full"),
+        ),
+        Err(e) => {
+            tracing::error!(error = %e, "storing an offline message failed");
+            bounce(ctx, &stanza, Condition::InternalServerError, None);
+        }
+    }
+}
