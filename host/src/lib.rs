@@ -7,6 +7,7 @@
 //! - [`router`], [`sessions`], [`presence`], [`roster`], [`iq`], [`stanza`]: where stanzas go and the RFC 6121 rules.
 //! - [`account`]: account removal (XEP-0077 `<remove/>`, `poolxmpp user del`).
 //! - [`plugins`]: the WebAssembly component runtime (wasmtime), hot reload, containment.
+//! - [`tasks`]: tracked tasks and the shutdown signal they end on.
 //! - [`store`]: SQLite/PostgreSQL persistence, and (`store::pool`) every query on the pool's PostgreSQL tables.
 
 pub mod account;
@@ -28,6 +29,7 @@ pub mod sessions;
 pub mod stanza;
 pub mod store;
 pub mod stream;
+pub mod tasks;
 pub mod tls;
 pub mod xml;
 

@@ -34,6 +34,9 @@ pub struct Server {
     pub register_throttle: crate::iq::register_throttle::RegisterThrottle,
     /// Flips to `true` once when the node shuts down; connection tasks watch it.
     pub shutdown: watch::Receiver<bool>,
+    /// The group of tasks serving clients (accept loops, connections, the admin socket):
+    /// the daemon waits for all of them to end after raising `shutdown`, their signal.
+    pub tasks: crate::tasks::Tasks,
 }
 
 impl Server {
@@ -44,7 +47,7 @@ impl Server {
         plugins: Arc<crate::plugins::Plugins>,
         pool: Option<Arc<crate::pool::Pool>>,
         placement: Option<Arc<crate::pool::placement::Placement>>,
-        shutdown: watch::Receiver<bool>,
+        tasks: crate::tasks::Tasks,
     ) -> Arc<Server> {
         let auth_limiter = FailureLimiter::new(config.limits.auth_failures_per_minute);
         let logins = Arc::new(tokio::sync::Semaphore::new(config.limits.concurrent_logins.max(1)));
@@ -65,7 +68,8 @@ impl Server {
             logins,
             unauthenticated,
             register_throttle,
-            shutdown,
+            shutdown: tasks.receiver(),
+            tasks,
         });
         server.plugins.attach(Arc::downgrade(&server));
         server
