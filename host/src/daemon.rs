@@ -69,8 +69,14 @@ pub async fn serve(config: Config, role: Role) -> anyhow::Result<()> {
     let (background, background_drain) = Tasks::new();
     let domains = config.domains.iter().map(|d| d.name.to_ascii_lowercase()).collect();
     let plugins = Arc::new(
-        crate::plugins::Plugins::new(config.plugins_dir(), domains, config.limits.plugin_stanza_bytes)
-            .context("starting the plugin runtime")?,
+        crate::plugins::Plugins::new(
+            config.plugins_dir(),
+            domains,
+            config.limits.plugin_stanza_bytes,
+            // Sessions may still call plugins while they close: instances end after them.
+            background.clone(),
+        )
+        .context("starting the plugin runtime")?,
     );
     let (pool, link_events, placement) = match (role, &config.pool) {
         (Role::Node, Some(_)) => {
