@@ -343,6 +343,76 @@ async fn login_fails(addr: std::net::SocketAddr, user: &str, pw: &str) -> Result
     }
 }
 
+/// SIGTERM with clients at every stage (two bound sessions, one authenticated-to-be after
+/// TLS, one still in plaintext): every stream is told `<system-shutdown/>` and closed, and
+/// the process exits within the daemon's grace period (5 s for connections) — it waits
+/// for its connection tasks to end rather than polling a session count.
+#[test]
+fn sigterm_tells_every_stream_system_shutdown() {
+    with_server(ServerOptions::new(Store::Sqlite), |srv| {
+        let addr = srv.starttls;
+        let pid = srv.pid().context("the server runs")?;
+        let rt = support::rt();
+        let clients = rt.block_on(async {
+            let alice = RawConn::login(addr, DOMAIN, "alice", password("alice"), "shutdown").await?;
+            let mut bob = RawConn::login(addr, DOMAIN, "bob", password("bob"), "shutdown").await?;
+            bob.ping(DOMAIN).await?;
+            let (negotiating, _) = RawConn::connect_tls(addr, DOMAIN).await?;
+            let mut plaintext = RawConn::connect(addr).await?;
+            plaintext.open_stream(DOMAIN).await?;
+            plaintext.read_features().await?;
+            anyhow::Ok(vec![
+                ("bound alice", alice),
+                ("bound bob", bob),
+                ("negotiating after TLS", negotiating),
+                ("plaintext before STARTTLS", plaintext),
+            ])
+        })?;
+        let signalled = std::time::Instant::now();
+        let status = std::process::Command::new("kill")
+            .args(["-TERM", &pid.to_string()])
+            .status()?;
+        ensure!(status.success(), "kill -TERM {pid} failed");
+        rt.block_on(async {
+            // Read all at once, as real clients would: each answers its close while the
+            // server lingers for it.
+            let readers: Vec<_> = clients
+                .into_iter()
+                .map(|(what, mut c)| {
+                    tokio::spawn(async move { (what, c.expect_stream_error(std::time::Duration::from_secs(8)).await) })
+                })
+                .collect();
+            for reader in readers {
+                let (what, report) = reader.await?;
+                report.assert_condition(&["system-shutdown"], what)?;
+            }
+            anyhow::Ok(())
+        })?;
+        while srv.is_running() && signalled.elapsed() < std::time::Duration::from_secs(9) {
+            std::thread::sleep(std::time::Duration::from_millis(25));
+        }
+        let took = signalled.elapsed();
+        eprintln!("exited {took:?} after SIGTERM");
+        ensure!(
+            !srv.is_running(),
+            "still running {took:?} after SIGTERM; log:\n{}",
+            srv.log_tail(40)
+        );
+        ensure!(
+            took < std::time::Duration::from_secs(6),
+            "SIGTERM to exit took {took:?}, longer than the 5 s grace period; log:\n{}",
+            srv.log_tail(40)
+        );
+        let log = srv.log();
+        ensure!(
+            !log.contains("did not finish"),
+            "a task outlived the grace period:\n{}",
+            srv.log_tail(40)
+        );
+        Ok(())
+    });
+}
+
 /// Stream headers and features before TLS, after TLS and after SASL (RFC 6120 §4.7,
 /// §5.3.1, §5.4.3.3, §6.4.6, §7), and on the direct TLS port (XEP-0368).
 #[test]

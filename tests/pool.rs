@@ -63,6 +63,49 @@ fn membership_leases_and_rejoin() {
     });
 }
 
+/// SIGTERM to a pool node with a client on it: the client is told `<system-shutdown/>`,
+/// the process exits within its grace periods, its lease is given back at once (`left`,
+/// not waiting to be declared dead), and its session's directory row is gone — the
+/// directory loop finished what the session's end queued before the node left.
+#[test]
+fn sigterm_leaves_the_pool_cleanly() {
+    let _machine = shared_machine();
+    must(|| {
+        let mut pool = TestPool::start(2)?;
+        let rt = support::rt();
+        let (mut alice, mut bob) = rt.block_on(async {
+            let mut alice = login(&pool.nodes[0], "alice").await?;
+            let mut bob = login(&pool.nodes[1], "bob").await?;
+            wait_routable(&mut alice, &mut bob, &format!("{}/raw", jid("bob"))).await?;
+            anyhow::Ok((alice, bob))
+        })?;
+        let signalled = Instant::now();
+        ensure!(pool.nodes[1].stop(), "n2 did not exit within 10 s of SIGTERM");
+        let took = signalled.elapsed();
+        eprintln!("n2 exited {took:?} after SIGTERM");
+        ensure!(took < Duration::from_secs(7), "n2 took {took:?} to exit after SIGTERM");
+        ensure!(
+            !pool.nodes[1].log().contains("did not finish"),
+            "a task of n2 outlived its grace period:\n{}",
+            pool.nodes[1].log_tail(40)
+        );
+        rt.block_on(async {
+            let report = bob.expect_stream_error(Duration::from_secs(5)).await;
+            report.assert_condition(&["system-shutdown"], "bob's stream on n2")
+        })?;
+        let (state, _) = pool.node_state("n2")?;
+        ensure!(state == "left", "n2 after SIGTERM: {state}, not left");
+        let wheres = pool.nodes[0].cli_ok(&["pool", "where", &jid("bob")])?;
+        ensure!(
+            !wheres.contains(" n2 "),
+            "n2's session is still in the directory: {wheres}"
+        );
+        // n1 carries on: alice still gets answers.
+        rt.block_on(alice.ping(support::DOMAIN))?;
+        Ok(())
+    });
+}
+
 /// Wait (bounded) until `from`'s node knows `to`'s session: an IQ to its full JID
 /// reaches it. Session updates travel over pool links asynchronously.
 async fn wait_routable(from: &mut support::raw::RawConn, to: &mut support::raw::RawConn, to_jid: &str) -> Result<()> {

@@ -38,10 +38,13 @@ fn main() -> anyhow::Result<()> {
     let calls: usize = args.next().map(|n| n.parse()).transpose()?.unwrap_or(100_000);
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     rt.block_on(async move {
+        // Never drained: the instance tasks end with the runtime.
+        let (tasks, _drain) = poolxmpp::tasks::Tasks::new();
         let plugins = Plugins::new(
             dir.clone(),
             vec!["localhost".into()],
             poolxmpp::config::LimitsConfig::default().plugin_stanza_bytes,
+            tasks,
         )?;
         let errors = plugins.sync_dir().await;
         anyhow::ensure!(errors.is_empty(), "loading {}: {errors:?}", dir.display());

@@ -1,5 +1,11 @@
 //! Start-up and shutdown of a node: open the store, load TLS, bind listeners, serve until
 //! SIGINT/SIGTERM, then close every stream with `<system-shutdown/>`.
+//!
+//! Shutdown knows its tasks ([`crate::tasks`]): every task is spawned into one of two
+//! groups, the clients' (listeners, connections, admin socket, plugin watcher) and the
+//! pool's background loops. On the signal the clients' group is drained first, then the
+//! background group, each within a grace period after which what is left is named in the
+//! log; then the lease is given back and the store closed.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -10,10 +16,18 @@ use crate::config::Config;
 use crate::pool::placement::Placement;
 use crate::server::Server;
 use crate::store::Store;
+use crate::tasks::Tasks;
 
 /// Database connections per node: enough for bursts of logins, bounded so a pool of
 /// nodes stays inside PostgreSQL's connection limit.
 const DB_CONNECTIONS: u32 = 16;
+
+/// How long connections get after the signal to send `<system-shutdown/>`, their
+/// unavailable presence and what was queued (a stalled client is cut at its send timeout).
+const CLIENTS_GRACE: Duration = Duration::from_secs(5);
+/// How long the pool's loops get to finish the directory updates the sessions' ends queued
+/// and flush the links.
+const BACKGROUND_GRACE: Duration = Duration::from_secs(2);
 
 pub async fn open_store(config: &Config) -> anyhow::Result<Store> {
     Store::open(&config.store, &config.data_dir, DB_CONNECTIONS)
@@ -49,15 +63,26 @@ pub async fn serve(config: Config, role: Role) -> anyhow::Result<()> {
     raise_open_file_limit();
     let store = open_store(&config).await?;
     let tls = crate::tls::server_config(&config).context("loading TLS certificates")?;
-    let (shutdown_tx, shutdown_rx) = tokio::sync::watch::channel(false);
+    // Two groups, drained in order: the clients' tasks first (their goodbyes still need
+    // the pool's links and directory), then the pool's background loops.
+    let (clients, clients_drain) = Tasks::new();
+    let (background, background_drain) = Tasks::new();
     let domains = config.domains.iter().map(|d| d.name.to_ascii_lowercase()).collect();
     let plugins = Arc::new(
-        crate::plugins::Plugins::new(config.plugins_dir(), domains, config.limits.plugin_stanza_bytes)
-            .context("starting the plugin runtime")?,
+        crate::plugins::Plugins::new(
+            config.plugins_dir(),
+            domains,
+            config.limits.plugin_stanza_bytes,
+            // Sessions may still call plugins while they close: instances end after them.
+            background.clone(),
+        )
+        .context("starting the plugin runtime")?,
     );
     let (pool, link_events, placement) = match (role, &config.pool) {
         (Role::Node, Some(_)) => {
-            let (pool, events) = crate::pool::Pool::start(&config).await.context("joining the pool")?;
+            let (pool, events) = crate::pool::Pool::start(&config, &background)
+                .await
+                .context("joining the pool")?;
             // Its own connections: a burst of logins must not starve lease renewals.
             let db = crate::pool::connect_coordination(&config.store).await?;
             let placement = Placement::new(
@@ -81,29 +106,38 @@ pub async fn serve(config: Config, role: Role) -> anyhow::Result<()> {
         }
     };
     let ctx = Arc::new(crate::context::Context::new(config, store, plugins.clone()));
-    let server = Server::new(ctx, tls, pool.clone(), placement, shutdown_rx);
+    let server = Server::new(ctx, tls, pool.clone(), placement, clients.clone());
     if let (Some(pool), Some(events)) = (&pool, link_events) {
         server.ctx.sessions.attach_peers(pool.links.clone());
         let (directory_tx, directory_rx) = tokio::sync::mpsc::unbounded_channel();
         server.ctx.sessions.attach_directory(directory_tx);
-        tokio::spawn(pool.clone().run_directory(directory_rx));
-        tokio::spawn(crate::pool::node::run_events(server.clone(), events));
-        tokio::spawn(crate::pool::node::run_mesh(server.clone()));
+        // The directory finishes what the sessions' ends queued; the rest are loops that
+        // may stop between any two steps.
+        background.spawn(
+            "pool directory",
+            pool.clone().run_directory(directory_rx, background.signalled()),
+        );
+        background.spawn_until_signal("pool events", crate::pool::node::run_events(server.clone(), events));
+        background.spawn_until_signal("pool mesh", crate::pool::node::run_mesh(server.clone()));
         let weak = Arc::downgrade(&server);
-        tokio::spawn(
+        background.spawn_until_signal(
+            "pool lease",
             pool.clone()
                 .run_lease(move || weak.upgrade().map_or(0, |s| s.ctx.sessions.count())),
         );
-        tokio::spawn(pool.clone().run_reaper());
-        tokio::spawn(close_sessions_when_fenced(server.clone(), pool.subscribe()));
-        tokio::spawn(crate::pool::placement::drain::run(server.clone()));
+        background.spawn_until_signal("pool reaper", pool.clone().run_reaper());
+        background.spawn_until_signal(
+            "fencing watch",
+            close_sessions_when_fenced(server.clone(), pool.subscribe()),
+        );
+        background.spawn_until_signal("placement drain", crate::pool::placement::drain::run(server.clone()));
     }
     if server.ctx.config.plugins.enabled {
         for e in plugins.sync_dir().await {
             tracing::error!(error = %e, "plugin not loaded");
         }
         if server.ctx.config.plugins.watch {
-            crate::plugins::watch::spawn_watcher(plugins.clone());
+            crate::plugins::watch::spawn_watcher(plugins.clone(), &clients);
         }
     }
     let admin = crate::plugins::watch::admin_socket_path(&server.ctx.config.data_dir);
@@ -119,30 +153,29 @@ pub async fn serve(config: Config, role: Role) -> anyhow::Result<()> {
                 .map_err(|e| e.to_string())
         })
     });
-    if let Err(e) = crate::plugins::watch::spawn_admin_socket(plugins.clone(), admin.clone(), stats, remove_account) {
+    if let Err(e) =
+        crate::plugins::watch::spawn_admin_socket(plugins.clone(), admin.clone(), stats, remove_account, &clients)
+    {
         tracing::warn!(path = %admin.display(), error = %e, "admin socket unavailable");
     }
     let listeners = crate::listener::bind_all(&server).await?;
     let domains: Vec<_> = server.ctx.config.domains.iter().map(|d| d.name.as_str()).collect();
     tracing::info!(?domains, ?role, store = ?server.ctx.store.backend(), "poolxmpp {} serving", env!("CARGO_PKG_VERSION"));
-    let mut tasks = Vec::new();
     for (listener, direct) in listeners {
-        tasks.push(tokio::spawn(crate::listener::accept_loop(
-            server.clone(),
-            listener,
-            direct,
-        )));
+        clients.spawn(
+            "listener",
+            crate::listener::accept_loop(server.clone(), listener, direct),
+        );
     }
     wait_for_signal().await;
     tracing::info!(sessions = server.ctx.sessions.count(), "shutting down");
-    let _ = shutdown_tx.send(true);
-    // Give sessions a moment to send their stream errors and unavailable presence.
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
-    while server.ctx.sessions.count() > 0 && tokio::time::Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(50)).await;
+    // Every connection ends its stream with <system-shutdown/> and its unavailable presence.
+    if let Err(unfinished) = clients_drain.wait(CLIENTS_GRACE).await {
+        tracing::warn!(%unfinished, "client tasks did not finish within {CLIENTS_GRACE:?}; exiting without them");
     }
-    for t in tasks {
-        t.abort();
+    // Lease and mesh stop before the lease is given back, so nothing renews it after.
+    if let Err(unfinished) = background_drain.wait(BACKGROUND_GRACE).await {
+        tracing::warn!(%unfinished, "background tasks did not finish within {BACKGROUND_GRACE:?}; exiting without them");
     }
     if let Some(pool) = &server.pool {
         pool.leave().await;

@@ -11,9 +11,10 @@ use std::path::Path;
 
 /// Bottom to top. Same-layer uses are allowed while they form no cycle.
 const LAYERS: &[&[&str]] = &[
-    // Plain data: the element tree, typed stanzas, stream framing, small shared counters.
+    // Plain data: the element tree, typed stanzas, stream framing, small shared counters,
+    // tracked tasks and the shutdown signal.
     &["xml"],
-    &["stanza", "stream"],
+    &["stanza", "stream", "tasks"],
     &["config"],
     &["limits"],
     // Persistence and credentials, certificates.

@@ -10,6 +10,7 @@
 //! - [`account`]: account removal (XEP-0077 `<remove/>`, `poolxmpp user del`).
 //! - [`plugins`]: the WebAssembly component runtime (wasmtime), hot reload, containment.
 //! - [`pool`]: membership, links, ownership, placement; [`limits`]: counters and throttles.
+//! - [`tasks`]: tracked tasks and the shutdown signal they end on.
 //! - [`store`]: SQLite/PostgreSQL persistence, and (`store::pool`) every query on the pool's PostgreSQL tables.
 
 pub mod account;
@@ -33,6 +34,7 @@ pub mod sessions;
 pub mod stanza;
 pub mod store;
 pub mod stream;
+pub mod tasks;
 pub mod tls;
 pub mod xml;
 

@@ -1,4 +1,5 @@
-//! Accept loops: one task per configured address, one task per accepted connection.
+//! Accept loops: one task per configured address, one task per accepted connection, all
+//! tracked in `Server.tasks` so shutdown waits for each connection to say goodbye.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -50,7 +51,9 @@ pub async fn accept_loop(server: Arc<Server>, listener: TcpListener, direct_tls:
         }
         // Not yet authenticated: counted against its address until SASL succeeds.
         let Some(slot) = server.unauthenticated.enter(peer.ip()) else {
-            tokio::spawn(crate::c2s::refuse(server.clone(), tcp, peer, direct_tls));
+            server
+                .tasks
+                .spawn("c2s refusal", crate::c2s::refuse(server.clone(), tcp, peer, direct_tls));
             continue;
         };
         if per_ip > 0 {
@@ -62,10 +65,10 @@ pub async fn accept_loop(server: Arc<Server>, listener: TcpListener, direct_tls:
             }
             *n += 1;
         }
-        let server = server.clone();
         let counts = counts.clone();
-        tokio::spawn(async move {
-            crate::c2s::serve(server, tcp, peer, direct_tls, slot).await;
+        let connection = server.clone();
+        server.tasks.spawn("c2s connection", async move {
+            crate::c2s::serve(connection, tcp, peer, direct_tls, slot).await;
             if per_ip > 0 {
                 let mut c = counts.lock().expect("counts lock");
                 if let Some(n) = c.get_mut(&peer.ip()) {

@@ -24,6 +24,9 @@ pub struct Server {
     pub unauthenticated: crate::limits::AddressCap,
     /// Flips to `true` once when the node shuts down; connection tasks watch it.
     pub shutdown: watch::Receiver<bool>,
+    /// The group of tasks serving clients (accept loops, connections, the admin socket):
+    /// the daemon waits for all of them to end after raising `shutdown`, their signal.
+    pub tasks: crate::tasks::Tasks,
 }
 
 impl Server {
@@ -32,7 +35,7 @@ impl Server {
         tls: crate::tls::TlsSetup,
         pool: Option<Arc<crate::pool::Pool>>,
         placement: Option<Arc<crate::pool::placement::Placement>>,
-        shutdown: watch::Receiver<bool>,
+        tasks: crate::tasks::Tasks,
     ) -> Arc<Server> {
         let limits = &ctx.config.limits;
         let auth_limiter = FailureLimiter::new(limits.auth_failures_per_minute);
@@ -49,7 +52,8 @@ impl Server {
             placement,
             logins,
             unauthenticated,
-            shutdown,
+            shutdown: tasks.receiver(),
+            tasks,
         })
     }
 

@@ -195,8 +195,8 @@ async fn plaintext(
             .map_err(|_| admission::expired())??;
         write_raw(&mut write, &format!("<proceed xmlns='{NS_TLS}'/>")).await?;
         Ok(Plaintext::Proceed)
-    }
-    .await;
+    };
+    let outcome = until_shutdown(&server, outcome).await;
     match outcome {
         Ok(Plaintext::Proceed) => {
             // What was buffered is whitespace (checked above); whitespace still in flight
@@ -230,6 +230,21 @@ async fn plaintext(
             Err(ReadError::Stream(err))
         }
         Err(e) => Err(e),
+    }
+}
+
+/// Run a negotiation step unless the node starts shutting down first, which ends the
+/// stream with `<system-shutdown/>` as it does a bound session's.
+async fn until_shutdown<T>(
+    server: &Server,
+    step: impl std::future::Future<Output = Result<T, ReadError>>,
+) -> Result<T, ReadError> {
+    tokio::select! {
+        out = step => out,
+        () = server.tasks.signalled() => Err(ReadError::Stream(StreamError::new(
+            StreamErrorCondition::SystemShutdown,
+            "the server is shutting down",
+        ))),
     }
 }
 
@@ -335,13 +350,22 @@ where
     let (tx, inbox) = crate::stream::writer::channel(queue);
     let (unsent_tx, mut unsent_rx) = tokio::sync::oneshot::channel();
     // The writer logs under this connection's span (the XML trace names the peer).
-    let writer =
-        tokio::spawn(crate::stream::writer::run_writer(write, inbox, unsent_tx).instrument(tracing::Span::current()));
+    let writer = server.tasks.spawn(
+        "c2s writer",
+        crate::stream::writer::run_writer(write, inbox, unsent_tx).instrument(tracing::Span::current()),
+    );
     let mut reader = XmlStreamReader::new(
         BufReader::with_capacity(READ_BUFFER, read),
         server.ctx.config.stream_limits(false),
     );
-    let result = match negotiate::authenticate_stream(&server, &mut reader, &tx, peer, &bindings, deadline).await {
+    // Not yet bound, nothing to undo: shutdown ends the negotiation where it stands. (The
+    // bind step is left to run to its end or its deadline: it enters the session table.)
+    let authenticated = until_shutdown(
+        &server,
+        negotiate::authenticate_stream(&server, &mut reader, &tx, peer, &bindings, deadline),
+    )
+    .await;
+    let result = match authenticated {
         Ok(user) => {
             // Authenticated: no longer counted against the address's unauthenticated cap.
             drop(slot);

@@ -23,6 +23,7 @@ use super::breaker::{Admission, Breaker, BreakerConfig, Tripped};
 use super::imports::PluginState;
 use super::manifest::{Manifest, World};
 use super::stats::PluginStats;
+use crate::tasks::Tasks;
 
 /// How often the engine's epoch advances; deadlines are counted in these ticks.
 pub const EPOCH_TICK: Duration = Duration::from_millis(5);
@@ -232,20 +233,34 @@ impl Blueprint {
 }
 
 /// Create the first instance (so a bad version is rejected before it replaces anything),
-/// then run the actor task. Returns the queue to send calls into.
-pub async fn start(blueprint: Blueprint) -> anyhow::Result<mpsc::Sender<Call>> {
+/// then run the actor task in `tasks`. Returns the queue to send calls into. The task ends
+/// when the queue's last sender is gone (a newer version took over) or on the group's
+/// signal; calls still queued then are dropped, which their callers see as a fault.
+pub async fn start(blueprint: Blueprint, tasks: &Tasks) -> anyhow::Result<mpsc::Sender<Call>> {
     let instance = blueprint.instantiate().await?;
     let (tx, rx) = mpsc::channel(blueprint.manifest.limits.queue);
-    tokio::spawn(run(blueprint, instance, rx));
+    tasks.spawn("plugin instance", run(blueprint, instance, rx, tasks.signalled()));
     Ok(tx)
 }
 
-async fn run(blueprint: Blueprint, first: Instance, mut rx: mpsc::Receiver<Call>) {
+async fn run(
+    blueprint: Blueprint,
+    first: Instance,
+    mut rx: mpsc::Receiver<Call>,
+    stop: impl std::future::Future<Output = ()>,
+) {
     let name = blueprint.manifest.name.clone();
     let budget = Duration::from_millis(blueprint.manifest.limits.timeout_ms);
     let mut breaker = Breaker::new(BreakerConfig::from(&blueprint.manifest.limits));
     let mut instance = Some(first);
-    while let Some(call) = rx.recv().await {
+    tokio::pin!(stop);
+    loop {
+        // A call under way finishes (bounded by its own timeout); the signal is seen between calls.
+        let call = tokio::select! {
+            call = rx.recv() => call,
+            () = &mut stop => None,
+        };
+        let Some(call) = call else { break };
         let sender = call.sender().map(str::to_string);
         match breaker.admit(sender.as_deref(), Instant::now()) {
             Admission::Run => {}

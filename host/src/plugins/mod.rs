@@ -197,6 +197,8 @@ pub struct Plugins {
     active: RwLock<Arc<Active>>,
     /// One loader at a time (watcher events and admin reloads serialize here).
     loading: tokio::sync::Mutex<()>,
+    /// Where each version's instance task runs; it ends on this group's signal.
+    tasks: crate::tasks::Tasks,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -213,8 +215,13 @@ pub enum PluginError {
 
 impl Plugins {
     /// `max_input_bytes` bounds the serialized stanza a plugin is handed
-    /// (`[limits] plugin_stanza_bytes`).
-    pub fn new(dir: PathBuf, domains: Vec<String>, max_input_bytes: usize) -> anyhow::Result<Plugins> {
+    /// (`[limits] plugin_stanza_bytes`). Instance tasks run in `tasks`.
+    pub fn new(
+        dir: PathBuf,
+        domains: Vec<String>,
+        max_input_bytes: usize,
+        tasks: crate::tasks::Tasks,
+    ) -> anyhow::Result<Plugins> {
         let mut config = Config::new();
         config.wasm_component_model(true);
         config.epoch_interruption(true);
@@ -240,6 +247,7 @@ impl Plugins {
             host: OnceLock::new(),
             active: RwLock::new(Arc::new(Active::default())),
             loading: tokio::sync::Mutex::new(()),
+            tasks,
         })
     }
 
@@ -362,7 +370,7 @@ impl Plugins {
             stats: stats.clone(),
             health: health.clone(),
         };
-        let tx = instance::start(blueprint)
+        let tx = instance::start(blueprint, &self.tasks)
             .await
             .map_err(|e| rejected(format!("{e:#}")))?;
         if old.is_some() {

@@ -10,13 +10,15 @@ use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::UnixListener;
 
 use super::Plugins;
+use crate::tasks::Tasks;
 
 /// Wait this long after the last change before reloading: copying a file fires many events.
 const DEBOUNCE: Duration = Duration::from_millis(300);
 
-/// Watch the plugins directory and sync on every settled change. Runs until the process
-/// ends; a watcher that cannot start is logged and reloads stay available on demand.
-pub fn spawn_watcher(plugins: Arc<Plugins>) {
+/// Watch the plugins directory and sync on every settled change, as a task of `tasks`
+/// that ends on its signal (a sync under way finishes first). A watcher that cannot start
+/// is logged and reloads stay available on demand.
+pub fn spawn_watcher(plugins: Arc<Plugins>, tasks: &Tasks) {
     let dir = plugins.dir.clone();
     if let Err(e) = std::fs::create_dir_all(&dir) {
         tracing::warn!(dir = %dir.display(), error = %e, "cannot create the plugins directory");
@@ -40,9 +42,15 @@ pub fn spawn_watcher(plugins: Arc<Plugins>) {
         tracing::warn!(dir = %dir.display(), error = %e, "cannot watch the plugins directory");
         return;
     }
-    tokio::spawn(async move {
+    let stop = tasks.signalled();
+    tasks.spawn("plugin watcher", async move {
         let _watcher = watcher;
-        while rx.recv().await.is_some() {
+        tokio::pin!(stop);
+        loop {
+            tokio::select! {
+                event = rx.recv() => if event.is_none() { break },
+                () = &mut stop => break,
+            }
             // Debounce: keep absorbing events until the directory is quiet.
             while let Ok(Some(())) = tokio::time::timeout(DEBOUNCE, rx.recv()).await {}
             plugins.sync_dir().await;
@@ -76,11 +84,15 @@ pub type RemoveAccountFn = Arc<
     dyn Fn(String) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), String>> + Send>> + Send + Sync,
 >;
 
+///
+/// The accept loop and every admin connection are tasks of `tasks`: on its signal they
+/// stop reading commands (one being answered is finished first).
 pub fn spawn_admin_socket(
     plugins: Arc<Plugins>,
     path: PathBuf,
     stats: StatsFn,
     remove_account: RemoveAccountFn,
+    tasks: &Tasks,
 ) -> std::io::Result<()> {
     let _ = std::fs::remove_file(&path);
     let listener = UnixListener::bind(&path)?;
@@ -89,18 +101,32 @@ pub fn spawn_admin_socket(
         use std::os::unix::fs::PermissionsExt;
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))?;
     }
-    tokio::spawn(async move {
+    let group = tasks.clone();
+    tasks.spawn("admin socket", async move {
+        let stop = group.signalled();
+        tokio::pin!(stop);
         loop {
-            let Ok((conn, _)) = listener.accept().await else {
+            let accepted = tokio::select! {
+                accepted = listener.accept() => accepted,
+                () = &mut stop => break,
+            };
+            let Ok((conn, _)) = accepted else {
                 continue;
             };
             let plugins = plugins.clone();
             let stats = stats.clone();
             let remove_account = remove_account.clone();
-            tokio::spawn(async move {
+            let stop = group.signalled();
+            group.spawn("admin connection", async move {
                 let (read, mut write) = conn.into_split();
                 let mut lines = BufReader::new(read).lines();
-                while let Ok(Some(line)) = lines.next_line().await {
+                tokio::pin!(stop);
+                loop {
+                    let line = tokio::select! {
+                        line = lines.next_line() => line,
+                        () = &mut stop => break,
+                    };
+                    let Ok(Some(line)) = line else { break };
                     let reply = match line.trim().split_once(' ') {
                         None if line.trim() == "stats" => serde_json::json!({ "ok": true, "stats": stats() }),
                         Some(("remove-account", jid)) => match remove_account(jid.trim().to_string()).await {

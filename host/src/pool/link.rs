@@ -20,6 +20,7 @@ use tokio::sync::mpsc;
 use super::pki::{self, LinkTls};
 use crate::sessions::{KickReason, PeerError};
 use crate::sessions::{Peers, SessionChange};
+use crate::tasks::Tasks;
 use crate::xml::Element;
 
 /// Large enough for the biggest stanza a client may send, plus framing.
@@ -118,6 +119,9 @@ pub struct Links {
     dialing: Mutex<std::collections::HashSet<String>>,
     events: mpsc::UnboundedSender<LinkEvent>,
     serial: std::sync::atomic::AtomicU64,
+    /// Where the links' tasks run: handshakes and dials stop on its signal, each link's
+    /// reader ends on it and its writer after flushing what was queued.
+    tasks: Tasks,
 }
 
 /// Validates a peer's `Hello`: is this node live in the pool under this epoch?
@@ -127,7 +131,7 @@ pub type EpochCheck =
 pub type MyEpoch = Arc<dyn Fn() -> Option<i64> + Send + Sync>;
 
 impl Links {
-    pub fn new(node_id: &str, tls: LinkTls) -> (Arc<Links>, mpsc::UnboundedReceiver<LinkEvent>) {
+    pub fn new(node_id: &str, tls: LinkTls, tasks: Tasks) -> (Arc<Links>, mpsc::UnboundedReceiver<LinkEvent>) {
         let (events, rx) = mpsc::unbounded_channel();
         let links = Arc::new(Links {
             node_id: node_id.to_string(),
@@ -136,6 +140,7 @@ impl Links {
             dialing: Mutex::new(Default::default()),
             events,
             serial: Default::default(),
+            tasks,
         });
         (links, rx)
     }
@@ -225,7 +230,7 @@ impl Links {
             let acceptor = acceptor.clone();
             let check = check.clone();
             let my_epoch = my_epoch.clone();
-            tokio::spawn(async move {
+            self.tasks.spawn_until_signal("pool link handshake", async move {
                 let Some(epoch) = my_epoch() else { return };
                 let accepted = tokio::time::timeout(HANDSHAKE_TIMEOUT, async {
                     let _ = tcp.set_nodelay(true);
@@ -279,7 +284,7 @@ impl Links {
             return;
         }
         let links = self.clone();
-        tokio::spawn(async move {
+        self.tasks.spawn_until_signal("pool link dial", async move {
             let result = tokio::time::timeout(HANDSHAKE_TIMEOUT, async {
                 let name = pki::server_name(&node).map_err(|e| e.to_string())?;
                 let tcp = TcpStream::connect(&addr)
@@ -337,7 +342,8 @@ impl Links {
         let _ = self.events.send(LinkEvent::Up { node: node.clone() });
         let (mut reader, mut writer) = tokio::io::split(stream);
         let writer_node = node.clone();
-        tokio::spawn(async move {
+        // Ends when the peer entry (the queue's sender) is gone, after what was queued.
+        self.tasks.spawn("pool link writer", async move {
             while let Some(frame) = rx.recv().await {
                 if let Err(e) = write_frame(&mut writer, &frame).await {
                     tracing::warn!(node = %writer_node, error = %e, "pool link write failed");
@@ -347,9 +353,15 @@ impl Links {
             let _ = writer.shutdown().await;
         });
         let links = self.clone();
-        tokio::spawn(async move {
+        let stop = self.tasks.signalled();
+        self.tasks.spawn("pool link reader", async move {
+            tokio::pin!(stop);
             loop {
-                match read_frame(&mut reader).await {
+                let read = tokio::select! {
+                    read = read_frame(&mut reader) => read,
+                    () = &mut stop => Err("this node is shutting down".to_string()),
+                };
+                match read {
                     Ok(Frame::Ack { seq }) => {
                         let mut u = unacked.lock().expect("unacked lock");
                         while u.pending.front().is_some_and(|(s, _, _)| *s <= seq) {

@@ -73,7 +73,11 @@ pub struct Pool {
 impl Pool {
     /// Check the node's credentials, connect to the shared store, join the pool and accept
     /// links. The receiver yields what other nodes send; [`node::run_events`] applies it.
-    pub async fn start(config: &Config) -> anyhow::Result<(Arc<Pool>, mpsc::UnboundedReceiver<link::LinkEvent>)> {
+    /// The links' tasks run in `tasks` and end on its signal.
+    pub async fn start(
+        config: &Config,
+        tasks: &crate::tasks::Tasks,
+    ) -> anyhow::Result<(Arc<Pool>, mpsc::UnboundedReceiver<link::LinkEvent>)> {
         let pool_config = config.pool.clone().context("no [pool] section")?;
         let tls = pki::LinkTls::load(&pool_config.tls_dir, &pool_config.node_id).with_context(|| {
             format!(
@@ -104,14 +108,17 @@ impl Pool {
             .await?;
         tracing::info!(node = %pool_config.node_id, epoch, "joined the pool");
         let (state, state_rx) = watch::channel(NodeState::Live { epoch });
-        let (links, events) = link::Links::new(&pool_config.node_id, tls);
+        let (links, events) = link::Links::new(&pool_config.node_id, tls, tasks.clone());
         let my_epoch: link::MyEpoch = Arc::new(move || state_rx.borrow().epoch());
         let check_db = db.clone();
         let check: link::EpochCheck = Arc::new(move |node, epoch| {
             let db = check_db.clone();
             Box::pin(async move { db.is_live(&node, epoch).await.unwrap_or(false) })
         });
-        tokio::spawn(links.clone().listen(link_listener, my_epoch, check));
+        tasks.spawn_until_signal(
+            "pool link listener",
+            links.clone().listen(link_listener, my_epoch, check),
+        );
         let pool = Arc::new(Pool {
             config: pool_config,
             db,
@@ -263,15 +270,37 @@ impl Pool {
     /// Keep this node's rows of the shared session directory (`pool_sessions`) in line with
     /// its sessions, in order, off the login path. Rows carry our epoch, so rows of an
     /// earlier life of this node (a crash) are told apart and cleared at the start.
+    /// On `stop` it writes the changes already queued (the ends of the sessions that closed
+    /// at shutdown) and returns.
     pub async fn run_directory(
         self: Arc<Self>,
         mut changes: mpsc::UnboundedReceiver<crate::sessions::DirectoryChange>,
+        stop: impl std::future::Future<Output = ()>,
     ) {
         use crate::sessions::DirectoryChange;
         if let Some(epoch) = self.epoch() {
             let _ = self.db.clear_earlier_sessions(self.node_id(), epoch).await;
         }
-        while let Some(change) = changes.recv().await {
+        tokio::pin!(stop);
+        let mut stopping = false;
+        loop {
+            let change = if stopping {
+                match changes.try_recv() {
+                    Ok(change) => change,
+                    Err(_) => return,
+                }
+            } else {
+                tokio::select! {
+                    change = changes.recv() => match change {
+                        Some(change) => change,
+                        None => return,
+                    },
+                    () = &mut stop => {
+                        stopping = true;
+                        continue;
+                    }
+                }
+            };
             let Some(epoch) = self.epoch() else { continue };
             let result = match &change {
                 DirectoryChange::Bound { bare, resource } => {
