@@ -37,6 +37,14 @@ fn is_name_char(c: char) -> bool {
 
 /// Namespaces in XML 1.0 §3 `NCName`: a non-empty XML name without a colon.
 pub fn is_ncname(s: &str) -> bool {
+    // Nearly every name is ASCII: checked byte by byte, without the Unicode ranges.
+    if s.is_ascii() {
+        let b = s.as_bytes();
+        return b.first().is_some_and(|c| c.is_ascii_alphabetic() || *c == b'_')
+            && b[1..]
+                .iter()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'_' | b'-' | b'.'));
+    }
     let mut chars = s.chars();
     match chars.next() {
         Some(c) if is_name_start_char(c) => chars.all(is_name_char),

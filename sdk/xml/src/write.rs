@@ -11,7 +11,9 @@
 
 use std::fmt::{self, Write as _};
 
-use crate::chars::{is_ncname, is_xml_char};
+use crate::chars::is_ncname;
+#[cfg(test)]
+use crate::chars::is_xml_char;
 use crate::{Attr, Element, Node, NS_CLIENT, NS_XML, NS_XMLNS};
 
 impl Element {
@@ -131,21 +133,41 @@ pub fn escape_text_into(out: &mut String, s: &str) {
     escape_chars(out, s, false)
 }
 
+/// Escape `s` into `out`, copying the runs between special bytes whole: this runs on every
+/// character of every stanza written. `s` is UTF-8, so the only characters outside XML's
+/// `Char` are the C0 controls other than TAB, LF and CR, and U+FFFE and U+FFFF (bytes
+/// `EF BF BE`/`EF BF BF`); they become U+FFFD (see [`crate::chars::is_xml_char`]).
 fn escape_chars(out: &mut String, s: &str, attribute: bool) {
-    for c in s.chars() {
-        match c {
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '&' => out.push_str("&amp;"),
-            '\'' => out.push_str("&apos;"),
-            '"' => out.push_str("&quot;"),
-            '\r' => out.push_str("&#xD;"),
-            '\t' if attribute => out.push_str("&#x9;"),
-            '\n' if attribute => out.push_str("&#xA;"),
-            c if !is_xml_char(c) => out.push('\u{FFFD}'),
-            c => out.push(c),
-        }
+    let bytes = s.as_bytes();
+    let mut run = 0;
+    let mut i = 0;
+    while i < bytes.len() {
+        let (replacement, width) = match bytes[i] {
+            b'<' => ("&lt;", 1),
+            b'>' => ("&gt;", 1),
+            b'&' => ("&amp;", 1),
+            b'\'' => ("&apos;", 1),
+            b'"' => ("&quot;", 1),
+            b'\r' => ("&#xD;", 1),
+            b'\t' if attribute => ("&#x9;", 1),
+            b'\n' if attribute => ("&#xA;", 1),
+            b'\t' | b'\n' => {
+                i += 1;
+                continue;
+            }
+            0x00..=0x1F => ("\u{FFFD}", 1),
+            0xEF if bytes.get(i + 1) == Some(&0xBF) && matches!(bytes.get(i + 2), Some(0xBE | 0xBF)) => ("\u{FFFD}", 3),
+            _ => {
+                i += 1;
+                continue;
+            }
+        };
+        out.push_str(&s[run..i]);
+        out.push_str(replacement);
+        i += width;
+        run = i;
     }
+    out.push_str(&s[run..]);
 }
 
 /// [`escape_into`] into a new string.
@@ -158,6 +180,45 @@ pub fn escape(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The byte-run escaper agrees with the plain per-character rules.
+    #[test]
+    fn escaping_matches_the_per_character_rules() {
+        fn reference(s: &str, attribute: bool) -> String {
+            let mut out = String::new();
+            for c in s.chars() {
+                match c {
+                    '<' => out.push_str("&lt;"),
+                    '>' => out.push_str("&gt;"),
+                    '&' => out.push_str("&amp;"),
+                    '\'' => out.push_str("&apos;"),
+                    '"' => out.push_str("&quot;"),
+                    '\r' => out.push_str("&#xD;"),
+                    '\t' if attribute => out.push_str("&#x9;"),
+                    '\n' if attribute => out.push_str("&#xA;"),
+                    c if !is_xml_char(c) => out.push('\u{FFFD}'),
+                    c => out.push(c),
+                }
+            }
+            out
+        }
+        let samples = [
+            "",
+            "plain",
+            "a<b>&'\"c",
+            "tab\tlf\ncr\r",
+            "\u{0}\u{1}\u{C}\u{1F}x",
+            "\u{FFFE}\u{FFFF}\u{FFFD}\u{EFBF}é🎉",
+            "ünïcödé <tag> ]]> &amp;",
+        ];
+        for s in samples {
+            for attribute in [false, true] {
+                let mut out = String::new();
+                escape_chars(&mut out, s, attribute);
+                assert_eq!(out, reference(s, attribute), "{s:?} (attribute: {attribute})");
+            }
+        }
+    }
 
     #[test]
     fn serializes_with_minimal_namespaces() {
