@@ -15,7 +15,9 @@ pub const LINGER_BYTES: usize = 4 * 1024 * 1024;
 
 /// Read and discard until EOF, an error, [`LINGER`] or [`LINGER_BYTES`].
 pub async fn drain<R: AsyncRead + Unpin>(mut read: R) {
-    let mut buf = [0u8; 8192];
+    // On the heap, and only now: an array here would sit in every connection's task state
+    // for the connection's whole life.
+    let mut buf = vec![0u8; 8192];
     let mut total = 0usize;
     let _ = tokio::time::timeout(LINGER, async {
         while total < LINGER_BYTES {
