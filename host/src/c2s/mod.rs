@@ -179,7 +179,7 @@ async fn plaintext(
         // Bytes pipelined after <starttls/> would be plaintext injected into the TLS stream
         // (CVE-2011-1431). Whitespace is harmless (go-xmpp always sends a newline there) and
         // is dropped; anything else is refused while the plaintext stream can still say so.
-        if !is_xml_whitespace(reader.buffered()) {
+        if !reader.buffered().iter().all(is_xml_space) {
             tracing::info!(%peer, "refused: data pipelined after <starttls/>");
             return Err(StreamError::new(
                 StreamErrorCondition::PolicyViolation,
@@ -249,8 +249,8 @@ async fn until_shutdown<T>(
 }
 
 /// XML's whitespace (the `S` production): what may sit between `<starttls/>` and TLS.
-fn is_xml_whitespace(bytes: &[u8]) -> bool {
-    bytes.iter().all(|b| matches!(b, b' ' | b'\t' | b'\r' | b'\n'))
+fn is_xml_space(b: &u8) -> bool {
+    matches!(b, b' ' | b'\t' | b'\r' | b'\n')
 }
 
 /// Consume whitespace at the head of the socket without touching the byte after it.
@@ -258,10 +258,7 @@ async fn skip_whitespace(tcp: &TcpStream) -> std::io::Result<()> {
     let mut head = [0u8; 64];
     loop {
         let n = tcp.peek(&mut head).await?;
-        let blank = head[..n]
-            .iter()
-            .take_while(|b| is_xml_whitespace(std::slice::from_ref(b)))
-            .count();
+        let blank = head[..n].iter().take_while(|b| is_xml_space(b)).count();
         if blank == 0 {
             return Ok(());
         }

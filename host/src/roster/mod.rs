@@ -83,10 +83,15 @@ where
     F: FnOnce(Option<&RosterItem>) -> Option<RosterItem> + Send,
 {
     let update = update(ctx, owner, contact, change).await?;
+    push_written(ctx, owner, &update);
+    Ok(update)
+}
+
+/// Push what an update wrote, if it wrote anything.
+pub fn push_written(ctx: &Context, owner: &str, update: &crate::store::ItemUpdate) {
     if let Some((item, version)) = &update.written {
         push(ctx, owner, item, false, *version);
     }
-    Ok(update)
 }
 
 /// Why a roster set's item is refused (RFC 6121 §2.3.3).

@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use jid::Jid;
 
-use super::{push, update};
+use super::{push_written, update};
 use crate::context::Context;
 use crate::delivery::deliver_to_available;
 use crate::delivery::{bounce, target, Target};
@@ -90,13 +90,16 @@ async fn process_outbound(
         SubscriptionType::Subscribed => ctx.store.has_pending_in(user, contact).await?,
         SubscriptionType::Subscribe | SubscriptionType::Unsubscribe => false,
     };
+    // The effects of the very transition the store applied, to the item as it found it.
+    let mut effects = Vec::new();
     let update = update(ctx, user, contact, |item| {
-        rules::outbound(item, contact, pending_in, kind).item
+        let step = rules::outbound(item, contact, pending_in, kind);
+        effects = step.effects;
+        step.item
     })
     .await?;
-    let step = rules::outbound(update.before.as_ref(), contact, pending_in, kind);
     let mut rest = Vec::new();
-    for effect in step.effects {
+    for effect in effects {
         match effect {
             Effect::Push => push_written(ctx, user, &update),
             Effect::RemovePendingIn => {
@@ -106,13 +109,6 @@ async fn process_outbound(
         }
     }
     Ok(rest)
-}
-
-/// Push what an update wrote, if it wrote anything.
-fn push_written(ctx: &Context, owner: &str, update: &crate::store::ItemUpdate) {
-    if let Some((item, version)) = &update.written {
-        push(ctx, owner, item, false, *version);
-    }
 }
 
 /// Carry a subscription stanza to the contact's side.
@@ -170,10 +166,15 @@ async fn inbound(
         SubscriptionType::Unsubscribe => ctx.store.remove_pending_in(owner, contact).await?,
         _ => false,
     };
-    let update = update(ctx, owner, contact, |item| rules::inbound(item, pending_in, kind).item).await?;
-    let step = rules::inbound(update.before.as_ref(), pending_in, kind);
+    let mut effects = Vec::new();
+    let update = update(ctx, owner, contact, |item| {
+        let step = rules::inbound(item, pending_in, kind);
+        effects = step.effects;
+        step.item
+    })
+    .await?;
     let stanza = Arc::new(stanza);
-    for effect in step.effects {
+    for effect in effects {
         match effect {
             Effect::Push => push_written(ctx, owner, &update),
             Effect::DeliverToUser => deliver_to_available(ctx, owner, &stanza),
