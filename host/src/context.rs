@@ -18,7 +18,7 @@ pub struct Context {
     pub sessions: Sessions,
     pub plugins: Arc<crate::plugins::Plugins>,
     /// Accounts whose offline messages are being delivered on this node, and whether
-    /// another delivery was asked for meanwhile (see `presence::deliver_offline`).
+    /// another delivery was asked for meanwhile (see `delivery::offline::deliver_offline`).
     pub offline_delivery: Mutex<HashMap<String, bool>>,
     /// XEP-0077 registration and password-change rates (`limits.registrations_per_ip`, …).
     pub register_throttle: RegisterThrottle,
