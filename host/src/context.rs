@@ -1,5 +1,5 @@
 //! What the RFC 6121 core of one node shares: configuration, the store, the session table,
-//! the plugin runtime and the small state the services keep. Router, presence, roster,
+//! the features (the plugin runtime, seen through [`Features`]) and the small state the services keep. Router, presence, roster,
 //! server IQs and account removal take a `&Context` (never the composition root), so they
 //! see only this; connections, TLS, admission and the pool live in `server::Server` above.
 
@@ -8,6 +8,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use crate::config::Config;
+use crate::features::Features;
 use crate::limits::register::RegisterThrottle;
 use crate::sessions::Sessions;
 use crate::store::Store;
@@ -16,7 +17,8 @@ pub struct Context {
     pub config: Config,
     pub store: Store,
     pub sessions: Sessions,
-    pub plugins: Arc<crate::plugins::Plugins>,
+    /// The feature runtime (the plugins), as the core sees it.
+    pub features: Arc<dyn Features>,
     /// Accounts whose offline messages are being delivered on this node, and whether
     /// another delivery was asked for meanwhile (see `delivery::offline::deliver_offline`).
     pub offline_delivery: Mutex<HashMap<String, bool>>,
@@ -26,14 +28,14 @@ pub struct Context {
 }
 
 impl Context {
-    pub fn new(config: Config, store: Store, plugins: Arc<crate::plugins::Plugins>) -> Context {
+    pub fn new(config: Config, store: Store, features: Arc<dyn Features>) -> Context {
         let unthrottled = crate::limits::Unthrottled::new(&config.limits.unthrottled_addresses);
         let register_throttle = RegisterThrottle::new(&config.limits, unthrottled);
         Context {
             config,
             store,
             sessions: Sessions::default(),
-            plugins,
+            features,
             offline_delivery: Default::default(),
             register_throttle,
             started: Instant::now(),

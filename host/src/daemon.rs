@@ -106,6 +106,9 @@ pub async fn serve(config: Config, role: Role) -> anyhow::Result<()> {
         }
     };
     let ctx = Arc::new(crate::context::Context::new(config, store, plugins.clone()));
+    // Plugins get their host capabilities once the context they reach through exists.
+    let ownership = pool.clone().map(|p| p as Arc<dyn crate::plugins::Ownership>);
+    plugins.attach(Arc::downgrade(&ctx), ownership);
     let server = Server::new(ctx, tls, pool.clone(), placement, clients.clone());
     if let (Some(pool), Some(events)) = (&pool, link_events) {
         server.ctx.sessions.attach_peers(pool.links.clone());

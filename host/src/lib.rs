@@ -21,6 +21,7 @@ pub mod config;
 pub mod context;
 pub mod daemon;
 pub mod delivery;
+pub mod features;
 pub mod iq;
 pub mod limits;
 pub mod listener;

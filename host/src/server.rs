@@ -10,7 +10,7 @@ use crate::auth::FailureLimiter;
 use crate::context::Context;
 
 pub struct Server {
-    /// What the RFC 6121 core shares (config, store, sessions, plugins).
+    /// What the RFC 6121 core shares (config, store, sessions, features).
     pub ctx: Arc<Context>,
     pub auth_limiter: FailureLimiter,
     pub tls: crate::tls::TlsSetup,
@@ -42,8 +42,6 @@ impl Server {
         let logins = Arc::new(tokio::sync::Semaphore::new(limits.concurrent_logins.max(1)));
         let unthrottled = crate::limits::Unthrottled::new(&limits.unthrottled_addresses);
         let unauthenticated = crate::limits::AddressCap::new(limits.unauthenticated_per_ip, unthrottled);
-        let ownership = pool.clone().map(|p| p as Arc<dyn crate::plugins::Ownership>);
-        ctx.plugins.attach(Arc::downgrade(&ctx), ownership);
         Arc::new(Server {
             ctx,
             auth_limiter,

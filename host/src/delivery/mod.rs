@@ -1,7 +1,7 @@
 //! Getting a stanza to where it goes, and errors back to whoever sent it: addressing
 //! ([`target`]), RFC 6121 §8.5 delivery of messages ([`rules`], carried out by
 //! [`deliver_message`]), offline storage ([`offline`]), error replies ([`bounce`]) and the
-//! hand-over to feature plugins. The services (presence, roster, IQs) and the router all
+//! hand-over to features ([`crate::features`]). The services (presence, roster, IQs) and the router all
 //! deliver through here; the router on top decides which service a stanza is for.
 
 use std::sync::Arc;
@@ -9,7 +9,7 @@ use std::sync::Arc;
 use jid::Jid;
 
 use crate::context::Context;
-use crate::plugins::{types, Fault, PluginHandle};
+use crate::features::{Feature, Refusal};
 use crate::stanza::{error_reply, error_reply_raw, may_bounce, Condition, MessageType};
 use crate::xml::{Element, NS_CLIENT};
 
@@ -18,8 +18,8 @@ pub mod rules;
 
 /// What the router made of a `to` address.
 pub enum Target {
-    /// An address a feature plugin owns (a component domain such as `conference.example.org`).
-    Plugin(Arc<PluginHandle>),
+    /// An address a feature owns (a component domain such as `conference.example.org`).
+    Feature(Arc<dyn Feature>),
     /// Addressed to a hosted domain itself (or, for IQs, to no one: the server answers).
     Context,
     /// A local account, bare or full.
@@ -30,8 +30,8 @@ pub enum Target {
 
 pub fn target(ctx: &Context, to: &Jid) -> Target {
     let domain = to.domain().as_str();
-    if let Some(plugin) = ctx.plugins.active().for_address(domain) {
-        return Target::Plugin(plugin.clone());
+    if let Some(feature) = ctx.features.for_address(domain) {
+        return Target::Feature(feature);
     }
     if !ctx.hosts(domain) {
         return Target::Remote;
@@ -45,59 +45,54 @@ pub fn target(ctx: &Context, to: &Jid) -> Target {
     }
 }
 
-/// Hand a stanza to the feature plugin that claims it; its error (or fault) becomes the
-/// sender's error reply. Never waits for the plugin, so a plugin sending to itself cannot
-/// deadlock.
-pub fn dispatch_to_plugin(ctx: &Arc<Context>, plugin: &Arc<PluginHandle>, stanza: Element) {
-    match plugin.submit_stanza(&stanza) {
-        Ok(reply) => {
+/// Hand a stanza to the feature that claims it; its refusal becomes the sender's error
+/// reply. Never waits for the feature, so a feature sending to itself cannot deadlock.
+pub fn dispatch_to_feature(ctx: &Arc<Context>, feature: &dyn Feature, stanza: Element) {
+    match feature.submit(&stanza) {
+        Ok(answer) => {
             let ctx = ctx.clone();
             tokio::spawn(async move {
-                let outcome = reply.await.unwrap_or(Err(Fault::Disabled("unloaded".into())));
-                match outcome {
-                    Ok(Ok(())) => {}
-                    Ok(Err(err)) => bounce_plugin_error(&ctx, &stanza, &err),
-                    Err(fault) => bounce_fault(&ctx, &stanza, &fault),
+                if let Err(refusal) = answer.await {
+                    bounce_refusal(&ctx, &stanza, &refusal);
                 }
             });
         }
-        Err(fault) => bounce_fault(ctx, &stanza, &fault),
+        Err(refusal) => bounce_refusal(ctx, &stanza, &refusal),
     }
 }
 
-pub fn bounce_fault(ctx: &Context, stanza: &Element, fault: &Fault) {
-    let (condition, text) = match fault {
-        Fault::Busy => (Condition::ResourceConstraint, None),
-        Fault::SenderBlocked => (
+/// The sender's error for a stanza a feature (or a filter) refused.
+pub fn bounce_refusal(ctx: &Context, original: &Element, refusal: &Refusal) {
+    let (condition, text) = match refusal {
+        Refusal::Error {
+            error_type,
+            condition,
+            text,
+        } => {
+            if may_bounce(original) {
+                // Only defined conditions go on the wire (RFC 6120 §8.3.3).
+                let condition = if is_defined_condition(condition) {
+                    condition.as_str()
+                } else {
+                    "undefined-condition"
+                };
+                deliver_reply(
+                    ctx,
+                    error_reply_raw(original, error_type.as_str(), condition, text.as_deref()),
+                );
+            }
+            return;
+        }
+        Refusal::Busy => (Condition::ResourceConstraint, None),
+        Refusal::SenderBlocked => (
             Condition::ResourceConstraint,
             Some("this service keeps failing on your requests; try again later"),
         ),
-        Fault::TooLarge(_) => (Condition::PolicyViolation, Some("too large for this service")),
-        Fault::Disabled(_) => (Condition::ServiceUnavailable, None),
-        Fault::Trap(_) | Fault::Timeout => (Condition::InternalServerError, None),
+        Refusal::TooLarge => (Condition::PolicyViolation, Some("too large for this service")),
+        Refusal::Unavailable => (Condition::ServiceUnavailable, None),
+        Refusal::Failed => (Condition::InternalServerError, None),
     };
-    bounce(ctx, stanza, condition, text);
-}
-
-pub fn bounce_plugin_error(ctx: &Context, original: &Element, err: &types::StanzaError) {
-    if !may_bounce(original) {
-        return;
-    }
-    let error_type = match err.type_ {
-        types::ErrorType::Auth => "auth",
-        types::ErrorType::Cancel => "cancel",
-        types::ErrorType::Continue => "continue",
-        types::ErrorType::Modify => "modify",
-        types::ErrorType::Wait => "wait",
-    };
-    // Only defined conditions go on the wire (RFC 6120 §8.3.3).
-    let condition = if is_defined_condition(&err.condition) {
-        err.condition.as_str()
-    } else {
-        "undefined-condition"
-    };
-    let reply = error_reply_raw(original, error_type, condition, err.text.as_deref());
-    deliver_reply(ctx, reply);
+    bounce(ctx, original, condition, text);
 }
 
 fn is_defined_condition(c: &str) -> bool {
@@ -145,16 +140,16 @@ pub fn bounce(ctx: &Context, original: &Element, condition: Condition, text: Opt
     deliver_reply(ctx, error_reply(original, condition, text));
 }
 
-/// Deliver an error reply: to a local session, or back into the plugin that sent the original.
+/// Deliver an error reply: to a local session, or back into the feature that sent the original.
 fn deliver_reply(ctx: &Context, reply: Element) {
-    let plugin = reply
+    let feature = reply
         .get_attr("to")
         .and_then(|t| Jid::new(t).ok())
-        .and_then(|to| ctx.plugins.active().for_address(to.domain().as_str()).cloned());
-    match plugin {
-        // Errors to a plugin are informational; nobody answers them, so no bounce loop.
-        Some(p) => {
-            let _ = p.submit_stanza(&reply);
+        .and_then(|to| ctx.features.for_address(to.domain().as_str()));
+    match feature {
+        // Errors to a feature are informational; nobody answers them, so no bounce loop.
+        Some(f) => {
+            let _ = f.submit(&reply);
         }
         None => deliver_to_full(ctx, &reply),
     }

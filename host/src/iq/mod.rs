@@ -89,7 +89,7 @@ pub async fn handle_for_server(ctx: &Arc<Context>, client: &mut Session, iq: Ele
             if ctx.config.features.registration {
                 q = q.child(feature(register::NS_REGISTER));
             }
-            for f in &ctx.plugins.active().disco_features {
+            for f in &ctx.features.disco_features() {
                 q = q.child(feature(f));
             }
             answer(ctx, &iq, Some(q));
@@ -98,10 +98,12 @@ pub async fn handle_for_server(ctx: &Arc<Context>, client: &mut Session, iq: Ele
             // Component services run by plugins on this domain (XEP-0030 §4).
             let domain = iq.get_attr("to").unwrap_or_default().to_ascii_lowercase();
             let mut q = Element::new("query", NS_DISCO_ITEMS);
-            let active = ctx.plugins.active();
-            let mut services: Vec<&String> = active
+            let suffix = format!(".{domain}");
+            let mut services: Vec<String> = ctx
+                .features
                 .addresses()
-                .filter(|a| a.ends_with(&format!(".{domain}")))
+                .into_iter()
+                .filter(|a| a.ends_with(&suffix))
                 .collect();
             services.sort();
             for a in services {
@@ -195,9 +197,9 @@ pub async fn handle_for_other_account(ctx: &Arc<Context>, bare: &str, iq: Elemen
 /// An IQ whose payload namespace a plugin claims goes to that plugin; anything else gets
 /// `service-unavailable` (RFC 6120 §8.4).
 fn to_plugin_or_unavailable(ctx: &Arc<Context>, iq: Element) {
-    let plugin = iq_payload(&iq).and_then(|p| ctx.plugins.active().for_iq_namespace(&p.ns).cloned());
-    match plugin {
-        Some(p) => crate::delivery::dispatch_to_plugin(ctx, &p, iq),
+    let feature = iq_payload(&iq).and_then(|p| ctx.features.for_iq_namespace(&p.ns));
+    match feature {
+        Some(f) => crate::delivery::dispatch_to_feature(ctx, &*f, iq),
         None => bounce(ctx, &iq, Condition::ServiceUnavailable, None),
     }
 }

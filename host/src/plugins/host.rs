@@ -14,6 +14,8 @@ use crate::store::StoreError;
 #[derive(Clone, Default)]
 pub struct HostCaps {
     pub ctx: Weak<Context>,
+    /// The runtime itself, for what only it knows (which addresses a plugin speaks for).
+    pub plugins: Weak<super::Plugins>,
     pub ownership: Option<Arc<dyn Ownership>>,
 }
 

@@ -210,9 +210,14 @@ impl presence::Host for PluginState {
 
 impl router::Host for PluginState {
     async fn send(&mut self, xml: String) -> Result<(), String> {
-        let server = self.node().ok_or("server is shutting down")?;
+        let node = self.node().ok_or("server is shutting down")?;
         self.stats.sent.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        crate::router::route_from_plugin(&server, &self.name, &xml).await
+        let plugins = self.host.plugins.upgrade().ok_or("server is shutting down")?;
+        let name = self.name.as_str();
+        crate::router::route_from_feature(&node, &xml, |from| {
+            plugins.may_send_as(name, from, |domain| node.hosts(domain))
+        })
+        .await
     }
 }
 

@@ -17,6 +17,7 @@ pub mod admin;
 pub mod bindings;
 pub mod breaker;
 pub mod build;
+pub mod features;
 pub mod host;
 pub mod imports;
 pub mod input;
@@ -252,8 +253,12 @@ impl Plugins {
     }
 
     /// Give plugins their host capabilities (see [`host`]); once, before any is loaded.
-    pub fn attach(&self, ctx: Weak<crate::context::Context>, ownership: Option<Arc<dyn Ownership>>) {
-        let _ = self.host.set(HostCaps { ctx, ownership });
+    pub fn attach(self: &Arc<Self>, ctx: Weak<crate::context::Context>, ownership: Option<Arc<dyn Ownership>>) {
+        let _ = self.host.set(HostCaps {
+            ctx,
+            plugins: Arc::downgrade(self),
+            ownership,
+        });
     }
 
     pub fn active(&self) -> Arc<Active> {

@@ -11,8 +11,8 @@ use std::sync::Arc;
 use jid::Jid;
 
 use crate::context::Context;
-use crate::delivery::{bounce, bounce_fault, bounce_plugin_error, deliver_message, dispatch_to_plugin, target, Target};
-use crate::plugins::{types, Fault, PluginHandle};
+use crate::delivery::{bounce, bounce_refusal, deliver_message, dispatch_to_feature, target, Target};
+use crate::features::{Direction, Verdict};
 use crate::sessions::Session;
 use crate::stanza::{Condition, Kind, PresenceType};
 use crate::xml::Element;
@@ -32,8 +32,8 @@ pub async fn route_from_client(ctx: &Arc<Context>, client: &mut Session, stanza:
     if !passes_filters(ctx, &stanza, to.as_ref()).await {
         return;
     }
-    if let Some(Target::Plugin(plugin)) = to.as_ref().map(|to| target(ctx, to)) {
-        return dispatch_to_plugin(ctx, &plugin, stanza);
+    if let Some(Target::Feature(feature)) = to.as_ref().map(|to| target(ctx, to)) {
+        return dispatch_to_feature(ctx, &*feature, stanza);
     }
     match kind {
         Kind::Presence => match (PresenceType::of(&stanza), to) {
@@ -50,7 +50,7 @@ pub async fn route_from_client(ctx: &Arc<Context>, client: &mut Session, stanza:
             Some(Target::Context) => iq::handle_for_server(ctx, client, stanza).await,
             Some(Target::Local { bare, resource }) => deliver_iq(ctx, &bare, resource.as_deref(), stanza).await,
             Some(Target::Remote) => bounce(ctx, &stanza, Condition::RemoteServerNotFound, None),
-            Some(Target::Plugin(plugin)) => dispatch_to_plugin(ctx, &plugin, stanza),
+            Some(Target::Feature(feature)) => dispatch_to_feature(ctx, &*feature, stanza),
         },
         Kind::Message => {
             let to = to.unwrap_or_else(|| Jid::from(client.jid.to_bare()));
@@ -60,7 +60,7 @@ pub async fn route_from_client(ctx: &Arc<Context>, client: &mut Session, stanza:
                 // ignore them, but an error is more helpful to a sender expecting a reply.
                 Target::Context => bounce(ctx, &stanza, Condition::ServiceUnavailable, None),
                 Target::Remote => bounce(ctx, &stanza, Condition::RemoteServerNotFound, None),
-                Target::Plugin(plugin) => dispatch_to_plugin(ctx, &plugin, stanza),
+                Target::Feature(feature) => dispatch_to_feature(ctx, &*feature, stanza),
             }
         }
     }
@@ -69,41 +69,34 @@ pub async fn route_from_client(ctx: &Arc<Context>, client: &mut Session, stanza:
 /// The two filter points of DESIGN §2 for a stanza leaving a local client: outbound at the
 /// sender, and inbound when the recipient is local too. Returns whether it may go on.
 async fn passes_filters(ctx: &Arc<Context>, stanza: &Element, to: Option<&Jid>) -> bool {
-    let active = ctx.plugins.active();
-    if active.filters.is_empty() {
+    if !ctx.features.filtering() {
         return true;
     }
-    if !filter(ctx, &active.filters, types::Direction::Outbound, stanza).await {
+    if !filter(ctx, Direction::Outbound, stanza).await {
         return false;
     }
     let local = to.is_some_and(|to| matches!(target(ctx, to), Target::Local { .. }));
-    !local || filter(ctx, &active.filters, types::Direction::Inbound, stanza).await
+    !local || filter(ctx, Direction::Inbound, stanza).await
 }
 
-async fn filter(ctx: &Context, filters: &[Arc<PluginHandle>], direction: types::Direction, stanza: &Element) -> bool {
-    for f in filters {
-        match f.check(direction, stanza).await {
-            Ok(types::Verdict::Allow) => {}
-            Ok(types::Verdict::Drop) => return false,
-            Ok(types::Verdict::Bounce(err)) => {
-                bounce_plugin_error(ctx, stanza, &err);
-                return false;
-            }
-            // A stanza too large for the filter to see must not slip past it.
-            Err(fault @ Fault::TooLarge(_)) => {
-                bounce_fault(ctx, stanza, &fault);
-                return false;
-            }
-            // A broken filter must not take messaging down with it: log and let it pass.
-            Err(fault) => tracing::warn!(plugin = %f.name(), %fault, "filter failed; allowing the stanza"),
+async fn filter(ctx: &Context, direction: Direction, stanza: &Element) -> bool {
+    match ctx.features.filter(direction, stanza).await {
+        Verdict::Pass => true,
+        Verdict::Drop => false,
+        Verdict::Refuse(refusal) => {
+            bounce_refusal(ctx, stanza, &refusal);
+            false
         }
     }
-    true
 }
 
-/// A stanza sent by a plugin through `router.send`. Its `from` must be an address the
-/// plugin speaks for; it is then delivered like any other stanza.
-pub async fn route_from_plugin(ctx: &Arc<Context>, plugin: &str, xml: &str) -> Result<(), String> {
+/// A stanza a feature sends (a plugin's `router.send`). Its `from` must be an address the
+/// feature speaks for (`may_send_as`); it is then delivered like any other stanza.
+pub async fn route_from_feature(
+    ctx: &Arc<Context>,
+    xml: &str,
+    may_send_as: impl FnOnce(&Jid) -> bool,
+) -> Result<(), String> {
     let stanza = crate::stream::reader::parse_stored(xml)
         .await
         .ok_or("not a well-formed stanza in jabber:client")?;
@@ -116,14 +109,13 @@ pub async fn route_from_plugin(ctx: &Arc<Context>, plugin: &str, xml: &str) -> R
         .get_attr("to")
         .and_then(|t| Jid::new(t).ok())
         .ok_or("a valid to is required")?;
-    if !plugin_may_send_as(ctx, plugin, &from) {
-        return Err(format!("{plugin} may not send as {from}"));
+    if !may_send_as(&from) {
+        return Err(format!("this plugin may not send as {from}"));
     }
     match target(ctx, &to) {
-        Target::Plugin(p) => dispatch_to_plugin(ctx, &p, stanza),
+        Target::Feature(feature) => dispatch_to_feature(ctx, &*feature, stanza),
         Target::Local { bare, resource } => {
-            let active = ctx.plugins.active();
-            if !active.filters.is_empty() && !filter(ctx, &active.filters, types::Direction::Inbound, &stanza).await {
+            if ctx.features.filtering() && !filter(ctx, Direction::Inbound, &stanza).await {
                 return Ok(());
             }
             match kind {
@@ -143,20 +135,6 @@ pub async fn route_from_plugin(ctx: &Arc<Context>, plugin: &str, xml: &str) -> R
         Target::Remote => return Err(format!("{} is not reachable from here", to.domain())),
     }
     Ok(())
-}
-
-/// A plugin speaks for its component domains, and — if it answers IQs on users' behalf —
-/// for hosted domains and their accounts' bare JIDs.
-fn plugin_may_send_as(ctx: &Context, plugin: &str, from: &Jid) -> bool {
-    let active = ctx.plugins.active();
-    let Some(handle) = active.by_name.get(plugin) else {
-        return false;
-    };
-    let domain = from.domain().as_str();
-    if active.for_address(domain).is_some_and(|p| p.name() == plugin) {
-        return true;
-    }
-    !handle.manifest.iq_namespaces.is_empty() && ctx.hosts(domain) && from.resource().is_none()
 }
 
 /// RFC 6121 §8.5.2.1.3 / §8.5.3.1 for `<iq/>` addressed to another account.

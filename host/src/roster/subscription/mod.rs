@@ -128,7 +128,7 @@ fn deliver<'a>(
                 }
             }
             Target::Remote => bounce(ctx, &stanza, Condition::RemoteServerNotFound, None),
-            Target::Plugin(plugin) => crate::delivery::dispatch_to_plugin(ctx, &plugin, stanza),
+            Target::Feature(feature) => crate::delivery::dispatch_to_feature(ctx, &*feature, stanza),
             Target::Context => {}
         }
     })

@@ -1,0 +1,126 @@
+//! The feature runtime as the RFC 6121 core sees it: who claims a component address or an
+//! IQ namespace, what the filters make of a stanza, and handing a stanza over. The core
+//! never learns that features are WebAssembly components: `plugins::Plugins` implements
+//! [`Features`], and in-process tests use [`NoFeatures`] or a fake. This is what lets the
+//! router, delivery and the server IQs sit below the plugin runtime.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use crate::xml::Element;
+
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// Which side of a local client a filter looks at (DESIGN §2): a stanza leaving its sender,
+/// or reaching a local recipient.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Direction {
+    Inbound,
+    Outbound,
+}
+
+/// Why a feature did not take a stanza; `delivery` turns it into the sender's error reply.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Refusal {
+    /// The feature's own stanza error. The condition is as the feature named it: only the
+    /// RFC 6120 conditions go on the wire, anything else as `<undefined-condition/>`.
+    Error {
+        error_type: ErrorType,
+        condition: String,
+        text: Option<String>,
+    },
+    /// Its queue is full.
+    Busy,
+    /// This sender's requests keep failing it, so this sender is refused for a while.
+    SenderBlocked,
+    /// The stanza is too large to hand to it.
+    TooLarge,
+    /// Switched off, or unloaded meanwhile.
+    Unavailable,
+    /// It failed on this stanza (trapped, or ran out of time).
+    Failed,
+}
+
+/// The stanza error types of RFC 6120 §8.3.2.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorType {
+    Auth,
+    Cancel,
+    Continue,
+    Modify,
+    Wait,
+}
+
+impl ErrorType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorType::Auth => "auth",
+            ErrorType::Cancel => "cancel",
+            ErrorType::Continue => "continue",
+            ErrorType::Modify => "modify",
+            ErrorType::Wait => "wait",
+        }
+    }
+}
+
+/// What the filters made of a stanza.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    Pass,
+    /// Drop it without a word.
+    Drop,
+    /// Refuse it: the sender gets the error.
+    Refuse(Refusal),
+}
+
+/// A feature's answer to a stanza it was handed: `Ok` once it has dealt with it.
+pub type Answer = BoxFuture<'static, Result<(), Refusal>>;
+
+/// One feature (a loaded plugin version).
+pub trait Feature: Send + Sync {
+    fn name(&self) -> &str;
+    /// Queue a stanza for it. Queuing is synchronous, so stanzas reach a feature in the
+    /// order they were routed; the answer comes later and is never waited for in line.
+    fn submit(&self, stanza: &Element) -> Result<Answer, Refusal>;
+}
+
+/// The features of a node, as one consistent set at a time (plugins come and go).
+pub trait Features: Send + Sync {
+    /// The feature owning a component domain such as `conference.example.org`.
+    fn for_address(&self, domain: &str) -> Option<Arc<dyn Feature>>;
+    /// The feature answering IQs whose payload is in this namespace.
+    fn for_iq_namespace(&self, ns: &str) -> Option<Arc<dyn Feature>>;
+    /// Every component address served, for `disco#items` on a hosted domain.
+    fn addresses(&self) -> Vec<String>;
+    /// The features' `disco#info` features, sorted, without duplicates.
+    fn disco_features(&self) -> Vec<String>;
+    /// Whether any filter runs; when none does, the router skips [`Features::filter`].
+    fn filtering(&self) -> bool;
+    /// Run the filters over a stanza, in order, until one does not let it pass.
+    fn filter<'a>(&'a self, direction: Direction, stanza: &'a Element) -> BoxFuture<'a, Verdict>;
+}
+
+/// A node without features: what in-process tests of the core start from.
+pub struct NoFeatures;
+
+impl Features for NoFeatures {
+    fn for_address(&self, _: &str) -> Option<Arc<dyn Feature>> {
+        None
+    }
+    fn for_iq_namespace(&self, _: &str) -> Option<Arc<dyn Feature>> {
+        None
+    }
+    fn addresses(&self) -> Vec<String> {
+        Vec::new()
+    }
+    fn disco_features(&self) -> Vec<String> {
+        Vec::new()
+    }
+    fn filtering(&self) -> bool {
+        false
+    }
+    fn filter<'a>(&'a self, _: Direction, _: &'a Element) -> BoxFuture<'a, Verdict> {
+        Box::pin(async { Verdict::Pass })
+    }
+}

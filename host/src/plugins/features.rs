@@ -1,0 +1,120 @@
+//! The plugin runtime behind the core's [`Features`]: claims read from the active set, a
+//! plugin's faults and stanza errors translated to [`Refusal`]s, and the filter policy.
+
+use std::sync::Arc;
+
+use jid::Jid;
+
+use super::{types, Fault, PluginHandle, Plugins};
+use crate::features::{Answer, BoxFuture, Direction, ErrorType, Feature, Features, Refusal, Verdict};
+use crate::xml::Element;
+
+impl Feature for PluginHandle {
+    fn name(&self) -> &str {
+        &self.manifest.name
+    }
+
+    fn submit(&self, stanza: &Element) -> Result<Answer, Refusal> {
+        let reply = self.submit_stanza(stanza)?;
+        Ok(Box::pin(async move {
+            match reply.await {
+                Ok(Ok(Ok(()))) => Ok(()),
+                Ok(Ok(Err(err))) => Err(err.into()),
+                Ok(Err(fault)) => Err(fault.into()),
+                Err(_) => Err(Refusal::Unavailable), // unloaded with the call queued
+            }
+        }))
+    }
+}
+
+impl Features for Plugins {
+    fn for_address(&self, domain: &str) -> Option<Arc<dyn Feature>> {
+        self.active().for_address(domain).map(|p| p.clone() as Arc<dyn Feature>)
+    }
+
+    fn for_iq_namespace(&self, ns: &str) -> Option<Arc<dyn Feature>> {
+        self.active()
+            .for_iq_namespace(ns)
+            .map(|p| p.clone() as Arc<dyn Feature>)
+    }
+
+    fn addresses(&self) -> Vec<String> {
+        self.active().addresses().cloned().collect()
+    }
+
+    fn disco_features(&self) -> Vec<String> {
+        self.active().disco_features.clone()
+    }
+
+    fn filtering(&self) -> bool {
+        !self.active().filters.is_empty()
+    }
+
+    fn filter<'a>(&'a self, direction: Direction, stanza: &'a Element) -> BoxFuture<'a, Verdict> {
+        let filters = self.active().filters.clone();
+        let direction = match direction {
+            Direction::Inbound => types::Direction::Inbound,
+            Direction::Outbound => types::Direction::Outbound,
+        };
+        Box::pin(async move {
+            for f in &filters {
+                match f.check(direction, stanza).await {
+                    Ok(types::Verdict::Allow) => {}
+                    Ok(types::Verdict::Drop) => return Verdict::Drop,
+                    Ok(types::Verdict::Bounce(err)) => return Verdict::Refuse(err.into()),
+                    // A stanza too large for the filter to see must not slip past it.
+                    Err(fault @ Fault::TooLarge(_)) => return Verdict::Refuse(fault.into()),
+                    // A broken filter must not take messaging down with it: log and let it pass.
+                    Err(fault) => tracing::warn!(plugin = %f.name(), %fault, "filter failed; allowing the stanza"),
+                }
+            }
+            Verdict::Pass
+        })
+    }
+}
+
+impl Plugins {
+    /// May this plugin send a stanza from `from`? A plugin speaks for its component
+    /// domains, and — if it answers IQs on users' behalf — for hosted domains and their
+    /// accounts' bare JIDs.
+    pub fn may_send_as(&self, plugin: &str, from: &Jid, hosted: impl Fn(&str) -> bool) -> bool {
+        let active = self.active();
+        let Some(handle) = active.by_name.get(plugin) else {
+            return false;
+        };
+        let domain = from.domain().as_str();
+        if active.for_address(domain).is_some_and(|p| p.name() == plugin) {
+            return true;
+        }
+        !handle.manifest.iq_namespaces.is_empty() && hosted(domain) && from.resource().is_none()
+    }
+}
+
+impl From<Fault> for Refusal {
+    fn from(fault: Fault) -> Refusal {
+        match fault {
+            Fault::Busy => Refusal::Busy,
+            Fault::SenderBlocked => Refusal::SenderBlocked,
+            Fault::TooLarge(_) => Refusal::TooLarge,
+            Fault::Disabled(_) => Refusal::Unavailable,
+            Fault::Trap(_) | Fault::Timeout => Refusal::Failed,
+        }
+    }
+}
+
+impl From<types::StanzaError> for Refusal {
+    fn from(err: types::StanzaError) -> Refusal {
+        let error_type = match err.type_ {
+            types::ErrorType::Auth => ErrorType::Auth,
+            types::ErrorType::Cancel => ErrorType::Cancel,
+            types::ErrorType::Continue => ErrorType::Continue,
+            types::ErrorType::Modify => ErrorType::Modify,
+            types::ErrorType::Wait => ErrorType::Wait,
+        };
+        Refusal::Error {
+            error_type,
+            condition: err.condition,
+            text: err.text,
+        }
+    }
+}
