@@ -5,6 +5,7 @@
 #
 #   tests/load/bench.sh            # full run (DESIGN §5 / issue 2 figures)
 #   QUICK=1 tests/load/bench.sh    # small numbers, to check the script
+#   ROUNDS=3 SERVERS="prosody before=/tmp/a/poolxmpp poolxmpp" tests/load/bench.sh
 #
 # Needs: release builds (cargo build --release -p poolxmpp -p poolxmpp-load) and prosody
 # (apt-get install -y prosody). Everything listens on 127.0.0.1 only.
@@ -19,8 +20,13 @@ ulimit -n 20000 2>/dev/null || true
 if [ -n "${QUICK:-}" ]; then
     USERS=300 LOGINS=300 CONC=50 IDLE=200 PAIRS=20 MSGS=100
 else
-    USERS=2200 LOGINS=2000 CONC=100 IDLE=2000 PAIRS=100 MSGS=200
+    # 100 pairs x 1,000 messages: long enough (a second or more of server time) for the
+    # messages/s figure to rise above this machine's noise; 20,000 messages were not.
+    USERS=2200 LOGINS=2000 CONC=100 IDLE=2000 PAIRS=100 MSGS=${MSGS:-1000}
 fi
+# ROUNDS=N runs the whole list of servers N times in turn, so builds compared in one run
+# share the machine's slow and fast moments; report the median of each figure.
+ROUNDS="${ROUNDS:-1}"
 # Each word is `prosody`, `poolxmpp` (this tree's release build) or NAME=PATH: a poolxmpp
 # binary of another build under its own name, so two builds (before and after a change) are
 # compared with Prosody in one run, e.g. SERVERS="prosody before=/tmp/a/poolxmpp poolxmpp".
@@ -39,7 +45,7 @@ run_scenarios() { # name port pid
     echo "{\"server\":\"$name\",\"scenario\":\"messages\",\"result\":$("$LOAD" messages "${common[@]}" --pairs "$PAIRS" --messages "$MSGS" --concurrency "$CONC")}"
 }
 
-for s in $SERVERS; do
+for s in $(for _ in $(seq 1 "$ROUNDS"); do echo $SERVERS; done); do
     case $s in
     poolxmpp | *=*)
         if [ "$s" = poolxmpp ]; then NAME=poolxmpp SERVER=$DEFAULT_SERVER; else NAME=${s%%=*} SERVER=${s#*=}; fi

@@ -13,7 +13,7 @@ use crate::store::StoreError;
 use crate::stream::{Outbound, OutboundTx};
 use crate::xml::Element;
 
-pub const NS_REGISTER: &str = "jabber:iq:register";
+pub use crate::xml::NS_REGISTER;
 
 fn form() -> Element {
     Element::new("query", NS_REGISTER)

@@ -110,8 +110,14 @@ pub fn spawn_admin_socket(
                 accepted = listener.accept() => accepted,
                 () = &mut stop => break,
             };
-            let Ok((conn, _)) = accepted else {
-                continue;
+            let conn = match accepted {
+                Ok((conn, _)) => conn,
+                Err(e) => {
+                    // Out of file descriptors and the like: back off instead of spinning.
+                    tracing::warn!(error = %e, "admin socket accept failed");
+                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                    continue;
+                }
             };
             let plugins = plugins.clone();
             let stats = stats.clone();

@@ -4,13 +4,11 @@
 //! peer and, once bound, the JID. Secrets (SASL responses, registration passwords) are
 //! redacted before they reach the log.
 
-use crate::xml::{Element, Node};
+use crate::xml::{Element, Node, NS_REGISTER, NS_SASL};
 
 /// The tracing target of the XML trace.
 pub const TARGET: &str = "poolxmpp::xml";
 
-const NS_SASL: &str = "urn:ietf:params:xml:ns:xmpp-sasl";
-const NS_REGISTER: &str = "jabber:iq:register";
 const REDACTED: &str = "[redacted]";
 
 fn enabled() -> bool {

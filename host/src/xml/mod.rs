@@ -7,3 +7,7 @@
 //! frames and re-reads XML with `stream::reader`, under limits.
 
 pub use poolxmpp_xml::*;
+
+/// Namespaces more than one part of the host reads or writes (the stream, its trace).
+pub const NS_SASL: &str = "urn:ietf:params:xml:ns:xmpp-sasl";
+pub const NS_REGISTER: &str = "jabber:iq:register";
