@@ -211,6 +211,35 @@ impl Condition {
     }
 }
 
+/// A stanza error a service answers with. Services return it instead of sending it: the
+/// router alone turns it into the error reply (`delivery::bounce`), so every error reply
+/// is built and addressed in one place.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StanzaError {
+    pub condition: Condition,
+    /// Human-readable detail for the sender (`<text xml:lang='en'>`).
+    pub text: Option<&'static str>,
+}
+
+impl StanzaError {
+    pub fn with_text(condition: Condition, text: &'static str) -> StanzaError {
+        StanzaError {
+            condition,
+            text: Some(text),
+        }
+    }
+}
+
+impl From<Condition> for StanzaError {
+    fn from(condition: Condition) -> StanzaError {
+        StanzaError { condition, text: None }
+    }
+}
+
+/// What a service made of a stanza: handled (whatever it sent on the way), or the error
+/// the sender gets.
+pub type Outcome = Result<(), StanzaError>;
+
 /// Whether a stanza of this shape may be answered with an error. Errors are never
 /// answered with errors (RFC 6120 §8.3.1), nor are IQ results.
 pub fn may_bounce(e: &Element) -> bool {

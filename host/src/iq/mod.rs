@@ -7,9 +7,9 @@ pub mod register;
 use std::sync::Arc;
 
 use crate::context::Context;
-use crate::delivery::{bounce, deliver_to_full};
+use crate::delivery::deliver_to_full;
 use crate::sessions::Session;
-use crate::stanza::{iq_payload, iq_result, Condition};
+use crate::stanza::{iq_payload, iq_result, Condition, Outcome, StanzaError};
 use crate::xml::Element;
 
 pub const NS_DISCO_INFO: &str = "http://jabber.org/protocol/disco#info";
@@ -30,34 +30,28 @@ const SERVER_FEATURES: &[&str] = &[
     "urn:xmpp:features:pre-approval",
 ];
 
-/// A get or set needs exactly one payload; results and errors need no answer.
-fn request_payload<'a>(ctx: &Context, iq: &'a Element) -> Option<&'a Element> {
+/// A get or set needs exactly one payload; results and errors need no answer (`None`).
+fn request_payload(iq: &Element) -> Result<Option<&Element>, StanzaError> {
     match iq.get_attr("type") {
         Some("get") | Some("set") => {}
-        Some("result") | Some("error") => return None,
-        _ => {
-            bounce(ctx, iq, Condition::BadRequest, Some("an IQ needs a type"));
-            return None;
-        }
+        Some("result") | Some("error") => return Ok(None),
+        _ => return Err(StanzaError::with_text(Condition::BadRequest, "an IQ needs a type")),
     }
     if iq.get_attr("id").is_none() {
-        bounce(ctx, iq, Condition::BadRequest, Some("an IQ needs an id"));
-        return None;
+        return Err(StanzaError::with_text(Condition::BadRequest, "an IQ needs an id"));
     }
-    let payload = iq_payload(iq);
-    if payload.is_none() {
-        bounce(
-            ctx,
-            iq,
+    match iq_payload(iq) {
+        Some(payload) => Ok(Some(payload)),
+        None => Err(StanzaError::with_text(
             Condition::BadRequest,
-            Some("a get or set carries exactly one child"),
-        );
+            "a get or set carries exactly one child",
+        )),
     }
-    payload
 }
 
-fn answer(ctx: &Context, iq: &Element, payload: Option<Element>) {
+fn answer(ctx: &Context, iq: &Element, payload: Option<Element>) -> Outcome {
     deliver_to_full(ctx, &iq_result(iq, payload));
+    Ok(())
 }
 
 fn identity(category: &str, kind: &str, name: Option<&str>) -> Element {
@@ -75,9 +69,9 @@ fn feature(var: &str) -> Element {
 }
 
 /// An IQ addressed to a hosted domain.
-pub async fn handle_for_server(ctx: &Arc<Context>, client: &mut Session, iq: Element) {
-    let Some(payload) = request_payload(ctx, &iq) else {
-        return;
+pub async fn handle_for_server(ctx: &Arc<Context>, client: &mut Session, iq: &Element) -> Outcome {
+    let Some(payload) = request_payload(iq)? else {
+        return Ok(());
     };
     let get = iq.get_attr("type") == Some("get");
     match (payload.ns.as_str(), payload.name.as_str(), get) {
@@ -92,7 +86,7 @@ pub async fn handle_for_server(ctx: &Arc<Context>, client: &mut Session, iq: Ele
             for f in &ctx.features.disco_features() {
                 q = q.child(feature(f));
             }
-            answer(ctx, &iq, Some(q));
+            answer(ctx, iq, Some(q))
         }
         (NS_DISCO_ITEMS, "query", true) => {
             // Component services run by plugins on this domain (XEP-0030 §4).
@@ -109,48 +103,48 @@ pub async fn handle_for_server(ctx: &Arc<Context>, client: &mut Session, iq: Ele
             for a in services {
                 q = q.child(Element::new("item", NS_DISCO_ITEMS).attr("jid", a.as_str()));
             }
-            answer(ctx, &iq, Some(q));
+            answer(ctx, iq, Some(q))
         }
         (NS_VERSION, "query", true) => {
             let q = Element::new("query", NS_VERSION)
                 .child(Element::new("name", NS_VERSION).text("poolxmpp"))
                 .child(Element::new("version", NS_VERSION).text(env!("CARGO_PKG_VERSION")));
-            answer(ctx, &iq, Some(q));
+            answer(ctx, iq, Some(q))
         }
-        (NS_PING, "ping", true) => answer(ctx, &iq, None),
-        (NS_SESSION, "session", false) => answer(ctx, &iq, None),
+        (NS_PING, "ping", true) => answer(ctx, iq, None),
+        (NS_SESSION, "session", false) => answer(ctx, iq, None),
         (register::NS_REGISTER, "query", _) if ctx.config.features.registration => {
-            register::authenticated(ctx, client, &iq, payload).await
+            register::authenticated(ctx, client, iq, payload).await
         }
-        _ => to_plugin_or_unavailable(ctx, iq),
+        _ => to_feature_or_unavailable(ctx, iq.clone()),
     }
 }
 
 /// An IQ with no `to` or addressed to the sender's own bare JID.
-pub async fn handle_for_account(ctx: &Arc<Context>, client: &mut Session, iq: Element) {
-    let Some(payload) = request_payload(ctx, &iq) else {
-        return;
+pub async fn handle_for_account(ctx: &Arc<Context>, client: &mut Session, iq: &Element) -> Outcome {
+    let Some(payload) = request_payload(iq)? else {
+        return Ok(());
     };
     let get = iq.get_attr("type") == Some("get");
     match (payload.ns.as_str(), payload.name.as_str(), get) {
         (crate::roster::NS_ROSTER, "query", _) => crate::roster::handle_iq(ctx, client, iq).await,
         // RFC 3921 session establishment: a no-op kept for old clients.
-        (NS_SESSION, "session", false) => reply_to_self(ctx, client, &iq, None),
-        (NS_PING, "ping", true) => reply_to_self(ctx, client, &iq, None),
-        (NS_DISCO_INFO, "query", true) => reply_to_self(ctx, client, &iq, Some(account_info())),
-        (NS_DISCO_ITEMS, "query", true) => reply_to_self(ctx, client, &iq, Some(Element::new("query", NS_DISCO_ITEMS))),
+        (NS_SESSION, "session", false) => reply_to_self(ctx, client, iq, None),
+        (NS_PING, "ping", true) => reply_to_self(ctx, client, iq, None),
+        (NS_DISCO_INFO, "query", true) => reply_to_self(ctx, client, iq, Some(account_info())),
+        (NS_DISCO_ITEMS, "query", true) => reply_to_self(ctx, client, iq, Some(Element::new("query", NS_DISCO_ITEMS))),
         // XEP-0077 §3.2: a cancellation with the home server carries no `to`.
         (register::NS_REGISTER, "query", _) if ctx.config.features.registration => {
-            register::authenticated(ctx, client, &iq, payload).await
+            register::authenticated(ctx, client, iq, payload).await
         }
         _ => {
             // Plugins see the account the request is about: a missing `to` means the
             // sender's own bare JID (RFC 6120 §10.3.3).
-            let mut iq = iq;
+            let mut iq = iq.clone();
             if iq.get_attr("to").is_none() {
                 iq.set_attr("to", client.jid.to_bare().to_string());
             }
-            to_plugin_or_unavailable(ctx, iq)
+            to_feature_or_unavailable(ctx, iq)
         }
     }
 }
@@ -163,43 +157,47 @@ fn account_info() -> Element {
 }
 
 /// Replies to IQs without `to` come from the account's bare JID (or nowhere) to the sender.
-fn reply_to_self(ctx: &Context, client: &Session, iq: &Element, payload: Option<Element>) {
+fn reply_to_self(ctx: &Context, client: &Session, iq: &Element, payload: Option<Element>) -> Outcome {
     let mut reply = iq_result(iq, payload);
     if iq.get_attr("to").is_none() {
         reply.remove_attr("from");
     }
     reply.set_attr("to", client.jid.to_string());
     deliver_to_full(ctx, &reply);
+    Ok(())
 }
 
 /// An IQ to another local account's bare JID, answered on its behalf.
-pub async fn handle_for_other_account(ctx: &Arc<Context>, bare: &str, iq: Element) {
-    let Some(payload) = request_payload(ctx, &iq) else {
-        return;
+pub async fn handle_for_other_account(ctx: &Arc<Context>, bare: &str, iq: &Element) -> Outcome {
+    let Some(payload) = request_payload(iq)? else {
+        return Ok(());
     };
     match ctx.store.account_exists(bare).await {
         Ok(true) => {}
-        Ok(false) => return bounce(ctx, &iq, Condition::ServiceUnavailable, None),
+        Ok(false) => return Err(Condition::ServiceUnavailable.into()),
         Err(e) => {
             tracing::error!(error = %e, "account lookup failed");
-            return bounce(ctx, &iq, Condition::InternalServerError, None);
+            return Err(Condition::InternalServerError.into());
         }
     }
     let get = iq.get_attr("type") == Some("get");
     match (payload.ns.as_str(), payload.name.as_str(), get) {
-        (crate::roster::NS_ROSTER, _, _) => bounce(ctx, &iq, Condition::Forbidden, None),
-        (NS_DISCO_INFO, "query", true) => answer(ctx, &iq, Some(account_info())),
-        (NS_DISCO_ITEMS, "query", true) => answer(ctx, &iq, Some(Element::new("query", NS_DISCO_ITEMS))),
-        _ => to_plugin_or_unavailable(ctx, iq),
+        (crate::roster::NS_ROSTER, _, _) => Err(Condition::Forbidden.into()),
+        (NS_DISCO_INFO, "query", true) => answer(ctx, iq, Some(account_info())),
+        (NS_DISCO_ITEMS, "query", true) => answer(ctx, iq, Some(Element::new("query", NS_DISCO_ITEMS))),
+        _ => to_feature_or_unavailable(ctx, iq.clone()),
     }
 }
 
-/// An IQ whose payload namespace a plugin claims goes to that plugin; anything else gets
+/// An IQ whose payload namespace a feature claims goes to that feature; anything else gets
 /// `service-unavailable` (RFC 6120 §8.4).
-fn to_plugin_or_unavailable(ctx: &Arc<Context>, iq: Element) {
+fn to_feature_or_unavailable(ctx: &Arc<Context>, iq: Element) -> Outcome {
     let feature = iq_payload(&iq).and_then(|p| ctx.features.for_iq_namespace(&p.ns));
     match feature {
-        Some(f) => crate::delivery::dispatch_to_feature(ctx, &*f, iq),
-        None => bounce(ctx, &iq, Condition::ServiceUnavailable, None),
+        Some(f) => {
+            crate::delivery::dispatch_to_feature(ctx, &*f, iq);
+            Ok(())
+        }
+        None => Err(Condition::ServiceUnavailable.into()),
     }
 }

@@ -5,10 +5,9 @@ use std::net::IpAddr;
 use std::sync::Arc;
 
 use crate::context::Context;
-use crate::delivery::bounce;
 use crate::limits::register::StreamRegistration;
 use crate::sessions::Session;
-use crate::stanza::{error_reply, error_reply_raw, iq_result, Condition};
+use crate::stanza::{error_reply, error_reply_raw, iq_result, Condition, Outcome, StanzaError};
 use crate::store::StoreError;
 use crate::stream::{Outbound, OutboundTx};
 use crate::xml::Element;
@@ -86,7 +85,7 @@ pub async fn pre_auth(
 }
 
 /// Password change or account removal by the logged-in user.
-pub async fn authenticated(ctx: &Arc<Context>, client: &mut Session, iq: &Element, query: &Element) {
+pub async fn authenticated(ctx: &Arc<Context>, client: &mut Session, iq: &Element, query: &Element) -> Outcome {
     let reply_ok = || crate::delivery::deliver_to_full(ctx, &iq_result(iq, None));
     if iq.get_attr("type") == Some("get") {
         let q = Element::new("query", NS_REGISTER)
@@ -95,14 +94,14 @@ pub async fn authenticated(ctx: &Arc<Context>, client: &mut Session, iq: &Elemen
                 Element::new("username", NS_REGISTER)
                     .text(client.jid.node().map(|n| n.to_string()).unwrap_or_default()),
             );
-        return crate::delivery::deliver_to_full(ctx, &iq_result(iq, Some(q)));
+        crate::delivery::deliver_to_full(ctx, &iq_result(iq, Some(q)));
+        return Ok(());
     }
     if query.has_child("remove", NS_REGISTER) {
         // XEP-0077 §3.2: the result first, then every session of the account is closed.
-        if crate::account::remove(ctx, &client.bare, reply_ok).await.is_err() {
-            bounce(ctx, iq, Condition::InternalServerError, None);
-        }
-        return;
+        return crate::account::remove(ctx, &client.bare, reply_ok)
+            .await
+            .map_err(|_| Condition::InternalServerError.into());
     }
     match field(query, "password") {
         Some(_)
@@ -114,14 +113,17 @@ pub async fn authenticated(ctx: &Arc<Context>, client: &mut Session, iq: &Elemen
             tracing::info!(jid = %client.bare, ip = %client.peer, "password change refused: too often");
             let refused = crate::limits::register::Refused::TooOften;
             crate::delivery::deliver_to_full(ctx, &throttled(iq, refused));
+            Ok(())
         }
-        Some(p) if !p.is_empty() => match crate::auth::derive_credentials(&p) {
-            Ok(creds) => match ctx.store.set_credentials(&client.bare, &creds).await {
-                Ok(()) => reply_ok(),
-                Err(_) => bounce(ctx, iq, Condition::InternalServerError, None),
-            },
-            Err(_) => bounce(ctx, iq, Condition::NotAcceptable, None),
-        },
-        _ => bounce(ctx, iq, Condition::BadRequest, None),
+        Some(p) if !p.is_empty() => {
+            let creds = crate::auth::derive_credentials(&p).map_err(|_| StanzaError::from(Condition::NotAcceptable))?;
+            ctx.store
+                .set_credentials(&client.bare, &creds)
+                .await
+                .map_err(|_| StanzaError::from(Condition::InternalServerError))?;
+            reply_ok();
+            Ok(())
+        }
+        _ => Err(Condition::BadRequest.into()),
     }
 }

@@ -6,10 +6,9 @@ pub mod subscription;
 use std::sync::Arc;
 
 use crate::context::Context;
-use crate::delivery::bounce;
 use crate::sessions::Session;
-use crate::stanza::{iq_payload, iq_result, Condition, SubscriptionType};
-use crate::store::RosterItem;
+use crate::stanza::{iq_payload, iq_result, Condition, Outcome, StanzaError, SubscriptionType};
+use crate::store::{RosterItem, StoreError};
 use crate::xml::{Element, NS_CLIENT};
 
 pub const NS_ROSTER: &str = "jabber:iq:roster";
@@ -144,19 +143,21 @@ fn client_fields(
 }
 
 /// A roster IQ from the account's own client.
-pub async fn handle_iq(ctx: &Arc<Context>, client: &Session, iq: Element) {
-    let Some(query) = iq_payload(&iq).filter(|q| q.is("query", NS_ROSTER)) else {
-        return bounce(ctx, &iq, Condition::BadRequest, None);
+pub async fn handle_iq(ctx: &Arc<Context>, client: &Session, iq: &Element) -> Outcome {
+    let Some(query) = iq_payload(iq).filter(|q| q.is("query", NS_ROSTER)) else {
+        return Err(Condition::BadRequest.into());
     };
-    let result = match iq.get_attr("type") {
-        Some("get") => get(ctx, client, &iq, query).await,
-        Some("set") => set(ctx, client, &iq, query).await,
+    match iq.get_attr("type") {
+        Some("get") => get(ctx, client, iq, query).await.map_err(internal),
+        Some("set") => set(ctx, client, iq, query).await,
         _ => Ok(()),
-    };
-    if let Err(e) = result {
-        tracing::error!(error = %e, "roster operation failed");
-        bounce(ctx, &iq, Condition::InternalServerError, None);
     }
+}
+
+/// A store failure, logged here; the sender gets `<internal-server-error/>`.
+fn internal(e: StoreError) -> StanzaError {
+    tracing::error!(error = %e, "roster operation failed");
+    Condition::InternalServerError.into()
 }
 
 fn reply(ctx: &Context, client: &Session, iq: &Element, payload: Option<Element>) {
@@ -187,34 +188,22 @@ async fn get(
     Ok(())
 }
 
-async fn set(
-    ctx: &Arc<Context>,
-    client: &Session,
-    iq: &Element,
-    query: &Element,
-) -> Result<(), crate::store::StoreError> {
+async fn set(ctx: &Arc<Context>, client: &Session, iq: &Element, query: &Element) -> Outcome {
     let items: Vec<&Element> = query.elements().filter(|e| e.is("item", NS_ROSTER)).collect();
     // §2.3.3: exactly one item per set.
     let [item_el] = items.as_slice() else {
-        bounce(
-            ctx,
-            iq,
+        return Err(StanzaError::with_text(
             Condition::BadRequest,
-            Some("a roster set carries exactly one item"),
-        );
-        return Ok(());
+            "a roster set carries exactly one item",
+        ));
     };
     let contact = match item_el.get_attr("jid").map(jid::Jid::new) {
         Some(Ok(j)) => j.to_bare().to_string(),
-        _ => {
-            bounce(ctx, iq, Condition::BadRequest, Some("invalid or missing jid"));
-            return Ok(());
-        }
+        _ => return Err(StanzaError::with_text(Condition::BadRequest, "invalid or missing jid")),
     };
     if contact == client.bare && item_el.get_attr("subscription") != Some("remove") {
         // Allowed by the RFC but meaningless; many servers refuse it to avoid loops.
-        bounce(ctx, iq, Condition::NotAllowed, Some("you cannot add yourself"));
-        return Ok(());
+        return Err(StanzaError::with_text(Condition::NotAllowed, "you cannot add yourself"));
     }
     if item_el.get_attr("subscription") == Some("remove") {
         return remove(ctx, client, iq, &contact).await;
@@ -223,8 +212,7 @@ async fn set(
         Ok(fields) => fields,
         Err(refusal) => {
             let (condition, text) = refusal.condition();
-            bounce(ctx, iq, condition, Some(text));
-            return Ok(());
+            return Err(StanzaError::with_text(condition, text));
         }
     };
     // The client controls name and groups only; subscription state is the server's, and
@@ -245,11 +233,10 @@ async fn set(
             reply(ctx, client, iq, None);
             return Ok(());
         }
-        Err(crate::store::StoreError::RosterFull) => {
-            bounce(ctx, iq, Condition::NotAllowed, Some("roster is full"));
-            return Ok(());
+        Err(StoreError::RosterFull) => {
+            return Err(StanzaError::with_text(Condition::NotAllowed, "roster is full"));
         }
-        Err(e) => return Err(e),
+        Err(e) => return Err(internal(e)),
     };
     reply(ctx, client, iq, None);
     push(ctx, &client.bare, &item, false, version);
@@ -257,19 +244,22 @@ async fn set(
 }
 
 /// §2.5: removing an item cancels subscriptions both ways first.
-async fn remove(
-    ctx: &Arc<Context>,
-    client: &Session,
-    iq: &Element,
-    contact: &str,
-) -> Result<(), crate::store::StoreError> {
-    let Some(item) = ctx.store.roster_item(&client.bare, contact).await? else {
-        bounce(ctx, iq, Condition::ItemNotFound, None);
-        return Ok(());
+async fn remove(ctx: &Arc<Context>, client: &Session, iq: &Element, contact: &str) -> Outcome {
+    let Some(item) = ctx.store.roster_item(&client.bare, contact).await.map_err(internal)? else {
+        return Err(Condition::ItemNotFound.into());
     };
-    let pending_in = ctx.store.remove_pending_in(&client.bare, contact).await?;
+    let pending_in = ctx
+        .store
+        .remove_pending_in(&client.bare, contact)
+        .await
+        .map_err(internal)?;
     reply(ctx, client, iq, None);
-    if let Some(version) = ctx.store.delete_roster_item(&client.bare, contact).await? {
+    if let Some(version) = ctx
+        .store
+        .delete_roster_item(&client.bare, contact)
+        .await
+        .map_err(internal)?
+    {
         push(ctx, &client.bare, &item, true, version);
     }
     if item.subscription.has_to() || item.ask {

@@ -14,7 +14,7 @@ use crate::context::Context;
 use crate::delivery::{bounce, bounce_refusal, deliver_message, dispatch_to_feature, target, Target};
 use crate::features::{Direction, Verdict};
 use crate::sessions::Session;
-use crate::stanza::{Condition, Kind, PresenceType};
+use crate::stanza::{Condition, Kind, Outcome, PresenceType};
 use crate::xml::Element;
 use crate::{iq, presence, roster};
 
@@ -42,16 +42,21 @@ pub async fn route_from_client(ctx: &Arc<Context>, client: &mut Session, stanza:
             }
             (_, to) => presence::outbound(ctx, client, stanza, to).await,
         },
-        Kind::Iq => match to.as_ref().map(|to| target(ctx, to)) {
-            None => iq::handle_for_account(ctx, client, stanza).await,
-            Some(Target::Local { bare, resource: None }) if bare == client.bare => {
-                iq::handle_for_account(ctx, client, stanza).await
-            }
-            Some(Target::Context) => iq::handle_for_server(ctx, client, stanza).await,
-            Some(Target::Local { bare, resource }) => deliver_iq(ctx, &bare, resource.as_deref(), stanza).await,
-            Some(Target::Remote) => bounce(ctx, &stanza, Condition::RemoteServerNotFound, None),
-            Some(Target::Feature(feature)) => dispatch_to_feature(ctx, &*feature, stanza),
-        },
+        Kind::Iq => {
+            let outcome = match to.as_ref().map(|to| target(ctx, to)) {
+                None => iq::handle_for_account(ctx, client, &stanza).await,
+                Some(Target::Local { bare, resource: None }) if bare == client.bare => {
+                    iq::handle_for_account(ctx, client, &stanza).await
+                }
+                Some(Target::Context) => iq::handle_for_server(ctx, client, &stanza).await,
+                Some(Target::Local { bare, resource }) => {
+                    return deliver_iq(ctx, &bare, resource.as_deref(), stanza).await
+                }
+                Some(Target::Remote) => Err(Condition::RemoteServerNotFound.into()),
+                Some(Target::Feature(feature)) => return dispatch_to_feature(ctx, &*feature, stanza),
+            };
+            answer_error(ctx, &stanza, outcome);
+        }
         Kind::Message => {
             let to = to.unwrap_or_else(|| Jid::from(client.jid.to_bare()));
             match target(ctx, &to) {
@@ -139,14 +144,23 @@ pub async fn route_from_feature(
 
 /// RFC 6121 §8.5.2.1.3 / §8.5.3.1 for `<iq/>` addressed to another account.
 pub async fn deliver_iq(ctx: &Arc<Context>, bare: &str, resource: Option<&str>, stanza: Element) {
-    match resource {
+    let outcome = match resource {
         Some(resource) => match ctx.sessions.resource(bare, resource) {
             Some(r) => {
                 r.send(Arc::new(stanza));
+                return;
             }
-            None => bounce(ctx, &stanza, Condition::ServiceUnavailable, None),
+            None => Err(Condition::ServiceUnavailable.into()),
         },
         // The server answers IQs to a bare JID on the account's behalf (§8.5.2.1.3).
-        None => iq::handle_for_other_account(ctx, bare, stanza).await,
+        None => iq::handle_for_other_account(ctx, bare, &stanza).await,
+    };
+    answer_error(ctx, &stanza, outcome);
+}
+
+/// The one place a service's error becomes the sender's error reply.
+fn answer_error(ctx: &Context, stanza: &Element, outcome: Outcome) {
+    if let Err(err) = outcome {
+        bounce(ctx, stanza, err.condition, err.text);
     }
 }
