@@ -1,7 +1,9 @@
 //! What the RFC 6121 core of one node shares: configuration, the store, the session table,
-//! the features (the plugin runtime, seen through [`Features`]) and the small state the services keep. Router, presence, roster,
-//! server IQs and account removal take a `&Context` (never the composition root), so they
-//! see only this; connections, TLS, admission and the pool live in `server::Server` above.
+//! the features (the plugin runtime, seen through [`Features`]) and the small state the
+//! services keep. Router, presence, roster, server IQs and account removal take a
+//! `&Context` (never the composition root), so they see only this: connections, TLS and
+//! admission live in `c2s::Frontend` above, and the pool is seen only through the session
+//! table's `sessions::Peers`.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};

@@ -120,8 +120,14 @@ pub async fn serve(config: Config, role: Role) -> anyhow::Result<()> {
             "pool directory",
             pool.clone().run_directory(directory_rx, background.signalled()),
         );
-        background.spawn_until_signal("pool events", crate::pool::node::run_events(server.clone(), events));
-        background.spawn_until_signal("pool mesh", crate::pool::node::run_mesh(server.clone()));
+        background.spawn_until_signal(
+            "pool events",
+            crate::pool::node::run_events(server.ctx.clone(), pool.clone(), events),
+        );
+        background.spawn_until_signal(
+            "pool mesh",
+            crate::pool::node::run_mesh(server.ctx.clone(), pool.clone()),
+        );
         let weak = Arc::downgrade(&server);
         background.spawn_until_signal(
             "pool lease",
@@ -133,7 +139,12 @@ pub async fn serve(config: Config, role: Role) -> anyhow::Result<()> {
             "fencing watch",
             close_sessions_when_fenced(server.clone(), pool.subscribe()),
         );
-        background.spawn_until_signal("placement drain", crate::pool::placement::drain::run(server.clone()));
+        if let Some(placement) = &server.placement {
+            background.spawn_until_signal(
+                "placement drain",
+                crate::pool::placement::drain::run(server.ctx.clone(), pool.clone(), placement.clone()),
+            );
+        }
     }
     if server.ctx.config.plugins.enabled {
         for e in plugins.sync_dir().await {
@@ -161,13 +172,13 @@ pub async fn serve(config: Config, role: Role) -> anyhow::Result<()> {
     {
         tracing::warn!(path = %admin.display(), error = %e, "admin socket unavailable");
     }
-    let listeners = crate::listener::bind_all(&server).await?;
+    let listeners = crate::listener::bind_all(&server.front).await?;
     let domains: Vec<_> = server.ctx.config.domains.iter().map(|d| d.name.as_str()).collect();
     tracing::info!(?domains, ?role, store = ?server.ctx.store.backend(), "poolxmpp {} serving", env!("CARGO_PKG_VERSION"));
     for (listener, direct) in listeners {
         clients.spawn(
             "listener",
-            crate::listener::accept_loop(server.clone(), listener, direct),
+            crate::listener::accept_loop(server.front.clone(), listener, direct),
         );
     }
     wait_for_signal().await;

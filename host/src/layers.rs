@@ -1,10 +1,8 @@
 //! The layering of `host/src`, checked on the source: each top-level module may use only
 //! the modules of the layers below its own, and no import cycle may join two of them (a
-//! module and its own children may still refer to each other). Upward uses that exist
-//! today are listed in [`KNOWN_UPWARD`], the debt the host-core redesign pays off: the list
-//! may only shrink — an entry that no longer exists fails the check, so it is removed when
-//! fixed, and a new upward use fails until it is designed away. ARCHITECTURE.md draws the
-//! same layers.
+//! module and its own children may still refer to each other). A lower layer that needs
+//! something of a higher one declares a trait the higher one implements (`features`,
+//! `sessions::Peers`, `plugins::Ownership`). ARCHITECTURE.md draws the same layers.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
@@ -40,9 +38,6 @@ const LAYERS: &[&[&str]] = &[
     // The binary's edge.
     &["daemon", "cli"],
 ];
-
-/// Upward uses (from, to) that exist today and are still to be designed away.
-const KNOWN_UPWARD: &[(&str, &str)] = &[("c2s", "server"), ("listener", "server"), ("pool", "server")];
 
 fn layer_of(module: &str) -> Option<usize> {
     LAYERS.iter().position(|layer| layer.contains(&module))
@@ -166,7 +161,6 @@ fn cycles(graph: &BTreeMap<String, BTreeSet<String>>) -> Vec<Vec<String>> {
 fn modules_use_only_the_layers_below() {
     let graph = uses(&Path::new(env!("CARGO_MANIFEST_DIR")).join("src"));
     let mut problems = Vec::new();
-    let mut upward = BTreeSet::new();
     for (from, used) in &graph {
         let Some(own) = layer_of(from) else {
             problems.push(format!("module `{from}` has no layer in layers.rs"));
@@ -174,25 +168,10 @@ fn modules_use_only_the_layers_below() {
         };
         for to in used {
             match layer_of(to) {
-                Some(theirs) if theirs > own => {
-                    upward.insert((from.as_str(), to.as_str()));
-                }
+                Some(theirs) if theirs > own => problems.push(format!("`{from}` uses `{to}`, a higher layer")),
                 Some(_) => {}
                 None => problems.push(format!("`{from}` uses `{to}`, which has no layer in layers.rs")),
             }
-        }
-    }
-    for (from, to) in &upward {
-        if !KNOWN_UPWARD.contains(&(from, to)) {
-            problems.push(format!("`{from}` uses `{to}`, a higher layer"));
-        }
-    }
-    for known in KNOWN_UPWARD {
-        if !upward.contains(known) {
-            problems.push(format!(
-                "`{}` no longer uses `{}`: take it off KNOWN_UPWARD",
-                known.0, known.1
-            ));
         }
     }
     assert!(
@@ -202,19 +181,13 @@ fn modules_use_only_the_layers_below() {
     );
 }
 
-/// With every layer ordered, a cycle needs an upward use or two modules of one layer using
-/// each other; the second kind is refused here (the first is the debt above).
+/// With every layer ordered, a cycle needs an upward use (refused above) or two modules of
+/// one layer using each other, refused here.
 #[test]
-fn cycles_run_only_through_known_upward_uses() {
+fn no_import_cycle_joins_two_modules() {
     let graph = uses(&Path::new(env!("CARGO_MANIFEST_DIR")).join("src"));
-    let mut cut = graph.clone();
-    for (from, to) in KNOWN_UPWARD {
-        if let Some(used) = cut.get_mut(*from) {
-            used.remove(*to);
-        }
-    }
-    let left = cycles(&cut);
-    assert!(left.is_empty(), "import cycles among modules of host/src: {left:?}");
+    let found = cycles(&graph);
+    assert!(found.is_empty(), "import cycles among modules of host/src: {found:?}");
 }
 
 #[test]

@@ -1,17 +1,17 @@
 //! Accept loops: one task per configured address, one task per accepted connection, all
-//! tracked in `Server.tasks` so shutdown waits for each connection to say goodbye.
+//! tracked in `Frontend.tasks` so shutdown waits for each connection to say goodbye.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 
 use tokio::net::TcpListener;
 
-use crate::server::Server;
+use crate::c2s::Frontend;
 
 /// Bind every configured listener; failing to bind any is fatal at start-up.
-pub async fn bind_all(server: &Arc<Server>) -> std::io::Result<Vec<(TcpListener, bool)>> {
+pub async fn bind_all(front: &Arc<Frontend>) -> std::io::Result<Vec<(TcpListener, bool)>> {
     let mut out = Vec::new();
-    let listen = &server.ctx.config.listen;
+    let listen = &front.ctx.config.listen;
     for (addr, direct) in listen
         .starttls
         .iter()
@@ -27,10 +27,10 @@ pub async fn bind_all(server: &Arc<Server>) -> std::io::Result<Vec<(TcpListener,
     Ok(out)
 }
 
-pub async fn accept_loop(server: Arc<Server>, listener: TcpListener, direct_tls: bool) {
-    let per_ip = server.ctx.config.limits.connections_per_ip;
+pub async fn accept_loop(front: Arc<Frontend>, listener: TcpListener, direct_tls: bool) {
+    let per_ip = front.ctx.config.limits.connections_per_ip;
     let counts: Arc<std::sync::Mutex<std::collections::HashMap<std::net::IpAddr, usize>>> = Default::default();
-    let mut shutdown = server.shutdown.clone();
+    let mut shutdown = front.shutdown.clone();
     loop {
         let (tcp, peer): (_, SocketAddr) = tokio::select! {
             r = listener.accept() => match r {
@@ -42,18 +42,18 @@ pub async fn accept_loop(server: Arc<Server>, listener: TcpListener, direct_tls:
                     continue;
                 }
             },
-            _ = crate::server::until_shutdown(&mut shutdown) => return,
+            _ = crate::tasks::until_shutdown(&mut shutdown) => return,
         };
-        if !server.accepting() {
+        if !front.accepting() {
             // Fenced out of the pool: the client's reconnect logic takes it to a live node.
             tracing::debug!(%peer, "refusing connection: this node is fenced");
             continue;
         }
         // Not yet authenticated: counted against its address until SASL succeeds.
-        let Some(slot) = server.unauthenticated.enter(peer.ip()) else {
-            server
+        let Some(slot) = front.unauthenticated.enter(peer.ip()) else {
+            front
                 .tasks
-                .spawn("c2s refusal", crate::c2s::refuse(server.clone(), tcp, peer, direct_tls));
+                .spawn("c2s refusal", crate::c2s::refuse(front.clone(), tcp, peer, direct_tls));
             continue;
         };
         if per_ip > 0 {
@@ -66,8 +66,8 @@ pub async fn accept_loop(server: Arc<Server>, listener: TcpListener, direct_tls:
             *n += 1;
         }
         let counts = counts.clone();
-        let connection = server.clone();
-        server.tasks.spawn("c2s connection", async move {
+        let connection = front.clone();
+        front.tasks.spawn("c2s connection", async move {
             crate::c2s::serve(connection, tcp, peer, direct_tls, slot).await;
             if per_ip > 0 {
                 let mut c = counts.lock().expect("counts lock");

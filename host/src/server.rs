@@ -1,76 +1,40 @@
-//! The composition root of a node: the services' [`Context`] and what connections need
-//! beside it (TLS, admission, the pool, placement, the shutdown signal). Built by the
-//! daemon and the CLI only; one `Arc<Server>` is handed to every connection task.
+//! The composition root of a node: the services' [`Context`], the pool and placement, and
+//! the [`Frontend`] the connections share. Built by the daemon only, which hands the
+//! frontend to the listeners and the pool's parts to the pool's loops.
 
 use std::sync::Arc;
 
-use tokio::sync::watch;
-
-use crate::auth::FailureLimiter;
+use crate::c2s::Frontend;
 use crate::context::Context;
+use crate::pool::placement::Placement;
+use crate::pool::Pool;
 
 pub struct Server {
     /// What the RFC 6121 core shares (config, store, sessions, features).
     pub ctx: Arc<Context>,
-    pub auth_limiter: FailureLimiter,
-    pub tls: crate::tls::TlsSetup,
     /// This node's place in a pool; `None` for a single server.
-    pub pool: Option<Arc<crate::pool::Pool>>,
+    pub pool: Option<Arc<Pool>>,
     /// Home nodes and redirects: on pool nodes, and alone in the stand-alone redirector.
-    pub placement: Option<Arc<crate::pool::placement::Placement>>,
-    /// Admission control: one permit per login in progress (`limits.concurrent_logins`).
-    pub logins: Arc<tokio::sync::Semaphore>,
-    /// Connections not yet authenticated, per address (`limits.unauthenticated_per_ip`).
-    pub unauthenticated: crate::limits::AddressCap,
-    /// Flips to `true` once when the node shuts down; connection tasks watch it.
-    pub shutdown: watch::Receiver<bool>,
-    /// The group of tasks serving clients (accept loops, connections, the admin socket):
-    /// the daemon waits for all of them to end after raising `shutdown`, their signal.
-    pub tasks: crate::tasks::Tasks,
+    pub placement: Option<Arc<Placement>>,
+    /// What every connection task shares.
+    pub front: Arc<Frontend>,
 }
 
 impl Server {
+    /// `tasks` is the clients' group: the connections' tasks spawn into it.
     pub fn new(
         ctx: Arc<Context>,
         tls: crate::tls::TlsSetup,
-        pool: Option<Arc<crate::pool::Pool>>,
-        placement: Option<Arc<crate::pool::placement::Placement>>,
+        pool: Option<Arc<Pool>>,
+        placement: Option<Arc<Placement>>,
         tasks: crate::tasks::Tasks,
     ) -> Arc<Server> {
-        let limits = &ctx.config.limits;
-        let auth_limiter = FailureLimiter::new(limits.auth_failures_per_minute);
-        let logins = Arc::new(tokio::sync::Semaphore::new(limits.concurrent_logins.max(1)));
-        let unthrottled = crate::limits::Unthrottled::new(&limits.unthrottled_addresses);
-        let unauthenticated = crate::limits::AddressCap::new(limits.unauthenticated_per_ip, unthrottled);
+        let front = Frontend::new(ctx.clone(), tls, pool.clone(), placement.clone(), tasks);
         Arc::new(Server {
             ctx,
-            auth_limiter,
-            tls,
             pool,
             placement,
-            logins,
-            unauthenticated,
-            shutdown: tasks.receiver(),
-            tasks,
+            front,
         })
-    }
-
-    /// Does this node take new clients? Not while fenced out of its pool.
-    pub fn accepting(&self) -> bool {
-        self.pool.as_ref().is_none_or(|p| p.epoch().is_some())
-    }
-
-    /// Is this domain served here?
-    pub fn hosts(&self, domain: &str) -> bool {
-        self.ctx.hosts(domain)
-    }
-}
-
-/// Resolves once the node starts shutting down.
-pub async fn until_shutdown(rx: &mut watch::Receiver<bool>) {
-    while !*rx.borrow_and_update() {
-        if rx.changed().await.is_err() {
-            return;
-        }
     }
 }

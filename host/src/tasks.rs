@@ -109,7 +109,7 @@ impl Tasks {
         })
     }
 
-    /// The signal as a receiver (what `Server.shutdown` holds): `true` once shutting down.
+    /// The signal as a receiver (what `c2s::Frontend.shutdown` holds): `true` once shutting down.
     pub fn receiver(&self) -> watch::Receiver<bool> {
         self.inner.signal.subscribe()
     }
@@ -147,6 +147,16 @@ impl Tasks {
             inner: self.inner.clone(),
             kind,
             _sender: sender,
+        }
+    }
+}
+
+/// Resolves once the signal `rx` watches is raised. Borrows a receiver the caller keeps
+/// (from [`Tasks::receiver`]), so a long-lived loop subscribes once, not per wait.
+pub async fn until_shutdown(rx: &mut watch::Receiver<bool>) {
+    while !*rx.borrow_and_update() {
+        if rx.changed().await.is_err() {
+            return;
         }
     }
 }

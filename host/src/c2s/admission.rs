@@ -22,7 +22,7 @@ use std::time::Duration;
 use tokio::sync::OwnedSemaphorePermit;
 use tokio::time::Instant;
 
-use crate::server::Server;
+use super::Frontend;
 use crate::stream::{StreamError, StreamErrorCondition};
 
 /// The most a TLS handshake may take, even early in a long negotiation deadline.
@@ -86,8 +86,8 @@ pub struct Expired;
 
 impl Deadline {
     /// `limits.auth_timeout_secs` from now (call at accept).
-    pub fn from_accept(server: &Server) -> Deadline {
-        Deadline(Instant::now() + Duration::from_secs(server.ctx.config.limits.auth_timeout_secs))
+    pub fn from_accept(front: &Frontend) -> Deadline {
+        Deadline(Instant::now() + Duration::from_secs(front.ctx.config.limits.auth_timeout_secs))
     }
 
     /// Run `f` until it finishes or the deadline passes.
@@ -134,11 +134,11 @@ pub fn too_many_from_address() -> StreamError {
 /// Hold an admission permit again for a later step of an admitted login (a credential
 /// check, binding): kept from the previous step while the client was quick, else waited
 /// for (up to the negotiation deadline, never refused for saturation).
-pub async fn readmit(server: &Server, deadline: Deadline) -> Result<(), StreamError> {
+pub async fn readmit(front: &Frontend, deadline: Deadline) -> Result<(), StreamError> {
     if holds_permit() {
         return Ok(());
     }
-    match deadline.run(server.logins.clone().acquire_owned()).await {
+    match deadline.run(front.logins.clone().acquire_owned()).await {
         Ok(Ok(permit)) => {
             keep(permit);
             Ok(())
@@ -151,12 +151,12 @@ pub async fn readmit(server: &Server, deadline: Deadline) -> Result<(), StreamEr
 /// Admit a new login before its first expensive step (the TLS handshake): wait up to
 /// `limits.login_queue_ms` for a permit, then refuse with the retryable
 /// `<resource-constraint/>`.
-pub async fn admit(server: &Server) -> Result<(), StreamError> {
+pub async fn admit(front: &Frontend) -> Result<(), StreamError> {
     if holds_permit() {
         return Ok(());
     }
-    let wait = Duration::from_millis(server.ctx.config.limits.login_queue_ms);
-    match tokio::time::timeout(wait, server.logins.clone().acquire_owned()).await {
+    let wait = Duration::from_millis(front.ctx.config.limits.login_queue_ms);
+    match tokio::time::timeout(wait, front.logins.clone().acquire_owned()).await {
         Ok(Ok(permit)) => {
             keep(permit);
             Ok(())

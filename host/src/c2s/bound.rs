@@ -11,7 +11,7 @@ use jid::FullJid;
 use tokio::io::AsyncBufRead;
 use tokio::sync::Notify;
 
-use crate::server::Server;
+use super::Frontend;
 use crate::sessions::{Session, TooManyResources};
 use crate::stanza::Kind;
 use crate::stream::{OutboundTx, ReadError, StreamError, StreamErrorCondition, StreamEvent, XmlStreamReader};
@@ -27,16 +27,15 @@ pub struct Bound {
 impl Bound {
     /// Enter the session table; an older session on the same resource is told `<conflict/>`.
     /// Refused when the account has as many resources as the config allows.
-    pub fn register(server: &Server, jid: FullJid, tx: OutboundTx, peer: IpAddr) -> Result<Bound, TooManyResources> {
+    pub fn register(front: &Frontend, jid: FullJid, tx: OutboundTx, peer: IpAddr) -> Result<Bound, TooManyResources> {
         let bare = jid.to_bare().to_string();
-        let id = server.ctx.sessions.new_id();
+        let id = front.ctx.sessions.new_id();
         let kill = Arc::new(Notify::new());
-        let max = server.ctx.config.limits.max_resources_per_account;
-        if let Some(old) =
-            server
-                .ctx
-                .sessions
-                .bind(&bare, jid.resource().as_str(), id, tx.clone(), kill.clone(), max)?
+        let max = front.ctx.config.limits.max_resources_per_account;
+        if let Some(old) = front
+            .ctx
+            .sessions
+            .bind(&bare, jid.resource().as_str(), id, tx.clone(), kill.clone(), max)?
         {
             tracing::info!(jid = %jid, "resource conflict: replacing the older session");
             let err = StreamError::new(StreamErrorCondition::Conflict, "replaced by a new connection");
@@ -60,12 +59,12 @@ impl Bound {
 
 /// The bound session's read loop. Returns how the stream ended.
 pub async fn run<R: AsyncBufRead + Unpin>(
-    server: &Arc<Server>,
+    front: &Arc<Frontend>,
     reader: &mut XmlStreamReader<R>,
     bound: Bound,
 ) -> Result<(), ReadError> {
-    let idle = Duration::from_secs(server.ctx.config.limits.idle_timeout_secs);
-    let mut shutdown = server.shutdown.clone();
+    let idle = Duration::from_secs(front.ctx.config.limits.idle_timeout_secs);
+    let mut shutdown = front.shutdown.clone();
     let Bound {
         mut session,
         tx: outbox,
@@ -82,7 +81,7 @@ pub async fn run<R: AsyncBufRead + Unpin>(
     let mut seen = activity.load(Ordering::Relaxed);
     let killed = kill.notified();
     let closed = outbox.closed();
-    let stopping = crate::server::until_shutdown(&mut shutdown);
+    let stopping = crate::tasks::until_shutdown(&mut shutdown);
     tokio::pin!(killed, closed, stopping);
     let result = loop {
         // The read is never cancelled mid-event (quick-xml is not cancellation-safe).
@@ -118,7 +117,7 @@ pub async fn run<R: AsyncBufRead + Unpin>(
         let Some(event) = event else { break Ok(()) };
         match event {
             Ok(StreamEvent::Stanza(stanza)) => {
-                if let Err(e) = handle_stanza(server, &mut session, stanza).await {
+                if let Err(e) = handle_stanza(front, &mut session, stanza).await {
                     break Err(e);
                 }
             }
@@ -133,13 +132,13 @@ pub async fn run<R: AsyncBufRead + Unpin>(
             Err(e) => break Err(e),
         }
     };
-    end(server, &mut session).await;
+    end(front, &mut session).await;
     result
 }
 
 /// Check and stamp a stanza from the client, then route it (RFC 6120 §8.1.2.1).
 async fn handle_stanza(
-    server: &Arc<Server>,
+    front: &Arc<Frontend>,
     session: &mut Session,
     mut stanza: crate::xml::Element,
 ) -> Result<(), ReadError> {
@@ -161,15 +160,15 @@ async fn handle_stanza(
         }
     }
     stanza.set_attr("from", session.jid.to_string());
-    router::route_from_client(&server.ctx, session, stanza).await;
+    router::route_from_client(&front.ctx, session, stanza).await;
     Ok(())
 }
 
 /// Leave the session table and tell contacts we are gone, however the stream ended.
-async fn end(server: &Arc<Server>, session: &mut Session) {
-    let still_ours = server.ctx.sessions.unbind(&session.bare, session.id).is_some();
+async fn end(front: &Arc<Frontend>, session: &mut Session) {
+    let still_ours = front.ctx.sessions.unbind(&session.bare, session.id).is_some();
     if session.available || !session.directed.is_empty() {
-        presence::went_offline(&server.ctx, session).await;
+        presence::went_offline(&front.ctx, session).await;
     }
     tracing::info!(jid = %session.jid, replaced = !still_ours, "session ended");
 }

@@ -8,9 +8,12 @@
 //! Before TLS the task writes to the socket itself, because STARTTLS must take the socket
 //! back whole. From TLS on, a writer task owns the write half and everything else only
 //! enqueues ([`crate::stream::writer`]).
+//!
+//! Every connection task shares the node's one [`Frontend`].
 
 mod admission;
 mod bound;
+mod frontend;
 mod negotiate;
 
 use std::net::SocketAddr;
@@ -22,10 +25,10 @@ use tokio::net::TcpStream;
 use tracing::Instrument;
 
 pub use bound::Bound;
+pub use frontend::Frontend;
 
 use crate::auth::ChannelBindings;
 use crate::limits::AddressSlot;
-use crate::server::Server;
 use crate::stream::writer::QueueLimits;
 use crate::stream::{ReadError, StreamError, StreamErrorCondition, StreamEvent, XmlStreamReader};
 use admission::Deadline;
@@ -38,19 +41,19 @@ const READ_BUFFER: usize = 2048;
 
 /// Serve one accepted TCP connection until it ends. `slot` counts it against its address's
 /// cap on unauthenticated connections until SASL succeeds.
-pub async fn serve(server: Arc<Server>, tcp: TcpStream, peer: SocketAddr, direct_tls: bool, slot: AddressSlot) {
+pub async fn serve(front: Arc<Frontend>, tcp: TcpStream, peer: SocketAddr, direct_tls: bool, slot: AddressSlot) {
     let _ = tcp.set_nodelay(true);
-    let deadline = Deadline::from_accept(&server);
+    let deadline = Deadline::from_accept(&front);
     let span = tracing::info_span!("c2s", %peer, jid = tracing::field::Empty);
     // The connection's admission permit lives in a slot of this task (see `admission`).
     admission::scope(async move {
         let result = if direct_tls {
-            match accept_tls(&server, tcp, deadline, Admission::New).await {
-                Some(tls) => secure(server, tls, peer, deadline, slot).await,
+            match accept_tls(&front, tcp, deadline, Admission::New).await {
+                Some(tls) => secure(front, tls, peer, deadline, slot).await,
                 None => Ok(()),
             }
         } else {
-            plaintext(server, tcp, peer, deadline, slot).await
+            plaintext(front, tcp, peer, deadline, slot).await
         };
         if let Err(e) = result {
             tracing::debug!(error = %e, "connection ended");
@@ -63,13 +66,13 @@ pub async fn serve(server: Arc<Server>, tcp: TcpStream, peer: SocketAddr, direct
 /// Refuse a connection over its address's cap on unauthenticated connections, before any
 /// negotiation (RFC 6120 §13.12). On the STARTTLS port the client reads why; on the direct
 /// TLS port we spend no handshake on it and just close.
-pub async fn refuse(server: Arc<Server>, mut tcp: TcpStream, peer: SocketAddr, direct_tls: bool) {
+pub async fn refuse(front: Arc<Frontend>, mut tcp: TcpStream, peer: SocketAddr, direct_tls: bool) {
     tracing::info!(%peer, "connection refused: too many unauthenticated connections from this address");
     if direct_tls {
         return;
     }
     let (read, mut write) = tcp.split();
-    close_with_error(&mut write, &server, false, &admission::too_many_from_address()).await;
+    close_with_error(&mut write, &front, false, &admission::too_many_from_address()).await;
     crate::stream::linger::drain(read).await;
 }
 
@@ -86,7 +89,7 @@ enum Admission {
 /// stranger who never finishes a ClientHello holds none. A saturated node closes a new
 /// direct-TLS connection there (no XML can be sent before TLS).
 async fn accept_tls(
-    server: &Server,
+    front: &Frontend,
     tcp: TcpStream,
     deadline: Deadline,
     admission: Admission,
@@ -104,14 +107,14 @@ async fn accept_tls(
         }
     };
     let admitted = match admission {
-        Admission::New => admission::admit(server).await,
-        Admission::Admitted => admission::readmit(server, deadline).await,
+        Admission::New => admission::admit(front).await,
+        Admission::Admitted => admission::readmit(front, deadline).await,
     };
     if admitted.is_err() {
         return None;
     }
     match deadline
-        .run_handshake(start.into_stream(server.tls.config.clone()))
+        .run_handshake(start.into_stream(front.tls.config.clone()))
         .await
     {
         Ok(Ok(tls)) => Some(tls),
@@ -145,7 +148,7 @@ enum Plaintext {
 /// The plaintext phase: one header, STARTTLS, then hand the socket to [`secure`].
 /// Nothing but `<starttls/>` is accepted here: authentication always needs TLS.
 async fn plaintext(
-    server: Arc<Server>,
+    front: Arc<Frontend>,
     tcp: TcpStream,
     peer: SocketAddr,
     deadline: Deadline,
@@ -154,12 +157,12 @@ async fn plaintext(
     let (read, mut write) = tokio::io::split(tcp);
     let mut reader = XmlStreamReader::new(
         BufReader::with_capacity(READ_BUFFER, read),
-        server.ctx.config.stream_limits(false),
+        front.ctx.config.stream_limits(false),
     );
     let mut header_sent = false;
     let outcome = async {
         let header = negotiate::expect_header(&mut reader, deadline).await?;
-        let domain = negotiate::check_header(&server, &header)?;
+        let domain = negotiate::check_header(&front, &header)?;
         write_raw(&mut write, &stream_header(&domain, &new_stream_id())).await?;
         header_sent = true;
         let features = format!("<stream:features><starttls xmlns='{NS_TLS}'><required/></starttls></stream:features>");
@@ -190,13 +193,13 @@ async fn plaintext(
         // The handshake is the first expensive step: a saturated node refuses here, before
         // any TLS work, with the retryable <resource-constraint/>.
         deadline
-            .run(admission::admit(&server))
+            .run(admission::admit(&front))
             .await
             .map_err(|_| admission::expired())??;
         write_raw(&mut write, &format!("<proceed xmlns='{NS_TLS}'/>")).await?;
         Ok(Plaintext::Proceed)
     };
-    let outcome = until_shutdown(&server, outcome).await;
+    let outcome = until_shutdown(&front, outcome).await;
     match outcome {
         Ok(Plaintext::Proceed) => {
             // What was buffered is whitespace (checked above); whitespace still in flight
@@ -210,8 +213,8 @@ async fn plaintext(
                     return Ok(());
                 }
             }
-            match accept_tls(&server, tcp, deadline, Admission::Admitted).await {
-                Some(tls) => secure(server, tls, peer, deadline, slot).await,
+            match accept_tls(&front, tcp, deadline, Admission::Admitted).await {
+                Some(tls) => secure(front, tls, peer, deadline, slot).await,
                 None => Ok(()),
             }
         }
@@ -224,7 +227,7 @@ async fn plaintext(
             Ok(())
         }
         Err(ReadError::Stream(err)) => {
-            close_with_error(&mut write, &server, header_sent, &err).await;
+            close_with_error(&mut write, &front, header_sent, &err).await;
             admission::release(); // nothing left to spend on this login
             crate::stream::linger::drain(reader.into_inner()).await;
             Err(ReadError::Stream(err))
@@ -236,12 +239,12 @@ async fn plaintext(
 /// Run a negotiation step unless the node starts shutting down first, which ends the
 /// stream with `<system-shutdown/>` as it does a bound session's.
 async fn until_shutdown<T>(
-    server: &Server,
+    front: &Frontend,
     step: impl std::future::Future<Output = Result<T, ReadError>>,
 ) -> Result<T, ReadError> {
     tokio::select! {
         out = step => out,
-        () = server.tasks.signalled() => Err(ReadError::Stream(StreamError::new(
+        () = front.tasks.signalled() => Err(ReadError::Stream(StreamError::new(
             StreamErrorCondition::SystemShutdown,
             "the server is shutting down",
         ))),
@@ -283,11 +286,11 @@ async fn write_raw<W: AsyncWrite + Unpin>(w: &mut W, s: &str) -> Result<(), Read
 }
 
 /// Send a stream error (with our header first if none went out yet) and close.
-async fn close_with_error<W: AsyncWrite + Unpin>(w: &mut W, server: &Server, header_sent: bool, err: &StreamError) {
+async fn close_with_error<W: AsyncWrite + Unpin>(w: &mut W, front: &Frontend, header_sent: bool, err: &StreamError) {
     tracing::debug!(condition = %err.condition, text = %err.text, "stream error");
     let mut out = String::new();
     if !header_sent {
-        out.push_str(&stream_header(&server.ctx.config.domains[0].name, &new_stream_id()));
+        out.push_str(&stream_header(&front.ctx.config.domains[0].name, &new_stream_id()));
     }
     out.push_str(&err.to_xml());
     out.push_str("</stream:stream>");
@@ -300,7 +303,7 @@ pub fn new_stream_id() -> String {
 }
 
 /// Channel-binding values of an established TLS connection.
-fn channel_bindings(server: &Server, tls: &tokio_rustls::server::TlsStream<TcpStream>) -> ChannelBindings {
+fn channel_bindings(front: &Frontend, tls: &tokio_rustls::server::TlsStream<TcpStream>) -> ChannelBindings {
     let (_, conn) = tls.get_ref();
     // RFC 9266: tls-exporter is only sound on TLS 1.3 (or 1.2 with EMS); offer it for 1.3.
     let tls_exporter = (conn.protocol_version() == Some(rustls::ProtocolVersion::TLSv1_3))
@@ -311,24 +314,24 @@ fn channel_bindings(server: &Server, tls: &tokio_rustls::server::TlsStream<TcpSt
         .flatten();
     ChannelBindings {
         tls_exporter,
-        tls_server_end_point: Some(server.tls.end_point(conn.server_name())),
+        tls_server_end_point: Some(front.tls.end_point(conn.server_name())),
     }
 }
 
 /// Everything after TLS is up.
 async fn secure(
-    server: Arc<Server>,
+    front: Arc<Frontend>,
     tls: tokio_rustls::server::TlsStream<TcpStream>,
     peer: SocketAddr,
     deadline: Deadline,
     slot: AddressSlot,
 ) -> Result<(), ReadError> {
-    let bindings = channel_bindings(&server, &tls);
-    run_stream(server, tls, peer, bindings, deadline, slot).await
+    let bindings = channel_bindings(&front, &tls);
+    run_stream(front, tls, peer, bindings, deadline, slot).await
 }
 
 async fn run_stream<S>(
-    server: Arc<Server>,
+    front: Arc<Frontend>,
     stream: S,
     peer: SocketAddr,
     bindings: ChannelBindings,
@@ -339,7 +342,7 @@ where
     S: AsyncRead + AsyncWrite + Send + Unpin + 'static,
 {
     let (read, write) = tokio::io::split(stream);
-    let limits = &server.ctx.config.limits;
+    let limits = &front.ctx.config.limits;
     let queue = QueueLimits {
         max_bytes: limits.send_queue_bytes,
         send_timeout: Duration::from_secs(limits.send_timeout_secs),
@@ -347,19 +350,19 @@ where
     let (tx, inbox) = crate::stream::writer::channel(queue);
     let (unsent_tx, mut unsent_rx) = tokio::sync::oneshot::channel();
     // The writer logs under this connection's span (the XML trace names the peer).
-    let writer = server.tasks.spawn(
+    let writer = front.tasks.spawn(
         "c2s writer",
         crate::stream::writer::run_writer(write, inbox, unsent_tx).instrument(tracing::Span::current()),
     );
     let mut reader = XmlStreamReader::new(
         BufReader::with_capacity(READ_BUFFER, read),
-        server.ctx.config.stream_limits(false),
+        front.ctx.config.stream_limits(false),
     );
     // Not yet bound, nothing to undo: shutdown ends the negotiation where it stands. (The
     // bind step is left to run to its end or its deadline: it enters the session table.)
     let authenticated = until_shutdown(
-        &server,
-        negotiate::authenticate_stream(&server, &mut reader, &tx, peer, &bindings, deadline),
+        &front,
+        negotiate::authenticate_stream(&front, &mut reader, &tx, peer, &bindings, deadline),
     )
     .await;
     let result = match authenticated {
@@ -367,13 +370,13 @@ where
             // Authenticated: no longer counted against the address's unauthenticated cap.
             drop(slot);
             reader = reader.restart();
-            reader.set_limits(server.ctx.config.stream_limits(true));
-            match negotiate::bind_stream(&server, &mut reader, &tx, &user, peer, deadline).await {
+            reader.set_limits(front.ctx.config.stream_limits(true));
+            match negotiate::bind_stream(&front, &mut reader, &tx, &user, peer, deadline).await {
                 Ok(session) => {
                     // Logged in: the node's login resources go to the next one.
                     admission::release();
                     tracing::Span::current().record("jid", tracing::field::display(&session.session.jid));
-                    bound::run(&server, &mut reader, session).await
+                    bound::run(&front, &mut reader, session).await
                 }
                 Err(e) => Err(e),
             }
@@ -401,7 +404,7 @@ where
     // Messages that reached this session's queue too late: the session is gone from the
     // table by now, so routing them again finds another resource or storage.
     for stanza in unsent.unwrap_or_default().into_iter().filter(|s| s.name == "message") {
-        crate::delivery::redeliver(&server.ctx, Arc::unwrap_or_clone(stanza)).await;
+        crate::delivery::redeliver(&front.ctx, Arc::unwrap_or_clone(stanza)).await;
     }
     // Once our closing tag is out and our side shut down, let the client finish its side
     // before the socket closes (else the kernel may reset over our error), unless the

@@ -9,10 +9,9 @@ use tokio::io::AsyncBufRead;
 
 use super::admission::{self, Deadline};
 use super::bound::Bound;
-use super::{new_stream_id, stream_header};
+use super::{new_stream_id, stream_header, Frontend};
 use crate::auth::{offered_mechanisms, ChannelBindings, SaslExchange, SaslFailure, Step};
 use crate::pool::placement::LoginRoute;
-use crate::server::Server;
 use crate::stanza::{error_reply, iq_result, Condition};
 use crate::stream::{
     Outbound, OutboundTx, ReadError, StreamError, StreamErrorCondition, StreamEvent, StreamHeader, XmlStreamReader,
@@ -60,7 +59,7 @@ pub async fn expect_header<R: AsyncBufRead + Unpin>(
 }
 
 /// Validate a received header (RFC 6120 §4.7, §4.9.3); returns the served domain.
-pub fn check_header(server: &Server, header: &StreamHeader) -> Result<String, ReadError> {
+pub fn check_header(front: &Frontend, header: &StreamHeader) -> Result<String, ReadError> {
     if header.name != "stream" || header.ns != NS_STREAMS {
         return Err(stream_err(
             StreamErrorCondition::InvalidNamespace,
@@ -86,9 +85,9 @@ pub fn check_header(server: &Server, header: &StreamHeader) -> Result<String, Re
     }
     let domain = match header.to.as_deref() {
         Some(to) => to.to_ascii_lowercase(),
-        None => server.ctx.config.domains[0].name.clone(),
+        None => front.ctx.config.domains[0].name.clone(),
     };
-    if !server.hosts(&domain) {
+    if !front.hosts(&domain) {
         return Err(stream_err(
             StreamErrorCondition::HostUnknown,
             "this domain is not served here",
@@ -99,7 +98,7 @@ pub fn check_header(server: &Server, header: &StreamHeader) -> Result<String, Re
 
 /// Read a header, answer with ours; header errors still get our header first (§4.9.1.2).
 async fn open_stream<R: AsyncBufRead + Unpin>(
-    server: &Server,
+    front: &Frontend,
     reader: &mut XmlStreamReader<R>,
     tx: &OutboundTx,
     deadline: Deadline,
@@ -107,7 +106,7 @@ async fn open_stream<R: AsyncBufRead + Unpin>(
 ) -> Result<String, ReadError> {
     let header = expect_header(reader, deadline).await;
     let checked = header.and_then(|h| {
-        let domain = check_header(server, &h)?;
+        let domain = check_header(front, &h)?;
         match expected_domain {
             Some(d) if d != domain => Err(stream_err(
                 StreamErrorCondition::HostUnknown,
@@ -118,9 +117,7 @@ async fn open_stream<R: AsyncBufRead + Unpin>(
     });
     let domain_for_header = match &checked {
         Ok(d) => d.clone(),
-        Err(_) => expected_domain
-            .unwrap_or(&server.ctx.config.domains[0].name)
-            .to_string(),
+        Err(_) => expected_domain.unwrap_or(&front.ctx.config.domains[0].name).to_string(),
     };
     if !matches!(checked, Err(ReadError::Closed) | Err(ReadError::Io(_))) {
         send(tx, stream_header(&domain_for_header, &new_stream_id())).await;
@@ -140,22 +137,22 @@ pub struct Authenticated {
 
 /// The first stream after TLS: header, features, SASL. The caller restarts the reader.
 pub async fn authenticate_stream<R: AsyncBufRead + Unpin>(
-    server: &Arc<Server>,
+    front: &Arc<Frontend>,
     reader: &mut XmlStreamReader<R>,
     tx: &OutboundTx,
     peer: SocketAddr,
     bindings: &ChannelBindings,
     deadline: Deadline,
 ) -> Result<Authenticated, ReadError> {
-    let domain = open_stream(server, reader, tx, deadline, None).await?;
-    send(tx, pre_auth_features(server, bindings)).await;
-    let username = authenticate(server, reader, tx, peer, &domain, bindings, deadline).await?;
+    let domain = open_stream(front, reader, tx, deadline, None).await?;
+    send(tx, pre_auth_features(front, bindings)).await;
+    let username = authenticate(front, reader, tx, peer, &domain, bindings, deadline).await?;
     Ok(Authenticated { username, domain })
 }
 
 /// The restarted stream after SASL: header, the pool's placement, resource binding.
 pub async fn bind_stream<R: AsyncBufRead + Unpin>(
-    server: &Arc<Server>,
+    front: &Arc<Frontend>,
     reader: &mut XmlStreamReader<R>,
     tx: &OutboundTx,
     user: &Authenticated,
@@ -163,13 +160,13 @@ pub async fn bind_stream<R: AsyncBufRead + Unpin>(
     deadline: Deadline,
 ) -> Result<Bound, ReadError> {
     let Authenticated { username, domain } = user;
-    open_stream(server, reader, tx, deadline, Some(domain.as_str())).await?;
+    open_stream(front, reader, tx, deadline, Some(domain.as_str())).await?;
     // In a redirecting pool, a user whose home is another node goes there (RFC 6120
     // §4.9.3.19). Only now: placement is never revealed before authentication.
     let bare = format!("{username}@{domain}");
     let route = {
-        admission::readmit(server, deadline).await?;
-        login_route(server, &bare).await
+        admission::readmit(front, deadline).await?;
+        login_route(front, &bare).await
     };
     match route {
         LoginRoute::Here => {}
@@ -193,15 +190,15 @@ pub async fn bind_stream<R: AsyncBufRead + Unpin>(
         ),
     )
     .await;
-    bind(server, reader, tx.clone(), username, domain, peer, deadline).await
+    bind(front, reader, tx.clone(), username, domain, peer, deadline).await
 }
 
 /// Serve here, send elsewhere, or (the redirector only) nowhere to send.
-async fn login_route(server: &Server, bare: &str) -> LoginRoute {
-    let Some(placement) = &server.placement else {
+async fn login_route(front: &Frontend, bare: &str) -> LoginRoute {
+    let Some(placement) = &front.placement else {
         return LoginRoute::Here;
     };
-    match &server.pool {
+    match &front.pool {
         // A pool node redirects only while it is live.
         Some(pool) if pool.epoch().is_none() => LoginRoute::Here,
         Some(pool) => placement.route_login(bare, pool.config.redirect).await,
@@ -209,7 +206,7 @@ async fn login_route(server: &Server, bare: &str) -> LoginRoute {
     }
 }
 
-fn pre_auth_features(server: &Server, bindings: &ChannelBindings) -> String {
+fn pre_auth_features(front: &Frontend, bindings: &ChannelBindings) -> String {
     let mut f = format!("<stream:features><mechanisms xmlns='{NS_SASL}'>");
     for m in offered_mechanisms(true, bindings) {
         f.push_str(&format!("<mechanism>{m}</mechanism>"));
@@ -221,7 +218,7 @@ fn pre_auth_features(server: &Server, bindings: &ChannelBindings) -> String {
         f.push_str(&format!("<channel-binding type='{t}'/>"));
     }
     f.push_str("</sasl-channel-binding>");
-    if server.ctx.config.features.registration {
+    if front.ctx.config.features.registration {
         f.push_str("<register xmlns='http://jabber.org/features/iq-register'/>");
     }
     f.push_str("</stream:features>");
@@ -250,7 +247,7 @@ fn decode_sasl_payload(e: &Element) -> Result<Vec<u8>, SaslFailure> {
 
 /// The SASL exchange loop; returns the authenticated local part.
 async fn authenticate<R: AsyncBufRead + Unpin>(
-    server: &Arc<Server>,
+    front: &Arc<Frontend>,
     reader: &mut XmlStreamReader<R>,
     tx: &OutboundTx,
     peer: SocketAddr,
@@ -271,15 +268,15 @@ async fn authenticate<R: AsyncBufRead + Unpin>(
         };
         let step = if stanza.is("auth", NS_SASL) {
             let mechanism = stanza.get_attr("mechanism").unwrap_or_default().to_string();
-            if !server.auth_limiter.allowed(peer.ip()) {
+            if !front.auth_limiter.allowed(peer.ip()) {
                 tracing::info!(ip = %peer.ip(), "authentication refused: too many failures from this address");
                 Step::Failure(SaslFailure::TemporaryAuthFailure)
             } else if !offered.contains(&mechanism.as_str()) {
                 Step::Failure(SaslFailure::InvalidMechanism)
             } else {
                 // The credential lookup (and PLAIN's key derivation) runs in the steps.
-                admission::readmit(server, deadline).await?;
-                match SaslExchange::start(&server.ctx.store, domain, &mechanism, bindings.clone()) {
+                admission::readmit(front, deadline).await?;
+                match SaslExchange::start(&front.ctx.store, domain, &mechanism, bindings.clone()) {
                     Err(f) => Step::Failure(f),
                     Ok(mut ex) => {
                         let step = match decode_sasl_payload(&stanza) {
@@ -295,7 +292,7 @@ async fn authenticate<R: AsyncBufRead + Unpin>(
         } else if stanza.is("response", NS_SASL) {
             match (exchange.as_mut(), decode_sasl_payload(&stanza)) {
                 (Some(ex), Ok(data)) => {
-                    admission::readmit(server, deadline).await?;
+                    admission::readmit(front, deadline).await?;
                     ex.step(&data)
                 }
                 (None, _) => Step::Failure(SaslFailure::MalformedRequest),
@@ -304,8 +301,8 @@ async fn authenticate<R: AsyncBufRead + Unpin>(
         } else if stanza.is("abort", NS_SASL) {
             // Counted like any failure, so aborting cannot retry without limit.
             Step::Failure(SaslFailure::Aborted)
-        } else if stanza.is("iq", NS_CLIENT) && server.ctx.config.features.registration {
-            crate::iq::register::pre_auth(&server.ctx, &stanza, domain, peer.ip(), &mut registration, tx).await;
+        } else if stanza.is("iq", NS_CLIENT) && front.ctx.config.features.registration {
+            crate::iq::register::pre_auth(&front.ctx, &stanza, domain, peer.ip(), &mut registration, tx).await;
             continue;
         } else {
             return Err(stream_err(StreamErrorCondition::NotAuthorized, "authenticate first"));
@@ -327,7 +324,7 @@ async fn authenticate<R: AsyncBufRead + Unpin>(
             Step::Failure(failure) => {
                 exchange = None;
                 if failure != SaslFailure::TemporaryAuthFailure {
-                    server.auth_limiter.record_failure(peer.ip());
+                    front.auth_limiter.record_failure(peer.ip());
                 }
                 failures += 1;
                 tracing::info!(ip = %peer.ip(), condition = failure.condition(), "authentication failed");
@@ -347,7 +344,7 @@ async fn authenticate<R: AsyncBufRead + Unpin>(
 
 /// Resource binding (RFC 6120 §7), and the RFC 3921 session IQ some old clients still send.
 async fn bind<R: AsyncBufRead + Unpin>(
-    server: &Arc<Server>,
+    front: &Arc<Frontend>,
     reader: &mut XmlStreamReader<R>,
     tx: OutboundTx,
     username: &str,
@@ -386,8 +383,8 @@ async fn bind<R: AsyncBufRead + Unpin>(
             }
         };
         let registered = {
-            admission::readmit(server, deadline).await?;
-            Bound::register(server, full, tx.clone(), peer.ip())
+            admission::readmit(front, deadline).await?;
+            Bound::register(front, full, tx.clone(), peer.ip())
         };
         let bound = match registered {
             Ok(bound) => bound,

@@ -8,16 +8,16 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 
 use super::link::{Frame, LinkEvent};
-use crate::server::Server;
+use super::Pool;
+use crate::context::Context;
 
 /// Apply what other nodes tell us.
-pub async fn run_events(server: Arc<Server>, mut events: mpsc::UnboundedReceiver<LinkEvent>) {
-    let Some(pool) = server.pool.clone() else { return };
+pub async fn run_events(ctx: Arc<Context>, pool: Arc<Pool>, mut events: mpsc::UnboundedReceiver<LinkEvent>) {
     while let Some(event) = events.recv().await {
         match event {
             LinkEvent::Up { node } => {
                 // Their mirror of us may be stale (a reconnect): replay our sessions.
-                for frame in snapshot(&server) {
+                for frame in snapshot(&ctx) {
                     if pool.links.send(&node, frame).is_err() {
                         break;
                     }
@@ -34,19 +34,19 @@ pub async fn run_events(server: Arc<Server>, mut events: mpsc::UnboundedReceiver
                 // meanwhile, or to offline storage.
                 for (bare, xml) in undelivered {
                     if let Some(stanza) = crate::stream::reader::parse_stored(&xml).await {
-                        crate::delivery::deliver_message(&server.ctx, &bare, None, stanza).await;
+                        crate::delivery::deliver_message(&ctx, &bare, None, stanza).await;
                     }
                 }
             }
-            LinkEvent::Frame { node, frame } => apply(&server, &node, frame).await,
+            LinkEvent::Frame { node, frame } => apply(&ctx, &pool, &node, frame).await,
         }
     }
 }
 
 /// Our local sessions as the frames that recreate them on a peer.
-fn snapshot(server: &Server) -> Vec<Frame> {
+fn snapshot(ctx: &Context) -> Vec<Frame> {
     let mut frames = Vec::new();
-    for r in server.ctx.sessions.all() {
+    for r in ctx.sessions.all() {
         let (bare, resource) = (r.bare.to_string(), r.resource.clone());
         frames.push(Frame::SessionUp {
             bare: bare.clone(),
@@ -67,8 +67,8 @@ fn snapshot(server: &Server) -> Vec<Frame> {
     frames
 }
 
-async fn apply(server: &Arc<Server>, node: &str, frame: Frame) {
-    let sessions = &server.ctx.sessions;
+async fn apply(ctx: &Arc<Context>, pool: &Pool, node: &str, frame: Frame) {
+    let sessions = &ctx.sessions;
     match frame {
         Frame::Hello { .. } => tracing::warn!(%node, "unexpected hello on an established link"),
         Frame::SessionUp { bare, resource } => sessions.bind_remote(node, &bare, &resource),
@@ -111,27 +111,27 @@ async fn apply(server: &Arc<Server>, node: &str, frame: Frame) {
             xml,
             seq,
         } => {
-            deliver_forwarded(server, &bare, &resource, &xml).await;
+            deliver_forwarded(ctx, &bare, &resource, &xml).await;
             if seq > 0 {
-                let _ = server.pool.as_ref().map(|p| p.links.send(node, Frame::Ack { seq }));
+                let _ = pool.links.send(node, Frame::Ack { seq });
             }
         }
         Frame::Ack { .. } => {} // consumed by the link itself
-        Frame::OfflineStored { bare } => crate::delivery::offline::offline_stored(&server.ctx, &bare),
+        Frame::OfflineStored { bare } => crate::delivery::offline::offline_stored(ctx, &bare),
     }
 }
 
 /// A stanza another node routed to a session it believes we serve. Never forwarded
 /// again (no loops): if the session is gone, a message falls back to this node's view of
 /// the account (other local resources, or offline storage) and an IQ request is bounced.
-async fn deliver_forwarded(server: &Arc<Server>, bare: &str, resource: &str, xml: &str) {
+async fn deliver_forwarded(ctx: &Arc<Context>, bare: &str, resource: &str, xml: &str) {
     // Accepted and stamped on the other node: read back under the limits for our own output.
-    let limits = server.ctx.config.stream_limits(true);
+    let limits = ctx.config.stream_limits(true);
     let Some(stanza) = crate::stream::reader::parse_stored_under(xml, limits).await else {
         tracing::warn!("garbled stanza on a pool link");
         return;
     };
-    if let Some(r) = server.ctx.sessions.resource(bare, resource).filter(|r| r.is_local()) {
+    if let Some(r) = ctx.sessions.resource(bare, resource).filter(|r| r.is_local()) {
         if r.send(Arc::new(stanza.clone())) {
             return;
         }
@@ -139,17 +139,16 @@ async fn deliver_forwarded(server: &Arc<Server>, bare: &str, resource: &str, xml
     let condition = crate::stanza::Condition::ServiceUnavailable;
     match (stanza.name.as_str(), stanza.get_attr("type").unwrap_or("normal")) {
         ("message", "headline" | "error") => {}
-        ("message", "groupchat") => crate::delivery::bounce(&server.ctx, &stanza, condition, None),
-        ("message", _) => crate::delivery::store_offline(&server.ctx, bare, stanza).await,
-        ("iq", _) => crate::delivery::bounce(&server.ctx, &stanza, condition, None),
+        ("message", "groupchat") => crate::delivery::bounce(ctx, &stanza, condition, None),
+        ("message", _) => crate::delivery::store_offline(ctx, bare, stanza).await,
+        ("iq", _) => crate::delivery::bounce(ctx, &stanza, condition, None),
         _ => {}
     }
 }
 
 /// Keep one link to every live peer, drop links to nodes whose epoch is no longer live,
 /// and fail over the sessions of nodes that left the live set.
-pub async fn run_mesh(server: Arc<Server>) {
-    let Some(pool) = server.pool.clone() else { return };
+pub async fn run_mesh(ctx: Arc<Context>, pool: Arc<Pool>) {
     let mut ticker = tokio::time::interval(Duration::from_millis(pool.config.heartbeat_ms));
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     // Nodes we have mirrored sessions of, with the epoch we linked them at.
@@ -189,15 +188,15 @@ pub async fn run_mesh(server: Arc<Server>) {
         let gone: Vec<(String, i64)> = known.iter().filter(|k| !live_set.contains(k)).cloned().collect();
         for (node, epoch) in gone {
             known.remove(&(node.clone(), epoch));
-            fail_over(&server, &node).await;
+            fail_over(&ctx, &node).await;
         }
     }
 }
 
-async fn fail_over(server: &Arc<Server>, node: &str) {
-    let lost = server.ctx.sessions.forget_node(node);
+async fn fail_over(ctx: &Arc<Context>, node: &str) {
+    let lost = ctx.sessions.forget_node(node);
     tracing::warn!(%node, sessions = lost.len(), "node left the pool: its sessions are gone");
     for r in &lost {
-        crate::presence::remote_session_lost(&server.ctx, r).await;
+        crate::presence::remote_session_lost(ctx, r).await;
     }
 }

@@ -15,16 +15,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::{view, Placement};
-use crate::server::Server;
+use crate::context::Context;
+use crate::pool::Pool;
 use crate::store::pool::PoolDb;
 use crate::store::StoreError;
 use crate::stream::StreamError;
 
 /// Watch for drain and rebalance requests every heartbeat and carry them out.
-pub async fn run(server: Arc<Server>) {
-    let (Some(pool), Some(placement)) = (server.pool.clone(), server.placement.clone()) else {
-        return;
-    };
+pub async fn run(ctx: Arc<Context>, pool: Arc<Pool>, placement: Arc<Placement>) {
     let heartbeat = Duration::from_millis(pool.config.heartbeat_ms);
     let per_heartbeat = (placement.config.drain_per_second as u64 * pool.config.heartbeat_ms / 1000).max(1) as usize;
     // Requests from before this node started are not for it.
@@ -50,16 +48,16 @@ pub async fn run(server: Arc<Server>) {
             continue;
         }
         if draining {
-            let users = local_users(&server);
-            busy = move_users(&server, &placement, pool.node_id(), users, per_heartbeat, false).await > 0;
+            let users = local_users(&ctx);
+            busy = move_users(&ctx, &placement, pool.node_id(), users, per_heartbeat, false).await > 0;
         } else if rebalance > rebalanced {
             rebalanced = rebalance;
             match excess_sessions(&pool.db, pool.node_id()).await {
                 Ok(0) => tracing::info!("rebalance requested; this node is not above the mean"),
                 Ok(excess) => {
                     tracing::info!(excess, "rebalance requested; moving users above the mean");
-                    let users = local_users(&server);
-                    move_users(&server, &placement, pool.node_id(), users, excess, true).await;
+                    let users = local_users(&ctx);
+                    move_users(&ctx, &placement, pool.node_id(), users, excess, true).await;
                 }
                 Err(e) => tracing::warn!(error = %e, "cannot read the pool's load for a rebalance"),
             }
@@ -67,10 +65,8 @@ pub async fn run(server: Arc<Server>) {
     }
 }
 
-fn local_users(server: &Server) -> BTreeSet<String> {
-    server
-        .ctx
-        .sessions
+fn local_users(ctx: &Context) -> BTreeSet<String> {
+    ctx.sessions
         .all()
         .into_iter()
         .filter(|r| r.is_local())
@@ -94,7 +90,7 @@ async fn excess_sessions(db: &PoolDb, me: &str) -> Result<usize, StoreError> {
 /// `rechoose`, forget each one's home here first so the strategy chooses again. Returns
 /// how many users were moved.
 async fn move_users(
-    server: &Server,
+    ctx: &Context,
     placement: &Placement,
     me: &str,
     users: BTreeSet<String>,
@@ -126,14 +122,8 @@ async fn move_users(
             }
         };
         let err = StreamError::see_other_host(home.client_addr.clone(), "moving you to another node of this pool");
-        for r in server
-            .ctx
-            .sessions
-            .resources(&bare)
-            .into_iter()
-            .filter(|r| r.is_local())
-        {
-            if server.ctx.sessions.hand_off(&r, err.clone()) {
+        for r in ctx.sessions.resources(&bare).into_iter().filter(|r| r.is_local()) {
+            if ctx.sessions.hand_off(&r, err.clone()) {
                 placement.stats.moved.fetch_add(1, Relaxed);
                 tracing::info!(user = %bare, resource = %r.resource, to = %home.node_id, "session moved");
             }
