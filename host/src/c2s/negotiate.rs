@@ -18,7 +18,7 @@ use crate::stream::{
 };
 use crate::xml::{Element, NS_CLIENT, NS_STREAMS};
 
-pub const NS_SASL: &str = "urn:ietf:params:xml:ns:xmpp-sasl";
+pub use crate::xml::NS_SASL;
 pub const NS_BIND: &str = "urn:ietf:params:xml:ns:xmpp-bind";
 pub const NS_SESSION: &str = "urn:ietf:params:xml:ns:xmpp-session";
 

@@ -122,8 +122,10 @@ async fn apply(ctx: &Arc<Context>, pool: &Pool, node: &str, frame: Frame) {
 }
 
 /// A stanza another node routed to a session it believes we serve. Never forwarded
-/// again (no loops): if the session is gone, a message falls back to this node's view of
-/// the account (other local resources, or offline storage) and an IQ request is bounced.
+/// again (no loops): if the session is gone, a message is kept offline for the account
+/// (headlines and errors are dropped, groupchat bounced) and an IQ request is bounced.
+/// Other resources are not tried here: the sending node chose this one, and a bare-JID
+/// message reached the others through their own forwards.
 async fn deliver_forwarded(ctx: &Arc<Context>, bare: &str, resource: &str, xml: &str) {
     // Accepted and stamped on the other node: read back under the limits for our own output.
     let limits = ctx.config.stream_limits(true);
