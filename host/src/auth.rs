@@ -114,7 +114,6 @@ pub enum SaslFailure {
     MalformedRequest,
     NotAuthorized,
     TemporaryAuthFailure,
-    EncryptionRequired,
 }
 
 impl SaslFailure {
@@ -126,7 +125,6 @@ impl SaslFailure {
             SaslFailure::MalformedRequest => "malformed-request",
             SaslFailure::NotAuthorized => "not-authorized",
             SaslFailure::TemporaryAuthFailure => "temporary-auth-failure",
-            SaslFailure::EncryptionRequired => "encryption-required",
         }
     }
 }

@@ -102,8 +102,10 @@ pub trait Features: Send + Sync {
 }
 
 /// A node without features: what in-process tests of the core start from.
+#[cfg(test)]
 pub struct NoFeatures;
 
+#[cfg(test)]
 impl Features for NoFeatures {
     fn for_address(&self, _: &str) -> Option<Arc<dyn Feature>> {
         None
@@ -122,5 +124,20 @@ impl Features for NoFeatures {
     }
     fn filter<'a>(&'a self, _: Direction, _: &'a Element) -> BoxFuture<'a, Verdict> {
         Box::pin(async { Verdict::Pass })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn without_features_nothing_is_claimed_and_everything_passes() {
+        let none = NoFeatures;
+        assert!(none.for_address("conference.example.org").is_none());
+        assert!(none.for_iq_namespace("vcard-temp").is_none());
+        assert!(!none.filtering());
+        let stanza = Element::new("message", crate::xml::NS_CLIENT);
+        assert_eq!(none.filter(Direction::Inbound, &stanza).await, Verdict::Pass);
     }
 }

@@ -8,35 +8,39 @@
 //! - [`router`], [`sessions`], [`presence`], [`roster`], [`iq`], [`stanza`]: where stanzas go and the RFC 6121 rules
 //!   (`delivery::rules` and `roster::subscription::rules` hold them as plain, table-tested decisions).
 //! - [`account`]: account removal (XEP-0077 `<remove/>`, `poolxmpp user del`).
-//! - [`plugins`]: the WebAssembly component runtime (wasmtime), hot reload, containment.
+//! - [`features`]: the feature runtime as the core sees it; [`plugins`]: the WebAssembly component
+//!   runtime behind it (wasmtime), hot reload, containment.
 //! - [`pool`]: membership, links, ownership, placement; [`limits`]: counters and throttles.
 //! - [`tasks`]: tracked tasks and the shutdown signal they end on.
 //! - [`store`]: SQLite/PostgreSQL persistence, and (`store::pool`) every query on the pool's PostgreSQL tables.
+//!
+//! Modules are `pub(crate)` unless the integration tests or the benches reach into them, so
+//! the compiler reports what nothing uses.
 
-pub mod account;
-pub mod auth;
-pub mod c2s;
+pub(crate) mod account;
+pub(crate) mod auth;
+pub(crate) mod c2s;
 pub mod cli;
 pub mod config;
-pub mod context;
+pub(crate) mod context;
 pub mod daemon;
-pub mod delivery;
-pub mod features;
-pub mod iq;
-pub mod limits;
-pub mod listener;
+pub(crate) mod delivery;
+pub(crate) mod features;
+pub(crate) mod iq;
+pub(crate) mod limits;
+pub(crate) mod listener;
 pub mod plugins;
 pub mod pool;
-pub mod presence;
-pub mod roster;
-pub mod router;
-pub mod server;
-pub mod sessions;
-pub mod stanza;
+pub(crate) mod presence;
+pub(crate) mod roster;
+pub(crate) mod router;
+pub(crate) mod server;
+pub(crate) mod sessions;
+pub(crate) mod stanza;
 pub mod store;
-pub mod stream;
+pub(crate) mod stream;
 pub mod tasks;
-pub mod tls;
+pub(crate) mod tls;
 pub mod xml;
 
 #[cfg(test)]

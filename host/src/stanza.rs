@@ -48,6 +48,7 @@ impl MessageType {
         }
     }
 
+    #[cfg(test)]
     pub fn as_str(self) -> &'static str {
         match self {
             MessageType::Normal => "normal",
@@ -119,6 +120,7 @@ impl PresenceType {
 }
 
 impl SubscriptionType {
+    #[cfg(test)]
     pub const ALL: [SubscriptionType; 4] = [
         SubscriptionType::Subscribe,
         SubscriptionType::Subscribed,
@@ -151,21 +153,16 @@ impl SubscriptionType {
 pub enum Condition {
     BadRequest,
     Conflict,
-    FeatureNotImplemented,
     Forbidden,
     InternalServerError,
     ItemNotFound,
     JidMalformed,
     NotAcceptable,
     NotAllowed,
-    NotAuthorized,
     PolicyViolation,
-    RecipientUnavailable,
     RemoteServerNotFound,
     ResourceConstraint,
     ServiceUnavailable,
-    UndefinedCondition,
-    UnexpectedRequest,
 }
 
 impl Condition {
@@ -173,40 +170,32 @@ impl Condition {
         match self {
             Condition::BadRequest => "bad-request",
             Condition::Conflict => "conflict",
-            Condition::FeatureNotImplemented => "feature-not-implemented",
             Condition::Forbidden => "forbidden",
             Condition::InternalServerError => "internal-server-error",
             Condition::ItemNotFound => "item-not-found",
             Condition::JidMalformed => "jid-malformed",
             Condition::NotAcceptable => "not-acceptable",
             Condition::NotAllowed => "not-allowed",
-            Condition::NotAuthorized => "not-authorized",
             Condition::PolicyViolation => "policy-violation",
-            Condition::RecipientUnavailable => "recipient-unavailable",
             Condition::RemoteServerNotFound => "remote-server-not-found",
             Condition::ResourceConstraint => "resource-constraint",
             Condition::ServiceUnavailable => "service-unavailable",
-            Condition::UndefinedCondition => "undefined-condition",
-            Condition::UnexpectedRequest => "unexpected-request",
         }
     }
 
     /// The error type RFC 6120 §8.3.3 pairs with each condition.
     pub fn error_type(self) -> &'static str {
         match self {
-            Condition::BadRequest
-            | Condition::JidMalformed
-            | Condition::NotAcceptable
-            | Condition::NotAllowed
-            | Condition::UnexpectedRequest => "modify",
+            Condition::BadRequest | Condition::JidMalformed | Condition::NotAcceptable | Condition::NotAllowed => {
+                "modify"
+            }
             Condition::Conflict
-            | Condition::FeatureNotImplemented
             | Condition::ItemNotFound
             | Condition::RemoteServerNotFound
             | Condition::ServiceUnavailable => "cancel",
-            Condition::Forbidden | Condition::NotAuthorized | Condition::PolicyViolation => "auth",
-            Condition::InternalServerError | Condition::UndefinedCondition => "cancel",
-            Condition::RecipientUnavailable | Condition::ResourceConstraint => "wait",
+            Condition::Forbidden | Condition::PolicyViolation => "auth",
+            Condition::InternalServerError => "cancel",
+            Condition::ResourceConstraint => "wait",
         }
     }
 }

@@ -24,7 +24,6 @@ use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 use tracing::Instrument;
 
-pub use bound::Bound;
 pub use frontend::Frontend;
 
 use crate::auth::ChannelBindings;

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use crate::context::Context;
 use crate::delivery::deliver_to_full;
 use crate::sessions::Session;
-use crate::stanza::{iq_payload, iq_result, Condition, Outcome, StanzaError};
+use crate::stanza::{iq_payload, iq_result, Condition, IqType, Outcome, StanzaError};
 use crate::xml::Element;
 
 pub const NS_DISCO_INFO: &str = "http://jabber.org/protocol/disco#info";
@@ -32,10 +32,10 @@ const SERVER_FEATURES: &[&str] = &[
 
 /// A get or set needs exactly one payload; results and errors need no answer (`None`).
 fn request_payload(iq: &Element) -> Result<Option<&Element>, StanzaError> {
-    match iq.get_attr("type") {
-        Some("get") | Some("set") => {}
-        Some("result") | Some("error") => return Ok(None),
-        _ => return Err(StanzaError::with_text(Condition::BadRequest, "an IQ needs a type")),
+    match IqType::of(iq) {
+        Some(t) if t.is_request() => {}
+        Some(_) => return Ok(None),
+        None => return Err(StanzaError::with_text(Condition::BadRequest, "an IQ needs a type")),
     }
     if iq.get_attr("id").is_none() {
         return Err(StanzaError::with_text(Condition::BadRequest, "an IQ needs an id"));

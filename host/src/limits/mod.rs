@@ -48,6 +48,13 @@ pub struct AddressSlot {
 }
 
 impl AddressCap {
+    /// Places `ip` holds now.
+    #[cfg(test)]
+    pub fn held(&self, ip: IpAddr) -> usize {
+        let held = self.held.lock().expect("address cap lock");
+        held.get(&canonical(ip)).copied().unwrap_or(0)
+    }
+
     pub fn new(cap: usize, unthrottled: Unthrottled) -> Self {
         AddressCap {
             cap,
@@ -71,12 +78,6 @@ impl AddressCap {
         Some(AddressSlot {
             owner: Some((self.clone(), ip)),
         })
-    }
-
-    /// Places `ip` holds now (for tests and diagnostics).
-    pub fn held(&self, ip: IpAddr) -> usize {
-        let held = self.held.lock().expect("address cap lock");
-        held.get(&canonical(ip)).copied().unwrap_or(0)
     }
 }
 

@@ -198,6 +198,7 @@ impl Breaker {
     }
 
     /// How many senders' failure counts are held (bounded by `tracked_senders`).
+    #[cfg(test)]
     pub fn tracked(&self) -> usize {
         self.senders.len()
     }

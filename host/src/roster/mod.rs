@@ -70,22 +70,6 @@ where
         .await
 }
 
-/// [`update`], then push the changed item (if it changed) to `owner`'s interested
-/// resources.
-pub async fn update_and_push<F>(
-    ctx: &Context,
-    owner: &str,
-    contact: &str,
-    change: F,
-) -> Result<crate::store::ItemUpdate, crate::store::StoreError>
-where
-    F: FnOnce(Option<&RosterItem>) -> Option<RosterItem> + Send,
-{
-    let update = update(ctx, owner, contact, change).await?;
-    push_written(ctx, owner, &update);
-    Ok(update)
-}
-
 /// Push what an update wrote, if it wrote anything.
 pub fn push_written(ctx: &Context, owner: &str, update: &crate::store::ItemUpdate) {
     if let Some((item, version)) = &update.written {

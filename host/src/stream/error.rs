@@ -1,7 +1,5 @@
 //! Stream-level errors (RFC 6120 §4.9): every way a stream can fail maps to one condition here.
 
-use crate::xml::Element;
-
 pub const NS_STREAM_ERRORS: &str = "urn:ietf:params:xml:ns:xmpp-streams";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -100,9 +98,4 @@ impl StreamError {
         out.push_str("</stream:error>");
         out
     }
-}
-
-/// Convenience: is this element a stream error?
-pub fn is_stream_error(e: &Element) -> bool {
-    e.is("error", crate::xml::NS_STREAMS)
 }

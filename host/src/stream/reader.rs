@@ -66,7 +66,6 @@ pub struct StreamHeader {
     pub to: Option<String>,
     pub from: Option<String>,
     pub version: Option<String>,
-    pub lang: Option<String>,
 }
 
 #[derive(Debug)]
@@ -370,7 +369,6 @@ impl<R: AsyncBufRead + Unpin> XmlStreamReader<R> {
                 to: element.get_attr("to").map(str::to_string),
                 from: element.get_attr("from").map(str::to_string),
                 version: element.get_attr("version").map(str::to_string),
-                lang: element.get_attr("xml:lang").map(str::to_string),
                 ns: element.ns.to_string(),
                 name: element.name,
             };

@@ -38,11 +38,6 @@ impl TreeBudget {
         self.max = max;
     }
 
-    /// Bytes charged since the last reset.
-    pub fn used(&self) -> usize {
-        self.used
-    }
-
     fn charge(&mut self, bytes: usize) -> Result<(), OverTree> {
         self.used = self.used.saturating_add(bytes);
         if self.used > self.max {
@@ -79,6 +74,7 @@ impl TreeBudget {
 
 /// What an already built tree costs by the same measure (namespaces not counted, since
 /// they may be shared); for tests and assertions.
+#[cfg(test)]
 pub fn tree_cost(e: &Element, parent_ns: &str) -> usize {
     let mut b = TreeBudget::new(usize::MAX);
     let _ = b.element(e, parent_ns);
