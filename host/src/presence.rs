@@ -9,26 +9,28 @@ use jid::Jid;
 
 use crate::context::Context;
 use crate::delivery::offline::{deliver_offline, OfflineTurn};
-use crate::delivery::{bounce, deliver_to_available, target, Target};
+use crate::delivery::{deliver_to_available, target, Target};
 use crate::sessions::Session;
-use crate::stanza::Condition;
+use crate::stanza::PresenceType;
 use crate::xml::{Element, NS_CLIENT};
 
-/// A presence stanza sent by a local client (subscription stanzas with a `to` go to
-/// `roster::subscription` instead, see the router).
-pub async fn outbound(ctx: &Arc<Context>, client: &mut Session, stanza: Element, to: Option<Jid>) {
-    let ptype = stanza.get_attr("type").unwrap_or("available").to_string();
-    match (ptype.as_str(), to) {
-        ("available" | "unavailable", None) => broadcast(ctx, client, stanza, ptype == "available").await,
-        ("available" | "unavailable", Some(to)) => directed(ctx, client, stanza, &to, ptype == "available"),
-        ("probe", Some(to)) => {
+/// A presence stanza sent by a local client, checked by the router (subscription stanzas
+/// with a `to` go to `roster::subscription` instead; what cannot be served was refused).
+pub async fn outbound(ctx: &Arc<Context>, client: &mut Session, stanza: Element, ptype: PresenceType, to: Option<Jid>) {
+    let available = ptype == PresenceType::Available;
+    match (ptype, to) {
+        (PresenceType::Available | PresenceType::Unavailable, None) => broadcast(ctx, client, stanza, available).await,
+        (PresenceType::Available | PresenceType::Unavailable, Some(to)) => {
+            directed(ctx, client, stanza, &to, available)
+        }
+        (PresenceType::Probe, Some(to)) => {
             // Clients should not probe (§4.3), but answering from what we know is harmless.
             let contact = to.to_bare().to_string();
             if may_see_presence(ctx, &contact, &client.bare).await {
                 send_current_presence(ctx, &contact, &client.jid.to_string());
             }
         }
-        ("error", Some(to)) => {
+        (PresenceType::Error, Some(to)) => {
             if let Target::Local {
                 bare,
                 resource: Some(res),
@@ -39,7 +41,8 @@ pub async fn outbound(ctx: &Arc<Context>, client: &mut Session, stanza: Element,
                 }
             }
         }
-        _ => bounce(ctx, &stanza, Condition::BadRequest, None),
+        // Refused by the router (see `router::presence_refusal`).
+        (PresenceType::Probe | PresenceType::Error | PresenceType::Subscription(_), _) => {}
     }
 }
 
@@ -150,10 +153,7 @@ fn directed(ctx: &Arc<Context>, client: &mut Session, stanza: Element, to: &Jid,
     } else {
         client.directed.remove(&key);
     }
-    match target(ctx, to) {
-        Target::Remote => bounce(ctx, &stanza, Condition::RemoteServerNotFound, None),
-        _ => deliver_directed(ctx, &key, &Arc::new(stanza)),
-    }
+    deliver_directed(ctx, &key, &Arc::new(stanza));
 }
 
 fn deliver_directed(ctx: &Context, to: &str, stanza: &Arc<Element>) {

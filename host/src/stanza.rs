@@ -110,7 +110,8 @@ impl PresenceType {
     /// `None` for a `type` RFC 6121 does not define (the stanza is refused).
     pub fn of(presence: &Element) -> Option<PresenceType> {
         Some(match presence.get_attr("type") {
-            None => PresenceType::Available,
+            // Not an RFC 6121 value, but old clients send it and it can only mean this.
+            None | Some("available") => PresenceType::Available,
             Some("unavailable") => PresenceType::Unavailable,
             Some("probe") => PresenceType::Probe,
             Some("error") => PresenceType::Error,

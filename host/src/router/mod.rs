@@ -14,7 +14,7 @@ use crate::context::Context;
 use crate::delivery::{bounce, bounce_refusal, deliver_message, dispatch_to_feature, target, Target};
 use crate::features::{Direction, Verdict};
 use crate::sessions::Session;
-use crate::stanza::{Condition, Kind, Outcome, PresenceType};
+use crate::stanza::{Condition, Kind, Outcome, PresenceType, StanzaError};
 use crate::xml::Element;
 use crate::{iq, presence, roster};
 
@@ -36,12 +36,19 @@ pub async fn route_from_client(ctx: &Arc<Context>, client: &mut Session, stanza:
         return dispatch_to_feature(ctx, &*feature, stanza);
     }
     match kind {
-        Kind::Presence => match (PresenceType::of(&stanza), to) {
-            (Some(PresenceType::Subscription(kind)), Some(to)) => {
-                roster::subscription::outbound(ctx, client, stanza, kind, &to).await
+        Kind::Presence => {
+            let ptype = match presence_refusal(ctx, PresenceType::of(&stanza), to.as_ref()) {
+                Ok(ptype) => ptype,
+                Err(err) => return answer_error(ctx, &stanza, Err(err)),
+            };
+            match (ptype, to) {
+                (PresenceType::Subscription(kind), Some(to)) => {
+                    let outcome = roster::subscription::outbound(ctx, client, &stanza, kind, &to).await;
+                    answer_error(ctx, &stanza, outcome);
+                }
+                (ptype, to) => presence::outbound(ctx, client, stanza, ptype, to).await,
             }
-            (_, to) => presence::outbound(ctx, client, stanza, to).await,
-        },
+        }
         Kind::Iq => {
             let outcome = match to.as_ref().map(|to| target(ctx, to)) {
                 None => iq::handle_for_account(ctx, client, &stanza).await,
@@ -156,6 +163,20 @@ pub async fn deliver_iq(ctx: &Arc<Context>, bare: &str, resource: Option<&str>, 
         None => iq::handle_for_other_account(ctx, bare, &stanza).await,
     };
     answer_error(ctx, &stanza, outcome);
+}
+
+/// Presence a local client may not send: a `type` RFC 6121 does not define, a probe, error
+/// or subscription stanza with no `to`, presence for a domain we cannot reach.
+fn presence_refusal(ctx: &Context, ptype: Option<PresenceType>, to: Option<&Jid>) -> Result<PresenceType, StanzaError> {
+    let Some(ptype) = ptype else {
+        return Err(Condition::BadRequest.into());
+    };
+    match (ptype, to) {
+        (PresenceType::Available | PresenceType::Unavailable, None) => Ok(ptype),
+        (_, None) => Err(Condition::BadRequest.into()),
+        (_, Some(to)) if matches!(target(ctx, to), Target::Remote) => Err(Condition::RemoteServerNotFound.into()),
+        (_, Some(_)) => Ok(ptype),
+    }
 }
 
 /// The one place a service's error becomes the sender's error reply.

@@ -17,7 +17,7 @@ use crate::delivery::deliver_to_available;
 use crate::delivery::{bounce, target, Target};
 use crate::presence::{send_current_presence, send_unavailable_presence};
 use crate::sessions::Session;
-use crate::stanza::{Condition, SubscriptionType};
+use crate::stanza::{Condition, Outcome, StanzaError, SubscriptionType};
 use crate::store::StoreError;
 use crate::xml::{Element, NS_CLIENT};
 
@@ -26,30 +26,30 @@ pub mod rules;
 use rules::Effect;
 
 /// A subscription stanza from a local client.
-pub async fn outbound(ctx: &Arc<Context>, client: &Session, mut stanza: Element, kind: SubscriptionType, to: &Jid) {
+/// Its error goes back to the sending resource (`client`'s full JID, as `stanza` came).
+pub async fn outbound(
+    ctx: &Arc<Context>,
+    client: &Session,
+    stanza: &Element,
+    kind: SubscriptionType,
+    to: &Jid,
+) -> Outcome {
     let contact = to.to_bare().to_string();
     let user = client.bare.clone();
+    if contact == user {
+        return Ok(());
+    }
     // §3.1.2 and friends: subscription stanzas travel between bare JIDs.
+    let mut stanza = stanza.clone();
     stanza.set_attr("from", user.as_str());
     stanza.set_attr("to", contact.as_str());
-    if contact == user {
-        return;
-    }
     let effects = match process_outbound(ctx, &user, &contact, kind).await {
         Ok(effects) => effects,
+        // Nothing was stored and nothing goes to the contact.
+        Err(StoreError::RosterFull) => return Err(StanzaError::with_text(Condition::NotAllowed, "roster is full")),
         Err(e) => {
-            let (condition, text) = match e {
-                // Nothing was stored and nothing goes to the contact.
-                StoreError::RosterFull => (Condition::NotAllowed, Some("roster is full")),
-                e => {
-                    tracing::error!(error = %e, "subscription processing failed");
-                    (Condition::InternalServerError, None)
-                }
-            };
-            // The error goes back to the sending resource, not to the bare JID routed on.
-            let mut original = stanza;
-            original.set_attr("from", client.jid.to_string());
-            return bounce(ctx, &original, condition, text);
+            tracing::error!(error = %e, "subscription processing failed");
+            return Err(Condition::InternalServerError.into());
         }
     };
     for effect in effects {
@@ -65,6 +65,7 @@ pub async fn outbound(ctx: &Arc<Context>, client: &Session, mut stanza: Element,
             | Effect::Reply(_) => {}
         }
     }
+    Ok(())
 }
 
 /// The contact is losing its subscription to `user`'s presence: while it is still
