@@ -17,6 +17,8 @@
 
 use std::cell::RefCell;
 use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use tokio::sync::OwnedSemaphorePermit;
@@ -62,17 +64,50 @@ pub fn release() {
 
 /// Wait for `f` (the client's next step or the TLS handshake) holding the admission
 /// permit for at most [`IDLE_RELEASE`] of it.
-pub async fn waiting_for_client<F: Future>(f: F) -> F::Output {
-    if !holds_permit() {
-        return f.await;
+pub fn waiting_for_client<F: Future>(f: F) -> WaitingForClient<F> {
+    WaitingForClient {
+        f,
+        release_at: None,
+        checked: false,
     }
-    tokio::pin!(f);
-    tokio::select! {
-        out = &mut f => out,
-        _ = tokio::time::sleep(IDLE_RELEASE) => {
-            release();
-            f.await
+}
+
+// The wrappers around a connection's negotiation steps are hand-written futures, not
+// `async fn`s awaiting their argument: such an `async fn` keeps its argument and the
+// awaited future side by side (rustc does not overlap the two), and a TLS handshake
+// wrapped three deep cost ~8 KiB in every connection's task for its whole life.
+pin_project_lite::pin_project! {
+    /// See [`waiting_for_client`].
+    pub struct WaitingForClient<F> {
+        #[pin]
+        f: F,
+        #[pin]
+        release_at: Option<tokio::time::Sleep>,
+        checked: bool,
+    }
+}
+
+impl<F: Future> Future for WaitingForClient<F> {
+    type Output = F::Output;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
+        let mut this = self.project();
+        if !*this.checked {
+            *this.checked = true;
+            if holds_permit() {
+                this.release_at.set(Some(tokio::time::sleep(IDLE_RELEASE)));
+            }
         }
+        if let Poll::Ready(out) = this.f.poll(cx) {
+            return Poll::Ready(out);
+        }
+        if let Some(release_at) = this.release_at.as_mut().as_pin_mut() {
+            if release_at.poll(cx).is_ready() {
+                release();
+                this.release_at.set(None);
+            }
+        }
+        Poll::Pending
     }
 }
 
@@ -84,6 +119,22 @@ pub struct Deadline(Instant);
 #[derive(Debug)]
 pub struct Expired;
 
+pin_project_lite::pin_project! {
+    /// A future bounded by a [`Deadline`] (or the TLS handshake's own bound).
+    pub struct Bounded<F> {
+        #[pin]
+        inner: tokio::time::Timeout<F>,
+    }
+}
+
+impl<F: Future> Future for Bounded<F> {
+    type Output = Result<F::Output, Expired>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        self.project().inner.poll(cx).map(|r| r.map_err(|_| Expired))
+    }
+}
+
 impl Deadline {
     /// `limits.auth_timeout_secs` from now (call at accept).
     pub fn from_accept(front: &Frontend) -> Deadline {
@@ -91,16 +142,18 @@ impl Deadline {
     }
 
     /// Run `f` until it finishes or the deadline passes.
-    pub async fn run<F: Future>(self, f: F) -> Result<F::Output, Expired> {
-        tokio::time::timeout_at(self.0, f).await.map_err(|_| Expired)
+    pub fn run<F: Future>(self, f: F) -> Bounded<F> {
+        Bounded {
+            inner: tokio::time::timeout_at(self.0, f),
+        }
     }
 
     /// Run a TLS handshake: bounded by the deadline and by [`TLS_HANDSHAKE_MAX`].
-    pub async fn run_handshake<F: Future>(self, f: F) -> Result<F::Output, Expired> {
+    pub fn run_handshake<F: Future>(self, f: F) -> Bounded<WaitingForClient<F>> {
         let at = self.0.min(Instant::now() + TLS_HANDSHAKE_MAX);
-        tokio::time::timeout_at(at, waiting_for_client(f))
-            .await
-            .map_err(|_| Expired)
+        Bounded {
+            inner: tokio::time::timeout_at(at, waiting_for_client(f)),
+        }
     }
 }
 

@@ -16,6 +16,7 @@ mod bound;
 mod frontend;
 mod negotiate;
 
+use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -47,7 +48,7 @@ pub async fn serve(front: Arc<Frontend>, tcp: TcpStream, peer: SocketAddr, direc
     // The connection's admission permit lives in a slot of this task (see `admission`).
     admission::scope(async move {
         let result = if direct_tls {
-            match accept_tls(&front, tcp, deadline, Admission::New).await {
+            match Box::pin(accept_tls(&front, tcp, deadline, Admission::New)).await {
                 Some(tls) => secure(front, tls, peer, deadline, slot).await,
                 None => Ok(()),
             }
@@ -159,7 +160,9 @@ async fn plaintext(
         front.ctx.config.stream_limits(false),
     );
     let mut header_sent = false;
-    let outcome = async {
+    // Boxed, like every step that ends before the session is bound: the connection's task
+    // then keeps, for its whole life, only what the bound session needs (see `bound`).
+    let negotiation = Box::pin(async {
         let header = negotiate::expect_header(&mut reader, deadline).await?;
         let domain = negotiate::check_header(&front, &header)?;
         write_raw(&mut write, &stream_header(&domain, &new_stream_id())).await?;
@@ -197,8 +200,8 @@ async fn plaintext(
             .map_err(|_| admission::expired())??;
         write_raw(&mut write, &format!("<proceed xmlns='{NS_TLS}'/>")).await?;
         Ok(Plaintext::Proceed)
-    };
-    let outcome = until_shutdown(&front, outcome).await;
+    });
+    let outcome = until_shutdown(&front, negotiation).await;
     match outcome {
         Ok(Plaintext::Proceed) => {
             // What was buffered is whitespace (checked above); whitespace still in flight
@@ -212,7 +215,7 @@ async fn plaintext(
                     return Ok(());
                 }
             }
-            match accept_tls(&front, tcp, deadline, Admission::Admitted).await {
+            match Box::pin(accept_tls(&front, tcp, deadline, Admission::Admitted)).await {
                 Some(tls) => secure(front, tls, peer, deadline, slot).await,
                 None => Ok(()),
             }
@@ -317,21 +320,26 @@ fn channel_bindings(front: &Frontend, tls: &tokio_rustls::server::TlsStream<TcpS
     }
 }
 
-/// Everything after TLS is up.
-async fn secure(
+/// Everything after TLS is up. A plain function, so the TLS stream is not kept twice in
+/// the task (once as this function's argument, once as the stream's).
+fn secure(
     front: Arc<Frontend>,
     tls: tokio_rustls::server::TlsStream<TcpStream>,
     peer: SocketAddr,
     deadline: Deadline,
     slot: AddressSlot,
-) -> Result<(), ReadError> {
+) -> impl Future<Output = Result<(), ReadError>> {
     let bindings = channel_bindings(&front, &tls);
-    run_stream(front, tls, peer, bindings, deadline, slot).await
+    // Split here, not in `run_stream`: an argument's slot stays reserved in the task for
+    // the whole function, and a TLS stream is 1.2 KiB; its halves are two pointers.
+    let (read, write) = tokio::io::split(tls);
+    run_stream(front, read, write, peer, bindings, deadline, slot)
 }
 
 async fn run_stream<S>(
     front: Arc<Frontend>,
-    stream: S,
+    read: tokio::io::ReadHalf<S>,
+    write: tokio::io::WriteHalf<S>,
     peer: SocketAddr,
     bindings: ChannelBindings,
     deadline: Deadline,
@@ -340,7 +348,6 @@ async fn run_stream<S>(
 where
     S: AsyncRead + AsyncWrite + Send + Unpin + 'static,
 {
-    let (read, write) = tokio::io::split(stream);
     let limits = &front.ctx.config.limits;
     let queue = QueueLimits {
         max_bytes: limits.send_queue_bytes,
@@ -361,7 +368,14 @@ where
     // bind step is left to run to its end or its deadline: it enters the session table.)
     let authenticated = until_shutdown(
         &front,
-        negotiate::authenticate_stream(&front, &mut reader, &tx, peer, &bindings, deadline),
+        Box::pin(negotiate::authenticate_stream(
+            &front,
+            &mut reader,
+            &tx,
+            peer,
+            &bindings,
+            deadline,
+        )),
     )
     .await;
     let result = match authenticated {
@@ -370,7 +384,7 @@ where
             drop(slot);
             reader = reader.restart();
             reader.set_limits(front.ctx.config.stream_limits(true));
-            match negotiate::bind_stream(&front, &mut reader, &tx, &user, peer, deadline).await {
+            match Box::pin(negotiate::bind_stream(&front, &mut reader, &tx, &user, peer, deadline)).await {
                 Ok(session) => {
                     // Logged in: the node's login resources go to the next one.
                     admission::release();
