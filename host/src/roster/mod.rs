@@ -286,3 +286,6 @@ async fn remove(
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests;

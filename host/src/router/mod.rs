@@ -150,3 +150,6 @@ pub async fn deliver_iq(ctx: &Arc<Context>, bare: &str, resource: Option<&str>, 
         None => iq::handle_for_other_account(ctx, bare, stanza).await,
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -212,3 +212,6 @@ async fn inbound(
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests;
