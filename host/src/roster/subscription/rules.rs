@@ -108,8 +108,8 @@ pub fn outbound(item: Option<&RosterItem>, contact: &str, pending_in: bool, stan
 
 /// `stanza` from the contact reaches the user, who has an account here (§3.1.3, §3.1.6,
 /// §3.2.3, §3.3.3; Appendix A.3). Whatever is delivered to the user comes before the
-/// roster push that reflects it. `pending_in`: for `unsubscribe`, the contact's request
-/// was waiting and the shell has withdrawn it.
+/// roster push that reflects it. `pending_in`: the contact's request is waiting — for
+/// `unsubscribe`, it was waiting and the shell has withdrawn it.
 pub fn inbound(item: Option<&RosterItem>, pending_in: bool, stanza: SubscriptionType) -> Step {
     use Effect::*;
     match stanza {
@@ -124,6 +124,12 @@ pub fn inbound(item: Option<&RosterItem>, pending_in: bool, stanza: Subscription
                 i.subscription = i.subscription.with_from(true);
                 i.approved = false;
                 return Step::new(Some(i), &[Push, Reply(SubscriptionType::Subscribed), PresenceToContact]);
+            }
+            if pending_in {
+                // Appendix A.3.1 ("None + Pending In", "None + Pending Out/In", "To +
+                // Pending In": not delivered, no state change): the request is waiting
+                // already, and the user has it, live or at initial presence (§3.1.3).
+                return Step::new(None, &[]);
             }
             Step::new(None, &[StorePendingIn, DeliverToUser])
         }
@@ -319,19 +325,14 @@ pub(crate) mod tests {
     /// Appendix A.3: each subscription stanza from the contact reaches the user in each
     /// state.
     pub(crate) const APPENDIX_A3: &[Row] = &[
-        // A.3.1 subscribe: kept for the user to answer, or answered at once when the
-        // contact is already subscribed.
+        // A.3.1 subscribe: kept for the user to answer, not delivered twice while it
+        // waits, or answered at once when the contact is already subscribed.
         (Subscribe, "None", "None +In", &[StorePendingIn, DeliverToUser]),
         (Subscribe, "None +Out", "None +Out+In", &[StorePendingIn, DeliverToUser]),
-        (Subscribe, "None +In", "None +In", &[StorePendingIn, DeliverToUser]),
-        (
-            Subscribe,
-            "None +Out+In",
-            "None +Out+In",
-            &[StorePendingIn, DeliverToUser],
-        ),
+        (Subscribe, "None +In", "None +In", &[]),
+        (Subscribe, "None +Out+In", "None +Out+In", &[]),
         (Subscribe, "To", "To +In", &[StorePendingIn, DeliverToUser]),
-        (Subscribe, "To +In", "To +In", &[StorePendingIn, DeliverToUser]),
+        (Subscribe, "To +In", "To +In", &[]),
         (Subscribe, "From", "From", &[Reply(Subscribed)]),
         (Subscribe, "From +Out", "From +Out", &[Reply(Subscribed)]),
         (Subscribe, "Both", "Both", &[Reply(Subscribed)]),

@@ -251,7 +251,7 @@ async fn appendix_a_end_to_end() {
 /// the user gets the `subscribed` before the push, then the contact's presence),
 /// §3.2.2/§3.2.3 (the contact cancels: its unavailable presence first, then the
 /// `unsubscribed`, then the push), §3.1.3 (a request from a contact already subscribed is
-/// answered for the user).
+/// answered for the user), A.3.1 (a request already waiting is not delivered twice).
 #[tokio::test]
 async fn some_rows_by_hand() {
     let cases: &[(&str, SubscriptionType, &[&str], &[&str])] = &[
@@ -279,6 +279,8 @@ async fn some_rows_by_hand() {
             &["presence subscribe from a@x"],
         ),
         ("None", SubscriptionType::Subscribed, &["push b@x none approved"], &[]),
+        // A.3.1: a request that is already waiting for `b` is not delivered again.
+        ("None +Out", SubscriptionType::Subscribe, &[], &[]),
     ];
     for (a_state, kind, to_a, to_b) in cases {
         let mut pair = Pair::new(a_state, &mirror(a_state)).await;
