@@ -43,11 +43,18 @@ fn layer_of(module: &str) -> Option<usize> {
     LAYERS.iter().position(|layer| layer.contains(&module))
 }
 
-/// Which top-level modules each top-level module uses (`crate::x`), test code left out.
+/// Which top-level modules each top-level module uses (`crate::x`), test code left out:
+/// a file's trailing `#[cfg(test)]` module, and whole files declared `#[cfg(test)] mod x;`
+/// (child `tests.rs` files, the shared `testkit`), whose fakes and fixtures may reach any
+/// layer, as a trailing test module may.
 fn uses(src: &Path) -> BTreeMap<String, BTreeSet<String>> {
     let mut graph: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    let test_only = test_only_files(src);
     let mut files = vec![src.to_path_buf()];
     while let Some(path) = files.pop() {
+        if test_only.contains(&path) {
+            continue;
+        }
         if path.is_dir() {
             files.extend(
                 std::fs::read_dir(&path)
@@ -88,6 +95,46 @@ fn uses(src: &Path) -> BTreeMap<String, BTreeSet<String>> {
         used.remove(&module);
     }
     graph
+}
+
+/// The files and directories of the modules declared `#[cfg(test)]` on their own line
+/// just above `mod x;` (or `pub mod x;`): `x.rs` and `x/` beside a `lib.rs` or `mod.rs`,
+/// under `foo/` for a `foo.rs`.
+fn test_only_files(src: &Path) -> BTreeSet<std::path::PathBuf> {
+    let mut found = BTreeSet::new();
+    let mut dirs = vec![src.to_path_buf()];
+    while let Some(dir) = dirs.pop() {
+        for entry in std::fs::read_dir(&dir).expect("read src") {
+            let path = entry.expect("entry").path();
+            if path.is_dir() {
+                dirs.push(path);
+                continue;
+            }
+            if path.extension().is_none_or(|e| e != "rs") {
+                continue;
+            }
+            let text = std::fs::read_to_string(&path).expect("read a source file");
+            let stem = path.file_stem().expect("a file name").to_string_lossy();
+            let children = if matches!(stem.as_ref(), "lib" | "main" | "mod") {
+                dir.clone()
+            } else {
+                dir.join(stem.as_ref())
+            };
+            let mut lines = text.lines().map(str::trim);
+            while let Some(line) = lines.next() {
+                if line != "#[cfg(test)]" {
+                    continue;
+                }
+                let next = lines.next().unwrap_or_default();
+                let declared = next.strip_prefix("pub ").unwrap_or(next);
+                if let Some(name) = declared.strip_prefix("mod ").and_then(|m| m.strip_suffix(';')) {
+                    found.insert(children.join(format!("{name}.rs")));
+                    found.insert(children.join(name));
+                }
+            }
+        }
+    }
+    found
 }
 
 fn first_segment(path: &str) -> Option<String> {
@@ -188,6 +235,19 @@ fn no_import_cycle_joins_two_modules() {
     let graph = uses(&Path::new(env!("CARGO_MANIFEST_DIR")).join("src"));
     let found = cycles(&graph);
     assert!(found.is_empty(), "import cycles among modules of host/src: {found:?}");
+}
+
+/// The files left out as test code are the ones declared `#[cfg(test)]`, and only those.
+#[test]
+fn test_only_files_are_the_cfg_test_modules() {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let found = test_only_files(&src);
+    for file in ["testkit.rs", "layers.rs", "router/tests.rs", "stream/fuzz.rs"] {
+        assert!(found.contains(&src.join(file)), "{file} is test code");
+    }
+    for file in ["router/mod.rs", "presence/mod.rs", "stream/writer.rs", "context.rs"] {
+        assert!(!found.contains(&src.join(file)), "{file} is not test code");
+    }
 }
 
 #[test]

@@ -45,3 +45,6 @@ pub mod xml;
 
 #[cfg(test)]
 mod layers;
+// The in-process node the services' tests share; test code, so `layers` leaves it out.
+#[cfg(test)]
+mod testkit;

@@ -260,3 +260,6 @@ async fn remove(ctx: &Arc<Context>, client: &Session, iq: &Element, contact: &st
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests;

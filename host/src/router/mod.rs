@@ -185,3 +185,6 @@ fn answer_error(ctx: &Context, stanza: &Element, outcome: Outcome) {
         bounce(ctx, stanza, err.condition, err.text);
     }
 }
+
+#[cfg(test)]
+mod tests;

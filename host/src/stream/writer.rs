@@ -262,6 +262,20 @@ impl Outbox {
     }
 }
 
+/// Reading a queue without a writer or a socket, for in-process tests of the services
+/// (`crate::testkit`): what is queued now, in order, taken as the writer would take it.
+#[cfg(test)]
+impl Inbox {
+    pub(crate) fn take_queued(&mut self) -> Vec<Outbound> {
+        let mut taken = Vec::new();
+        while let Ok((item, cost)) = self.rx.try_recv() {
+            self.shared.release(cost);
+            taken.push(item);
+        }
+        taken
+    }
+}
+
 /// What an item counts against the queue's budget: its serialized size, roughly, plus
 /// [`ITEM_OVERHEAD`].
 fn cost(item: &Outbound) -> usize {

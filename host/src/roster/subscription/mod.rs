@@ -165,6 +165,8 @@ async fn inbound(
     let pending_in = match kind {
         // The contact takes its request back along with any subscription (§3.3.3).
         SubscriptionType::Unsubscribe => ctx.store.remove_pending_in(owner, contact).await?,
+        // A request already waiting is neither stored nor delivered again (Appendix A.3.1).
+        SubscriptionType::Subscribe => ctx.store.has_pending_in(owner, contact).await?,
         _ => false,
     };
     let mut effects = Vec::new();
@@ -213,3 +215,6 @@ async fn inbound(
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests;

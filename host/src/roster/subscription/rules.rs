@@ -108,8 +108,8 @@ pub fn outbound(item: Option<&RosterItem>, contact: &str, pending_in: bool, stan
 
 /// `stanza` from the contact reaches the user, who has an account here (§3.1.3, §3.1.6,
 /// §3.2.3, §3.3.3; Appendix A.3). Whatever is delivered to the user comes before the
-/// roster push that reflects it. `pending_in`: for `unsubscribe`, the contact's request
-/// was waiting and the shell has withdrawn it.
+/// roster push that reflects it. `pending_in`: the contact's request is waiting — for
+/// `unsubscribe`, it was waiting and the shell has withdrawn it.
 pub fn inbound(item: Option<&RosterItem>, pending_in: bool, stanza: SubscriptionType) -> Step {
     use Effect::*;
     match stanza {
@@ -124,6 +124,12 @@ pub fn inbound(item: Option<&RosterItem>, pending_in: bool, stanza: Subscription
                 i.subscription = i.subscription.with_from(true);
                 i.approved = false;
                 return Step::new(Some(i), &[Push, Reply(SubscriptionType::Subscribed), PresenceToContact]);
+            }
+            if pending_in {
+                // Appendix A.3.1 ("None + Pending In", "None + Pending Out/In", "To +
+                // Pending In": not delivered, no state change): the request is waiting
+                // already, and the user has it, live or at initial presence (§3.1.3).
+                return Step::new(None, &[]);
             }
             Step::new(None, &[StorePendingIn, DeliverToUser])
         }
@@ -165,14 +171,15 @@ pub fn inbound(item: Option<&RosterItem>, pending_in: bool, stanza: Subscription
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::store::Subscription;
     use Effect::*;
     use SubscriptionType::*;
 
-    /// The states of Appendix A, written as the RFC names them.
-    fn state(name: &str) -> (RosterItem, bool) {
+    /// The states of Appendix A, written as the RFC names them: the item (for
+    /// `contact@example.org`) and whether the contact's request is waiting.
+    pub(crate) fn state(name: &str) -> (RosterItem, bool) {
         let (sub, rest) = name.split_once(' ').unwrap_or((name, ""));
         let mut item = RosterItem::new("contact@example.org");
         item.subscription = match sub {
@@ -186,7 +193,8 @@ mod tests {
         (item, rest.contains("In"))
     }
 
-    fn name(item: &RosterItem, pending_in: bool) -> String {
+    /// The name of a state, as [`state`] reads it.
+    pub(crate) fn name(item: &RosterItem, pending_in: bool) -> String {
         let mut n = match item.subscription {
             Subscription::None => "None",
             Subscription::To => "To",
@@ -203,7 +211,7 @@ mod tests {
         n
     }
 
-    const STATES: [&str; 9] = [
+    pub(crate) const STATES: [&str; 9] = [
         "None",
         "None +Out",
         "None +In",
@@ -239,142 +247,142 @@ mod tests {
         )
     }
 
-    /// Appendix A.2: the user sends each subscription stanza in each state. Columns: the
-    /// stanza, the state before, the state after, the effects in order.
+    /// One row of Appendix A: the stanza, the state before, the state after, the effects
+    /// in order. The shell's tests (`super::super::tests`) run the same rows end to end.
+    pub(crate) type Row = (SubscriptionType, &'static str, &'static str, &'static [Effect]);
+
+    /// Appendix A.2: the user sends each subscription stanza in each state.
+    pub(crate) const APPENDIX_A2: &[Row] = &[
+        // A.2.1 subscribe
+        (Subscribe, "None", "None +Out", &[Push, Route]),
+        (Subscribe, "None +Out", "None +Out", &[Route]),
+        (Subscribe, "None +In", "None +Out+In", &[Push, Route]),
+        (Subscribe, "None +Out+In", "None +Out+In", &[Route]),
+        (Subscribe, "To", "To", &[Route]),
+        (Subscribe, "To +In", "To +In", &[Route]),
+        (Subscribe, "From", "From +Out", &[Push, Route]),
+        (Subscribe, "From +Out", "From +Out", &[Route]),
+        (Subscribe, "Both", "Both", &[Route]),
+        // A.2.2 unsubscribe
+        (Unsubscribe, "None", "None", &[Route]),
+        (Unsubscribe, "None +Out", "None", &[Push, Route]),
+        (Unsubscribe, "None +In", "None +In", &[Route]),
+        (Unsubscribe, "None +Out+In", "None +In", &[Push, Route]),
+        (Unsubscribe, "To", "None", &[Push, Route]),
+        (Unsubscribe, "To +In", "None +In", &[Push, Route]),
+        (Unsubscribe, "From", "From", &[Route]),
+        (Unsubscribe, "From +Out", "From", &[Push, Route]),
+        (Unsubscribe, "Both", "From", &[Push, Route]),
+        // A.2.3 subscribed: approves a waiting request; otherwise a pre-approval, which
+        // is not routed (§3.4).
+        (Subscribed, "None", "None", &[Push]),
+        (Subscribed, "None +Out", "None +Out", &[Push]),
+        (
+            Subscribed,
+            "None +In",
+            "From",
+            &[Push, RemovePendingIn, Route, PresenceToContact],
+        ),
+        (
+            Subscribed,
+            "None +Out+In",
+            "From +Out",
+            &[Push, RemovePendingIn, Route, PresenceToContact],
+        ),
+        (Subscribed, "To", "To", &[Push]),
+        (
+            Subscribed,
+            "To +In",
+            "Both",
+            &[Push, RemovePendingIn, Route, PresenceToContact],
+        ),
+        (Subscribed, "From", "From", &[]),
+        (Subscribed, "From +Out", "From +Out", &[]),
+        (Subscribed, "Both", "Both", &[]),
+        // A.2.4 unsubscribed: refuses a waiting request or cancels the contact's
+        // subscription, which first gets the user's unavailable presence.
+        (Unsubscribed, "None", "None", &[]),
+        (Unsubscribed, "None +Out", "None +Out", &[]),
+        (Unsubscribed, "None +In", "None", &[Route]),
+        (Unsubscribed, "None +Out+In", "None +Out", &[Route]),
+        (Unsubscribed, "To", "To", &[]),
+        (Unsubscribed, "To +In", "To", &[Route]),
+        (Unsubscribed, "From", "None", &[Push, UnavailableToContact, Route]),
+        (
+            Unsubscribed,
+            "From +Out",
+            "None +Out",
+            &[Push, UnavailableToContact, Route],
+        ),
+        (Unsubscribed, "Both", "To", &[Push, UnavailableToContact, Route]),
+    ];
+
     #[test]
     fn appendix_a2_outbound() {
-        let table: &[(SubscriptionType, &str, &str, &[Effect])] = &[
-            // A.2.1 subscribe
-            (Subscribe, "None", "None +Out", &[Push, Route]),
-            (Subscribe, "None +Out", "None +Out", &[Route]),
-            (Subscribe, "None +In", "None +Out+In", &[Push, Route]),
-            (Subscribe, "None +Out+In", "None +Out+In", &[Route]),
-            (Subscribe, "To", "To", &[Route]),
-            (Subscribe, "To +In", "To +In", &[Route]),
-            (Subscribe, "From", "From +Out", &[Push, Route]),
-            (Subscribe, "From +Out", "From +Out", &[Route]),
-            (Subscribe, "Both", "Both", &[Route]),
-            // A.2.2 unsubscribe
-            (Unsubscribe, "None", "None", &[Route]),
-            (Unsubscribe, "None +Out", "None", &[Push, Route]),
-            (Unsubscribe, "None +In", "None +In", &[Route]),
-            (Unsubscribe, "None +Out+In", "None +In", &[Push, Route]),
-            (Unsubscribe, "To", "None", &[Push, Route]),
-            (Unsubscribe, "To +In", "None +In", &[Push, Route]),
-            (Unsubscribe, "From", "From", &[Route]),
-            (Unsubscribe, "From +Out", "From", &[Push, Route]),
-            (Unsubscribe, "Both", "From", &[Push, Route]),
-            // A.2.3 subscribed: approves a waiting request; otherwise a pre-approval, which
-            // is not routed (§3.4).
-            (Subscribed, "None", "None", &[Push]),
-            (Subscribed, "None +Out", "None +Out", &[Push]),
-            (
-                Subscribed,
-                "None +In",
-                "From",
-                &[Push, RemovePendingIn, Route, PresenceToContact],
-            ),
-            (
-                Subscribed,
-                "None +Out+In",
-                "From +Out",
-                &[Push, RemovePendingIn, Route, PresenceToContact],
-            ),
-            (Subscribed, "To", "To", &[Push]),
-            (
-                Subscribed,
-                "To +In",
-                "Both",
-                &[Push, RemovePendingIn, Route, PresenceToContact],
-            ),
-            (Subscribed, "From", "From", &[]),
-            (Subscribed, "From +Out", "From +Out", &[]),
-            (Subscribed, "Both", "Both", &[]),
-            // A.2.4 unsubscribed: refuses a waiting request or cancels the contact's
-            // subscription, which first gets the user's unavailable presence.
-            (Unsubscribed, "None", "None", &[]),
-            (Unsubscribed, "None +Out", "None +Out", &[]),
-            (Unsubscribed, "None +In", "None", &[Route]),
-            (Unsubscribed, "None +Out+In", "None +Out", &[Route]),
-            (Unsubscribed, "To", "To", &[]),
-            (Unsubscribed, "To +In", "To", &[Route]),
-            (Unsubscribed, "From", "None", &[Push, UnavailableToContact, Route]),
-            (
-                Unsubscribed,
-                "From +Out",
-                "None +Out",
-                &[Push, UnavailableToContact, Route],
-            ),
-            (Unsubscribed, "Both", "To", &[Push, UnavailableToContact, Route]),
-        ];
-        check("out", table);
+        check("out", APPENDIX_A2);
     }
 
     /// Appendix A.3: each subscription stanza from the contact reaches the user in each
     /// state.
+    pub(crate) const APPENDIX_A3: &[Row] = &[
+        // A.3.1 subscribe: kept for the user to answer, not delivered twice while it
+        // waits, or answered at once when the contact is already subscribed.
+        (Subscribe, "None", "None +In", &[StorePendingIn, DeliverToUser]),
+        (Subscribe, "None +Out", "None +Out+In", &[StorePendingIn, DeliverToUser]),
+        (Subscribe, "None +In", "None +In", &[]),
+        (Subscribe, "None +Out+In", "None +Out+In", &[]),
+        (Subscribe, "To", "To +In", &[StorePendingIn, DeliverToUser]),
+        (Subscribe, "To +In", "To +In", &[]),
+        (Subscribe, "From", "From", &[Reply(Subscribed)]),
+        (Subscribe, "From +Out", "From +Out", &[Reply(Subscribed)]),
+        (Subscribe, "Both", "Both", &[Reply(Subscribed)]),
+        // A.3.2 unsubscribe: the contact no longer wants the user's presence.
+        (Unsubscribe, "None", "None", &[]),
+        (Unsubscribe, "None +Out", "None +Out", &[]),
+        (Unsubscribe, "None +In", "None", &[DeliverToUser]),
+        (Unsubscribe, "None +Out+In", "None +Out", &[DeliverToUser]),
+        (Unsubscribe, "To", "To", &[]),
+        (Unsubscribe, "To +In", "To", &[DeliverToUser]),
+        (
+            Unsubscribe,
+            "From",
+            "None",
+            &[DeliverToUser, Push, UnavailableToContact],
+        ),
+        (
+            Unsubscribe,
+            "From +Out",
+            "None +Out",
+            &[DeliverToUser, Push, UnavailableToContact],
+        ),
+        (Unsubscribe, "Both", "To", &[DeliverToUser, Push, UnavailableToContact]),
+        // A.3.3 subscribed: only an answer to the user's request counts (§3.1.6:
+        // delivered before the push).
+        (Subscribed, "None", "None", &[]),
+        (Subscribed, "None +Out", "To", &[DeliverToUser, Push]),
+        (Subscribed, "None +In", "None +In", &[]),
+        (Subscribed, "None +Out+In", "To +In", &[DeliverToUser, Push]),
+        (Subscribed, "To", "To", &[]),
+        (Subscribed, "To +In", "To +In", &[]),
+        (Subscribed, "From", "From", &[]),
+        (Subscribed, "From +Out", "Both", &[DeliverToUser, Push]),
+        (Subscribed, "Both", "Both", &[]),
+        // A.3.4 unsubscribed: the user's subscription (or request) ends (§3.2.3:
+        // delivered before the push).
+        (Unsubscribed, "None", "None", &[]),
+        (Unsubscribed, "None +Out", "None", &[DeliverToUser, Push]),
+        (Unsubscribed, "None +In", "None +In", &[]),
+        (Unsubscribed, "None +Out+In", "None +In", &[DeliverToUser, Push]),
+        (Unsubscribed, "To", "None", &[DeliverToUser, Push]),
+        (Unsubscribed, "To +In", "None +In", &[DeliverToUser, Push]),
+        (Unsubscribed, "From", "From", &[]),
+        (Unsubscribed, "From +Out", "From", &[DeliverToUser, Push]),
+        (Unsubscribed, "Both", "From", &[DeliverToUser, Push]),
+    ];
+
     #[test]
     fn appendix_a3_inbound() {
-        let table: &[(SubscriptionType, &str, &str, &[Effect])] = &[
-            // A.3.1 subscribe: kept for the user to answer, or answered at once when the
-            // contact is already subscribed.
-            (Subscribe, "None", "None +In", &[StorePendingIn, DeliverToUser]),
-            (Subscribe, "None +Out", "None +Out+In", &[StorePendingIn, DeliverToUser]),
-            (Subscribe, "None +In", "None +In", &[StorePendingIn, DeliverToUser]),
-            (
-                Subscribe,
-                "None +Out+In",
-                "None +Out+In",
-                &[StorePendingIn, DeliverToUser],
-            ),
-            (Subscribe, "To", "To +In", &[StorePendingIn, DeliverToUser]),
-            (Subscribe, "To +In", "To +In", &[StorePendingIn, DeliverToUser]),
-            (Subscribe, "From", "From", &[Reply(Subscribed)]),
-            (Subscribe, "From +Out", "From +Out", &[Reply(Subscribed)]),
-            (Subscribe, "Both", "Both", &[Reply(Subscribed)]),
-            // A.3.2 unsubscribe: the contact no longer wants the user's presence.
-            (Unsubscribe, "None", "None", &[]),
-            (Unsubscribe, "None +Out", "None +Out", &[]),
-            (Unsubscribe, "None +In", "None", &[DeliverToUser]),
-            (Unsubscribe, "None +Out+In", "None +Out", &[DeliverToUser]),
-            (Unsubscribe, "To", "To", &[]),
-            (Unsubscribe, "To +In", "To", &[DeliverToUser]),
-            (
-                Unsubscribe,
-                "From",
-                "None",
-                &[DeliverToUser, Push, UnavailableToContact],
-            ),
-            (
-                Unsubscribe,
-                "From +Out",
-                "None +Out",
-                &[DeliverToUser, Push, UnavailableToContact],
-            ),
-            (Unsubscribe, "Both", "To", &[DeliverToUser, Push, UnavailableToContact]),
-            // A.3.3 subscribed: only an answer to the user's request counts (§3.1.6:
-            // delivered before the push).
-            (Subscribed, "None", "None", &[]),
-            (Subscribed, "None +Out", "To", &[DeliverToUser, Push]),
-            (Subscribed, "None +In", "None +In", &[]),
-            (Subscribed, "None +Out+In", "To +In", &[DeliverToUser, Push]),
-            (Subscribed, "To", "To", &[]),
-            (Subscribed, "To +In", "To +In", &[]),
-            (Subscribed, "From", "From", &[]),
-            (Subscribed, "From +Out", "Both", &[DeliverToUser, Push]),
-            (Subscribed, "Both", "Both", &[]),
-            // A.3.4 unsubscribed: the user's subscription (or request) ends (§3.2.3:
-            // delivered before the push).
-            (Unsubscribed, "None", "None", &[]),
-            (Unsubscribed, "None +Out", "None", &[DeliverToUser, Push]),
-            (Unsubscribed, "None +In", "None +In", &[]),
-            (Unsubscribed, "None +Out+In", "None +In", &[DeliverToUser, Push]),
-            (Unsubscribed, "To", "None", &[DeliverToUser, Push]),
-            (Unsubscribed, "To +In", "None +In", &[DeliverToUser, Push]),
-            (Unsubscribed, "From", "From", &[]),
-            (Unsubscribed, "From +Out", "From", &[DeliverToUser, Push]),
-            (Unsubscribed, "Both", "From", &[DeliverToUser, Push]),
-        ];
-        check("in", table);
+        check("in", APPENDIX_A3);
     }
 
     fn check(direction: &str, table: &[(SubscriptionType, &str, &str, &[Effect])]) {

@@ -269,3 +269,6 @@ pub async fn redeliver_pending(ctx: &Context, client: &Session, pending: Vec<(St
         me.send(Arc::new(stanza));
     }
 }
+
+#[cfg(test)]
+mod tests;
