@@ -484,6 +484,16 @@ impl Sessions {
         map.get(bare).cloned().unwrap_or_default()
     }
 
+    /// Queue a stanza for one bound resource (see [`Resource::send`]) without copying its
+    /// entry out of the table: the path of every message to a full JID. `false` if the
+    /// resource is not bound or could not take it.
+    pub fn send_to(&self, bare: &str, resource: &str, stanza: Arc<Element>) -> bool {
+        let map = self.by_bare.read().expect("sessions lock");
+        map.get(bare)
+            .and_then(|list| list.iter().find(|r| r.resource == resource))
+            .is_some_and(|r| r.send(stanza))
+    }
+
     pub fn resource(&self, bare: &str, resource: &str) -> Option<Resource> {
         let map = self.by_bare.read().expect("sessions lock");
         map.get(bare)?.iter().find(|r| r.resource == resource).cloned()

@@ -39,9 +39,19 @@ pub fn target(ctx: &Context, to: &Jid) -> Target {
     match to.node() {
         None => Target::Context,
         Some(_) => Target::Local {
-            bare: to.to_bare().to_string(),
-            resource: to.resource().map(|r| r.to_string()),
+            bare: bare_part(to).to_string(),
+            resource: to.resource().map(|r| r.as_str().to_string()),
         },
+    }
+}
+
+/// The bare JID of `to` as text, borrowed from the normalized JID (no `BareJid` allocated
+/// and formatted on every routed stanza).
+fn bare_part(to: &Jid) -> &str {
+    let jid = to.as_str();
+    match to.resource() {
+        Some(r) => &jid[..jid.len() - r.as_str().len() - 1],
+        None => jid,
     }
 }
 
@@ -161,9 +171,8 @@ pub fn deliver_to_full(ctx: &Context, stanza: &Element) {
         return;
     };
     let Some(resource) = to.resource() else { return };
-    if let Some(r) = ctx.sessions.resource(&to.to_bare().to_string(), resource.as_str()) {
-        r.send(Arc::new(stanza.clone()));
-    }
+    ctx.sessions
+        .send_to(bare_part(&to), resource.as_str(), Arc::new(stanza.clone()));
 }
 
 /// RFC 6121 §8.5.2 / §8.5.3 for `<message/>`, decided by [`rules`]. A resource on another
@@ -174,10 +183,8 @@ pub async fn deliver_message(ctx: &Arc<Context>, bare: &str, resource: Option<&s
     let message = MessageType::of(&stanza);
     let stanza = Arc::new(stanza);
     if let Some(resource) = resource {
-        if let Some(r) = ctx.sessions.resource(bare, resource) {
-            if r.send(stanza.clone()) {
-                return;
-            }
+        if ctx.sessions.send_to(bare, resource, stanza.clone()) {
+            return;
         }
         match rules::to_absent_resource(message) {
             rules::AbsentResource::AsBare => {}
@@ -256,6 +263,26 @@ pub async fn store_offline(ctx: &Arc<Context>, bare: &str, stanza: Element) {
         Err(e) => {
             tracing::error!(error = %e, "storing an offline message failed");
             bounce(ctx, &stanza, Condition::InternalServerError, None);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::bare_part;
+    use jid::Jid;
+
+    #[test]
+    fn the_bare_part_is_the_jid_without_its_resource() {
+        for (jid, bare) in [
+            ("a@x/r", "a@x"),
+            ("a@x", "a@x"),
+            ("A@X/Res/with/slashes", "a@x"),
+            ("x/r", "x"),
+        ] {
+            let jid = Jid::new(jid).unwrap();
+            assert_eq!(bare_part(&jid), bare);
+            assert_eq!(bare_part(&jid), jid.to_bare().as_str());
         }
     }
 }

@@ -1,6 +1,7 @@
 //! The plugin runtime behind the core's [`Features`]: claims read from the active set, a
 //! plugin's faults and stanza errors translated to [`Refusal`]s, and the filter policy.
 
+use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 
 use jid::Jid;
@@ -29,6 +30,9 @@ impl Feature for PluginHandle {
 
 impl Features for Plugins {
     fn for_address(&self, domain: &str) -> Option<Arc<dyn Feature>> {
+        if !self.any_address.load(Relaxed) {
+            return None;
+        }
         self.active().for_address(domain).map(|p| p.clone() as Arc<dyn Feature>)
     }
 
@@ -47,7 +51,7 @@ impl Features for Plugins {
     }
 
     fn filtering(&self) -> bool {
-        !self.active().filters.is_empty()
+        self.any_filter.load(Relaxed)
     }
 
     fn filter<'a>(&'a self, direction: Direction, stanza: &'a Element) -> BoxFuture<'a, Verdict> {

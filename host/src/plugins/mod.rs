@@ -28,6 +28,8 @@ pub mod watch;
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicBool;
+use std::sync::atomic::Ordering::Relaxed;
 use std::sync::{Arc, OnceLock, RwLock, Weak};
 use std::time::SystemTime;
 
@@ -196,6 +198,10 @@ pub struct Plugins {
     intake: Arc<Intake>,
     host: OnceLock<HostCaps>,
     active: RwLock<Arc<Active>>,
+    /// Whether the active set has any filter, any component address: read on every routed
+    /// stanza, so a node without them pays one relaxed load, not a lock and a refcount.
+    any_filter: AtomicBool,
+    any_address: AtomicBool,
     /// One loader at a time (watcher events and admin reloads serialize here).
     loading: tokio::sync::Mutex<()>,
     /// Where each version's instance task runs; it ends on this group's signal.
@@ -247,6 +253,8 @@ impl Plugins {
             domains,
             host: OnceLock::new(),
             active: RwLock::new(Arc::new(Active::default())),
+            any_filter: AtomicBool::new(false),
+            any_address: AtomicBool::new(false),
             loading: tokio::sync::Mutex::new(()),
             tasks,
         })
@@ -267,7 +275,10 @@ impl Plugins {
 
     fn publish(&self, by_name: BTreeMap<String, Arc<PluginHandle>>) {
         let next = Arc::new(Active::build(by_name, &self.domains));
-        *self.active.write().expect("plugins lock") = next;
+        let mut active = self.active.write().expect("plugins lock");
+        self.any_filter.store(!next.filters.is_empty(), Relaxed);
+        self.any_address.store(!next.by_address.is_empty(), Relaxed);
+        *active = next;
     }
 
     /// Bring the active set in line with the directory: load new and changed plugins,

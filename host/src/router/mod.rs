@@ -32,8 +32,10 @@ pub async fn route_from_client(ctx: &Arc<Context>, client: &mut Session, stanza:
     if !passes_filters(ctx, &stanza, to.as_ref()).await {
         return;
     }
-    if let Some(Target::Feature(feature)) = to.as_ref().map(|to| target(ctx, to)) {
-        return dispatch_to_feature(ctx, &*feature, stanza);
+    // Addressed once per stanza (it allocates the bare JID and resource).
+    let dest = to.as_ref().map(|to| target(ctx, to));
+    if let Some(Target::Feature(feature)) = &dest {
+        return dispatch_to_feature(ctx, &**feature, stanza);
     }
     match kind {
         Kind::Presence => {
@@ -50,7 +52,7 @@ pub async fn route_from_client(ctx: &Arc<Context>, client: &mut Session, stanza:
             }
         }
         Kind::Iq => {
-            let outcome = match to.as_ref().map(|to| target(ctx, to)) {
+            let outcome = match dest {
                 None => iq::handle_for_account(ctx, client, &stanza).await,
                 Some(Target::Local { bare, resource: None }) if bare == client.bare => {
                     iq::handle_for_account(ctx, client, &stanza).await
@@ -65,8 +67,8 @@ pub async fn route_from_client(ctx: &Arc<Context>, client: &mut Session, stanza:
             answer_error(ctx, &stanza, outcome);
         }
         Kind::Message => {
-            let to = to.unwrap_or_else(|| Jid::from(client.jid.to_bare()));
-            match target(ctx, &to) {
+            let dest = dest.unwrap_or_else(|| target(ctx, &Jid::from(client.jid.to_bare())));
+            match dest {
                 Target::Local { bare, resource } => deliver_message(ctx, &bare, resource.as_deref(), stanza).await,
                 // Messages to the server itself have no handler yet; RFC 6121 §8.5.1 lets us
                 // ignore them, but an error is more helpful to a sender expecting a reply.
