@@ -45,6 +45,30 @@ pub fn target(ctx: &Context, to: &Jid) -> Target {
     }
 }
 
+const NS_CHATSTATES: &str = "http://jabber.org/protocol/chatstates";
+const NS_HINTS: &str = "urn:xmpp:hints";
+
+/// Whether a message for an account with no available resource is kept offline: something a
+/// person reads, or an extension the sender's client wants delivered later (receipts,
+/// markers, encrypted payloads), but not a bare chat state or thread (XEP-0160 §3: typing
+/// notifications would fill the user's quota with noise), and never against the sender's
+/// `<no-store/>` hint; `<store/>` keeps anything (XEP-0334).
+fn worth_keeping(message: &Element) -> bool {
+    if message.has_child("no-store", NS_HINTS) {
+        return false;
+    }
+    if message.has_child("store", NS_HINTS) {
+        return true;
+    }
+    message.elements().any(|c| {
+        if &*c.ns == NS_CLIENT {
+            c.name == "body" || c.name == "subject"
+        } else {
+            &*c.ns != NS_CHATSTATES && &*c.ns != NS_HINTS
+        }
+    })
+}
+
 /// The bare JID of `to` as text, borrowed from the normalized JID (no `BareJid` allocated
 /// and formatted on every routed stanza).
 fn bare_part(to: &Jid) -> &str {
@@ -240,10 +264,7 @@ pub async fn store_offline(ctx: &Arc<Context>, bare: &str, stanza: Element) {
             return bounce(ctx, &stanza, Condition::InternalServerError, None);
         }
     }
-    // Only messages worth keeping: something a person reads (XEP-0160 §3).
-    let keep = stanza.elements().any(|c| c.name == "body" || c.name == "subject")
-        || stanza.elements().any(|c| c.ns != NS_CLIENT);
-    if !keep {
+    if !worth_keeping(&stanza) {
         return;
     }
     let quota = ctx.config.limits.offline_quota;
@@ -271,6 +292,35 @@ pub async fn store_offline(ctx: &Arc<Context>, bare: &str, stanza: Element) {
 mod tests {
     use super::bare_part;
     use jid::Jid;
+
+    #[test]
+    fn what_is_kept_offline() {
+        use crate::xml::{Element, NS_CLIENT};
+        let message = |children: &[(&str, &str)]| {
+            children
+                .iter()
+                .fold(Element::new("message", NS_CLIENT), |m, (name, ns)| {
+                    m.child(Element::new(name, ns))
+                })
+        };
+        let states = super::NS_CHATSTATES;
+        let hints = super::NS_HINTS;
+        for (children, kept) in [
+            (vec![("body", NS_CLIENT)], true),
+            (vec![("subject", NS_CLIENT)], true),
+            (vec![("thread", NS_CLIENT)], false),
+            (vec![("composing", states)], false),
+            (vec![("active", states), ("thread", NS_CLIENT)], false),
+            (vec![("body", NS_CLIENT), ("active", states)], true),
+            (vec![("received", "urn:xmpp:receipts")], true),
+            (vec![("encrypted", "eu.siacs.conversations.axolotl")], true),
+            (vec![("body", NS_CLIENT), ("no-store", hints)], false),
+            (vec![("composing", states), ("store", hints)], true),
+            (vec![("no-permanent-store", hints)], false),
+        ] {
+            assert_eq!(super::worth_keeping(&message(&children)), kept, "{children:?}");
+        }
+    }
 
     #[test]
     fn the_bare_part_is_the_jid_without_its_resource() {
