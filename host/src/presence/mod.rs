@@ -122,8 +122,12 @@ async fn broadcast(ctx: &Arc<Context>, client: &mut Session, stanza: Element, av
         }
     }
     if !available {
+        // §4.6.3: those the resource sent directed presence to learn it is gone too — once:
+        // a subscriber's available resources were told just above.
         for to in std::mem::take(&mut client.directed) {
-            deliver_directed(ctx, &to, &stanza);
+            if !told_by_broadcast(ctx, &roster, &to) {
+                deliver_directed(ctx, &to, &stanza);
+            }
         }
         return;
     }
@@ -154,6 +158,23 @@ fn directed(ctx: &Arc<Context>, client: &mut Session, stanza: Element, to: &Jid,
         client.directed.remove(&key);
     }
     deliver_directed(ctx, &key, &Arc::new(stanza));
+}
+
+/// Did the broadcast of an unavailable presence reach `to` already? It reached every
+/// available resource of every `from`/`both` contact.
+fn told_by_broadcast(ctx: &Context, roster: &[crate::store::RosterItem], to: &str) -> bool {
+    let Ok(jid) = Jid::new(to) else { return false };
+    let bare = jid.to_bare().to_string();
+    if !roster.iter().any(|i| i.contact == bare && i.subscription.has_from()) {
+        return false;
+    }
+    match jid.resource() {
+        None => true,
+        Some(res) => ctx
+            .sessions
+            .resource(&bare, res.as_str())
+            .is_some_and(|r| r.available()),
+    }
 }
 
 fn deliver_directed(ctx: &Context, to: &str, stanza: &Arc<Element>) {

@@ -234,3 +234,23 @@ async fn a_negative_priority_resource_still_gets_presence() {
     w.contacts[1].2.send("<presence><show>away</show></presence>").await;
     assert!(u.received().is_empty(), "a `from` contact's presence is not u's to see");
 }
+
+/// §4.6.3 with §4.5.2: a subscriber the resource also sent directed presence to is told
+/// once that it is gone, not by the broadcast and again as a directed recipient.
+#[tokio::test]
+async fn a_subscriber_that_also_got_directed_presence_is_told_once() {
+    let node = Node::new().await;
+    let u = node.user("u").await;
+    let s = node.user("s").await;
+    node.relate(&u, &s, Subscription::From).await;
+    let mut s1 = node.online(&s, "1", 0).await;
+    let mut u1 = node.online(&u, "1", 0).await;
+    s1.received();
+    u1.received();
+    u1.send(&format!("<presence to='{s}/1'/>")).await;
+    u1.send(&format!("<presence to='{s}'/>")).await;
+    assert_eq!(s1.received(), ["presence from u@x/1", "presence from u@x/1"]);
+
+    u1.send("<presence type='unavailable'/>").await;
+    assert_eq!(s1.received(), ["presence unavailable from u@x/1"]);
+}
