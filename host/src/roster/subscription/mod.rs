@@ -18,7 +18,7 @@ use crate::delivery::{bounce, target, Target};
 use crate::presence::{send_current_presence, send_unavailable_presence};
 use crate::sessions::Session;
 use crate::stanza::{Condition, Outcome, StanzaError, SubscriptionType};
-use crate::store::StoreError;
+use crate::store::{RosterItem, StoreError};
 use crate::xml::{Element, NS_CLIENT};
 
 pub mod rules;
@@ -205,6 +205,15 @@ async fn inbound(
                             Some("too many subscription requests are waiting"),
                         );
                         deliver_to_available(ctx, contact, &Arc::new(error));
+                        // Nothing waits here, so the sender's roster must not show it pending.
+                        let unasked = super::update(ctx, contact, owner, |item| {
+                            item.filter(|i| i.ask).map(|i| RosterItem {
+                                ask: false,
+                                ..i.clone()
+                            })
+                        })
+                        .await?;
+                        push_written(ctx, contact, &unasked);
                         return Ok(());
                     }
                     Err(e) => return Err(e),

@@ -431,6 +431,7 @@ async fn requests_from_strangers() {
     let mut first = node.online(&s1, "1", 0).await;
     let mut second = node.online(&s2, "1", 0).await;
     first.roster_get().await;
+    second.roster_get().await;
 
     first.send("<presence to='u@x' type='subscribe'/>").await;
     assert_eq!(first.received(), ["push u@x none ask"]);
@@ -438,7 +439,17 @@ async fn requests_from_strangers() {
     assert!(node.ctx.store.roster(&u).await.unwrap().is_empty());
 
     second.send("<presence to='u@x' type='subscribe'/>").await;
-    assert_eq!(second.received(), ["presence error resource-constraint from u@x"]);
+    // Refused, not kept: the sender's item is not left pending.
+    assert_eq!(
+        second.received(),
+        [
+            "push u@x none ask",
+            "presence error resource-constraint from u@x",
+            "push u@x none"
+        ]
+    );
+    let item = node.ctx.store.roster_item(&s2, &u).await.unwrap().expect("item");
+    assert!(!item.ask);
     assert!(u1.received().is_empty());
     assert_eq!(node.ctx.store.pending_in(&u).await.unwrap().len(), 1);
 
