@@ -187,9 +187,28 @@ impl ServerOptions {
     }
 }
 
+/// A port a server can listen on at 127.0.0.1 (see [`free_port_on`]).
 pub fn free_port() -> Result<u16> {
-    let l = TcpListener::bind("127.0.0.1:0").context("bind 127.0.0.1:0")?;
-    Ok(l.local_addr()?.port())
+    free_port_on(std::net::Ipv4Addr::LOCALHOST.into())
+}
+
+/// A port free on `ip`, taken from below the kernel's ephemeral range (32768-60999): a port
+/// the kernel hands out (bind to port 0) can become some connection's source port before
+/// the server binds it — a pool node then failed to start with "Address already in use".
+/// Each test process starts at its own offset and never hands out a port twice.
+pub fn free_port_on(ip: std::net::IpAddr) -> Result<u16> {
+    const FIRST: u32 = 20_000;
+    const SPAN: u32 = 12_000;
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let offset = std::process::id() % 480 * 25;
+    for _ in 0..SPAN {
+        let n = NEXT.fetch_add(1, Ordering::Relaxed) as u32;
+        let port = (FIRST + (offset + n) % SPAN) as u16;
+        if TcpListener::bind((ip, port)).is_ok() {
+            return Ok(port);
+        }
+    }
+    bail!("no free port on {ip} in {FIRST}..{}", FIRST + SPAN)
 }
 
 pub fn unique_suffix() -> String {
@@ -247,10 +266,10 @@ impl TestServer {
             (None, None) => "sqlite".to_string(),
         };
         let data_dir = dir.path().join("data");
-        let starttls = SocketAddr::new(opts.ip, free_port()?);
-        let mut direct_tls = SocketAddr::new(opts.ip, free_port()?);
+        let starttls = SocketAddr::new(opts.ip, free_port_on(opts.ip)?);
+        let mut direct_tls = SocketAddr::new(opts.ip, free_port_on(opts.ip)?);
         while direct_tls == starttls {
-            direct_tls = SocketAddr::new(opts.ip, free_port()?);
+            direct_tls = SocketAddr::new(opts.ip, free_port_on(opts.ip)?);
         }
         let config_path = dir.path().join("poolxmpp.toml");
         fs::write(&config_path, opts.to_toml(&data_dir, &store_url, starttls, direct_tls))?;

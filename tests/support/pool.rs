@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, ensure, Context, Result};
 
-use super::{free_port, PoolNode, PostgresInstance, ServerOptions, Store, TestServer};
+use super::{free_port_on, PoolNode, PostgresInstance, ServerOptions, Store, TestServer};
 
 pub const LEASE_MS: u64 = 3_000;
 pub const HEARTBEAT_MS: u64 = 500;
@@ -27,7 +27,7 @@ pub fn node_options(dir: &Path, pg: &PostgresInstance, i: usize) -> Result<Serve
     opts.create_accounts = i == 0;
     opts.pool = Some(PoolNode {
         node_id: format!("n{}", i + 1),
-        link: SocketAddr::new(ip, free_port()?),
+        link: SocketAddr::new(ip, free_port_on(ip)?),
         advertise: None,
         tls_dir: dir.join("pool-tls"),
         lease_ms: LEASE_MS,

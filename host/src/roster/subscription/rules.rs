@@ -92,7 +92,9 @@ pub fn outbound(item: Option<&RosterItem>, contact: &str, pending_in: bool, stan
                 i.approved = false;
                 i
             });
-            let route = pending_in || changed.is_some();
+            // Routed only if it answers a request or ends a subscription: cancelling a
+            // pre-approval alone stays on the user's side (Appendix A.2.4, note 1).
+            let route = pending_in || had_from;
             let mut effects = vec![Push];
             // While the contact is still subscribed, before it hears of the cancellation.
             if had_from {
@@ -413,10 +415,11 @@ pub(crate) mod tests {
         assert_eq!(item.subscription, Subscription::From);
         assert!(!item.approved);
         assert_eq!(step.effects, [Push, Reply(Subscribed), PresenceToContact]);
-        // Unsubscribed cancels a pre-approval without a subscription to end.
+        // Unsubscribed cancels a pre-approval without a subscription to end; the contact
+        // never knew of it, so nothing is routed (A.2.4, note 1).
         let step = outbound(Some(&approved), "c@x", false, Unsubscribed);
         assert!(!step.item.expect("cancelled").approved);
-        assert_eq!(step.effects, [Push, Route]);
+        assert_eq!(step.effects, [Push]);
     }
 
     /// Without any item: a request from a stranger is kept; the user's own request

@@ -463,3 +463,29 @@ async fn requests_from_strangers() {
         ]
     );
 }
+
+/// §3.4 and Appendix A.2.4 (note 1): `unsubscribed` cancels a pre-approval on the user's side
+/// only; the contact never knew of it, so it is not routed.
+#[tokio::test]
+async fn cancelling_a_pre_approval_is_not_routed() {
+    let node = Node::new().await;
+    let a = node.user("a").await;
+    let b = node.user("b").await;
+    let mut a1 = node.online(&a, "1", 0).await;
+    a1.roster_get().await;
+    let mut b1 = node.online(&b, "1", 0).await;
+    b1.roster_get().await;
+
+    a1.send("<presence to='b@x' type='subscribed'/>").await;
+    assert_eq!(a1.received(), ["push b@x none approved"]);
+    a1.send("<presence to='b@x' type='unsubscribed'/>").await;
+    assert_eq!(a1.received(), ["push b@x none"]);
+    assert!(
+        b1.received().is_empty(),
+        "neither the pre-approval nor its cancellation is routed"
+    );
+
+    // The request that follows waits for the user's answer again.
+    b1.send("<presence to='a@x' type='subscribe'/>").await;
+    assert_eq!(a1.received(), ["presence subscribe from b@x"]);
+}
