@@ -126,7 +126,7 @@ async fn open_stream<R: AsyncBufRead + Unpin>(
 }
 
 async fn send(tx: &OutboundTx, s: String) {
-    let _ = tx.send(Outbound::Raw(s)).await;
+    let _ = tx.send(Outbound::Raw(s.into())).await;
 }
 
 /// Who a stream authenticated as.

@@ -81,7 +81,7 @@ pub async fn pre_auth(
         },
         _ => error_reply(iq, Condition::ServiceUnavailable, None),
     };
-    let _ = tx.send(Outbound::Raw(reply.to_stream_xml())).await;
+    let _ = tx.send(Outbound::Raw(reply.to_stream_xml().into())).await;
 }
 
 /// Password change or account removal by the logged-in user.

@@ -24,14 +24,16 @@ use super::error::{StreamError, StreamErrorCondition};
 use crate::xml::{Element, Node};
 
 #[derive(Debug, Clone)]
+/// Kept small — 16 bytes and a tag: every connection's queue allocates room for 32 items at
+/// once (a tokio channel block), whether or not anything is ever queued.
 pub enum Outbound {
     /// Pre-serialized bytes (stream headers, features, SASL exchanges).
-    Raw(String),
+    Raw(Box<str>),
     /// A routed stanza, shared so a broadcast serializes per recipient without cloning trees.
     Stanza(Arc<Element>),
     /// Close the stream after what is already queued, optionally with a stream error first
     /// (RFC 6120 §4.4, §4.9). Sending it is the same as [`Outbox::close`].
-    Close(Option<StreamError>),
+    Close(Option<Box<StreamError>>),
 }
 
 /// How much one connection may have queued and how long a write may stall.
@@ -128,7 +130,7 @@ impl Shared {
 /// writes to that client.
 #[derive(Clone)]
 pub struct Outbox {
-    tx: mpsc::UnboundedSender<(Outbound, usize)>,
+    tx: mpsc::UnboundedSender<(Outbound, Cost)>,
     shared: Arc<Shared>,
 }
 
@@ -146,7 +148,7 @@ impl std::fmt::Debug for Outbox {
 
 /// The writer's side: the queue and the close signal.
 pub struct Inbox {
-    rx: mpsc::UnboundedReceiver<(Outbound, usize)>,
+    rx: mpsc::UnboundedReceiver<(Outbound, Cost)>,
     shared: Arc<Shared>,
 }
 
@@ -178,7 +180,7 @@ impl Outbox {
     pub fn try_send(&self, item: Outbound) -> Result<(), Refused> {
         let item = match item {
             Outbound::Close(err) => {
-                self.close(err);
+                self.close(err.map(|e| *e));
                 return Ok(());
             }
             item => item,
@@ -204,7 +206,7 @@ impl Outbox {
     pub async fn send(&self, item: Outbound) -> Result<(), Refused> {
         let item = match item {
             Outbound::Close(err) => {
-                self.close(err);
+                self.close(err.map(|e| *e));
                 return Ok(());
             }
             item => item,
@@ -229,7 +231,8 @@ impl Outbox {
     }
 
     fn enqueue(&self, item: Outbound, cost: usize) -> Result<(), Refused> {
-        self.tx.send((item, cost)).map_err(|_| {
+        // A cost is at most the queue's byte budget, far below 4 GiB.
+        self.tx.send((item, cost as Cost)).map_err(|_| {
             self.shared.release(cost);
             Refused::Closed
         })
@@ -240,7 +243,7 @@ impl Outbox {
     pub fn close(&self, err: Option<StreamError>) {
         if self.shared.transition(State::Draining) {
             // The marker costs nothing, so it always fits; if the writer is gone, so is the stream.
-            let _ = self.tx.send((Outbound::Close(err), 0));
+            let _ = self.tx.send((Outbound::Close(err.map(Box::new)), 0));
         }
     }
 
@@ -269,12 +272,15 @@ impl Inbox {
     pub(crate) fn take_queued(&mut self) -> Vec<Outbound> {
         let mut taken = Vec::new();
         while let Ok((item, cost)) = self.rx.try_recv() {
-            self.shared.release(cost);
+            self.shared.release(cost as usize);
             taken.push(item);
         }
         taken
     }
 }
+
+/// An item's cost as the queue carries it (u32 keeps each queued item at 32 bytes).
+type Cost = u32;
 
 /// What an item counts against the queue's budget: its serialized size, roughly, plus
 /// [`ITEM_OVERHEAD`].
@@ -337,7 +343,7 @@ pub async fn run_writer<W: AsyncWrite + Unpin>(
         let mut taken = 0;
         let mut close = None;
         while let Some((item, cost)) = next.take() {
-            taken += cost;
+            taken += cost as usize;
             match item {
                 Outbound::Raw(s) => buf.push_str(&s),
                 Outbound::Stanza(e) => e.write_to(&mut buf, crate::xml::NS_CLIENT),
@@ -368,7 +374,7 @@ pub async fn run_writer<W: AsyncWrite + Unpin>(
             buf = String::with_capacity(512);
         }
         if let Some(err) = close {
-            break Ending::Close(err);
+            break Ending::Close(err.map(|e| *e));
         }
         if discarded {
             break Ending::Abort(aborted(&mut state).await);
@@ -415,7 +421,7 @@ fn hand_back(inbox: &mut Inbox, unsent: &mut Option<oneshot::Sender<Vec<Arc<Elem
     let mut stanzas = Vec::new();
     let mut freed = 0;
     while let Ok((item, cost)) = inbox.rx.try_recv() {
-        freed += cost;
+        freed += cost as usize;
         if let Outbound::Stanza(stanza) = item {
             stanzas.push(stanza);
         }
@@ -465,6 +471,12 @@ async fn write_watching<W: AsyncWrite + Unpin>(
 
 #[cfg(test)]
 mod tests {
+    /// A queued item stays at 32 bytes: the channel allocates 32 of them per connection.
+    #[test]
+    fn a_queued_item_is_small() {
+        assert!(std::mem::size_of::<(super::Outbound, super::Cost)>() <= 32);
+    }
+
     use tokio::io::AsyncReadExt;
 
     use super::*;
