@@ -110,6 +110,14 @@ impl Node {
         client
     }
 
+    /// [`Node::online`] at priority 0, then a roster get: an available, interested resource
+    /// (RFC 6121 §2.1.6), the usual party to a subscription exchange.
+    pub async fn interested(&self, bare: &str, resource: &str) -> Client {
+        let mut client = self.online(bare, resource, 0).await;
+        client.roster_get().await;
+        client
+    }
+
     /// Write `owner`'s item for `contact` straight into the store (no pushes, no routing).
     pub async fn set_item(&self, owner: &str, item: &RosterItem) {
         self.ctx

@@ -12,8 +12,7 @@ use crate::testkit::Node;
 async fn a_roster_set_is_answered_then_pushed_to_every_interested_resource() {
     let node = Node::new().await;
     let a = node.user("a").await;
-    let mut a1 = node.online(&a, "1", 0).await;
-    a1.roster_get().await;
+    let mut a1 = node.interested(&a, "1").await;
     let mut a2 = node.online(&a, "2", 0).await;
     let mut a3 = node.connect(&a, "3");
     a3.roster_get().await;
@@ -80,10 +79,8 @@ async fn removing_an_item_cancels_the_subscriptions_both_ways() {
     let a = node.user("a").await;
     let b = node.user("b").await;
     node.relate(&a, &b, Subscription::Both).await;
-    let mut a1 = node.online(&a, "1", 0).await;
-    a1.roster_get().await;
-    let mut b1 = node.online(&b, "1", 0).await;
-    b1.roster_get().await;
+    let mut a1 = node.interested(&a, "1").await;
+    let mut b1 = node.interested(&b, "1").await;
     a1.received();
 
     a1.send(

@@ -180,10 +180,8 @@ impl Pair {
                 node.set_pending_in(owner, contact).await;
             }
         }
-        let mut a1 = node.online(&a, "1", 0).await;
-        a1.roster_get().await;
-        let mut b1 = node.online(&b, "1", 0).await;
-        b1.roster_get().await;
+        let mut a1 = node.interested(&a, "1").await;
+        let b1 = node.interested(&b, "1").await;
         a1.received();
         Pair {
             node,
@@ -304,10 +302,8 @@ async fn a_subscription_from_request_to_cancellation() {
     let node = Node::new().await;
     let a = node.user("a").await;
     let b = node.user("b").await;
-    let mut a1 = node.online(&a, "1", 0).await;
-    a1.roster_get().await;
-    let mut b1 = node.online(&b, "1", 0).await;
-    b1.roster_get().await;
+    let mut a1 = node.interested(&a, "1").await;
+    let mut b1 = node.interested(&b, "1").await;
 
     // §3.1: a asks; b has no item for a yet, so b gets the request and no push.
     a1.send("<presence to='b@x' type='subscribe'/>").await;
@@ -360,10 +356,8 @@ async fn a_pre_approved_request_is_approved_at_once() {
     let node = Node::new().await;
     let a = node.user("a").await;
     let b = node.user("b").await;
-    let mut a1 = node.online(&a, "1", 0).await;
-    a1.roster_get().await;
-    let mut b1 = node.online(&b, "1", 0).await;
-    b1.roster_get().await;
+    let mut a1 = node.interested(&a, "1").await;
+    let mut b1 = node.interested(&b, "1").await;
 
     a1.send("<presence to='b@x' type='subscribed'/>").await;
     assert_eq!(a1.received(), ["push b@x none approved"]);
@@ -392,11 +386,9 @@ async fn pushes_go_to_interested_resources_and_stanzas_to_available_ones() {
     let a = node.user("a").await;
     let b = node.user("b").await;
     node.relate(&a, &b, crate::store::Subscription::Both).await;
-    let mut a1 = node.online(&a, "1", 0).await;
-    a1.roster_get().await;
+    let mut a1 = node.interested(&a, "1").await;
     let mut a2 = node.online(&a, "2", 0).await;
-    let mut b1 = node.online(&b, "1", 0).await;
-    b1.roster_get().await;
+    let mut b1 = node.interested(&b, "1").await;
     let mut b2 = node.online(&b, "2", 0).await;
     let mut b3 = node.connect(&b, "3");
     b3.roster_get().await;
@@ -426,8 +418,7 @@ async fn requests_from_strangers() {
     let u = node.user("u").await;
     let s1 = node.user("s1").await;
     let s2 = node.user("s2").await;
-    let mut u1 = node.online(&u, "1", 0).await;
-    u1.roster_get().await;
+    let mut u1 = node.interested(&u, "1").await;
     let mut first = node.online(&s1, "1", 0).await;
     let mut second = node.online(&s2, "1", 0).await;
     first.roster_get().await;
@@ -471,10 +462,8 @@ async fn cancelling_a_pre_approval_is_not_routed() {
     let node = Node::new().await;
     let a = node.user("a").await;
     let b = node.user("b").await;
-    let mut a1 = node.online(&a, "1", 0).await;
-    a1.roster_get().await;
-    let mut b1 = node.online(&b, "1", 0).await;
-    b1.roster_get().await;
+    let mut a1 = node.interested(&a, "1").await;
+    let mut b1 = node.interested(&b, "1").await;
 
     a1.send("<presence to='b@x' type='subscribed'/>").await;
     assert_eq!(a1.received(), ["push b@x none approved"]);
