@@ -12,6 +12,7 @@ use std::time::Instant;
 use crate::config::Config;
 use crate::features::Features;
 use crate::limits::register::RegisterThrottle;
+use crate::limits::Unthrottled;
 use crate::sessions::Sessions;
 use crate::store::Store;
 
@@ -24,6 +25,8 @@ pub struct Context {
     /// Accounts whose offline messages are being delivered on this node, and whether
     /// another delivery was asked for meanwhile (see `delivery::offline::deliver_offline`).
     pub offline_delivery: Mutex<HashMap<String, bool>>,
+    /// `limits.unthrottled_addresses`, read once for every per-address limit of the node.
+    pub unthrottled: Unthrottled,
     /// XEP-0077 registration and password-change rates (`limits.registrations_per_ip`, …).
     pub register_throttle: RegisterThrottle,
     pub started: Instant,
@@ -31,14 +34,15 @@ pub struct Context {
 
 impl Context {
     pub fn new(config: Config, store: Store, features: Arc<dyn Features>) -> Context {
-        let unthrottled = crate::limits::Unthrottled::new(&config.limits.unthrottled_addresses);
-        let register_throttle = RegisterThrottle::new(&config.limits, unthrottled);
+        let unthrottled = Unthrottled::new(&config.limits.unthrottled_addresses);
+        let register_throttle = RegisterThrottle::new(&config.limits, unthrottled.clone());
         Context {
             config,
             store,
             sessions: Sessions::default(),
             features,
             offline_delivery: Default::default(),
+            unthrottled,
             register_throttle,
             started: Instant::now(),
         }

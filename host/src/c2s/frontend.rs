@@ -43,8 +43,7 @@ impl Frontend {
         let limits = &ctx.config.limits;
         let auth_limiter = FailureLimiter::new(limits.auth_failures_per_minute);
         let logins = Arc::new(tokio::sync::Semaphore::new(limits.concurrent_logins.max(1)));
-        let unthrottled = crate::limits::Unthrottled::new(&limits.unthrottled_addresses);
-        let unauthenticated = crate::limits::AddressCap::new(limits.unauthenticated_per_ip, unthrottled);
+        let unauthenticated = crate::limits::AddressCap::new(limits.unauthenticated_per_ip, ctx.unthrottled.clone());
         Arc::new(Frontend {
             ctx,
             auth_limiter,

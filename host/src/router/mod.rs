@@ -39,7 +39,7 @@ pub async fn route_from_client(ctx: &Arc<Context>, client: &mut Session, stanza:
     }
     match kind {
         Kind::Presence => {
-            let ptype = match presence_refusal(ctx, PresenceType::of(&stanza), to.as_ref()) {
+            let ptype = match presence_refusal(PresenceType::of(&stanza), dest.as_ref()) {
                 Ok(ptype) => ptype,
                 Err(err) => return answer_error(ctx, &stanza, Err(err)),
             };
@@ -169,14 +169,15 @@ pub async fn deliver_iq(ctx: &Arc<Context>, bare: &str, resource: Option<&str>, 
 
 /// Presence a local client may not send: a `type` RFC 6121 does not define, a probe, error
 /// or subscription stanza with no `to`, presence for a domain we cannot reach.
-fn presence_refusal(ctx: &Context, ptype: Option<PresenceType>, to: Option<&Jid>) -> Result<PresenceType, StanzaError> {
+/// `dest` is where its `to` points, if it has one.
+fn presence_refusal(ptype: Option<PresenceType>, dest: Option<&Target>) -> Result<PresenceType, StanzaError> {
     let Some(ptype) = ptype else {
         return Err(Condition::BadRequest.into());
     };
-    match (ptype, to) {
+    match (ptype, dest) {
         (PresenceType::Available | PresenceType::Unavailable, None) => Ok(ptype),
         (_, None) => Err(Condition::BadRequest.into()),
-        (_, Some(to)) if matches!(target(ctx, to), Target::Remote) => Err(Condition::RemoteServerNotFound.into()),
+        (_, Some(Target::Remote)) => Err(Condition::RemoteServerNotFound.into()),
         (_, Some(_)) => Ok(ptype),
     }
 }
