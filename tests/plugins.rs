@@ -210,6 +210,51 @@ fn word_filter_bounces_and_allows() {
     });
 }
 
+/// Issue 12: a component built for contract 0.1 before 0.2 existed (a committed binary)
+/// loads beside a 0.2 one, and both answer messages, IQs and errors.
+#[test]
+fn contract_versions_side_by_side() {
+    with_plugins(&["echo"], |srv, dir| {
+        let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/plugins");
+        let mark = srv.log().len();
+        std::fs::copy(fixtures.join("echo-0.1.0.toml"), dir.join("echo-v0_1.toml"))?;
+        plugins::replace(
+            &dir.join("echo-v0_1.wasm"),
+            &std::fs::read(fixtures.join("echo-0.1.0.wasm"))?,
+        )?;
+        srv.wait_log(mark, "plugin loaded", Duration::from_secs(30))?;
+        let list = srv.cli_ok(&["plugin", "list"])?;
+        ensure!(
+            list.contains("\"contract\": \"0.1.0\"") && list.contains("\"contract\": \"0.2.0\""),
+            "both contract versions should be listed:\n{list}"
+        );
+        support::rt().block_on(async {
+            let mut alice = login(srv, "alice", "raw").await?;
+            for service in ["echo", "echo01"] {
+                let addr = format!("{service}.{DOMAIN}");
+                alice.message(&addr, &format!("hello {service}")).await?;
+                let got = alice.expect_message(&format!("hello {service}")).await?;
+                ensure!(got.attr("from") == Some(addr.as_str()), "reply: {}", got.raw);
+                let info = alice
+                    .iq_get(&addr, "<query xmlns='http://jabber.org/protocol/disco#info'/>")
+                    .await?;
+                ensure!(
+                    info.attr("type") == Some("result"),
+                    "{service} disco#info: {}",
+                    info.raw
+                );
+                let refused = alice.iq_get(&addr, "<query xmlns='jabber:iq:version'/>").await?;
+                ensure!(
+                    refused.attr("type") == Some("error") && condition(&refused) == "service-unavailable",
+                    "{service} should refuse jabber:iq:version: {}",
+                    refused.raw
+                );
+            }
+            anyhow::Ok(())
+        })
+    });
+}
+
 /// Issue 3, must-show 4: the Python (componentize-py) plugin answers a stanza.
 #[test]
 fn python_plugin_answers() {

@@ -25,7 +25,7 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
 async fn answered(rx: StanzaReply) -> anyhow::Result<()> {
     rx.await?
         .map_err(|fault| anyhow::anyhow!("{fault}"))?
-        .map_err(|e| anyhow::anyhow!("stanza error {}", e.condition))
+        .map_err(|e| anyhow::anyhow!("stanza error {:?}", e.condition))
 }
 
 fn submit(plugin: &PluginHandle, stanza: &Element) -> anyhow::Result<StanzaReply> {

@@ -8,6 +8,8 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 
+use crate::stanza::Condition;
+pub use crate::stanza::ErrorType;
 use crate::xml::Element;
 
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -23,12 +25,13 @@ pub enum Direction {
 /// Why a feature did not take a stanza; `delivery` turns it into the sender's error reply.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Refusal {
-    /// The feature's own stanza error. The condition is as the feature named it: only the
-    /// RFC 6120 conditions go on the wire, anything else as `<undefined-condition/>`.
+    /// The feature's own stanza error, with an application-specific condition if it gave
+    /// one (RFC 6120 §8.3.4).
     Error {
         error_type: ErrorType,
-        condition: String,
+        condition: Condition,
         text: Option<String>,
+        application: Option<Box<Element>>,
     },
     /// Its queue is full.
     Busy,
@@ -40,28 +43,6 @@ pub enum Refusal {
     Unavailable,
     /// It failed on this stanza (trapped, or ran out of time).
     Failed,
-}
-
-/// The stanza error types of RFC 6120 §8.3.2.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ErrorType {
-    Auth,
-    Cancel,
-    Continue,
-    Modify,
-    Wait,
-}
-
-impl ErrorType {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ErrorType::Auth => "auth",
-            ErrorType::Cancel => "cancel",
-            ErrorType::Continue => "continue",
-            ErrorType::Modify => "modify",
-            ErrorType::Wait => "wait",
-        }
-    }
 }
 
 /// What the filters made of a stanza.

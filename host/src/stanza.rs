@@ -149,21 +149,54 @@ impl SubscriptionType {
     }
 }
 
-/// Stanza error conditions we emit, with their default error type.
+/// The stanza error types of RFC 6120 §8.3.2.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorType {
+    Auth,
+    Cancel,
+    Continue,
+    Modify,
+    Wait,
+}
+
+impl ErrorType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorType::Auth => "auth",
+            ErrorType::Cancel => "cancel",
+            ErrorType::Continue => "continue",
+            ErrorType::Modify => "modify",
+            ErrorType::Wait => "wait",
+        }
+    }
+}
+
+/// The defined stanza error conditions (RFC 6120 §8.3.3), with their usual error type.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[allow(clippy::enum_variant_names)] // `undefined-condition` is the RFC's name
 pub enum Condition {
     BadRequest,
     Conflict,
+    FeatureNotImplemented,
     Forbidden,
+    Gone,
     InternalServerError,
     ItemNotFound,
     JidMalformed,
     NotAcceptable,
     NotAllowed,
+    NotAuthorized,
     PolicyViolation,
+    RecipientUnavailable,
+    Redirect,
+    RegistrationRequired,
     RemoteServerNotFound,
+    RemoteServerTimeout,
     ResourceConstraint,
     ServiceUnavailable,
+    SubscriptionRequired,
+    UndefinedCondition,
+    UnexpectedRequest,
 }
 
 impl Condition {
@@ -171,32 +204,79 @@ impl Condition {
         match self {
             Condition::BadRequest => "bad-request",
             Condition::Conflict => "conflict",
+            Condition::FeatureNotImplemented => "feature-not-implemented",
             Condition::Forbidden => "forbidden",
+            Condition::Gone => "gone",
             Condition::InternalServerError => "internal-server-error",
             Condition::ItemNotFound => "item-not-found",
             Condition::JidMalformed => "jid-malformed",
             Condition::NotAcceptable => "not-acceptable",
             Condition::NotAllowed => "not-allowed",
+            Condition::NotAuthorized => "not-authorized",
             Condition::PolicyViolation => "policy-violation",
+            Condition::RecipientUnavailable => "recipient-unavailable",
+            Condition::Redirect => "redirect",
+            Condition::RegistrationRequired => "registration-required",
             Condition::RemoteServerNotFound => "remote-server-not-found",
+            Condition::RemoteServerTimeout => "remote-server-timeout",
             Condition::ResourceConstraint => "resource-constraint",
             Condition::ServiceUnavailable => "service-unavailable",
+            Condition::SubscriptionRequired => "subscription-required",
+            Condition::UndefinedCondition => "undefined-condition",
+            Condition::UnexpectedRequest => "unexpected-request",
         }
     }
 
+    /// The condition with this element name; anything else is `undefined-condition`
+    /// (only defined conditions go on the wire, RFC 6120 §8.3.3).
+    pub fn from_name(name: &str) -> Condition {
+        Condition::ALL
+            .into_iter()
+            .find(|c| c.name() == name)
+            .unwrap_or(Condition::UndefinedCondition)
+    }
+
+    pub const ALL: [Condition; 22] = [
+        Condition::BadRequest,
+        Condition::Conflict,
+        Condition::FeatureNotImplemented,
+        Condition::Forbidden,
+        Condition::Gone,
+        Condition::InternalServerError,
+        Condition::ItemNotFound,
+        Condition::JidMalformed,
+        Condition::NotAcceptable,
+        Condition::NotAllowed,
+        Condition::NotAuthorized,
+        Condition::PolicyViolation,
+        Condition::RecipientUnavailable,
+        Condition::Redirect,
+        Condition::RegistrationRequired,
+        Condition::RemoteServerNotFound,
+        Condition::RemoteServerTimeout,
+        Condition::ResourceConstraint,
+        Condition::ServiceUnavailable,
+        Condition::SubscriptionRequired,
+        Condition::UndefinedCondition,
+        Condition::UnexpectedRequest,
+    ];
+
     /// The error type RFC 6120 §8.3.3 pairs with each condition.
-    pub fn error_type(self) -> &'static str {
+    pub fn error_type(self) -> ErrorType {
+        use Condition::*;
         match self {
-            Condition::BadRequest | Condition::JidMalformed | Condition::NotAcceptable | Condition::NotAllowed => {
-                "modify"
+            BadRequest | Gone | JidMalformed | NotAcceptable | NotAllowed | PolicyViolation | Redirect => {
+                ErrorType::Modify
             }
-            Condition::Conflict
-            | Condition::ItemNotFound
-            | Condition::RemoteServerNotFound
-            | Condition::ServiceUnavailable => "cancel",
-            Condition::Forbidden | Condition::PolicyViolation => "auth",
-            Condition::InternalServerError => "cancel",
-            Condition::ResourceConstraint => "wait",
+            Forbidden | NotAuthorized | RegistrationRequired | SubscriptionRequired => ErrorType::Auth,
+            RecipientUnavailable | RemoteServerTimeout | ResourceConstraint | UnexpectedRequest => ErrorType::Wait,
+            Conflict
+            | FeatureNotImplemented
+            | InternalServerError
+            | ItemNotFound
+            | RemoteServerNotFound
+            | ServiceUnavailable
+            | UndefinedCondition => ErrorType::Cancel,
         }
     }
 }
@@ -243,11 +323,18 @@ pub fn may_bounce(e: &Element) -> bool {
 /// Build the error reply to `original`: addresses swapped, `type='error'`, the original
 /// payload kept (RFC 6120 §8.3.1 allows it and clients use it to match the request).
 pub fn error_reply(original: &Element, condition: Condition, text: Option<&str>) -> Element {
-    error_reply_raw(original, condition.error_type(), condition.name(), text)
+    error_reply_as(original, condition.error_type(), condition, text, None)
 }
 
-/// As [`error_reply`], for conditions given by name (e.g. by a plugin).
-pub fn error_reply_raw(original: &Element, error_type: &str, condition: &str, text: Option<&str>) -> Element {
+/// As [`error_reply`], with the error type given (a feature may choose another than the
+/// condition's usual one) and an application-specific condition (RFC 6120 §8.3.4).
+pub fn error_reply_as(
+    original: &Element,
+    error_type: ErrorType,
+    condition: Condition,
+    text: Option<&str>,
+    application: Option<&Element>,
+) -> Element {
     let mut reply = Element::new(&original.name, NS_CLIENT);
     if let Some(id) = original.get_attr("id") {
         reply.set_attr("id", id);
@@ -262,10 +349,13 @@ pub fn error_reply_raw(original: &Element, error_type: &str, condition: &str, te
     if original.name == "iq" {
         reply.children = original.children.clone();
     }
-    let mut error = Element::new("error", NS_CLIENT).attr("type", error_type);
-    error = error.child(Element::new(condition, NS_STANZAS));
+    let mut error = Element::new("error", NS_CLIENT).attr("type", error_type.as_str());
+    error = error.child(Element::new(condition.name(), NS_STANZAS));
     if let Some(text) = text {
         error = error.child(Element::new("text", NS_STANZAS).attr("xml:lang", "en").text(text));
+    }
+    if let Some(application) = application {
+        error = error.child(application.clone());
     }
     reply.children.push(crate::xml::Node::Element(error));
     reply
@@ -330,5 +420,15 @@ mod tests {
         for t in SubscriptionType::ALL {
             assert_eq!(SubscriptionType::parse(t.as_str()), Some(t));
         }
+    }
+
+    #[test]
+    fn conditions_are_the_rfc_6120_set() {
+        for c in Condition::ALL {
+            assert_eq!(Condition::from_name(c.name()), c);
+        }
+        assert_eq!(Condition::from_name("no-such-thing"), Condition::UndefinedCondition);
+        assert_eq!(Condition::ItemNotFound.error_type(), ErrorType::Cancel);
+        assert_eq!(Condition::ResourceConstraint.error_type(), ErrorType::Wait);
     }
 }

@@ -1,4 +1,5 @@
-//! The raw bindings wit-bindgen generates from `wit/`, one module per world.
+//! The raw bindings wit-bindgen generates from `wit/v0.2.0` (contract 0.2), one module per
+//! world.
 //!
 //! Plugin authors rarely need these: the rest of the SDK wraps them. They are public so a
 //! plugin can reach an import the SDK does not wrap yet.
@@ -12,12 +13,14 @@
 /// The `feature` world: MUC, pubsub, vCard and other services that own stanzas.
 pub mod feature {
     wit_bindgen::generate!({
-        path: "../wit",
+        path: "../wit/v0.2.0",
         world: "poolxmpp:plugin/feature",
         pub_export_macro: true,
         export_macro_name: "export",
         default_bindings_module: "::poolxmpp_sdk::bindings::feature",
         runtime_path: "::poolxmpp_sdk::bindings::rt",
+        // So plugins compare headers directly: `stanza.type_ == StanzaType::Iq(IqType::Set)`.
+        additional_derives: [PartialEq],
         generate_all,
     });
 }
@@ -26,19 +29,19 @@ pub mod feature {
 /// one set of types.
 pub mod filter {
     wit_bindgen::generate!({
-        path: "../wit",
+        path: "../wit/v0.2.0",
         world: "poolxmpp:plugin/filter",
         pub_export_macro: true,
         export_macro_name: "export",
         default_bindings_module: "::poolxmpp_sdk::bindings::filter",
         runtime_path: "::poolxmpp_sdk::bindings::rt",
         with: {
-            "poolxmpp:plugin/types@0.1.0": crate::bindings::feature::poolxmpp::plugin::types,
-            "poolxmpp:plugin/log@0.1.0": crate::bindings::feature::poolxmpp::plugin::log,
-            "poolxmpp:plugin/clock@0.1.0": crate::bindings::feature::poolxmpp::plugin::clock,
-            "poolxmpp:plugin/metrics@0.1.0": crate::bindings::feature::poolxmpp::plugin::metrics,
-            "poolxmpp:plugin/storage@0.1.0": crate::bindings::feature::poolxmpp::plugin::storage,
-            "poolxmpp:plugin/roster@0.1.0": crate::bindings::feature::poolxmpp::plugin::roster,
+            "poolxmpp:plugin/types@0.2.0": crate::bindings::feature::poolxmpp::plugin::types,
+            "poolxmpp:plugin/log@0.2.0": crate::bindings::feature::poolxmpp::plugin::log,
+            "poolxmpp:plugin/clock@0.2.0": crate::bindings::feature::poolxmpp::plugin::clock,
+            "poolxmpp:plugin/metrics@0.2.0": crate::bindings::feature::poolxmpp::plugin::metrics,
+            "poolxmpp:plugin/storage@0.2.0": crate::bindings::feature::poolxmpp::plugin::storage,
+            "poolxmpp:plugin/roster@0.2.0": crate::bindings::feature::poolxmpp::plugin::roster,
         },
     });
 }
@@ -47,18 +50,18 @@ pub mod filter {
 /// the `feature` world's too, so `pool-view` and the roster types are one set of types.
 pub mod placement {
     wit_bindgen::generate!({
-        path: "../wit",
+        path: "../wit/v0.2.0",
         world: "poolxmpp:plugin/placement",
         pub_export_macro: true,
         export_macro_name: "export",
         default_bindings_module: "::poolxmpp_sdk::bindings::placement",
         runtime_path: "::poolxmpp_sdk::bindings::rt",
         with: {
-            "poolxmpp:plugin/types@0.1.0": crate::bindings::feature::poolxmpp::plugin::types,
-            "poolxmpp:plugin/log@0.1.0": crate::bindings::feature::poolxmpp::plugin::log,
-            "poolxmpp:plugin/clock@0.1.0": crate::bindings::feature::poolxmpp::plugin::clock,
-            "poolxmpp:plugin/storage@0.1.0": crate::bindings::feature::poolxmpp::plugin::storage,
-            "poolxmpp:plugin/roster@0.1.0": crate::bindings::feature::poolxmpp::plugin::roster,
+            "poolxmpp:plugin/types@0.2.0": crate::bindings::feature::poolxmpp::plugin::types,
+            "poolxmpp:plugin/log@0.2.0": crate::bindings::feature::poolxmpp::plugin::log,
+            "poolxmpp:plugin/clock@0.2.0": crate::bindings::feature::poolxmpp::plugin::clock,
+            "poolxmpp:plugin/storage@0.2.0": crate::bindings::feature::poolxmpp::plugin::storage,
+            "poolxmpp:plugin/roster@0.2.0": crate::bindings::feature::poolxmpp::plugin::roster,
         },
     });
 }

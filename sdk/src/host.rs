@@ -6,11 +6,11 @@
 //! [`crate::testing`]. Everything else in the SDK goes through this module, so it is the
 //! only place that knows the difference.
 
-pub use crate::bindings::types::{LogLevel, ResourcePresence, RosterItem};
+pub use crate::bindings::types::{LogLevel, ResourcePresence, RosterItem, SendError, StorageError, Subscription};
 
 #[cfg(target_arch = "wasm32")]
 mod imp {
-    use super::{LogLevel, ResourcePresence, RosterItem};
+    use super::{LogLevel, ResourcePresence, RosterItem, SendError, StorageError};
     use crate::bindings::feature::poolxmpp::plugin::{clock, log, metrics, pool, presence, roster, router, storage};
 
     pub fn log(level: LogLevel, message: &str) {
@@ -25,19 +25,19 @@ mod imp {
     pub fn observe(name: &str, value: f64) {
         metrics::observe(name, value)
     }
-    pub fn get(key: &str) -> Result<Option<Vec<u8>>, String> {
+    pub fn get(key: &str) -> Result<Option<Vec<u8>>, StorageError> {
         storage::get(key)
     }
-    pub fn put(key: &str, value: &[u8]) -> Result<(), String> {
+    pub fn put(key: &str, value: &[u8]) -> Result<(), StorageError> {
         storage::put(key, value)
     }
-    pub fn delete(key: &str) -> Result<bool, String> {
+    pub fn delete(key: &str) -> Result<bool, StorageError> {
         storage::delete(key)
     }
-    pub fn scan(prefix: &str, start_after: Option<&str>, limit: u32) -> Result<Vec<(String, Vec<u8>)>, String> {
+    pub fn scan(prefix: &str, start_after: Option<&str>, limit: u32) -> Result<Vec<(String, Vec<u8>)>, StorageError> {
         storage::scan(prefix, start_after, limit)
     }
-    pub fn compare_and_swap(key: &str, expected: Option<&[u8]>, new: Option<&[u8]>) -> Result<bool, String> {
+    pub fn compare_and_swap(key: &str, expected: Option<&[u8]>, new: Option<&[u8]>) -> Result<bool, StorageError> {
         storage::compare_and_swap(key, expected, new)
     }
     pub fn roster_items(user: &str) -> Vec<RosterItem> {
@@ -49,7 +49,7 @@ mod imp {
     pub fn resources(user: &str) -> Vec<ResourcePresence> {
         presence::resources(user)
     }
-    pub fn send(xml: &str) -> Result<(), String> {
+    pub fn send(xml: &str) -> Result<(), SendError> {
         router::send(xml)
     }
     pub fn node_id() -> String {
@@ -62,7 +62,7 @@ mod imp {
 
 #[cfg(not(target_arch = "wasm32"))]
 mod imp {
-    use super::{LogLevel, ResourcePresence, RosterItem};
+    use super::{LogLevel, ResourcePresence, RosterItem, SendError, StorageError};
     use crate::testing::with_host;
 
     pub fn log(level: LogLevel, message: &str) {
@@ -75,19 +75,19 @@ mod imp {
         with_host(|h| *h.counters.entry(name.to_string()).or_default() += delta)
     }
     pub fn observe(_name: &str, _value: f64) {}
-    pub fn get(key: &str) -> Result<Option<Vec<u8>>, String> {
+    pub fn get(key: &str) -> Result<Option<Vec<u8>>, StorageError> {
         with_host(|h| Ok(h.storage.get(key).cloned()))
     }
-    pub fn put(key: &str, value: &[u8]) -> Result<(), String> {
+    pub fn put(key: &str, value: &[u8]) -> Result<(), StorageError> {
         with_host(|h| {
             h.storage.insert(key.to_string(), value.to_vec());
             Ok(())
         })
     }
-    pub fn delete(key: &str) -> Result<bool, String> {
+    pub fn delete(key: &str) -> Result<bool, StorageError> {
         with_host(|h| Ok(h.storage.remove(key).is_some()))
     }
-    pub fn scan(prefix: &str, start_after: Option<&str>, limit: u32) -> Result<Vec<(String, Vec<u8>)>, String> {
+    pub fn scan(prefix: &str, start_after: Option<&str>, limit: u32) -> Result<Vec<(String, Vec<u8>)>, StorageError> {
         with_host(|h| {
             Ok(h.storage
                 .range(prefix.to_string()..)
@@ -98,7 +98,7 @@ mod imp {
                 .collect())
         })
     }
-    pub fn compare_and_swap(key: &str, expected: Option<&[u8]>, new: Option<&[u8]>) -> Result<bool, String> {
+    pub fn compare_and_swap(key: &str, expected: Option<&[u8]>, new: Option<&[u8]>) -> Result<bool, StorageError> {
         with_host(|h| {
             if h.storage.get(key).map(Vec::as_slice) != expected {
                 return Ok(false);
@@ -119,8 +119,8 @@ mod imp {
     pub fn resources(user: &str) -> Vec<ResourcePresence> {
         with_host(|h| h.resources.get(user).cloned().unwrap_or_default())
     }
-    pub fn send(xml: &str) -> Result<(), String> {
-        crate::Element::parse_in(xml, crate::xml::NS_CLIENT).map_err(|e| e.to_string())?;
+    pub fn send(xml: &str) -> Result<(), SendError> {
+        crate::Element::parse_in(xml, crate::xml::NS_CLIENT).map_err(|e| SendError::Malformed(e.to_string()))?;
         with_host(|h| h.sent.push(xml.to_string()));
         Ok(())
     }

@@ -34,7 +34,9 @@ pub mod storage;
 pub mod testing;
 pub mod xml;
 
-pub use bindings::types::{Direction, ErrorType, Event, Stanza, StanzaError, StanzaKind, Verdict};
+pub use bindings::types::{
+    Condition, Direction, ErrorType, Event, IqType, MessageType, PresenceType, Stanza, StanzaError, StanzaType, Verdict,
+};
 pub use config::Config;
 pub use feature::Feature;
 pub use filter::Filter;

@@ -20,8 +20,8 @@
 //!         Ok(Emptiest)
 //!     }
 //!
-//!     fn choose_node(&mut self, user: &str, view: &PoolView) -> String {
-//!         least_loaded(user, &view.nodes).map(|n| n.id.clone()).unwrap_or_default()
+//!     fn choose_node(&mut self, user: &str, view: &PoolView) -> Option<String> {
+//!         least_loaded(user, &view.nodes).map(|n| n.id.clone())
 //!     }
 //! }
 //!
@@ -48,9 +48,9 @@ pub trait Placement: Sized + 'static {
     fn init(config: &Config) -> Result<Self, String>;
 
     /// The id of the node that should serve `user` (a bare JID): one of the accepting
-    /// nodes of `view`. Anything else (including `""`) makes the host fall back to
-    /// [`hash_with_bounded_load`].
-    fn choose_node(&mut self, user: &str, view: &PoolView) -> String;
+    /// nodes of `view`. `None` (no preference), or an id that is not an accepting node,
+    /// makes the host fall back to [`hash_with_bounded_load`].
+    fn choose_node(&mut self, user: &str, view: &PoolView) -> Option<String>;
 
     /// The set of live nodes changed. Homes already chosen stay where they are while their
     /// node lives; this is for strategies that keep per-node state.
@@ -172,10 +172,10 @@ pub mod __private {
         Ok(())
     }
 
-    pub fn choose_node<T: Placement>(user: String, view: PoolView) -> String {
-        // Not initialised cannot happen (the host inits first); "" makes the host fall
-        // back to its own hashing, and log that it did.
-        instance::with(|p: &mut T| p.choose_node(&user, &view)).unwrap_or_default()
+    pub fn choose_node<T: Placement>(user: String, view: PoolView) -> Option<String> {
+        // Not initialised cannot happen (the host inits first); no choice makes the host
+        // fall back to its own hashing.
+        instance::with(|p: &mut T| p.choose_node(&user, &view)).flatten()
     }
 
     pub fn on_pool_change<T: Placement>(view: PoolView) {
@@ -201,7 +201,7 @@ macro_rules! export_placement {
                     $crate::placement::__private::init::<$plugin>(config)
                 }
 
-                fn choose_node(user: ::std::string::String, view: $crate::placement::PoolView) -> ::std::string::String {
+                fn choose_node(user: ::std::string::String, view: $crate::placement::PoolView) -> ::std::option::Option<::std::string::String> {
                     $crate::placement::__private::choose_node::<$plugin>(user, view)
                 }
 

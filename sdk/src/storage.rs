@@ -7,6 +7,8 @@
 
 use std::fmt;
 
+pub use crate::host::StorageError as HostError;
+
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
@@ -14,12 +16,28 @@ use crate::host;
 use crate::stanza::StanzaError;
 
 /// The store failed, or a value did not decode.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct StorageError(pub String);
+#[derive(Debug, Clone)]
+pub enum StorageError {
+    /// What the host said (unreachable store, value too large, shutting down).
+    Host(HostError),
+    /// The value under the key is not what the caller expected (not UTF-8, bad JSON).
+    Decode(String),
+}
 
 impl fmt::Display for StorageError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "storage: {}", self.0)
+        match self {
+            StorageError::Host(HostError::Unavailable(why)) => write!(f, "storage: {why}"),
+            StorageError::Host(HostError::TooLarge(limit)) => write!(f, "storage: value over {limit} bytes"),
+            StorageError::Host(HostError::ShuttingDown) => f.write_str("storage: the server is shutting down"),
+            StorageError::Decode(why) => write!(f, "storage: {why}"),
+        }
+    }
+}
+
+impl From<HostError> for StorageError {
+    fn from(e: HostError) -> Self {
+        StorageError::Host(e)
     }
 }
 
@@ -38,17 +56,17 @@ pub type Result<T> = std::result::Result<T, StorageError>;
 const PAGE: u32 = 100;
 
 pub fn get_bytes(key: &str) -> Result<Option<Vec<u8>>> {
-    host::get(key).map_err(StorageError)
+    Ok(host::get(key)?)
 }
 
 pub fn put_bytes(key: &str, value: &[u8]) -> Result<()> {
-    host::put(key, value).map_err(StorageError)
+    Ok(host::put(key, value)?)
 }
 
 /// The value under `key` as UTF-8 text.
 pub fn get_string(key: &str) -> Result<Option<String>> {
     get_bytes(key)?
-        .map(|v| String::from_utf8(v).map_err(|_| StorageError(format!("{key}: not UTF-8"))))
+        .map(|v| String::from_utf8(v).map_err(|_| StorageError::Decode(format!("{key}: not UTF-8"))))
         .transpose()
 }
 
@@ -59,26 +77,26 @@ pub fn put_string(key: &str, value: &str) -> Result<()> {
 /// The value under `key` decoded from JSON.
 pub fn get_json<T: DeserializeOwned>(key: &str) -> Result<Option<T>> {
     get_bytes(key)?
-        .map(|v| serde_json::from_slice(&v).map_err(|e| StorageError(format!("{key}: {e}"))))
+        .map(|v| serde_json::from_slice(&v).map_err(|e| StorageError::Decode(format!("{key}: {e}"))))
         .transpose()
 }
 
 /// Store `value` under `key` as JSON.
 pub fn put_json<T: Serialize + ?Sized>(key: &str, value: &T) -> Result<()> {
-    let bytes = serde_json::to_vec(value).map_err(|e| StorageError(format!("{key}: {e}")))?;
+    let bytes = serde_json::to_vec(value).map_err(|e| StorageError::Decode(format!("{key}: {e}")))?;
     put_bytes(key, &bytes)
 }
 
 /// Remove `key`; returns whether it existed.
 pub fn delete(key: &str) -> Result<bool> {
-    host::delete(key).map_err(StorageError)
+    Ok(host::delete(key)?)
 }
 
 /// Replace the value under `key` with `new` (`None` deletes) only if it currently equals
 /// `expected` (`None`: absent). Returns whether the swap happened; build counters and
 /// claims on it instead of get-then-put, which races across nodes.
 pub fn compare_and_swap(key: &str, expected: Option<&[u8]>, new: Option<&[u8]>) -> Result<bool> {
-    host::compare_and_swap(key, expected, new).map_err(StorageError)
+    Ok(host::compare_and_swap(key, expected, new)?)
 }
 
 /// Every entry whose key starts with `prefix`, in key order, fetched page by page.
@@ -118,7 +136,7 @@ impl Iterator for Scan {
                 }
                 Err(e) => {
                     self.done = true;
-                    return Some(Err(StorageError(e)));
+                    return Some(Err(e.into()));
                 }
             }
         }

@@ -15,7 +15,7 @@
 use std::cell::RefCell;
 use std::collections::{BTreeMap, HashMap};
 
-use crate::host::{LogLevel, ResourcePresence, RosterItem};
+use crate::host::{LogLevel, ResourcePresence, RosterItem, Subscription};
 use crate::placement::{NodeView, PoolView};
 use crate::xml::{Element, NS_CLIENT};
 
@@ -72,7 +72,7 @@ pub fn set_roster(user: &str, contacts: &[&str]) {
         .map(|jid| RosterItem {
             jid: jid.to_string(),
             name: None,
-            subscription: "both".to_string(),
+            subscription: Subscription::Both,
             ask: false,
             groups: Vec::new(),
         })

@@ -713,6 +713,20 @@ impl RawConn {
         Ok(start.elapsed())
     }
 
+    /// An IQ get with `payload` (raw XML) to `to`; returns the answer (result or error).
+    pub async fn iq_get(&mut self, to: &str, payload: &str) -> Result<Element> {
+        let id = next_id("get");
+        self.send(format!(
+            "<iq type='get' id='{id}' to='{}'>{payload}</iq>",
+            xml::escape(to)
+        ))
+        .await?;
+        self.wait_for(READ_TIMEOUT, &format!("answer from {to}"), |e| {
+            e.local == "iq" && e.attr("id") == Some(&id)
+        })
+        .await
+    }
+
     /// Send a chat message to `to` and return the id used.
     pub async fn message(&mut self, to: &str, body: &str) -> Result<String> {
         let id = next_id("msg");

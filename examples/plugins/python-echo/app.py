@@ -1,4 +1,4 @@
-"""The echo feature plugin of examples/plugins/echo-feature, in Python.
+"""The echo feature plugin of examples/plugins/echo-feature, in Python (contract 0.2).
 
 Owns the component address pyecho.{domain} (see plugin.toml): every message body sent
 there comes back to its sender, and the service answers disco#info for itself. Built
@@ -6,13 +6,24 @@ into a WebAssembly component with componentize-py (see build.sh).
 """
 
 import xml.etree.ElementTree as ET
-from typing import List, Tuple
+from typing import List, Optional, Tuple
 
 from componentize_py_types import Err
 from wit_world import exports
 from wit_world.imports import log, router
-from wit_world.imports.types import ErrorType, Event, LogLevel, Stanza, StanzaError, StanzaKind
+from wit_world.imports.types import (
+    Condition,
+    Event,
+    IqType,
+    LogLevel,
+    MessageType,
+    Stanza,
+    StanzaError,
+    StanzaType_Iq,
+    StanzaType_Message,
+)
 
+NS_CLIENT = "jabber:client"
 NS_DISCO_INFO = "http://jabber.org/protocol/disco#info"
 NS_DISCO_ITEMS = "http://jabber.org/protocol/disco#items"
 
@@ -24,13 +35,13 @@ def escape(s: str) -> str:
     )
 
 
-def attrs(**kv: str) -> str:
+def attrs(**kv: Optional[str]) -> str:
     return "".join(f" {k}='{escape(v)}'" for k, v in kv.items() if v)
 
 
-def fail(condition: str, kind: ErrorType = ErrorType.CANCEL) -> Err:
-    """The error the host turns into the sender's error reply."""
-    return Err(StanzaError(type=kind, condition=condition, text=None))
+def fail(condition: Condition) -> Err:
+    """The error the host turns into the sender's error reply (of the condition's usual type)."""
+    return Err(StanzaError(condition=condition, type=None, text=None, application=None))
 
 
 def send(xml: str) -> None:
@@ -38,7 +49,7 @@ def send(xml: str) -> None:
         router.send(xml)
     except Err as e:
         log.write(LogLevel.WARN, f"cannot send: {e.value}")
-        raise fail("internal-server-error")
+        raise fail(Condition.INTERNAL_SERVER_ERROR)
 
 
 class FeaturePlugin(exports.FeaturePlugin):
@@ -46,43 +57,45 @@ class FeaturePlugin(exports.FeaturePlugin):
         log.write(LogLevel.INFO, "python echo ready")
 
     def handle_stanza(self, stanza: Stanza) -> None:
-        # Never answer errors or IQ results; presence is not echoed.
-        if stanza.type in ("error", "result") or stanza.kind == StanzaKind.PRESENCE:
-            return
-        try:
-            root = ET.fromstring(stanza.xml)
-        except ET.ParseError:
-            raise fail("bad-request", ErrorType.MODIFY)
-        if stanza.kind == StanzaKind.MESSAGE:
-            self.echo(stanza, root)
-        else:
-            self.iq(stanza, root)
+        # The header is typed: messages and IQ requests are answered; errors, IQ results
+        # and presence are not.
+        t = stanza.type
+        if isinstance(t, StanzaType_Message) and t.value != MessageType.ERROR:
+            self.echo(stanza, t.value, self.parse(stanza))
+        elif isinstance(t, StanzaType_Iq) and t.value in (IqType.GET, IqType.SET):
+            self.iq(stanza, t.value, self.parse(stanza))
 
-    def echo(self, stanza: Stanza, root: ET.Element) -> None:
-        # The host writes stanzas without xmlns='jabber:client', so <body/> is unqualified.
-        body = root.find("body")
+    @staticmethod
+    def parse(stanza: Stanza) -> ET.Element:
+        try:
+            return ET.fromstring(stanza.xml)
+        except ET.ParseError:
+            raise fail(Condition.BAD_REQUEST)
+
+    def echo(self, stanza: Stanza, kind: MessageType, root: ET.Element) -> None:
+        # The stanza's root declares xmlns='jabber:client', so ElementTree sees qualified names.
+        body = root.find(f"{{{NS_CLIENT}}}body")
         if body is None:
             return
-        kind = stanza.type or "normal"
-        head = attrs(**{"from": stanza.to, "to": stanza.from_, "id": stanza.id, "type": kind})
-        send(f"<message{head}><body>{escape(body.text or '')}</body></message>")
+        head = attrs(**{"from": stanza.to, "to": stanza.from_, "id": stanza.id, "type": kind.name.lower()})
+        send(f"<message xmlns='{NS_CLIENT}'{head}><body>{escape(body.text or '')}</body></message>")
 
-    def iq(self, stanza: Stanza, root: ET.Element) -> None:
+    def iq(self, stanza: Stanza, kind: IqType, root: ET.Element) -> None:
         payload = next(iter(root), None)
         if payload is None:
-            raise fail("bad-request", ErrorType.MODIFY)
+            raise fail(Condition.BAD_REQUEST)
         head = attrs(**{"from": stanza.to, "to": stanza.from_, "id": stanza.id, "type": "result"})
-        if stanza.type == "get" and payload.tag == f"{{{NS_DISCO_INFO}}}query":
+        if kind == IqType.GET and payload.tag == f"{{{NS_DISCO_INFO}}}query":
             query = (
                 f"<query xmlns='{NS_DISCO_INFO}'>"
                 "<identity category='component' type='generic' name='Python echo'/>"
                 f"<feature var='{NS_DISCO_INFO}'/></query>"
             )
-        elif stanza.type == "get" and payload.tag == f"{{{NS_DISCO_ITEMS}}}query":
+        elif kind == IqType.GET and payload.tag == f"{{{NS_DISCO_ITEMS}}}query":
             query = f"<query xmlns='{NS_DISCO_ITEMS}'/>"
         else:
-            raise fail("service-unavailable")
-        send(f"<iq{head}>{query}</iq>")
+            raise fail(Condition.SERVICE_UNAVAILABLE)
+        send(f"<iq xmlns='{NS_CLIENT}'{head}>{query}</iq>")
 
     def on_event(self, event: Event) -> None:
         pass

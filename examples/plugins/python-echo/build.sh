@@ -1,5 +1,5 @@
 #!/usr/bin/env sh
-# Build python-echo.wasm from app.py with componentize-py, against the repository's WIT.
+# Build python-echo.wasm from app.py with componentize-py, against contract 0.2 (wit/v0.2.0).
 #
 #   examples/plugins/python-echo/build.sh [OUT_DIR]
 #
@@ -24,6 +24,6 @@ fi
 mkdir -p "$out"
 # Write beside the destination, then rename: a watched plugins directory never sees a
 # half-written component.
-"$venv/bin/componentize-py" -d "$root/wit" -w feature componentize -p "$here" app -o "$out/python-echo.wasm.partial"
+"$venv/bin/componentize-py" -d "$root/wit/v0.2.0" -w feature componentize -p "$here" app -o "$out/python-echo.wasm.partial"
 mv "$out/python-echo.wasm.partial" "$out/python-echo.wasm"
 echo "built $out/python-echo.wasm"

@@ -10,7 +10,7 @@ use jid::Jid;
 
 use crate::context::Context;
 use crate::features::{Feature, Refusal};
-use crate::stanza::{error_reply, error_reply_raw, may_bounce, Condition, MessageType};
+use crate::stanza::{error_reply, error_reply_as, may_bounce, Condition, MessageType};
 use crate::xml::{Element, NS_CLIENT};
 
 pub mod offline;
@@ -102,18 +102,17 @@ pub fn bounce_refusal(ctx: &Context, original: &Element, refusal: &Refusal) {
             error_type,
             condition,
             text,
+            application,
         } => {
             if may_bounce(original) {
-                // Only defined conditions go on the wire (RFC 6120 §8.3.3).
-                let condition = if is_defined_condition(condition) {
-                    condition.as_str()
-                } else {
-                    "undefined-condition"
-                };
-                deliver_reply(
-                    ctx,
-                    error_reply_raw(original, error_type.as_str(), condition, text.as_deref()),
+                let reply = error_reply_as(
+                    original,
+                    *error_type,
+                    *condition,
+                    text.as_deref(),
+                    application.as_deref(),
                 );
+                deliver_reply(ctx, reply);
             }
             return;
         }
@@ -127,34 +126,6 @@ pub fn bounce_refusal(ctx: &Context, original: &Element, refusal: &Refusal) {
         Refusal::Failed => (Condition::InternalServerError, None),
     };
     bounce(ctx, original, condition, text);
-}
-
-fn is_defined_condition(c: &str) -> bool {
-    const DEFINED: &[&str] = &[
-        "bad-request",
-        "conflict",
-        "feature-not-implemented",
-        "forbidden",
-        "gone",
-        "internal-server-error",
-        "item-not-found",
-        "jid-malformed",
-        "not-acceptable",
-        "not-allowed",
-        "not-authorized",
-        "policy-violation",
-        "recipient-unavailable",
-        "redirect",
-        "registration-required",
-        "remote-server-not-found",
-        "remote-server-timeout",
-        "resource-constraint",
-        "service-unavailable",
-        "subscription-required",
-        "undefined-condition",
-        "unexpected-request",
-    ];
-    DEFINED.contains(&c)
 }
 
 /// Deliver presence to every available resource of a local account (§4.2.3: presence is

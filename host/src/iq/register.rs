@@ -7,7 +7,7 @@ use std::sync::Arc;
 use crate::context::Context;
 use crate::limits::register::StreamRegistration;
 use crate::sessions::Session;
-use crate::stanza::{error_reply, error_reply_raw, iq_result, Condition, Outcome, StanzaError};
+use crate::stanza::{error_reply, error_reply_as, iq_result, Condition, Outcome, StanzaError};
 use crate::store::StoreError;
 use crate::stream::{Outbound, OutboundTx};
 use crate::xml::Element;
@@ -45,7 +45,7 @@ async fn create(ctx: &Context, domain: &str, username: &str, password: &str) -> 
 /// The stanza error for a throttled registration or password change.
 fn throttled(iq: &Element, refused: crate::limits::register::Refused) -> Element {
     let (error_type, text) = refused.error();
-    error_reply_raw(iq, error_type, Condition::PolicyViolation.name(), Some(text))
+    error_reply_as(iq, error_type, Condition::PolicyViolation, Some(text), None)
 }
 
 /// A registration IQ on an unauthenticated stream from `ip`; `stream` remembers what this

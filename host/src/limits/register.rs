@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use crate::config::LimitsConfig;
 use crate::limits::{RateWindow, Unthrottled};
+use crate::stanza::ErrorType;
 
 /// Why a registration or password change was refused; each names its stanza error.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -21,11 +22,11 @@ pub enum Refused {
 impl Refused {
     /// The stanza error's type and text. `<policy-violation/>` (RFC 6120 §8.3.3.12), as
     /// Prosody's mod_register_limits answers: a local policy, not a malformed request.
-    pub fn error(self) -> (&'static str, &'static str) {
+    pub fn error(self) -> (ErrorType, &'static str) {
         match self {
-            Refused::OnePerStream => ("cancel", "one registration per stream"),
+            Refused::OnePerStream => (ErrorType::Cancel, "one registration per stream"),
             Refused::TooOften => (
-                "wait",
+                ErrorType::Wait,
                 "too many attempts from your address or for this account; try later",
             ),
         }

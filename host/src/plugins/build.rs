@@ -78,6 +78,10 @@ pub fn build_all(source: &Path, out: &Path, examples: bool) -> anyhow::Result<Ve
     }
     let mut cmd = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
     cmd.current_dir(source).args(["build", "--release", "--target", TARGET]);
+    // The workspace's release profile keeps line tables for the server's backtraces; a
+    // component would carry them as megabytes of custom sections the host never reads.
+    cmd.env("CARGO_PROFILE_RELEASE_DEBUG", "0")
+        .env("CARGO_PROFILE_RELEASE_STRIP", "debuginfo");
     for c in &crates {
         cmd.args(["-p", &c.package]);
     }

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use jid::Jid;
 
 use super::{types, Fault, PluginHandle, Plugins};
-use crate::features::{Answer, BoxFuture, Direction, ErrorType, Feature, Features, Refusal, Verdict};
+use crate::features::{Answer, BoxFuture, Direction, Feature, Features, Refusal, Verdict};
 use crate::xml::Element;
 
 impl Feature for PluginHandle {
@@ -108,17 +108,32 @@ impl From<Fault> for Refusal {
 
 impl From<types::StanzaError> for Refusal {
     fn from(err: types::StanzaError) -> Refusal {
-        let error_type = match err.type_ {
-            types::ErrorType::Auth => ErrorType::Auth,
-            types::ErrorType::Cancel => ErrorType::Cancel,
-            types::ErrorType::Continue => ErrorType::Continue,
-            types::ErrorType::Modify => ErrorType::Modify,
-            types::ErrorType::Wait => ErrorType::Wait,
-        };
+        let condition = super::bindings::condition_from_wit(err.condition);
         Refusal::Error {
-            error_type,
-            condition: err.condition,
+            error_type: err
+                .type_
+                .map(super::bindings::error_type_from_wit)
+                .unwrap_or(condition.error_type()),
+            condition,
             text: err.text,
+            application: err.application.as_deref().and_then(application_condition),
+        }
+    }
+}
+
+/// An application-specific condition a feature gave (RFC 6120 §8.3.4): one element in a
+/// namespace of its own. Anything else is left out of the reply, with a log line.
+fn application_condition(xml: &str) -> Option<Box<Element>> {
+    use crate::stanza::NS_STANZAS;
+    use crate::xml::NS_CLIENT;
+    /// A condition is an element and an attribute or two, not a payload.
+    const MAX_BYTES: usize = 4096;
+    let parsed = (xml.len() <= MAX_BYTES).then(|| Element::parse(xml).ok()).flatten();
+    match parsed {
+        Some(e) if !e.ns.is_empty() && e.ns != NS_CLIENT && e.ns != NS_STANZAS => Some(Box::new(e)),
+        _ => {
+            tracing::warn!(condition = %xml.chars().take(200).collect::<String>(), "a plugin's application-specific condition is not one namespaced element; left out");
+            None
         }
     }
 }

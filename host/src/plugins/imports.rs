@@ -1,7 +1,8 @@
-//! What the host offers plugins (the WIT imports), implemented on each instance's store
-//! data. Every capability is scoped to the calling plugin: storage keys are prefixed by its
-//! name, log lines and metrics are tagged with it, and `send` may only speak for addresses
-//! the plugin claims.
+//! What the host offers plugins (the WIT imports of the latest contract), implemented on
+//! each instance's store data; older versions delegate here (`bindings::v0_1`). Every
+//! capability is scoped to the calling plugin: storage keys are prefixed by its name, log
+//! lines and metrics are tagged with it, and `send` may only speak for addresses the
+//! plugin claims.
 
 use std::sync::Arc;
 
@@ -9,7 +10,7 @@ use wasmtime::component::ResourceTable;
 use wasmtime::StoreLimits;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
-use super::bindings::feature::poolxmpp::plugin::{clock, log, metrics, pool, presence, roster, router, storage, types};
+use super::bindings::latest::{clock, log, metrics, pool, presence, roster, router, storage, types};
 use super::host::HostCaps;
 use super::stats::PluginStats;
 use crate::context::Context;
@@ -98,31 +99,40 @@ impl metrics::Host for PluginState {
 /// Values larger than this are refused: plugin state is many small records, not blobs.
 const MAX_VALUE_BYTES: usize = 1024 * 1024;
 
+use types::StorageError;
+
+impl PluginState {
+    fn store(&self) -> Result<Arc<Context>, StorageError> {
+        self.node().ok_or(StorageError::ShuttingDown)
+    }
+}
+
+fn unavailable(e: crate::store::StoreError) -> StorageError {
+    StorageError::Unavailable(e.to_string())
+}
+
+fn bounded(value: Option<&[u8]>) -> Result<(), StorageError> {
+    match value {
+        Some(v) if v.len() > MAX_VALUE_BYTES => Err(StorageError::TooLarge(MAX_VALUE_BYTES as u64)),
+        _ => Ok(()),
+    }
+}
+
 impl storage::Host for PluginState {
-    async fn get(&mut self, key: String) -> Result<Option<Vec<u8>>, String> {
-        let server = self.node().ok_or("server is shutting down")?;
-        server.store.kv_get(&self.name, &key).await.map_err(|e| e.to_string())
+    async fn get(&mut self, key: String) -> Result<Option<Vec<u8>>, StorageError> {
+        let node = self.store()?;
+        node.store.kv_get(&self.name, &key).await.map_err(unavailable)
     }
 
-    async fn put(&mut self, key: String, value: Vec<u8>) -> Result<(), String> {
-        if value.len() > MAX_VALUE_BYTES {
-            return Err(format!("value over {MAX_VALUE_BYTES} bytes"));
-        }
-        let server = self.node().ok_or("server is shutting down")?;
-        server
-            .store
-            .kv_put(&self.name, &key, &value)
-            .await
-            .map_err(|e| e.to_string())
+    async fn put(&mut self, key: String, value: Vec<u8>) -> Result<(), StorageError> {
+        bounded(Some(&value))?;
+        let node = self.store()?;
+        node.store.kv_put(&self.name, &key, &value).await.map_err(unavailable)
     }
 
-    async fn delete(&mut self, key: String) -> Result<bool, String> {
-        let server = self.node().ok_or("server is shutting down")?;
-        server
-            .store
-            .kv_delete(&self.name, &key)
-            .await
-            .map_err(|e| e.to_string())
+    async fn delete(&mut self, key: String) -> Result<bool, StorageError> {
+        let node = self.store()?;
+        node.store.kv_delete(&self.name, &key).await.map_err(unavailable)
     }
 
     async fn scan(
@@ -130,13 +140,12 @@ impl storage::Host for PluginState {
         prefix: String,
         start_after: Option<String>,
         limit: u32,
-    ) -> Result<Vec<(String, Vec<u8>)>, String> {
-        let server = self.node().ok_or("server is shutting down")?;
-        server
-            .store
+    ) -> Result<Vec<(String, Vec<u8>)>, StorageError> {
+        let node = self.store()?;
+        node.store
             .kv_scan(&self.name, &prefix, start_after.as_deref(), limit)
             .await
-            .map_err(|e| e.to_string())
+            .map_err(unavailable)
     }
 
     async fn compare_and_swap(
@@ -144,24 +153,27 @@ impl storage::Host for PluginState {
         key: String,
         expected: Option<Vec<u8>>,
         new: Option<Vec<u8>>,
-    ) -> Result<bool, String> {
-        if new.as_ref().is_some_and(|v| v.len() > MAX_VALUE_BYTES) {
-            return Err(format!("value over {MAX_VALUE_BYTES} bytes"));
-        }
-        let server = self.node().ok_or("server is shutting down")?;
-        server
-            .store
+    ) -> Result<bool, StorageError> {
+        bounded(new.as_deref())?;
+        let node = self.store()?;
+        node.store
             .kv_compare_and_swap(&self.name, &key, expected.as_deref(), new.as_deref())
             .await
-            .map_err(|e| e.to_string())
+            .map_err(unavailable)
     }
 }
 
 fn to_wit_item(item: crate::store::RosterItem) -> types::RosterItem {
+    use crate::store::Subscription as S;
     types::RosterItem {
         jid: item.contact,
         name: item.name,
-        subscription: item.subscription.as_str().to_string(),
+        subscription: match item.subscription {
+            S::None => types::Subscription::None,
+            S::To => types::Subscription::To,
+            S::From => types::Subscription::From,
+            S::Both => types::Subscription::Both,
+        },
         ask: item.ask,
         groups: item.groups,
     }
@@ -169,8 +181,8 @@ fn to_wit_item(item: crate::store::RosterItem) -> types::RosterItem {
 
 impl roster::Host for PluginState {
     async fn items(&mut self, user: String) -> Vec<types::RosterItem> {
-        let Some(server) = self.node() else { return Vec::new() };
-        match server.store.roster(&user).await {
+        let Some(node) = self.node() else { return Vec::new() };
+        match node.store.roster(&user).await {
             Ok(items) => items.into_iter().map(to_wit_item).collect(),
             Err(e) => {
                 tracing::warn!(plugin = %self.name, error = %e, "roster query failed");
@@ -180,9 +192,8 @@ impl roster::Host for PluginState {
     }
 
     async fn item(&mut self, user: String, contact: String) -> Option<types::RosterItem> {
-        let server = self.node()?;
-        server
-            .store
+        let node = self.node()?;
+        node.store
             .roster_item(&user, &contact)
             .await
             .ok()
@@ -193,31 +204,35 @@ impl roster::Host for PluginState {
 
 impl presence::Host for PluginState {
     async fn resources(&mut self, user: String) -> Vec<types::ResourcePresence> {
-        let Some(server) = self.node() else { return Vec::new() };
-        server
-            .sessions
+        let Some(node) = self.node() else { return Vec::new() };
+        node.sessions
             .resources(&user)
             .into_iter()
             .map(|r| types::ResourcePresence {
                 jid: format!("{user}/{}", r.resource),
-                available: r.available(),
-                priority: r.priority,
-                presence_xml: r.presence.as_ref().map(|p| p.to_stream_xml()).unwrap_or_default(),
+                presence: r.presence.as_ref().map(|p| p.to_xml()),
+                priority: if r.available() { r.priority } else { 0 },
             })
             .collect()
     }
 }
 
 impl router::Host for PluginState {
-    async fn send(&mut self, xml: String) -> Result<(), String> {
-        let node = self.node().ok_or("server is shutting down")?;
+    async fn send(&mut self, xml: String) -> Result<(), types::SendError> {
+        use crate::router::SendRefused;
+        let node = self.node().ok_or(types::SendError::ShuttingDown)?;
         self.stats.sent.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let plugins = self.host.plugins.upgrade().ok_or("server is shutting down")?;
+        let plugins = self.host.plugins.upgrade().ok_or(types::SendError::ShuttingDown)?;
         let name = self.name.as_str();
         crate::router::route_from_feature(&node, &xml, |from| {
             plugins.may_send_as(name, from, |domain| node.hosts(domain))
         })
         .await
+        .map_err(|refused| match refused {
+            SendRefused::Malformed(why) => types::SendError::Malformed(why.to_string()),
+            SendRefused::ForbiddenFrom(from) => types::SendError::ForbiddenFrom(from.to_string()),
+            SendRefused::Unreachable(to) => types::SendError::Unreachable(to.to_string()),
+        })
     }
 }
 

@@ -16,10 +16,11 @@ use tracing::Instrument as _;
 use wasmtime::component::{Component, Linker};
 use wasmtime::{Engine, Store};
 
-use super::bindings::feature::poolxmpp::plugin::types;
-use super::bindings::{feature::Feature, filter::Filter, placement::Placement};
+use super::bindings::latest::types;
+use super::bindings::{latest, v0_1, Version};
 use super::breaker::{Admission, Breaker, BreakerConfig, Tripped};
 use super::imports::PluginState;
+use super::input::Handed;
 use super::manifest::{Manifest, World};
 use super::stats::PluginStats;
 use crate::tasks::Tasks;
@@ -50,14 +51,14 @@ pub type CallResult<T> = Result<T, Fault>;
 
 pub enum Call {
     Stanza {
-        stanza: types::Stanza,
+        stanza: Handed,
         /// Whose input this is, for the breaker (see [`super::input::Prepared`]).
         sender: Option<String>,
         reply: oneshot::Sender<CallResult<Result<(), types::StanzaError>>>,
     },
     Check {
         direction: types::Direction,
-        stanza: types::Stanza,
+        stanza: Handed,
         sender: Option<String>,
         reply: oneshot::Sender<CallResult<types::Verdict>>,
     },
@@ -70,7 +71,7 @@ pub enum Call {
         /// The caller stops waiting then: a call still queued at that point is dropped
         /// instead of run, so a strategy never records a decision the host did not take.
         deadline: Instant,
-        reply: oneshot::Sender<CallResult<String>>,
+        reply: oneshot::Sender<CallResult<Option<String>>>,
     },
     PoolChange(types::PoolView),
 }
@@ -98,7 +99,8 @@ impl Call {
     }
 }
 
-/// The linkers for each world, built once per engine.
+/// The linkers for each world, built once per engine. Each holds the imports of every
+/// contract version (their names carry the version, so they do not clash).
 pub struct Linkers {
     pub feature: Linker<PluginState>,
     pub filter: Linker<PluginState>,
@@ -110,13 +112,16 @@ impl Linkers {
         use wasmtime::component::HasSelf;
         let mut feature = Linker::new(engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut feature)?;
-        Feature::add_to_linker::<_, HasSelf<_>>(&mut feature, |s| s)?;
+        latest::feature::Feature::add_to_linker::<_, HasSelf<_>>(&mut feature, |s| s)?;
+        v0_1::feature::Feature::add_to_linker::<_, HasSelf<_>>(&mut feature, |s| s)?;
         let mut filter = Linker::new(engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut filter)?;
-        Filter::add_to_linker::<_, HasSelf<_>>(&mut filter, |s| s)?;
+        latest::filter::Filter::add_to_linker::<_, HasSelf<_>>(&mut filter, |s| s)?;
+        v0_1::filter::Filter::add_to_linker::<_, HasSelf<_>>(&mut filter, |s| s)?;
         let mut placement = Linker::new(engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut placement)?;
-        Placement::add_to_linker::<_, HasSelf<_>>(&mut placement, |s| s)?;
+        latest::placement::Placement::add_to_linker::<_, HasSelf<_>>(&mut placement, |s| s)?;
+        v0_1::placement::Placement::add_to_linker::<_, HasSelf<_>>(&mut placement, |s| s)?;
         Ok(Linkers {
             feature,
             filter,
@@ -155,10 +160,14 @@ impl Health {
     }
 }
 
+/// A running instance's exports, by world and contract version.
 enum Exports {
-    Feature(Feature),
-    Filter(Filter),
-    Placement(Placement),
+    Feature(latest::feature::Feature),
+    Filter(latest::filter::Filter),
+    Placement(latest::placement::Placement),
+    FeatureV0_1(v0_1::feature::Feature),
+    FilterV0_1(v0_1::filter::Filter),
+    PlacementV0_1(v0_1::placement::Placement),
 }
 
 struct Instance {
@@ -171,6 +180,8 @@ pub struct Blueprint {
     pub engine: Engine,
     pub linkers: Arc<Linkers>,
     pub component: Component,
+    /// The contract version the component was built for.
+    pub version: Version,
     pub manifest: Manifest,
     pub host: super::host::HostCaps,
     pub stats: Arc<PluginStats>,
@@ -198,30 +209,47 @@ impl Blueprint {
         store.set_epoch_deadline(ticks(init_budget));
         let config = self.manifest.config_pairs();
         let work = async {
-            let exports = match self.manifest.world {
-                World::Feature => {
-                    let f = Feature::instantiate_async(&mut store, &self.component, &self.linkers.feature).await?;
-                    f.poolxmpp_plugin_feature_plugin()
-                        .call_init(&mut store, &config)
-                        .await?
-                        .map_err(|e| anyhow::anyhow!("init refused: {e}"))?;
+            let refused = |e: String| anyhow::anyhow!("init refused: {e}");
+            let (component, linkers) = (&self.component, &self.linkers);
+            let exports = match (self.manifest.world, self.version) {
+                (World::Feature, Version::V0_2) => {
+                    let f =
+                        latest::feature::Feature::instantiate_async(&mut store, component, &linkers.feature).await?;
+                    let init = f.poolxmpp_plugin_feature_plugin().call_init(&mut store, &config);
+                    init.await?.map_err(refused)?;
                     Exports::Feature(f)
                 }
-                World::Filter => {
-                    let f = Filter::instantiate_async(&mut store, &self.component, &self.linkers.filter).await?;
-                    f.poolxmpp_plugin_filter_plugin()
-                        .call_init(&mut store, &config)
-                        .await?
-                        .map_err(|e| anyhow::anyhow!("init refused: {e}"))?;
+                (World::Feature, Version::V0_1) => {
+                    let f = v0_1::feature::Feature::instantiate_async(&mut store, component, &linkers.feature).await?;
+                    let init = f.poolxmpp_plugin_feature_plugin().call_init(&mut store, &config);
+                    init.await?.map_err(refused)?;
+                    Exports::FeatureV0_1(f)
+                }
+                (World::Filter, Version::V0_2) => {
+                    let f = latest::filter::Filter::instantiate_async(&mut store, component, &linkers.filter).await?;
+                    let init = f.poolxmpp_plugin_filter_plugin().call_init(&mut store, &config);
+                    init.await?.map_err(refused)?;
                     Exports::Filter(f)
                 }
-                World::Placement => {
-                    let p = Placement::instantiate_async(&mut store, &self.component, &self.linkers.placement).await?;
-                    p.poolxmpp_plugin_placement_plugin()
-                        .call_init(&mut store, &config)
-                        .await?
-                        .map_err(|e| anyhow::anyhow!("init refused: {e}"))?;
+                (World::Filter, Version::V0_1) => {
+                    let f = v0_1::filter::Filter::instantiate_async(&mut store, component, &linkers.filter).await?;
+                    let init = f.poolxmpp_plugin_filter_plugin().call_init(&mut store, &config);
+                    init.await?.map_err(refused)?;
+                    Exports::FilterV0_1(f)
+                }
+                (World::Placement, Version::V0_2) => {
+                    let p = latest::placement::Placement::instantiate_async(&mut store, component, &linkers.placement)
+                        .await?;
+                    let init = p.poolxmpp_plugin_placement_plugin().call_init(&mut store, &config);
+                    init.await?.map_err(refused)?;
                     Exports::Placement(p)
+                }
+                (World::Placement, Version::V0_1) => {
+                    let p = v0_1::placement::Placement::instantiate_async(&mut store, component, &linkers.placement)
+                        .await?;
+                    let init = p.poolxmpp_plugin_placement_plugin().call_init(&mut store, &config);
+                    init.await?.map_err(refused)?;
+                    Exports::PlacementV0_1(p)
                 }
             };
             anyhow::Ok(exports)
@@ -369,25 +397,47 @@ async fn invoke(
     }
     let Instance { store, exports } = &mut inst;
     let fault = match (call, &*exports) {
-        (Call::Stanza { stanza, reply, .. }, Exports::Feature(f)) => {
+        (
+            Call::Stanza {
+                stanza: Handed::Latest(stanza),
+                reply,
+                ..
+            },
+            Exports::Feature(f),
+        ) => {
             let r = guarded!(f
                 .poolxmpp_plugin_feature_plugin()
                 .call_handle_stanza(&mut *store, &stanza));
-            if matches!(r, Ok(Err(_))) {
-                stats.errors.fetch_add(1, Ordering::Relaxed);
-            }
-            let fault = r.as_ref().err().cloned();
-            let _ = reply.send(r);
-            fault
+            answer_stanza(r, reply, stats)
+        }
+        (
+            Call::Stanza {
+                stanza: Handed::V0_1(stanza),
+                reply,
+                ..
+            },
+            Exports::FeatureV0_1(f),
+        ) => {
+            let r = guarded!(f
+                .poolxmpp_plugin_feature_plugin()
+                .call_handle_stanza(&mut *store, &stanza));
+            answer_stanza(r.map(|r| r.map_err(v0_1::stanza_error)), reply, stats)
         }
         (Call::Event(event), Exports::Feature(f)) => {
             let r: CallResult<()> = guarded!(f.poolxmpp_plugin_feature_plugin().call_on_event(&mut *store, &event));
             r.err()
         }
+        (Call::Event(event), Exports::FeatureV0_1(f)) => match v0_1::event(&event) {
+            Some(event) => {
+                let r: CallResult<()> = guarded!(f.poolxmpp_plugin_feature_plugin().call_on_event(&mut *store, &event));
+                r.err()
+            }
+            None => None,
+        },
         (
             Call::Check {
                 direction,
-                stanza,
+                stanza: Handed::Latest(stanza),
                 reply,
                 ..
             },
@@ -396,17 +446,37 @@ async fn invoke(
             let r = guarded!(f
                 .poolxmpp_plugin_filter_plugin()
                 .call_check(&mut *store, direction, &stanza));
-            let fault = r.as_ref().err().cloned();
-            let _ = reply.send(r);
-            fault
+            answer(r, reply)
+        }
+        (
+            Call::Check {
+                direction,
+                stanza: Handed::V0_1(stanza),
+                reply,
+                ..
+            },
+            Exports::FilterV0_1(f),
+        ) => {
+            let r = guarded!(f.poolxmpp_plugin_filter_plugin().call_check(
+                &mut *store,
+                v0_1::direction(direction),
+                &stanza
+            ));
+            answer(r.map(v0_1::verdict), reply)
         }
         (Call::Choose { user, view, reply, .. }, Exports::Placement(p)) => {
             let r = guarded!(p
                 .poolxmpp_plugin_placement_plugin()
                 .call_choose_node(&mut *store, &user, &view));
-            let fault = r.as_ref().err().cloned();
-            let _ = reply.send(r);
-            fault
+            answer(r, reply)
+        }
+        (Call::Choose { user, view, reply, .. }, Exports::PlacementV0_1(p)) => {
+            let r = guarded!(p.poolxmpp_plugin_placement_plugin().call_choose_node(
+                &mut *store,
+                &user,
+                &v0_1::pool_view(&view)
+            ));
+            answer(r.map(v0_1::chosen), reply)
         }
         (Call::PoolChange(view), Exports::Placement(p)) => {
             let r: CallResult<()> = guarded!(p
@@ -414,9 +484,15 @@ async fn invoke(
                 .call_on_pool_change(&mut *store, &view));
             r.err()
         }
+        (Call::PoolChange(view), Exports::PlacementV0_1(p)) => {
+            let r: CallResult<()> = guarded!(p
+                .poolxmpp_plugin_placement_plugin()
+                .call_on_pool_change(&mut *store, &v0_1::pool_view(&view)));
+            r.err()
+        }
         (call, _) => {
-            // A call for another world: the registry never sends one, but be total.
-            refuse(call, Fault::Disabled("wrong world".into()));
+            // A call for another world or version: the registry never sends one, but be total.
+            refuse(call, Fault::Disabled("wrong world or contract version".into()));
             None
         }
     };
@@ -424,6 +500,25 @@ async fn invoke(
         None => (Some(inst), None),
         Some(f) => (None, Some(f)),
     }
+}
+
+/// Send a call's answer; the fault, if any, is the caller's to handle.
+fn answer<T>(r: CallResult<T>, reply: oneshot::Sender<CallResult<T>>) -> Option<Fault> {
+    let fault = r.as_ref().err().cloned();
+    let _ = reply.send(r);
+    fault
+}
+
+/// As [`answer`], counting the stanza errors a feature answered with.
+fn answer_stanza(
+    r: CallResult<Result<(), types::StanzaError>>,
+    reply: oneshot::Sender<CallResult<Result<(), types::StanzaError>>>,
+    stats: &PluginStats,
+) -> Option<Fault> {
+    if matches!(r, Ok(Err(_))) {
+        stats.errors.fetch_add(1, Ordering::Relaxed);
+    }
+    answer(r, reply)
 }
 
 fn classify(err: wasmtime::Error) -> Fault {

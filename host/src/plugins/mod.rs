@@ -38,7 +38,8 @@ use tokio::sync::{mpsc, oneshot};
 use wasmtime::component::Component;
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
 
-pub use bindings::feature::poolxmpp::plugin::types;
+pub use bindings::latest::types;
+pub use bindings::Version;
 pub use host::{HostCaps, Ownership};
 use input::Intake;
 pub use instance::Fault;
@@ -65,6 +66,8 @@ pub struct PluginHandle {
     pub health: Arc<Health>,
     pub loaded_at: SystemTime,
     intake: Arc<Intake>,
+    /// The contract version its component was built for.
+    pub version: Version,
 }
 
 impl PluginHandle {
@@ -89,7 +92,7 @@ impl PluginHandle {
     /// synchronous so stanzas reach the plugin in the order they were routed.
     pub fn submit_stanza(&self, stanza: &Element) -> Result<StanzaReply, Fault> {
         let (reply, rx) = oneshot::channel();
-        let prepared = self.intake.prepare(stanza)?;
+        let prepared = self.intake.prepare(stanza, self.version)?;
         self.enqueue(Call::Stanza {
             stanza: prepared.stanza,
             sender: prepared.sender,
@@ -101,7 +104,7 @@ impl PluginHandle {
     /// Ask a filter plugin about a stanza.
     pub async fn check(&self, direction: types::Direction, stanza: &Element) -> Result<types::Verdict, Fault> {
         let (reply, rx) = oneshot::channel();
-        let prepared = self.intake.prepare(stanza)?;
+        let prepared = self.intake.prepare(stanza, self.version)?;
         self.enqueue(Call::Check {
             direction,
             stanza: prepared.stanza,
@@ -118,7 +121,7 @@ impl PluginHandle {
         user: &str,
         view: types::PoolView,
         budget: std::time::Duration,
-    ) -> Result<String, Fault> {
+    ) -> Result<Option<String>, Fault> {
         let (reply, rx) = oneshot::channel();
         self.enqueue(Call::Choose {
             user: user.to_string(),
@@ -375,12 +378,14 @@ impl Plugins {
             .await
             .map_err(|e| rejected(format!("compiler task failed: {e}")))?
             .map_err(|e| rejected(format!("not a valid component: {e:#}")))?;
+        let version = Version::of(&component, &self.engine).map_err(|e| rejected(format!("cannot serve it: {e}")))?;
         let stats = old.map(|o| o.stats.clone()).unwrap_or_default();
         let health = Arc::new(Health::default());
         let blueprint = Blueprint {
             engine: self.engine.clone(),
             linkers: self.linkers.clone(),
             component,
+            version,
             manifest: manifest.clone(),
             host: self.host.get().cloned().unwrap_or_default(),
             stats: stats.clone(),
@@ -392,7 +397,7 @@ impl Plugins {
         if old.is_some() {
             stats.reloads.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         }
-        tracing::info!(plugin = %name, version = %manifest.version, world = ?manifest.world, reloaded = old.is_some(), "plugin loaded");
+        tracing::info!(plugin = %name, version = %manifest.version, world = ?manifest.world, contract = %version, reloaded = old.is_some(), "plugin loaded");
         Ok(Arc::new(PluginHandle {
             manifest,
             path: wasm.to_path_buf(),
@@ -402,6 +407,7 @@ impl Plugins {
             health,
             loaded_at: SystemTime::now(),
             intake: self.intake.clone(),
+            version,
         }))
     }
 
@@ -416,6 +422,7 @@ impl Plugins {
                     "name": h.name(),
                     "version": h.manifest.version,
                     "world": format!("{:?}", h.manifest.world).to_lowercase(),
+                    "contract": h.version.as_str(),
                     "path": h.path.display().to_string(),
                     "state": match h.health.disabled() { Some(r) => format!("disabled: {r}"), None => "active".to_string() },
                     "loaded_at": h.loaded_at.duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0),

@@ -104,27 +104,39 @@ async fn filter(ctx: &Context, direction: Direction, stanza: &Element) -> bool {
     }
 }
 
+/// Why the router did not take a stanza a feature sent.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SendRefused {
+    #[error("{0}")]
+    Malformed(&'static str),
+    #[error("this plugin may not send as {0}")]
+    ForbiddenFrom(Jid),
+    #[error("{} is not reachable from here", .0.domain())]
+    Unreachable(Jid),
+}
+
 /// A stanza a feature sends (a plugin's `router.send`). Its `from` must be an address the
 /// feature speaks for (`may_send_as`); it is then delivered like any other stanza.
 pub async fn route_from_feature(
     ctx: &Arc<Context>,
     xml: &str,
     may_send_as: impl FnOnce(&Jid) -> bool,
-) -> Result<(), String> {
+) -> Result<(), SendRefused> {
+    use SendRefused::Malformed;
     let stanza = crate::stream::reader::parse_stored(xml)
         .await
-        .ok_or("not a well-formed stanza in jabber:client")?;
-    let kind = Kind::of(&stanza).ok_or("not a message, presence or iq")?;
+        .ok_or(Malformed("not a well-formed stanza in jabber:client"))?;
+    let kind = Kind::of(&stanza).ok_or(Malformed("not a message, presence or iq"))?;
     let from = stanza
         .get_attr("from")
         .and_then(|f| Jid::new(f).ok())
-        .ok_or("a valid from is required")?;
+        .ok_or(Malformed("a valid from is required"))?;
     let to = stanza
         .get_attr("to")
         .and_then(|t| Jid::new(t).ok())
-        .ok_or("a valid to is required")?;
+        .ok_or(Malformed("a valid to is required"))?;
     if !may_send_as(&from) {
-        return Err(format!("this plugin may not send as {from}"));
+        return Err(SendRefused::ForbiddenFrom(from));
     }
     match target(ctx, &to) {
         Target::Feature(feature) => dispatch_to_feature(ctx, &*feature, stanza),
@@ -146,7 +158,7 @@ pub async fn route_from_feature(
             }
         }
         Target::Context => {}
-        Target::Remote => return Err(format!("{} is not reachable from here", to.domain())),
+        Target::Remote => return Err(SendRefused::Unreachable(to)),
     }
     Ok(())
 }

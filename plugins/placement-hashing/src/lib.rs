@@ -19,15 +19,15 @@ impl Placement for Hashing {
         Ok(Hashing { load_factor })
     }
 
-    fn choose_node(&mut self, user: &str, view: &PoolView) -> String {
+    fn choose_node(&mut self, user: &str, view: &PoolView) -> Option<String> {
         match hash_with_bounded_load(user, view, self.load_factor) {
             Some(node) => {
                 poolxmpp_sdk::debug!("placing {user} on {node} (hashing, load factor {})", self.load_factor);
-                node
+                Some(node)
             }
             None => {
                 poolxmpp_sdk::debug!("no accepting node for {user}; leaving it to the host");
-                String::new() // not a node of the view: the host falls back to its own choice
+                None // no preference: the host falls back to its own choice
             }
         }
     }
@@ -59,7 +59,10 @@ mod tests {
         let ids = ["n1", "n2", "n3"];
         let v = view(ids.map(|id| node(id, 7)));
         for user in ["a@l", "b@l", "c@l", "d@l"] {
-            assert_eq!(hashing("1.25").choose_node(user, &v), ranked(user, &ids)[0]);
+            assert_eq!(
+                hashing("1.25").choose_node(user, &v).unwrap_or_default(),
+                ranked(user, &ids)[0]
+            );
         }
         assert!(testing::logs()
             .iter()
@@ -74,9 +77,9 @@ mod tests {
         let v = view(ids.map(|id| node(id, if id == order[0] { 20 } else { 5 })));
         let cap = load_cap(&v, 1.25); // ceil(1.25 * 31 / 3) = 13
         assert!(!v.node(order[0]).unwrap().has_room(cap));
-        assert_eq!(hashing("1.25").choose_node("a@l", &v), order[1]);
+        assert_eq!(hashing("1.25").choose_node("a@l", &v).unwrap_or_default(), order[1]);
         // A generous factor lets the favourite keep it.
-        assert_eq!(hashing("3").choose_node("a@l", &v), order[0]);
+        assert_eq!(hashing("3").choose_node("a@l", &v).unwrap_or_default(), order[0]);
     }
 
     #[test]
@@ -88,12 +91,12 @@ mod tests {
             accepting: id != order[0],
             ..node(id, 0)
         }));
-        assert_eq!(hashing("1.25").choose_node("a@l", &v), order[1]);
+        assert_eq!(hashing("1.25").choose_node("a@l", &v).unwrap_or_default(), order[1]);
         let none = view([NodeView {
             accepting: false,
             ..node("n1", 0)
         }]);
-        assert_eq!(hashing("1.25").choose_node("a@l", &none), "");
+        assert_eq!(hashing("1.25").choose_node("a@l", &none).unwrap_or_default(), "");
     }
 
     #[test]

@@ -15,7 +15,7 @@ impl Placement for LeastLoaded {
         Ok(LeastLoaded)
     }
 
-    fn choose_node(&mut self, user: &str, view: &PoolView) -> String {
+    fn choose_node(&mut self, user: &str, view: &PoolView) -> Option<String> {
         match least_loaded(user, &view.nodes) {
             Some(node) => {
                 poolxmpp_sdk::debug!(
@@ -23,11 +23,11 @@ impl Placement for LeastLoaded {
                     node.id,
                     node.sessions
                 );
-                node.id.clone()
+                Some(node.id.clone())
             }
             None => {
                 poolxmpp_sdk::debug!("no accepting node for {user}; leaving it to the host");
-                String::new()
+                None
             }
         }
     }
@@ -42,7 +42,10 @@ mod tests {
     use poolxmpp_sdk::testing::{self, node, view};
 
     fn choose(user: &str, v: &PoolView) -> String {
-        LeastLoaded::init(&Config::default()).unwrap().choose_node(user, v)
+        LeastLoaded::init(&Config::default())
+            .unwrap()
+            .choose_node(user, v)
+            .unwrap_or_default()
     }
 
     #[test]

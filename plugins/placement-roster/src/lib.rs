@@ -59,17 +59,17 @@ impl Placement for RosterGrouping {
         })
     }
 
-    fn choose_node(&mut self, user: &str, view: &PoolView) -> String {
+    fn choose_node(&mut self, user: &str, view: &PoolView) -> Option<String> {
         let user = jid::normalize_bare(user);
         match self.choose(&user, view) {
             Some((node, why)) => {
                 homes::record(&user, &node);
                 poolxmpp_sdk::debug!("placing {user} on {node} ({why})");
-                node
+                Some(node)
             }
             None => {
                 poolxmpp_sdk::debug!("no accepting node for {user}; leaving it to the host");
-                String::new()
+                None
             }
         }
     }

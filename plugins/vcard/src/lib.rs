@@ -11,7 +11,7 @@
 //!
 //! XEP-0153 (vCard-based avatars in presence) is not implemented.
 
-use poolxmpp_sdk::{iq_result, jid, send, storage, Config, Element, Feature, Stanza, StanzaError};
+use poolxmpp_sdk::{iq_result, jid, send, storage, Config, Element, Feature, IqType, Stanza, StanzaError, StanzaType};
 
 pub const NS_VCARD: &str = "vcard-temp";
 pub const NS_BUILD: &str = "urn:poolxmpp:plugin:vcard";
@@ -76,7 +76,7 @@ impl Feature for VCard {
             return Ok(());
         }
         // Cheap size check before parsing: an oversize set cannot become an acceptable vCard.
-        if stanza.type_ == "set" && stanza.xml.len() > MAX_VCARD_BYTES + 4096 {
+        if stanza.type_ == StanzaType::Iq(IqType::Set) && stanza.xml.len() > MAX_VCARD_BYTES + 4096 {
             return Err(
                 StanzaError::not_acceptable().with_text(format!("vCards are limited to {MAX_VCARD_BYTES} bytes"))
             );
@@ -84,14 +84,12 @@ impl Feature for VCard {
         let payload = stanza.payload()?.ok_or_else(StanzaError::bad_request)?;
         // The account the vCard belongs to: the `to` of the request (the host fills in the
         // sender's bare JID when the client sent none, and normalises it: `ａｌｉｃｅ@x` is `alice@x`).
-        let owner = match stanza.to_bare() {
-            "" => stanza.from_bare().to_string(),
-            to => to.to_string(),
-        };
-        let reply = match (payload.ns.as_str(), payload.name.as_str(), stanza.type_.as_str()) {
-            (NS_VCARD, "vCard", "get") => self.get(&stanza, &owner)?,
-            (NS_VCARD, "vCard", "set") => self.set(&stanza, &owner, &payload)?,
-            (NS_BUILD, "query", "get") => self.build_info(&stanza),
+        let owner = stanza.to_bare().unwrap_or(stanza.from_bare()).to_string();
+        let set = stanza.type_ == StanzaType::Iq(IqType::Set);
+        let reply = match (payload.ns.as_str(), payload.name.as_str(), set) {
+            (NS_VCARD, "vCard", false) => self.get(&stanza, &owner)?,
+            (NS_VCARD, "vCard", true) => self.set(&stanza, &owner, &payload)?,
+            (NS_BUILD, "query", false) => self.build_info(&stanza),
             (NS_VCARD, _, _) | (NS_BUILD, _, _) => return Err(StanzaError::bad_request()),
             _ => return Err(StanzaError::service_unavailable()),
         };
@@ -108,7 +106,7 @@ poolxmpp_sdk::export_feature!(VCard);
 #[cfg(all(test, not(target_arch = "wasm32")))]
 mod tests {
     use super::*;
-    use poolxmpp_sdk::testing;
+    use poolxmpp_sdk::{testing, Condition};
 
     fn plugin() -> VCard {
         testing::reset();
@@ -168,7 +166,7 @@ mod tests {
                 "<vCard xmlns='vcard-temp'><FN>x</FN></vCard>",
             ))
             .unwrap_err();
-        assert_eq!(err.condition, "forbidden");
+        assert_eq!(err.condition, Condition::Forbidden);
         assert!(testing::take_sent().is_empty());
         assert_eq!(testing::stored("vcard/alice@l"), None);
     }
@@ -181,7 +179,7 @@ mod tests {
             "x".repeat(MAX_VCARD_BYTES)
         );
         let err = p.handle_stanza(iq("alice@l/r", "alice@l", "set", &big)).unwrap_err();
-        assert_eq!(err.condition, "not-acceptable");
+        assert_eq!(err.condition, Condition::NotAcceptable);
         assert_eq!(testing::stored("vcard/alice@l"), None);
     }
 
@@ -202,7 +200,7 @@ mod tests {
         let err = p
             .handle_stanza(iq("bob@l/r", "alice@l", "get", "<x xmlns='urn:other'/>"))
             .unwrap_err();
-        assert_eq!(err.condition, "service-unavailable");
+        assert_eq!(err.condition, Condition::ServiceUnavailable);
         assert!(testing::take_sent().is_empty());
     }
 }

@@ -35,7 +35,7 @@ impl Placement for BadPlacement {
         Ok(BadPlacement { mode })
     }
 
-    fn choose_node(&mut self, user: &str, view: &PoolView) -> String {
+    fn choose_node(&mut self, user: &str, view: &PoolView) -> Option<String> {
         poolxmpp_sdk::debug!(
             "misbehaving ({:?}) placing {user} among {} nodes",
             self.mode,
@@ -49,7 +49,7 @@ impl Placement for BadPlacement {
                     n = std::hint::black_box(n.wrapping_add(1));
                 }
             }
-            Mode::Unknown => UNKNOWN_NODE.to_string(),
+            Mode::Unknown => Some(UNKNOWN_NODE.to_string()),
         }
     }
 }
@@ -75,7 +75,7 @@ mod tests {
     fn unknown_names_a_node_outside_the_view() {
         let v = view([node("n1", 0)]);
         let mut p = BadPlacement::init(&Config::from([("mode", "unknown")])).unwrap();
-        let answer = p.choose_node("a@l", &v);
+        let answer = p.choose_node("a@l", &v).unwrap_or_default();
         assert_eq!(answer, UNKNOWN_NODE);
         assert!(!v.accepts(&answer));
     }

@@ -2,7 +2,9 @@
 //! `addresses`) and sends every message body back to its sender. It answers service
 //! discovery for itself (XEP-0030), so clients can find it in the server's disco#items.
 
-use poolxmpp_sdk::{iq_result, reply, send, Config, Element, Feature, Stanza, StanzaError, NS_CLIENT};
+use poolxmpp_sdk::{
+    iq_result, reply, send, Config, Element, Feature, IqType, Stanza, StanzaError, StanzaType, NS_CLIENT,
+};
 
 const NS_DISCO_INFO: &str = "http://jabber.org/protocol/disco#info";
 const NS_DISCO_ITEMS: &str = "http://jabber.org/protocol/disco#items";
@@ -14,13 +16,11 @@ impl Echo {
         let Some(body) = message.body() else {
             return Ok(()); // chat states, receipts, ...: nothing to echo
         };
-        let kind = if message.type_.is_empty() {
-            "normal"
-        } else {
-            message.type_.as_str()
+        let StanzaType::Message(kind) = message.type_ else {
+            return Ok(());
         };
         let answer = reply(message, "message")
-            .attr("type", kind)
+            .attr("type", kind.as_str())
             .child(Element::new("body", NS_CLIENT).text(body));
         send(&answer).map_err(|e| {
             poolxmpp_sdk::warn!("cannot echo to {}: {e}", message.from);
@@ -30,8 +30,9 @@ impl Echo {
 
     fn iq(&self, iq: &Stanza) -> Result<(), StanzaError> {
         let payload = iq.payload()?.ok_or_else(StanzaError::bad_request)?;
-        let answer = match (payload.ns.as_str(), payload.name.as_str(), iq.type_.as_str()) {
-            (NS_DISCO_INFO, "query", "get") => Element::new("query", NS_DISCO_INFO)
+        let get = iq.type_ == StanzaType::Iq(IqType::Get);
+        let answer = match (payload.ns.as_str(), payload.name.as_str(), get) {
+            (NS_DISCO_INFO, "query", true) => Element::new("query", NS_DISCO_INFO)
                 .child(
                     Element::new("identity", NS_DISCO_INFO)
                         .attr("category", "component")
@@ -39,7 +40,7 @@ impl Echo {
                         .attr("name", "Echo"),
                 )
                 .child(Element::new("feature", NS_DISCO_INFO).attr("var", NS_DISCO_INFO)),
-            (NS_DISCO_ITEMS, "query", "get") => Element::new("query", NS_DISCO_ITEMS),
+            (NS_DISCO_ITEMS, "query", true) => Element::new("query", NS_DISCO_ITEMS),
             _ => return Err(StanzaError::service_unavailable()),
         };
         send(&iq_result(iq, Some(answer))).map_err(|_| StanzaError::internal_server_error())
@@ -52,12 +53,16 @@ impl Feature for Echo {
     }
 
     fn handle_stanza(&mut self, stanza: Stanza) -> Result<(), StanzaError> {
-        match stanza.type_.as_str() {
-            // Never answer errors or IQ results.
-            "error" | "result" => Ok(()),
-            _ if stanza.is_message() => self.echo(&stanza),
-            _ if stanza.is_request() => self.iq(&stanza),
-            _ => Ok(()),
+        // Never answer errors or IQ results.
+        if stanza.is_error() {
+            return Ok(());
+        }
+        if stanza.is_message() {
+            self.echo(&stanza)
+        } else if stanza.is_request() {
+            self.iq(&stanza)
+        } else {
+            Ok(())
         }
     }
 }
@@ -99,7 +104,7 @@ mod tests {
         let v = "<iq from='a@l/r' to='echo.l' type='get' id='v'><query xmlns='jabber:iq:version'/></iq>";
         assert_eq!(
             Echo.handle_stanza(Stanza::from_xml(v).unwrap()).unwrap_err().condition,
-            "service-unavailable"
+            poolxmpp_sdk::Condition::ServiceUnavailable
         );
     }
 }

@@ -24,12 +24,12 @@ impl Placement for Pin {
         })
     }
 
-    fn choose_node(&mut self, user: &str, view: &PoolView) -> String {
+    fn choose_node(&mut self, user: &str, view: &PoolView) -> Option<String> {
         if view.accepts(&self.node) {
             poolxmpp_sdk::debug!("placing {user} on {} (pinned)", self.node);
-            return self.node.clone();
+            return Some(self.node.clone());
         }
-        let hashed = hash_with_bounded_load(user, view, self.load_factor).unwrap_or_default();
+        let hashed = hash_with_bounded_load(user, view, self.load_factor);
         poolxmpp_sdk::debug!("{} is not accepting: placing {user} on {hashed:?} (hashing)", self.node);
         hashed
     }
@@ -51,8 +51,8 @@ mod tests {
     fn pins_while_the_node_accepts() {
         testing::reset();
         let v = view([node("n1", 0), node("n2", 100)]);
-        assert_eq!(pin("n2").choose_node("a@l", &v), "n2");
-        assert_eq!(pin("n1").choose_node("a@l", &v), "n1");
+        assert_eq!(pin("n2").choose_node("a@l", &v).unwrap_or_default(), "n2");
+        assert_eq!(pin("n1").choose_node("a@l", &v).unwrap_or_default(), "n1");
     }
 
     #[test]
@@ -65,9 +65,9 @@ mod tests {
                 ..node("n2", 0)
             },
         ]);
-        assert_eq!(pin("n2").choose_node("a@l", &v), "n1");
-        assert_eq!(pin("n9").choose_node("a@l", &v), "n1");
-        assert_eq!(pin("n9").choose_node("a@l", &view([])), "");
+        assert_eq!(pin("n2").choose_node("a@l", &v).unwrap_or_default(), "n1");
+        assert_eq!(pin("n9").choose_node("a@l", &v).unwrap_or_default(), "n1");
+        assert_eq!(pin("n9").choose_node("a@l", &view([])).unwrap_or_default(), "");
     }
 
     #[test]

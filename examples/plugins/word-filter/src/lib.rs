@@ -4,7 +4,7 @@
 //! The words come from the manifest: `[config] words = "spam,scam"` (comma-separated,
 //! matched case-insensitively as substrings of every `<body/>`).
 
-use poolxmpp_sdk::{Config, Direction, Element, ErrorType, Filter, Stanza, StanzaError, Verdict, NS_CLIENT};
+use poolxmpp_sdk::{Config, Direction, Element, Filter, Stanza, StanzaError, Verdict, NS_CLIENT};
 
 pub struct WordFilter {
     /// Lowercased.
@@ -31,7 +31,7 @@ impl Filter for WordFilter {
 
     fn check(&mut self, _direction: Direction, stanza: Stanza) -> Verdict {
         // Only messages carry bodies; errors are never bounced (no bounce loops).
-        if !stanza.is_message() || stanza.type_ == "error" || self.words.is_empty() {
+        if !stanza.is_message() || stanza.is_error() || self.words.is_empty() {
             return Verdict::Allow;
         }
         let Ok(message) = stanza.element() else {
@@ -46,7 +46,7 @@ impl Filter for WordFilter {
             Some(word) => {
                 poolxmpp_sdk::debug!("bouncing a message from {} containing {word:?}", stanza.from);
                 Verdict::Bounce(
-                    StanzaError::new(ErrorType::Modify, "policy-violation")
+                    StanzaError::policy_violation()
                         .with_text(format!("messages containing \"{word}\" are not allowed")),
                 )
             }
@@ -71,8 +71,8 @@ mod tests {
     fn bounces_configured_words_case_insensitively() {
         match check("this is SPAMmy") {
             Verdict::Bounce(e) => {
-                assert_eq!(e.condition, "policy-violation");
-                assert_eq!(e.type_, ErrorType::Modify);
+                assert_eq!(e.condition, poolxmpp_sdk::Condition::PolicyViolation);
+                assert_eq!(e.error_type(), poolxmpp_sdk::ErrorType::Modify);
             }
             v => panic!("expected a bounce, got {v:?}"),
         }

@@ -36,7 +36,17 @@ pub async fn choose(placement: &Placement, user: &str, nodes: &[LiveNode]) -> Op
         );
     };
     let reason = match ask_plugin(placement, name, user, nodes).await {
-        Ok(id) => match nodes.iter().find(|n| n.id == id && n.accepting) {
+        Ok(None) => {
+            // No preference for this user: a legitimate answer, not a failure.
+            placement.stats.fallbacks.fetch_add(1, Relaxed);
+            return fallback(
+                user,
+                nodes,
+                placement.config.load_factor,
+                format!("strategy {name} made no choice"),
+            );
+        }
+        Ok(Some(id)) => match nodes.iter().find(|n| n.id == id && n.accepting) {
             Some(node) => {
                 placement.stats.plugin_decisions.fetch_add(1, Relaxed);
                 return Some(Choice {
@@ -56,7 +66,12 @@ pub async fn choose(placement: &Placement, user: &str, nodes: &[LiveNode]) -> Op
 
 /// Ask the strategy plugin, within its own time budget plus a margin (calls queued
 /// behind a looping one must not hold logins longer than that).
-async fn ask_plugin(placement: &Placement, name: &str, user: &str, nodes: &[LiveNode]) -> Result<String, String> {
+async fn ask_plugin(
+    placement: &Placement,
+    name: &str,
+    user: &str,
+    nodes: &[LiveNode],
+) -> Result<Option<String>, String> {
     let active = placement.plugins.active();
     let plugin = active
         .by_name
