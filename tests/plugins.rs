@@ -255,6 +255,52 @@ fn contract_versions_side_by_side() {
     });
 }
 
+/// Issue 12: user events reach a plugin that asked for them, and a timer set before a hot
+/// reload fires in the new version.
+#[test]
+fn events_and_a_timer_across_a_hot_reload() {
+    with_plugins(&["event-probe"], |srv, dir| {
+        let rt = support::rt();
+        let mark = srv.log().len();
+        let mut alice = rt.block_on(login(srv, "alice", "ev"))?;
+        srv.wait_log(
+            mark,
+            "event user-online alice@localhost/ev features= build=first",
+            Duration::from_secs(10),
+        )?;
+        rt.block_on(async {
+            alice.message(&format!("probe.{DOMAIN}"), "timer t1 4000").await?;
+            alice.expect_message("timer t1 set").await?;
+            anyhow::Ok(())
+        })?;
+        let mark = srv.log().len();
+        let manifest = std::fs::read_to_string(dir.join("event-probe.toml"))?;
+        plugins::replace(
+            &dir.join("event-probe.toml"),
+            manifest.replace("build = \"first\"", "build = \"second\"").as_bytes(),
+        )?;
+        srv.wait_log(mark, "plugin loaded", Duration::from_secs(20))?;
+        srv.wait_log(
+            mark,
+            "event timer t1 set-by=first build=second",
+            Duration::from_secs(15),
+        )?;
+        let mark = srv.log().len();
+        rt.block_on(async {
+            alice
+                .send("<presence type='unavailable'><status>bye</status></presence>")
+                .await?;
+            anyhow::Ok(())
+        })?;
+        srv.wait_log(
+            mark,
+            "event user-offline alice@localhost/ev features= build=second",
+            Duration::from_secs(10),
+        )?;
+        Ok(())
+    });
+}
+
 /// Issue 3, must-show 4: the Python (componentize-py) plugin answers a stanza.
 #[test]
 fn python_plugin_answers() {

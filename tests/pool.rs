@@ -196,6 +196,63 @@ fn messages_across_nodes_and_failover() {
     });
 }
 
+/// Issue 12, must-show 1: XEP-0012 and XEP-0202 answered to slixmpp by the bundled
+/// last-activity and entity-time plugins on a two-node pool; bob logs out on n2 and alice,
+/// on n1, is told when and with which status.
+#[test]
+fn last_activity_and_time_across_two_nodes() {
+    let _machine = shared_machine();
+    must(|| {
+        let plugins = tempfile::tempdir()?;
+        support::plugins::install(plugins.path(), &["last-activity", "entity-time"])?;
+        let dir = plugins.path().to_path_buf();
+        let pool = TestPool::start_with(2, &|_, opts, _| {
+            opts.plugins_dir = Some(dir.clone());
+            Ok(())
+        })?;
+        pool.nodes[1].wait_log(0, "pool link up", Duration::from_secs(10))?;
+        std::thread::sleep(Duration::from_millis(2 * HEARTBEAT_MS));
+        pool.scenario("last_activity_and_time")?;
+        Ok(())
+    });
+}
+
+/// Issue 12: node events reach a plugin on every node, and a timer set on a node that is
+/// killed is adopted and fired by the survivor.
+#[test]
+fn node_events_and_timers_survive_a_nodes_death() {
+    let _machine = shared_machine();
+    must(|| {
+        let plugins = tempfile::tempdir()?;
+        support::plugins::install(plugins.path(), &["event-probe"])?;
+        let dir = plugins.path().to_path_buf();
+        let mut pool = TestPool::start_with(2, &|_, opts, _| {
+            opts.plugins_dir = Some(dir.clone());
+            Ok(())
+        })?;
+        pool.nodes[0].wait_log(0, "event node-joined n2", Duration::from_secs(10))?;
+        pool.nodes[1].wait_log(0, "event node-joined n1", Duration::from_secs(10))?;
+        let rt = support::rt();
+        rt.block_on(async {
+            let mut alice = login(&pool.nodes[1], "alice").await?;
+            alice
+                .message(&format!("probe.{}", support::DOMAIN), "timer on-n2 6000")
+                .await?;
+            alice.expect_message("timer on-n2 set").await?;
+            anyhow::Ok(())
+        })?;
+        pool.nodes[1].kill();
+        pool.nodes[0].wait_log(0, "event node-left n2", Duration::from_millis(LEASE_MS + 5_000))?;
+        pool.nodes[0].wait_log(
+            0,
+            "adopted the plugin timers of a node that left",
+            Duration::from_secs(5),
+        )?;
+        pool.nodes[0].wait_log(0, "event timer on-n2 set-by=first", Duration::from_secs(15))?;
+        Ok(())
+    });
+}
+
 impl TestPool {
     /// Run a slixmpp scenario with its clients spread round-robin over the live nodes.
     fn scenario(&self, name: &str) -> Result<String> {

@@ -55,6 +55,22 @@ pub enum Verdict {
     Refuse(Refusal),
 }
 
+/// Something around the features that they may react to (the contract's `event`), told
+/// by the RFC 6121 core (users) and the pool (nodes). Only features whose manifest asks
+/// for an event's kind are told of it.
+#[derive(Debug, Clone)]
+pub enum Event {
+    /// A resource of this node sent its initial presence.
+    UserOnline { jid: String, presence: Arc<Element> },
+    /// An available resource of this node went unavailable, by presence or because its
+    /// session ended (then `presence` is the one the server wrote for it).
+    UserOffline { jid: String, presence: Arc<Element> },
+    /// A node joined the pool (its id).
+    NodeJoined(String),
+    /// A node left the pool, by shutdown or failure (its id).
+    NodeLeft(String),
+}
+
 /// A feature's answer to a stanza it was handed: `Ok` once it has dealt with it.
 pub type Answer = BoxFuture<'static, Result<(), Refusal>>;
 
@@ -80,6 +96,8 @@ pub trait Features: Send + Sync {
     fn filtering(&self) -> bool;
     /// Run the filters over a stanza, in order, until one does not let it pass.
     fn filter<'a>(&'a self, direction: Direction, stanza: &'a Element) -> BoxFuture<'a, Verdict>;
+    /// Tell the features that asked for it; never waits on them.
+    fn notify(&self, event: Event);
 }
 
 /// A node without features: what in-process tests of the core start from.
@@ -103,6 +121,7 @@ impl Features for NoFeatures {
     fn filtering(&self) -> bool {
         false
     }
+    fn notify(&self, _: Event) {}
     fn filter<'a>(&'a self, _: Direction, _: &'a Element) -> BoxFuture<'a, Verdict> {
         Box::pin(async { Verdict::Pass })
     }

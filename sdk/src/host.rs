@@ -11,13 +11,24 @@ pub use crate::bindings::types::{LogLevel, ResourcePresence, RosterItem, SendErr
 #[cfg(target_arch = "wasm32")]
 mod imp {
     use super::{LogLevel, ResourcePresence, RosterItem, SendError, StorageError};
-    use crate::bindings::feature::poolxmpp::plugin::{clock, log, metrics, pool, presence, roster, router, storage};
+    use crate::bindings::feature::poolxmpp::plugin::{
+        clock, log, metrics, pool, presence, roster, router, storage, timers,
+    };
 
     pub fn log(level: LogLevel, message: &str) {
         log::write(level, message)
     }
     pub fn now_ms() -> u64 {
         clock::now_ms()
+    }
+    pub fn started_ms() -> u64 {
+        clock::started_ms()
+    }
+    pub fn set_timer(name: &str, after_ms: u64, payload: &[u8]) -> Result<(), StorageError> {
+        timers::set(name, after_ms, payload)
+    }
+    pub fn cancel_timer(name: &str) -> Result<bool, StorageError> {
+        timers::cancel(name)
     }
     pub fn increment(name: &str, delta: u64) {
         metrics::increment(name, delta)
@@ -70,6 +81,19 @@ mod imp {
     }
     pub fn now_ms() -> u64 {
         with_host(|h| h.now_ms)
+    }
+    pub fn started_ms() -> u64 {
+        with_host(|h| h.started_ms)
+    }
+    pub fn set_timer(name: &str, after_ms: u64, payload: &[u8]) -> Result<(), StorageError> {
+        with_host(|h| {
+            let due = h.now_ms.saturating_add(after_ms);
+            h.timers.insert(name.to_string(), (due, payload.to_vec()));
+            Ok(())
+        })
+    }
+    pub fn cancel_timer(name: &str) -> Result<bool, StorageError> {
+        with_host(|h| Ok(h.timers.remove(name).is_some()))
     }
     pub fn increment(name: &str, delta: u64) {
         with_host(|h| *h.counters.entry(name.to_string()).or_default() += delta)

@@ -11,6 +11,7 @@
 //! - [`Element`]: a small XML tree to read stanzas and build replies ([`xml`]).
 //! - [`stanza`]: replies, errors and [`send`]; [`jid`]: taking addresses apart.
 //! - [`storage`]: the plugin's key/value store, as text or JSON; [`log`]: the host log.
+//! - [`timers`]: callbacks after a delay that survive reloads, restarts and failover.
 //! - [`testing`] (native targets only): an in-memory host for unit tests.
 //!
 //! The generated bindings are in [`bindings`] for anything not wrapped here.
@@ -32,10 +33,12 @@ pub mod stanza;
 pub mod storage;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod testing;
+pub mod timers;
 pub mod xml;
 
 pub use bindings::types::{
-    Condition, Direction, ErrorType, Event, IqType, MessageType, PresenceType, Stanza, StanzaError, StanzaType, Verdict,
+    Condition, Direction, ErrorType, Event, IqType, MessageType, PresenceType, Stanza, StanzaError, StanzaType,
+    TimerFired, UserPresence, Verdict,
 };
 pub use config::Config;
 pub use feature::Feature;

@@ -30,6 +30,11 @@ pub struct MockHost {
     pub rosters: HashMap<String, Vec<RosterItem>>,
     pub resources: HashMap<String, Vec<ResourcePresence>>,
     pub now_ms: u64,
+    /// What `clock.started-ms` answers.
+    pub started_ms: u64,
+    /// Timers set and not cancelled: name → (due time, payload). [`due_timers`] takes
+    /// those due at `now_ms`, as the host would fire them.
+    pub timers: BTreeMap<String, (u64, Vec<u8>)>,
 }
 
 thread_local! {
@@ -51,6 +56,27 @@ pub fn take_sent() -> Vec<Element> {
     with_host(|h| std::mem::take(&mut h.sent))
         .iter()
         .map(|x| Element::parse_in(x, NS_CLIENT).expect("sent stanzas are checked when sent"))
+        .collect()
+}
+
+/// Take the timers due at the stand-in's `now_ms`, earliest first, as the `timer`
+/// events the host would send.
+pub fn due_timers() -> Vec<crate::Event> {
+    let mut due: Vec<(u64, String, Vec<u8>)> = with_host(|h| {
+        let names: Vec<String> = h
+            .timers
+            .iter()
+            .filter(|(_, (at, _))| *at <= h.now_ms)
+            .map(|(n, _)| n.clone())
+            .collect();
+        names
+            .into_iter()
+            .filter_map(|n| h.timers.remove(&n).map(|(at, p)| (at, n, p)))
+            .collect()
+    });
+    due.sort();
+    due.into_iter()
+        .map(|(_, name, payload)| crate::Event::Timer(crate::bindings::types::TimerFired { name, payload }))
         .collect()
 }
 

@@ -18,6 +18,7 @@ Accounts expected from the harness (see tests/support/mod.rs):
 from __future__ import annotations
 
 import asyncio
+import calendar
 import sys
 import time
 import xml.etree.ElementTree as ET
@@ -1226,6 +1227,72 @@ async def sc_simultaneous_subscriptions(env: Env) -> None:
         step(f"all {len(users)} roster items are 'both'")
     finally:
         await close_all(list(clients.values()))
+
+
+@scenario("last_activity_and_time")
+async def sc_last_activity_and_time(env: Env) -> None:
+    """XEP-0202 and XEP-0012 through slixmpp's plugins, answered by the last-activity and
+    entity-time plugins. In a pool (--node) alice, bob and eve are on different nodes:
+    bob's logout on his node is answered for on alice's."""
+    alice, bob, eve = env.jid("alice"), env.jid("bob"), env.jid("eve")
+    a = Client(env, alice + "/la")
+    b = Client(env, bob + "/lb")
+    e = Client(env, eve + "/le")
+    for c in (a, b, e):
+        c.register_plugin("xep_0012")
+        c.register_plugin("xep_0202")
+    try:
+        await a.start()
+        await b.start()
+        await e.start()
+        step(f"alice on {a.address}, bob on {b.address}, eve on {e.address}")
+        if bob not in (await a.roster_items()):
+            await subscribe_handshake(a, b)
+
+        t = await a.iq(_time_iq(a, env.domain), "XEP-0202: entity time of the server")
+        utc = t.xml.find("{urn:xmpp:time}time/{urn:xmpp:time}utc")
+        check(utc is not None and utc.text and utc.text.endswith("Z"), f"XEP-0202: <utc/> in UTC: {t}")
+        skew = abs(time.time() - calendar.timegm(time.strptime(utc.text[:19], "%Y-%m-%dT%H:%M:%S")))
+        check(skew < 120, f"XEP-0202: the server's time is {utc.text}, {skew:.0f}s off this machine's")
+        step(f"entity time {utc.text}")
+
+        up = await a.iq(_last_iq(a, env.domain), "XEP-0012 6: uptime of the server")
+        check(int(up["last_activity"]["seconds"]) >= 0, f"XEP-0012: server uptime: {up}")
+        step(f"server uptime {up['last_activity']['seconds']}s")
+
+        online = await a.iq(_last_iq(a, bob), "XEP-0012 4: last activity of an online contact")
+        check(online["last_activity"]["seconds"] == 0, f"XEP-0012 4: an online contact is 0 seconds idle: {online}")
+
+        b.send_presence(ptype="unavailable", pstatus="gone fishing")
+        await a.presences.wait(presence_pred(b.boundjid.full, "unavailable"), "bob's unavailable presence")
+        await b.stop()
+        await asyncio.sleep(1.2)
+        last = await a.iq(_last_iq(a, bob), "XEP-0012 4: last activity of a contact who logged out")
+        secs = last["last_activity"]["seconds"]
+        check(1 <= secs < 60, f"XEP-0012 4: seconds since bob logged out: {last}")
+        check(last["last_activity"]["status"] == "gone fishing", f"XEP-0012 4: the status of bob's last unavailable presence: {last}")
+        step(f"bob logged out {secs}s ago: {last['last_activity']['status']!r}")
+
+        refused = await e.iq_error(_last_iq(e, bob), "XEP-0012 4: a stranger asks for bob's last activity")
+        check(refused["error"]["condition"] == "forbidden", f"XEP-0012 4: no subscription, so forbidden: {refused}")
+    finally:
+        await close_all([a, b, e])
+
+
+def _last_iq(c: Client, to: str) -> Any:
+    iq = c.Iq()
+    iq["type"] = "get"
+    iq["to"] = to
+    iq.enable("last_activity")
+    return iq
+
+
+def _time_iq(c: Client, to: str) -> Any:
+    iq = c.Iq()
+    iq["type"] = "get"
+    iq["to"] = to
+    iq.enable("entity_time")
+    return iq
 
 
 def main(argv: list[str]) -> int:

@@ -6,8 +6,10 @@ use std::sync::Arc;
 
 use jid::Jid;
 
+use super::manifest::{EventKind, World};
 use super::{types, Fault, PluginHandle, Plugins};
-use crate::features::{Answer, BoxFuture, Direction, Feature, Features, Refusal, Verdict};
+use crate::features::{Answer, BoxFuture, Direction, Event, Feature, Features, Refusal, Verdict};
+use crate::store::StoredTimer;
 use crate::xml::Element;
 
 impl Feature for PluginHandle {
@@ -74,6 +76,66 @@ impl Features for Plugins {
             }
             Verdict::Pass
         })
+    }
+
+    fn notify(&self, event: Event) {
+        if let Event::NodeLeft(node) = &event {
+            if let Some(timers) = self.timers().cloned() {
+                let node = node.clone();
+                tokio::spawn(async move { timers.adopt(&node).await });
+            }
+        }
+        let kind = match &event {
+            Event::UserOnline { .. } => EventKind::UserOnline,
+            Event::UserOffline { .. } => EventKind::UserOffline,
+            Event::NodeJoined(_) => EventKind::NodeJoined,
+            Event::NodeLeft(_) => EventKind::NodeLeft,
+        };
+        let active = self.active();
+        let mut told = active
+            .by_name
+            .values()
+            .filter(|p| p.manifest.world == World::Feature && p.manifest.events.contains(&kind))
+            .peekable();
+        if told.peek().is_none() {
+            return;
+        }
+        let wit = to_wit(event);
+        for plugin in told {
+            plugin.send_event(wit.clone());
+        }
+    }
+}
+
+/// An event in the contract's terms.
+fn to_wit(event: Event) -> types::Event {
+    let user = |jid: String, presence: &Element| types::UserPresence {
+        jid,
+        presence: presence.to_xml(),
+        features: Vec::new(),
+    };
+    match event {
+        Event::UserOnline { jid, presence } => types::Event::UserOnline(user(jid, &presence)),
+        Event::UserOffline { jid, presence } => types::Event::UserOffline(user(jid, &presence)),
+        Event::NodeJoined(node) => types::Event::NodeJoined(node),
+        Event::NodeLeft(node) => types::Event::NodeLeft(node),
+    }
+}
+
+impl super::timers::Deliver for Plugins {
+    fn would_take(&self, plugin: &str) -> bool {
+        self.active().by_name.contains_key(plugin)
+    }
+
+    fn deliver(&self, timer: &StoredTimer) -> bool {
+        let Some(plugin) = self.active().by_name.get(&timer.plugin).cloned() else {
+            return false;
+        };
+        plugin.send_event(types::Event::Timer(types::TimerFired {
+            name: timer.name.clone(),
+            payload: timer.payload.clone(),
+        }));
+        true
     }
 }
 

@@ -10,7 +10,7 @@ use wasmtime::component::ResourceTable;
 use wasmtime::StoreLimits;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
-use super::bindings::latest::{clock, log, metrics, pool, presence, roster, router, storage, types};
+use super::bindings::latest::{clock, log, metrics, pool, presence, roster, router, storage, timers, types};
 use super::host::HostCaps;
 use super::stats::PluginStats;
 use crate::context::Context;
@@ -83,6 +83,34 @@ impl clock::Host for PluginState {
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_millis() as u64)
             .unwrap_or(0)
+    }
+
+    async fn started_ms(&mut self) -> u64 {
+        super::started_ms()
+    }
+}
+
+impl timers::Host for PluginState {
+    async fn set(&mut self, name: String, after_ms: u64, payload: Vec<u8>) -> Result<(), StorageError> {
+        let plugins = self.host.plugins.upgrade().ok_or(StorageError::ShuttingDown)?;
+        let timers = plugins.timers().ok_or(StorageError::ShuttingDown)?;
+        timers
+            .set(&self.name, &name, after_ms, payload)
+            .await
+            .map_err(timer_error)
+    }
+
+    async fn cancel(&mut self, name: String) -> Result<bool, StorageError> {
+        let plugins = self.host.plugins.upgrade().ok_or(StorageError::ShuttingDown)?;
+        let timers = plugins.timers().ok_or(StorageError::ShuttingDown)?;
+        timers.cancel(&self.name, &name).await.map_err(timer_error)
+    }
+}
+
+fn timer_error(e: super::timers::TimerRefused) -> StorageError {
+    match e {
+        super::timers::TimerRefused::TooLarge(limit) => StorageError::TooLarge(limit),
+        super::timers::TimerRefused::Store(why) => StorageError::Unavailable(why),
     }
 }
 

@@ -14,6 +14,16 @@ pub enum World {
     Placement,
 }
 
+/// The kinds of `event` a manifest may ask for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum EventKind {
+    UserOnline,
+    UserOffline,
+    NodeJoined,
+    NodeLeft,
+}
+
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Manifest {
@@ -34,6 +44,9 @@ pub struct Manifest {
     /// Features added to the server's disco#info.
     #[serde(default)]
     pub disco_features: Vec<String>,
+    /// The event kinds a feature plugin is told of (its own timers always reach it).
+    #[serde(default)]
+    pub events: Vec<EventKind>,
     #[serde(default)]
     pub limits: PluginLimits,
     /// Free-form settings handed to `init`.

@@ -6,6 +6,7 @@
 //! - [`breaker`]: whom a failing plugin stops serving (one sender, or everyone), how long.
 //! - [`input`]: what a plugin is handed: bounded, with normalised addresses.
 //! - [`imports`]: the host side of the WIT imports.
+//! - [`timers`]: plugin timers, kept in the store and fired by one scheduler per node.
 //! - [`watch`]: the directory watcher and the admin socket.
 //! - this module: the registry — which plugin claims what — and make-before-break swaps.
 //!
@@ -24,6 +25,7 @@ pub mod input;
 pub mod instance;
 pub mod manifest;
 pub mod stats;
+pub mod timers;
 pub mod watch;
 
 use std::collections::{BTreeMap, HashMap};
@@ -135,6 +137,13 @@ impl PluginHandle {
         }
     }
 
+    /// Tell a feature plugin of an event; fire and forget. A full queue drops it, logged.
+    pub fn send_event(&self, event: types::Event) {
+        if let Err(fault) = self.enqueue(Call::Event(event)) {
+            tracing::warn!(plugin = %self.name(), %fault, "event not delivered");
+        }
+    }
+
     /// Tell a placement plugin the set of live nodes changed; fire and forget.
     pub fn pool_changed(&self, view: types::PoolView) {
         let _ = self.enqueue(Call::PoolChange(view));
@@ -209,6 +218,23 @@ pub struct Plugins {
     loading: tokio::sync::Mutex<()>,
     /// Where each version's instance task runs; it ends on this group's signal.
     tasks: crate::tasks::Tasks,
+    /// Started by [`Plugins::attach`], when the store is known.
+    timers: OnceLock<Arc<timers::Timers>>,
+}
+
+/// When the runtime was created, i.e. when this node's server process started (what
+/// plugins read as `clock.started-ms`).
+static STARTED_MS: OnceLock<u64> = OnceLock::new();
+
+pub fn started_ms() -> u64 {
+    *STARTED_MS.get_or_init(now_ms)
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -242,6 +268,7 @@ impl Plugins {
         pool.total_tables(2048);
         pool.max_memory_size(1 << 30);
         config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+        started_ms();
         let engine = Engine::new(&config)?;
         let linkers = Arc::new(Linkers::new(&engine)?);
         spawn_epoch_ticker(engine.weak());
@@ -260,16 +287,31 @@ impl Plugins {
             any_address: AtomicBool::new(false),
             loading: tokio::sync::Mutex::new(()),
             tasks,
+            timers: OnceLock::new(),
         })
     }
 
-    /// Give plugins their host capabilities (see [`host`]); once, before any is loaded.
+    /// Give plugins their host capabilities (see [`host`]) and start their timers; once,
+    /// before any plugin is loaded.
     pub fn attach(self: &Arc<Self>, ctx: Weak<crate::context::Context>, ownership: Option<Arc<dyn Ownership>>) {
+        let node = ownership
+            .as_ref()
+            .map_or_else(|| LOCAL_NODE.to_string(), |o| o.node_id().to_string());
+        if let Some(store) = ctx.upgrade().map(|c| c.store.clone()) {
+            let deliver: Weak<dyn timers::Deliver> = Arc::downgrade(self) as Weak<dyn timers::Deliver>;
+            let _ = self
+                .timers
+                .set(timers::Timers::start(node, store, deliver, &self.tasks));
+        }
         let _ = self.host.set(HostCaps {
             ctx,
             plugins: Arc::downgrade(self),
             ownership,
         });
+    }
+
+    pub fn timers(&self) -> Option<&Arc<timers::Timers>> {
+        self.timers.get()
     }
 
     pub fn active(&self) -> Arc<Active> {

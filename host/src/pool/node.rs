@@ -10,6 +10,7 @@ use tokio::sync::mpsc;
 use super::link::{Frame, LinkEvent};
 use super::Pool;
 use crate::context::Context;
+use crate::features::Event;
 
 /// Apply what other nodes tell us.
 pub async fn run_events(ctx: Arc<Context>, pool: Arc<Pool>, mut events: mpsc::UnboundedReceiver<LinkEvent>) {
@@ -184,7 +185,9 @@ pub async fn run_mesh(ctx: Arc<Context>, pool: Arc<Pool>) {
             if !live_set.contains(&(node.clone(), epoch)) {
                 pool.links.drop_peer(&node);
             }
-            known.insert((node, epoch));
+            if known.insert((node.clone(), epoch)) {
+                ctx.features.notify(Event::NodeJoined(node));
+            }
         }
         // Failover: a node we knew is no longer live under that epoch.
         let gone: Vec<(String, i64)> = known.iter().filter(|k| !live_set.contains(k)).cloned().collect();
@@ -196,6 +199,7 @@ pub async fn run_mesh(ctx: Arc<Context>, pool: Arc<Pool>) {
 }
 
 async fn fail_over(ctx: &Arc<Context>, node: &str) {
+    ctx.features.notify(Event::NodeLeft(node.to_string()));
     let lost = ctx.sessions.forget_node(node);
     tracing::warn!(%node, sessions = lost.len(), "node left the pool: its sessions are gone");
     for r in &lost {

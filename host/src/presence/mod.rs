@@ -10,6 +10,7 @@ use jid::Jid;
 use crate::context::Context;
 use crate::delivery::offline::{deliver_offline, OfflineTurn};
 use crate::delivery::{deliver_to_available, target, Target};
+use crate::features::Event;
 use crate::sessions::Session;
 use crate::stanza::PresenceType;
 use crate::xml::{Element, NS_CLIENT};
@@ -103,8 +104,20 @@ async fn broadcast(ctx: &Arc<Context>, client: &mut Session, stanza: Element, av
         ctx.sessions
             .set_presence(&client.bare, client.id, Some(stanza.clone()), priority_of(&stanza));
         client.available = true;
+        if initial {
+            ctx.features.notify(Event::UserOnline {
+                jid: client.jid.to_string(),
+                presence: stanza.clone(),
+            });
+        }
     } else {
         ctx.sessions.set_presence(&client.bare, client.id, None, 0);
+        if client.available {
+            ctx.features.notify(Event::UserOffline {
+                jid: client.jid.to_string(),
+                presence: stanza.clone(),
+            });
+        }
         client.available = false;
         // Back to this resource too (§4.5.2). A session that ended is out of the table
         // already, so it is sent nothing.

@@ -11,6 +11,7 @@
 mod accounts;
 mod offline;
 mod plugin_kv;
+mod plugin_timers;
 pub mod pool;
 mod roster;
 
@@ -21,6 +22,7 @@ use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::{AnyPool, Executor};
 
 pub use accounts::{RemovedAccount, RemovedContact, ScramKeys, StoredCredentials};
+pub use plugin_timers::StoredTimer;
 pub use roster::{ItemUpdate, RosterItem, Subscription};
 
 #[derive(Debug, thiserror::Error)]

@@ -209,16 +209,17 @@ pub fn verdict(v: types::Verdict) -> latest::types::Verdict {
     }
 }
 
-/// Events 0.1 knows; newer kinds are not delivered to a 0.1 plugin.
+/// Events 0.1 knows, in its shape (users by bare JID); timers are not delivered to a 0.1
+/// plugin (it cannot set any).
 pub fn event(e: &latest::types::Event) -> Option<types::Event> {
     use latest::types::Event as E;
+    let bare = |jid: &str| jid.split_once('/').map_or(jid, |(b, _)| b).to_string();
     Some(match e {
-        E::UserOnline(jid) => types::Event::UserOnline(jid.clone()),
-        E::UserOffline(jid) => types::Event::UserOffline(jid.clone()),
+        E::UserOnline(user) => types::Event::UserOnline(bare(&user.jid)),
+        E::UserOffline(user) => types::Event::UserOffline(bare(&user.jid)),
         E::NodeJoined(node) => types::Event::NodeJoined(node.clone()),
         E::NodeLeft(node) => types::Event::NodeLeft(node.clone()),
-        E::OwnershipGained(key) => types::Event::OwnershipGained(key.clone()),
-        E::OwnershipLost(key) => types::Event::OwnershipLost(key.clone()),
+        E::Timer(_) => return None,
     })
 }
 

@@ -2,4 +2,4 @@
 
 worlds!("../wit/v0.2.0");
 
-pub use feature::poolxmpp::plugin::{clock, log, metrics, pool, presence, roster, router, storage, types};
+pub use feature::poolxmpp::plugin::{clock, log, metrics, pool, presence, roster, router, storage, timers, types};
