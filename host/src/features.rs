@@ -7,6 +7,9 @@
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::{AcquireError, OwnedSemaphorePermit, Semaphore};
 
 use crate::stanza::Condition;
 pub use crate::stanza::ErrorType;
@@ -45,6 +48,32 @@ pub enum Refusal {
     Failed,
 }
 
+/// Stanzas one client session may have handed to features and not yet seen answered.
+/// A feature's queue (`[limits] queue` of its manifest) is shared by every sender, so a
+/// client that bursts past it would otherwise have the rest refused with
+/// `<resource-constraint/>` (and deny the feature to everyone else meanwhile); past this
+/// many, the session's read loop waits for its own answers instead, which paces the
+/// client through its TCP stream.
+pub const FEATURE_CALLS_PER_SESSION: usize = 64;
+
+/// A client session's feature calls in flight (see [`FEATURE_CALLS_PER_SESSION`]).
+#[derive(Debug, Clone)]
+pub struct FeatureCalls(Arc<Semaphore>);
+
+impl Default for FeatureCalls {
+    fn default() -> Self {
+        FeatureCalls(Arc::new(Semaphore::new(FEATURE_CALLS_PER_SESSION)))
+    }
+}
+
+impl FeatureCalls {
+    /// Room for one more call, held until its answer; waits while the session has
+    /// [`FEATURE_CALLS_PER_SESSION`] unanswered.
+    pub async fn acquire(&self) -> Result<OwnedSemaphorePermit, AcquireError> {
+        self.0.clone().acquire_owned().await
+    }
+}
+
 /// What the filters made of a stanza.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Verdict {
@@ -80,6 +109,12 @@ pub trait Feature: Send + Sync {
     /// Queue a stanza for it. Queuing is synchronous, so stanzas reach a feature in the
     /// order they were routed; the answer comes later and is never waited for in line.
     fn submit(&self, stanza: &Element) -> Result<Answer, Refusal>;
+    /// [`Feature::submit`] for a client's read loop, which may wait: a full queue is waited
+    /// on for up to `wait` before the stanza is refused. By default it does not wait.
+    fn submit_waiting<'a>(&'a self, stanza: &'a Element, wait: Duration) -> BoxFuture<'a, Result<Answer, Refusal>> {
+        let _ = wait;
+        Box::pin(std::future::ready(self.submit(stanza)))
+    }
 }
 
 /// The features of a node, as one consistent set at a time (plugins come and go).

@@ -37,6 +37,9 @@ pub struct Session {
     /// Entities that got directed available presence and must hear our unavailable
     /// (RFC 6121 §4.6.3).
     pub directed: HashSet<String>,
+    /// Stanzas handed to features and not answered yet, which paces a client bursting at
+    /// a feature (see [`crate::features::FeatureCalls`]).
+    pub feature_calls: crate::features::FeatureCalls,
 }
 
 /// How the table reaches the other nodes of a pool; the pool implements it over its links.

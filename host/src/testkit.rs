@@ -95,6 +95,7 @@ impl Node {
                 peer: Ipv4Addr::LOCALHOST.into(),
                 available: false,
                 directed: HashSet::new(),
+                feature_calls: Default::default(),
             },
             inbox,
             ctx: self.ctx.clone(),

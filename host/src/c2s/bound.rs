@@ -50,6 +50,7 @@ impl Bound {
                 peer,
                 available: false,
                 directed: HashSet::new(),
+                feature_calls: Default::default(),
             },
             tx,
             kill,

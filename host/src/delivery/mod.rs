@@ -5,11 +5,13 @@
 //! deliver through here; the router on top decides which service a stanza is for.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use jid::Jid;
+use tokio::sync::OwnedSemaphorePermit;
 
 use crate::context::Context;
-use crate::features::{Feature, Refusal};
+use crate::features::{Answer, Feature, FeatureCalls, Refusal};
 use crate::stanza::{error_reply, error_reply_as, may_bounce, Condition, MessageType};
 use crate::xml::{Element, NS_CLIENT};
 
@@ -79,14 +81,52 @@ fn bare_part(to: &Jid) -> &str {
     }
 }
 
+/// How long a client's stanza for a feature may wait, for the session's own calls to be
+/// answered and then for room in the feature's queue, before it is refused with
+/// `<resource-constraint/>` after all (a feature that does not keep up must not hold the
+/// client's stream for longer).
+const FEATURE_CALL_WAIT: Duration = Duration::from_secs(10);
+
 /// Hand a stanza to the feature that claims it; its refusal becomes the sender's error
 /// reply. Never waits for the feature, so a feature sending to itself cannot deadlock.
 pub fn dispatch_to_feature(ctx: &Arc<Context>, feature: &dyn Feature, stanza: Element) {
-    match feature.submit(&stanza) {
+    let submitted = feature.submit(&stanza);
+    answered(ctx, stanza, submitted, None);
+}
+
+/// [`dispatch_to_feature`] for a stanza from a local client, which waits instead of being
+/// refused: while the session has [`crate::features::FEATURE_CALLS_PER_SESSION`] calls
+/// unanswered, then while the feature's queue is full (in turn with other clients), both
+/// within [`FEATURE_CALL_WAIT`]. So a burst is paced by the feature, through the client's
+/// TCP stream, and one client holds only its share of the queue every sender uses. Only the
+/// client's read loop waits; the feature never waits on it (its answers are queued without
+/// waiting), so this cannot deadlock either.
+pub async fn dispatch_from_client(ctx: &Arc<Context>, calls: &FeatureCalls, feature: &dyn Feature, stanza: Element) {
+    let deadline = tokio::time::Instant::now() + FEATURE_CALL_WAIT;
+    // The semaphore is never closed; a timeout means the feature is not keeping up.
+    let Ok(Ok(permit)) = tokio::time::timeout_at(deadline, calls.acquire()).await else {
+        return bounce_refusal(ctx, &stanza, &Refusal::Busy);
+    };
+    let wait = deadline.saturating_duration_since(tokio::time::Instant::now());
+    let submitted = feature.submit_waiting(&stanza, wait).await;
+    answered(ctx, stanza, submitted, Some(permit));
+}
+
+/// Wait for a submitted stanza's answer in a task of its own (`permit` is held until
+/// then); a refusal becomes the sender's error reply.
+fn answered(
+    ctx: &Arc<Context>,
+    stanza: Element,
+    submitted: Result<Answer, Refusal>,
+    permit: Option<OwnedSemaphorePermit>,
+) {
+    match submitted {
         Ok(answer) => {
             let ctx = ctx.clone();
             tokio::spawn(async move {
-                if let Err(refusal) = answer.await {
+                let outcome = answer.await;
+                drop(permit);
+                if let Err(refusal) = outcome {
                     bounce_refusal(&ctx, &stanza, &refusal);
                 }
             });

@@ -3,6 +3,7 @@
 
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
+use std::time::Duration;
 
 use jid::Jid;
 
@@ -18,16 +19,23 @@ impl Feature for PluginHandle {
     }
 
     fn submit(&self, stanza: &Element) -> Result<Answer, Refusal> {
-        let reply = self.submit_stanza(stanza)?;
-        Ok(Box::pin(async move {
-            match reply.await {
-                Ok(Ok(Ok(()))) => Ok(()),
-                Ok(Ok(Err(err))) => Err(err.into()),
-                Ok(Err(fault)) => Err(fault.into()),
-                Err(_) => Err(Refusal::Unavailable), // unloaded with the call queued
-            }
-        }))
+        Ok(answer(self.submit_stanza(stanza)?))
     }
+
+    fn submit_waiting<'a>(&'a self, stanza: &'a Element, wait: Duration) -> BoxFuture<'a, Result<Answer, Refusal>> {
+        Box::pin(async move { Ok(answer(self.submit_stanza_waiting(stanza, wait).await?)) })
+    }
+}
+
+fn answer(reply: super::StanzaReply) -> Answer {
+    Box::pin(async move {
+        match reply.await {
+            Ok(Ok(Ok(()))) => Ok(()),
+            Ok(Ok(Err(err))) => Err(err.into()),
+            Ok(Err(fault)) => Err(fault.into()),
+            Err(_) => Err(Refusal::Unavailable), // unloaded with the call queued
+        }
+    })
 }
 
 impl Features for Plugins {

@@ -32,8 +32,8 @@ use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
 use std::sync::atomic::Ordering::Relaxed;
-use std::sync::{Arc, OnceLock, RwLock, Weak};
-use std::time::SystemTime;
+use std::sync::{Arc, Mutex, OnceLock, RwLock, Weak};
+use std::time::{Duration, SystemTime};
 
 use sha2::Digest;
 use tokio::sync::{mpsc, oneshot};
@@ -54,6 +54,9 @@ use crate::xml::Element;
 /// What a feature plugin made of a stanza, once it has run.
 pub type StanzaReply = oneshot::Receiver<Result<Result<(), types::StanzaError>, Fault>>;
 
+/// How often a plugin's full queue is logged at most while it keeps refusing calls.
+const BUSY_LOG_INTERVAL: Duration = Duration::from_secs(10);
+
 /// Until the pool exists every key is owned here.
 pub const LOCAL_NODE: &str = "local";
 
@@ -70,6 +73,8 @@ pub struct PluginHandle {
     intake: Arc<Intake>,
     /// The contract version its component was built for.
     pub version: Version,
+    /// When a full queue was last logged (see [`PluginHandle::refuse_busy`]).
+    busy_logged: Mutex<Option<std::time::Instant>>,
 }
 
 impl PluginHandle {
@@ -82,12 +87,27 @@ impl PluginHandle {
             return Err(Fault::Disabled(reason));
         }
         self.tx.try_send(call).map_err(|e| match e {
-            mpsc::error::TrySendError::Full(_) => {
-                self.stats.refused.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                Fault::Busy
-            }
+            mpsc::error::TrySendError::Full(_) => self.refuse_busy(),
             mpsc::error::TrySendError::Closed(_) => Fault::Disabled("unloaded".into()),
         })
+    }
+
+    /// Count a call refused because the queue is full, and say so in the log (at most once
+    /// per [`BUSY_LOG_INTERVAL`]: a full queue refuses many calls at once).
+    fn refuse_busy(&self) -> Fault {
+        let refused = self.stats.refused.fetch_add(1, Relaxed) + 1;
+        let mut last = self.busy_logged.lock().expect("busy log lock");
+        let now = std::time::Instant::now();
+        if last.is_none_or(|t| now.duration_since(t) >= BUSY_LOG_INTERVAL) {
+            *last = Some(now);
+            tracing::warn!(
+                plugin = %self.name(),
+                queue = self.manifest.limits.queue,
+                refused,
+                "plugin queue full: refusing calls with resource-constraint"
+            );
+        }
+        Fault::Busy
     }
 
     /// Queue a stanza for a feature plugin; the receiver yields its answer. Queuing is
@@ -100,6 +120,32 @@ impl PluginHandle {
             sender: prepared.sender,
             reply,
         })?;
+        Ok(rx)
+    }
+
+    /// [`Self::submit_stanza`], but a full queue is waited on for up to `wait` (in turn
+    /// with other waiters) before the stanza is refused: for a client's read loop, which
+    /// may be paced by the plugin. Its stanzas still reach the plugin in the order routed.
+    pub async fn submit_stanza_waiting(&self, stanza: &Element, wait: Duration) -> Result<StanzaReply, Fault> {
+        if let Some(reason) = self.health.disabled() {
+            return Err(Fault::Disabled(reason));
+        }
+        let prepared = self.intake.prepare(stanza, self.version)?;
+        let room = match self.tx.try_reserve() {
+            Ok(room) => room,
+            Err(mpsc::error::TrySendError::Closed(())) => return Err(Fault::Disabled("unloaded".into())),
+            Err(mpsc::error::TrySendError::Full(())) => match tokio::time::timeout(wait, self.tx.reserve()).await {
+                Ok(Ok(room)) => room,
+                Ok(Err(_)) => return Err(Fault::Disabled("unloaded".into())),
+                Err(_) => return Err(self.refuse_busy()),
+            },
+        };
+        let (reply, rx) = oneshot::channel();
+        room.send(Call::Stanza {
+            stanza: prepared.stanza,
+            sender: prepared.sender,
+            reply,
+        });
         Ok(rx)
     }
 
@@ -450,6 +496,7 @@ impl Plugins {
             loaded_at: SystemTime::now(),
             intake: self.intake.clone(),
             version,
+            busy_logged: Mutex::new(None),
         }))
     }
 

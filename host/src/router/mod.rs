@@ -11,7 +11,9 @@ use std::sync::Arc;
 use jid::Jid;
 
 use crate::context::Context;
-use crate::delivery::{bounce, bounce_refusal, deliver_message, dispatch_to_feature, target, Target};
+use crate::delivery::{
+    bounce, bounce_refusal, deliver_message, dispatch_from_client, dispatch_to_feature, target, Target,
+};
 use crate::features::{Direction, Verdict};
 use crate::sessions::Session;
 use crate::stanza::{Condition, Kind, Outcome, PresenceType, StanzaError};
@@ -35,7 +37,7 @@ pub async fn route_from_client(ctx: &Arc<Context>, client: &mut Session, stanza:
     // Addressed once per stanza (it allocates the bare JID and resource).
     let dest = to.as_ref().map(|to| target(ctx, to));
     if let Some(Target::Feature(feature)) = &dest {
-        return dispatch_to_feature(ctx, &**feature, stanza);
+        return dispatch_from_client(ctx, &client.feature_calls, &**feature, stanza).await;
     }
     match kind {
         Kind::Presence => {
