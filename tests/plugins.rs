@@ -1,5 +1,5 @@
 //! Plugin runtime end to end: components built by `poolxmpp plugin build` (and
-//! componentize-py), loaded from the plugins directory by the real binary, driven by
+//! componentize-py, jco), loaded from the plugins directory by the real binary, driven by
 //! slixmpp (vCard) and raw sockets (containment, filters, echo).
 
 mod support;
@@ -222,6 +222,64 @@ fn python_plugin_answers() {
                 got.attr("from").is_some_and(|f| f.starts_with("pyecho.")),
                 "reply: {}",
                 got.raw
+            );
+            anyhow::Ok(())
+        })
+    });
+}
+
+/// Send `<iq type='get'><query xmlns='NS'/></iq>` to `to` and wait for the answer.
+async fn query(conn: &mut RawConn, to: &str, ns: &str) -> Result<support::xml::Element> {
+    let id = support::raw::next_id("query");
+    conn.send(format!("<iq type='get' id='{id}' to='{to}'><query xmlns='{ns}'/></iq>"))
+        .await?;
+    conn.wait_for(Duration::from_secs(10), &format!("answer to {ns} from {to}"), |e| {
+        e.local == "iq" && e.attr("id") == Some(id.as_str())
+    })
+    .await
+}
+
+/// The JavaScript (jco, QuickJS) plugin echoes a body that needs escaping, answers
+/// disco#info and disco#items for itself, and refuses other queries with
+/// service-unavailable.
+#[test]
+fn js_plugin_answers() {
+    const NS_DISCO_INFO: &str = "http://jabber.org/protocol/disco#info";
+    const NS_DISCO_ITEMS: &str = "http://jabber.org/protocol/disco#items";
+    with_plugins(&["js-echo"], |srv, _dir| {
+        support::rt().block_on(async {
+            let service = format!("jsecho.{DOMAIN}");
+            let mut alice = login(srv, "alice", "raw").await?;
+            let body = "hello from rust: <b> & 'q' \u{e9}\u{1f600}";
+            alice.message(&service, body).await?;
+            let got = alice.expect_message(body).await?;
+            ensure!(
+                got.attr("from") == Some(service.as_str()) && got.attr("type") == Some("chat"),
+                "reply: {}",
+                got.raw
+            );
+
+            let info = query(&mut alice, &service, NS_DISCO_INFO).await?;
+            let identity = info
+                .child("query", NS_DISCO_INFO)
+                .and_then(|q| q.child("identity", NS_DISCO_INFO));
+            ensure!(
+                info.attr("type") == Some("result")
+                    && identity.is_some_and(|i| i.attr("name") == Some("JavaScript echo")),
+                "disco#info: {}",
+                info.raw
+            );
+            let items = query(&mut alice, &service, NS_DISCO_ITEMS).await?;
+            ensure!(
+                items.attr("type") == Some("result") && items.child("query", NS_DISCO_ITEMS).is_some(),
+                "disco#items: {}",
+                items.raw
+            );
+            let version = query(&mut alice, &service, "jabber:iq:version").await?;
+            ensure!(
+                version.attr("type") == Some("error") && condition(&version) == "service-unavailable",
+                "jabber:iq:version: {}",
+                version.raw
             );
             anyhow::Ok(())
         })
