@@ -355,3 +355,54 @@ fn a_burst_from_one_client_is_answered_in_full() {
         })
     });
 }
+
+/// The JavaScript (jco, QuickJS) plugin echoes a body that needs escaping, answers
+/// disco#info and disco#items for itself, and refuses other queries with
+/// service-unavailable.
+#[test]
+fn js_plugin_answers() {
+    const NS_DISCO_INFO: &str = "http://jabber.org/protocol/disco#info";
+    const NS_DISCO_ITEMS: &str = "http://jabber.org/protocol/disco#items";
+    with_plugins(&["js-echo"], |srv, _dir| {
+        support::rt().block_on(async {
+            let service = format!("jsecho.{DOMAIN}");
+            let mut alice = login(srv, "alice", "raw").await?;
+            let body = "hello from rust: <b> & 'q' \u{e9}\u{1f600}";
+            alice.message(&service, body).await?;
+            let got = alice.expect_message(body).await?;
+            ensure!(
+                got.attr("from") == Some(service.as_str()) && got.attr("type") == Some("chat"),
+                "reply: {}",
+                got.raw
+            );
+
+            let info = alice
+                .iq_get(&service, &format!("<query xmlns='{NS_DISCO_INFO}'/>"))
+                .await?;
+            let identity = info
+                .child("query", NS_DISCO_INFO)
+                .and_then(|q| q.child("identity", NS_DISCO_INFO));
+            ensure!(
+                info.attr("type") == Some("result")
+                    && identity.is_some_and(|i| i.attr("name") == Some("JavaScript echo")),
+                "disco#info: {}",
+                info.raw
+            );
+            let items = alice
+                .iq_get(&service, &format!("<query xmlns='{NS_DISCO_ITEMS}'/>"))
+                .await?;
+            ensure!(
+                items.attr("type") == Some("result") && items.child("query", NS_DISCO_ITEMS).is_some(),
+                "disco#items: {}",
+                items.raw
+            );
+            let version = alice.iq_get(&service, "<query xmlns='jabber:iq:version'/>").await?;
+            ensure!(
+                version.attr("type") == Some("error") && condition(&version) == "service-unavailable",
+                "jabber:iq:version: {}",
+                version.raw
+            );
+            anyhow::Ok(())
+        })
+    });
+}

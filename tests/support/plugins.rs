@@ -1,6 +1,7 @@
 //! Plugin components for the integration tests, built once per `cargo test` run by the
-//! real `poolxmpp plugin build` command (and componentize-py for the Python example), into
-//! a separate target directory so the nested cargo never waits on the outer one's lock.
+//! real `poolxmpp plugin build` command (and the build scripts of the Python and JavaScript
+//! examples, with componentize-py and jco), into a separate target directory so the nested
+//! cargo never waits on the outer one's lock.
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -47,22 +48,32 @@ fn build() -> Result<PathBuf> {
             String::from_utf8_lossy(&output.stderr)
         );
     }
-    let py = workspace_root().join("examples/plugins/python-echo");
+    // The examples in other languages have their own build scripts (componentize-py, jco),
+    // whose tools go under `base` like the nested cargo's target.
+    for name in ["python-echo", "js-echo"] {
+        build_example(name, &base, &out)?;
+    }
+    Ok(out)
+}
+
+/// Run `examples/plugins/NAME/build.sh OUT` and install its manifest as `OUT/NAME.toml`.
+fn build_example(name: &str, base: &Path, out: &Path) -> Result<()> {
+    let dir = workspace_root().join("examples/plugins").join(name);
     let output = Command::new("sh")
-        .arg(py.join("build.sh"))
-        .arg(&out)
-        .env("CARGO_TARGET_DIR", &base)
+        .arg(dir.join("build.sh"))
+        .arg(out)
+        .env("CARGO_TARGET_DIR", base)
         .output()
-        .context("running examples/plugins/python-echo/build.sh")?;
+        .with_context(|| format!("running examples/plugins/{name}/build.sh"))?;
     if !output.status.success() {
         bail!(
-            "python-echo build failed:\n{}\n{}",
+            "{name} build failed:\n{}\n{}",
             String::from_utf8_lossy(&output.stdout),
             String::from_utf8_lossy(&output.stderr)
         );
     }
-    fs::copy(py.join("plugin.toml"), out.join("python-echo.toml"))?;
-    Ok(out)
+    fs::copy(dir.join("plugin.toml"), out.join(format!("{name}.toml")))?;
+    Ok(())
 }
 
 /// Copy plugins by name (`vcard`, `bad-loop`, ...) into `dir`, manifest first.
