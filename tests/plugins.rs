@@ -320,36 +320,44 @@ fn python_plugin_answers() {
 }
 
 /// A burst from one client is paced by the plugin, not refused: 2,000 messages sent in one
-/// write (past the plugin's queue of 1,024) all come back as echoes, in order. The surplus
-/// used to be refused with `<resource-constraint/>` while the plugin was healthy.
+/// write (past the plugin's queue of 1,024) all come back as echoes, in order, from the
+/// Rust, the Python and the JavaScript echo. The surplus used to be refused with
+/// `<resource-constraint/>` while the plugin was healthy (issue 12, must-show 3).
 #[test]
 fn a_burst_from_one_client_is_answered_in_full() {
     const BURST: usize = 2000;
-    with_plugins(&["echo"], |srv, _dir| {
+    with_plugins(&["echo", "python-echo", "js-echo"], |srv, _dir| {
         support::rt().block_on(async {
             let mut alice = login(srv, "alice", "raw").await?;
-            let to = format!("echo.{DOMAIN}");
-            let burst: String = (0..BURST)
-                .map(|i| format!("<message type='chat' id='burst-{i}' to='{to}'><body>burst {i}</body></message>"))
-                .collect();
-            alice.send(burst).await?;
-            // Generous: a release build answers in well under a second.
-            let deadline = Instant::now() + Duration::from_secs(120);
-            for i in 0..BURST {
-                let left = deadline
-                    .saturating_duration_since(Instant::now())
-                    .max(Duration::from_millis(1));
-                // Skips the login's own presence coming back.
-                let reply = alice
-                    .wait_for(left, &format!("echo {i} of the burst"), |e| e.local == "message")
-                    .await?;
-                ensure!(
-                    reply.local == "message"
-                        && reply.attr("type") != Some("error")
-                        && reply.find("body").map(|b| b.text()) == Some(format!("burst {i}")),
-                    "echo {i} of {BURST}: {}",
-                    reply.raw
-                );
+            for service in ["echo", "pyecho", "jsecho"] {
+                let to = format!("{service}.{DOMAIN}");
+                let burst: String = (0..BURST)
+                    .map(|i| format!("<message type='chat' id='burst-{i}' to='{to}'><body>burst {i}</body></message>"))
+                    .collect();
+                let started = Instant::now();
+                alice.send(burst).await?;
+                // Generous: a release build answers in well under a second.
+                let deadline = started + Duration::from_secs(120);
+                for i in 0..BURST {
+                    let left = deadline
+                        .saturating_duration_since(Instant::now())
+                        .max(Duration::from_millis(1));
+                    // Skips the login's own presence coming back.
+                    let reply = alice
+                        .wait_for(left, &format!("{service}: echo {i} of the burst"), |e| {
+                            e.local == "message"
+                        })
+                        .await?;
+                    ensure!(
+                        reply.local == "message"
+                            && reply.attr("type") != Some("error")
+                            && reply.attr("from") == Some(to.as_str())
+                            && reply.find("body").map(|b| b.text()) == Some(format!("burst {i}")),
+                        "{service}: echo {i} of {BURST}: {}",
+                        reply.raw
+                    );
+                }
+                eprintln!("{service}: {BURST} echoes in {:?} (debug build)", started.elapsed());
             }
             anyhow::Ok(())
         })
