@@ -253,6 +253,78 @@ fn node_events_and_timers_survive_a_nodes_death() {
     });
 }
 
+/// Issue 12, must-show 1: one `send-many` call from a plugin reaches 200 sessions spread
+/// over three nodes (20 accounts x 10 resources, round-robin), each copy addressed to its
+/// recipient; the copies for the other two nodes travel in one batch per node.
+#[test]
+fn one_fan_out_call_reaches_200_sessions_on_three_nodes() {
+    const ACCOUNTS: usize = 20;
+    const RESOURCES: usize = 10;
+    const PASSWORD: &str = "fan-pw";
+    let _machine = shared_machine();
+    must(|| {
+        let plugins = tempfile::tempdir()?;
+        support::plugins::install(plugins.path(), &["event-probe"])?;
+        let dir = plugins.path().to_path_buf();
+        let pool = TestPool::start_with(3, &|_, opts, _| {
+            opts.plugins_dir = Some(dir.clone());
+            opts.extra_limits.push("max_resources_per_account = 0".into());
+            Ok(())
+        })?;
+        for a in 0..ACCOUNTS {
+            pool.nodes[0].cli_ok(&["user", "add", &format!("fan{a}@{}", support::DOMAIN), PASSWORD])?;
+        }
+        pool.nodes[2].wait_log(0, "pool link up", Duration::from_secs(10))?;
+        std::thread::sleep(Duration::from_millis(2 * HEARTBEAT_MS));
+        let rt = support::rt();
+        rt.block_on(async {
+            let mut logins = tokio::task::JoinSet::new();
+            for i in 0..ACCOUNTS * RESOURCES {
+                let (a, r) = (i / RESOURCES, i % RESOURCES);
+                let addr = pool.nodes[i % 3].starttls;
+                logins.spawn(async move {
+                    let c = support::raw::RawConn::login(
+                        addr,
+                        support::DOMAIN,
+                        &format!("fan{a}"),
+                        PASSWORD,
+                        &format!("r{r}"),
+                    )
+                    .await
+                    .with_context(|| format!("login of fan{a}/r{r}"));
+                    (i, c)
+                });
+            }
+            let mut clients = Vec::new();
+            while let Some(done) = logins.join_next().await {
+                let (i, c) = done?;
+                clients.push((i, c?));
+            }
+            clients.sort_by_key(|(i, _)| *i);
+            let mut clients: Vec<_> = clients.into_iter().map(|(_, c)| c).collect();
+            // Every session is in every node's table before the call.
+            tokio::time::sleep(Duration::from_millis(2 * HEARTBEAT_MS)).await;
+            let mut alice = login(&pool.nodes[0], "alice").await?;
+            let command = format!("fanout fan {ACCOUNTS} {RESOURCES}");
+            alice.message(&format!("probe.{}", support::DOMAIN), &command).await?;
+            alice
+                .expect_message(&format!("fanout routed {}", ACCOUNTS * RESOURCES))
+                .await?;
+            for (i, c) in clients.iter_mut().enumerate() {
+                let (a, r) = (i / RESOURCES, i % RESOURCES);
+                let got = c
+                    .expect_message("fanned out")
+                    .await
+                    .with_context(|| format!("fan{a}/r{r}"))?;
+                let want = format!("fan{a}@{}/r{r}", support::DOMAIN);
+                ensure!(got.attr("to") == Some(want.as_str()), "copy for {want}: {}", got.raw);
+            }
+            anyhow::Ok(())
+        })?;
+        Ok(())
+    });
+}
+
 impl TestPool {
     /// Run a slixmpp scenario with its clients spread round-robin over the live nodes.
     fn scenario(&self, name: &str) -> Result<String> {

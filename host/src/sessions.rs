@@ -48,6 +48,10 @@ pub trait Peers: Send + Sync {
     /// (a message) is kept until `node` confirms it, and comes back if it never does.
     fn forward(&self, node: &str, bare: &str, resource: &str, stanza: &Element, tracked: bool)
         -> Result<(), PeerError>;
+    /// Forward one stanza to several sessions `node` serves, in one batch: each copy gets
+    /// its target's `to`. Not tracked (for groupchat, headlines, presence and IQs, whose
+    /// loss with a dying node is not made up for by offline storage anyway).
+    fn forward_many(&self, node: &str, stanza: &Element, targets: Vec<FanOutTarget>) -> Result<(), PeerError>;
     /// Ask `node` to end its session `bare/resource`.
     fn kick(&self, node: &str, bare: &str, resource: &str, reason: KickReason) -> Result<(), PeerError>;
     /// One of this node's sessions changed: the other nodes' mirrors follow.
@@ -55,6 +59,15 @@ pub trait Peers: Send + Sync {
     /// A message was just stored offline for `bare`: a node where that account is online
     /// delivers it now (it may have come online between routing and storing).
     fn offline_stored(&self, bare: &str);
+}
+
+/// One copy of a fanned-out stanza: the session it is for and the `to` it carries (the
+/// recipient as the sender named it, bare or full).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct FanOutTarget {
+    pub bare: String,
+    pub resource: String,
+    pub to: String,
 }
 
 /// A change to one of this node's sessions, as the other nodes' mirrors need it.
@@ -495,6 +508,23 @@ impl Sessions {
         map.get(bare)
             .and_then(|list| list.iter().find(|r| r.resource == resource))
             .is_some_and(|r| r.send(stanza))
+    }
+
+    /// Hand one stanza for several of `node`'s sessions to it in one batch (see
+    /// [`Peers::forward_many`]); false if it could not be handed over.
+    pub fn forward_many(&self, node: &str, stanza: &Element, targets: Vec<FanOutTarget>) -> bool {
+        let Some(peers) = self.peers.get() else { return false };
+        let n = targets.len() as u64;
+        match peers.forward_many(node, stanza, targets) {
+            Ok(()) => {
+                FORWARDS.fetch_add(n, Ordering::Relaxed);
+                true
+            }
+            Err(e) => {
+                tracing::debug!(error = %e, "cannot forward a fan-out");
+                false
+            }
+        }
     }
 
     pub fn resource(&self, bare: &str, resource: &str) -> Option<Resource> {

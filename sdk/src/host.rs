@@ -63,6 +63,9 @@ mod imp {
     pub fn send(xml: &str) -> Result<(), SendError> {
         router::send(xml)
     }
+    pub fn send_many(xml: &str, recipients: &[String]) -> Result<u32, SendError> {
+        router::send_many(xml, recipients)
+    }
     pub fn node_id() -> String {
         pool::node_id()
     }
@@ -147,6 +150,19 @@ mod imp {
         crate::Element::parse_in(xml, crate::xml::NS_CLIENT).map_err(|e| SendError::Malformed(e.to_string()))?;
         with_host(|h| h.sent.push(xml.to_string()));
         Ok(())
+    }
+    /// As the host does: one copy per valid recipient, its `to` set, in order.
+    pub fn send_many(xml: &str, recipients: &[String]) -> Result<u32, SendError> {
+        let stanza =
+            crate::Element::parse_in(xml, crate::xml::NS_CLIENT).map_err(|e| SendError::Malformed(e.to_string()))?;
+        let mut n = 0;
+        for to in recipients.iter().filter(|r| !r.is_empty()) {
+            let mut copy = stanza.clone();
+            copy.set_attr("to", to.as_str());
+            with_host(|h| h.sent.push(copy.to_xml()));
+            n += 1;
+        }
+        Ok(n)
     }
     pub fn node_id() -> String {
         "local".to_string()

@@ -44,7 +44,7 @@ pub use config::Config;
 pub use feature::Feature;
 pub use filter::Filter;
 pub use placement::Placement;
-pub use stanza::{error_reply, iq_result, reply, send};
+pub use stanza::{error_reply, iq_result, reply, send, send_many};
 pub use xml::{Element, Namespace, Node, NS_CLIENT};
 
 /// The host's clock: milliseconds since the Unix epoch.

@@ -179,6 +179,15 @@ pub fn send(stanza: &Element) -> Result<(), SendError> {
     host::send(&stanza.to_xml())
 }
 
+/// Send one stanza to many recipients in one host call (a room's occupants, a node's
+/// subscribers): the host sets `to` to each in turn (the stanza's own `to` is ignored),
+/// checks and parses the stanza once, and batches the copies per pool node. Returns how
+/// many recipients it was routed to (invalid or unreachable ones are skipped); at most
+/// 10,000 per call.
+pub fn send_many(stanza: &Element, recipients: &[String]) -> Result<u32, SendError> {
+    host::send_many(&stanza.to_xml(), recipients)
+}
+
 impl Condition {
     /// The condition's element name, e.g. `item-not-found`.
     pub fn name(self) -> &'static str {

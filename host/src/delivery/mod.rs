@@ -15,6 +15,7 @@ use crate::features::{Answer, Feature, FeatureCalls, Refusal};
 use crate::stanza::{error_reply, error_reply_as, may_bounce, Condition, MessageType};
 use crate::xml::{Element, NS_CLIENT};
 
+pub mod fan_out;
 pub mod offline;
 pub mod rules;
 

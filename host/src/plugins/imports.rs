@@ -247,7 +247,6 @@ impl presence::Host for PluginState {
 
 impl router::Host for PluginState {
     async fn send(&mut self, xml: String) -> Result<(), types::SendError> {
-        use crate::router::SendRefused;
         let node = self.node().ok_or(types::SendError::ShuttingDown)?;
         self.stats.sent.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let plugins = self.host.plugins.upgrade().ok_or(types::SendError::ShuttingDown)?;
@@ -256,11 +255,31 @@ impl router::Host for PluginState {
             plugins.may_send_as(name, from, |domain| node.hosts(domain))
         })
         .await
-        .map_err(|refused| match refused {
-            SendRefused::Malformed(why) => types::SendError::Malformed(why.to_string()),
-            SendRefused::ForbiddenFrom(from) => types::SendError::ForbiddenFrom(from.to_string()),
-            SendRefused::Unreachable(to) => types::SendError::Unreachable(to.to_string()),
+        .map_err(send_error)
+    }
+
+    async fn send_many(&mut self, xml: String, recipients: Vec<String>) -> Result<u32, types::SendError> {
+        let node = self.node().ok_or(types::SendError::ShuttingDown)?;
+        let plugins = self.host.plugins.upgrade().ok_or(types::SendError::ShuttingDown)?;
+        let name = self.name.as_str();
+        let routed = crate::router::route_many_from_feature(&node, &xml, &recipients, |from| {
+            plugins.may_send_as(name, from, |domain| node.hosts(domain))
         })
+        .await
+        .map_err(send_error)?;
+        self.stats
+            .sent
+            .fetch_add(u64::from(routed), std::sync::atomic::Ordering::Relaxed);
+        Ok(routed)
+    }
+}
+
+fn send_error(refused: crate::router::SendRefused) -> types::SendError {
+    use crate::router::SendRefused;
+    match refused {
+        SendRefused::Malformed(why) => types::SendError::Malformed(why.to_string()),
+        SendRefused::ForbiddenFrom(from) => types::SendError::ForbiddenFrom(from.to_string()),
+        SendRefused::Unreachable(to) => types::SendError::Unreachable(to.to_string()),
     }
 }
 

@@ -18,8 +18,8 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 
 use super::pki::{self, LinkTls};
+use crate::sessions::{FanOutTarget, Peers, SessionChange};
 use crate::sessions::{KickReason, PeerError};
-use crate::sessions::{Peers, SessionChange};
 use crate::tasks::Tasks;
 use crate::xml::Element;
 
@@ -45,6 +45,9 @@ pub enum Frame {
         #[serde(default)]
         seq: u64,
     },
+    /// One stanza for several sessions on the receiving node (a plugin's fan-out): each
+    /// copy gets its target's `to`. Never tracked.
+    FanOut { xml: String, targets: Vec<FanOutTarget> },
     /// Every tracked stanza up to `seq` on this link is taken care of.
     Ack { seq: u64 },
     /// A message was just stored offline for `bare`: a node where that account is
@@ -411,6 +414,34 @@ impl Peers for Links {
         tracked: bool,
     ) -> Result<(), PeerError> {
         self.send_stanza(node, bare, resource, stanza.to_stream_xml(), tracked)
+    }
+
+    fn forward_many(&self, node: &str, stanza: &Element, targets: Vec<FanOutTarget>) -> Result<(), PeerError> {
+        let xml = stanza.to_stream_xml();
+        // Frames stay well under MAX_FRAME: a batch is cut where its targets would pass half.
+        let budget = MAX_FRAME / 2 - xml.len().min(MAX_FRAME / 4);
+        let mut batch = Vec::new();
+        let mut size = 0;
+        for t in targets {
+            let cost = t.bare.len() + t.resource.len() + t.to.len() + 40;
+            if !batch.is_empty() && size + cost > budget {
+                let targets = std::mem::take(&mut batch);
+                self.send(
+                    node,
+                    Frame::FanOut {
+                        xml: xml.clone(),
+                        targets,
+                    },
+                )?;
+                size = 0;
+            }
+            size += cost;
+            batch.push(t);
+        }
+        if !batch.is_empty() {
+            self.send(node, Frame::FanOut { xml, targets: batch })?;
+        }
+        Ok(())
     }
 
     fn kick(&self, node: &str, bare: &str, resource: &str, reason: KickReason) -> Result<(), PeerError> {

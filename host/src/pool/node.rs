@@ -117,6 +117,7 @@ async fn apply(ctx: &Arc<Context>, pool: &Pool, node: &str, frame: Frame) {
                 let _ = pool.links.send(node, Frame::Ack { seq });
             }
         }
+        Frame::FanOut { xml, targets } => deliver_fanned_out(ctx, &xml, targets).await,
         Frame::Ack { .. } => {} // consumed by the link itself
         Frame::OfflineStored { bare } => crate::delivery::offline::offline_stored(ctx, &bare),
     }
@@ -134,6 +135,25 @@ async fn deliver_forwarded(ctx: &Arc<Context>, bare: &str, resource: &str, xml: 
         tracing::warn!("garbled stanza on a pool link");
         return;
     };
+    deliver_forwarded_element(ctx, bare, resource, stanza).await;
+}
+
+/// A fanned-out stanza another node sent for several of our sessions: read once, each
+/// copy addressed to its target and delivered as a forwarded stanza.
+async fn deliver_fanned_out(ctx: &Arc<Context>, xml: &str, targets: Vec<crate::sessions::FanOutTarget>) {
+    let limits = ctx.config.stream_limits(true);
+    let Some(stanza) = crate::stream::reader::parse_stored_under(xml, limits).await else {
+        tracing::warn!("garbled fan-out on a pool link");
+        return;
+    };
+    for t in targets {
+        let mut copy = stanza.clone();
+        copy.set_attr("to", t.to);
+        deliver_forwarded_element(ctx, &t.bare, &t.resource, copy).await;
+    }
+}
+
+async fn deliver_forwarded_element(ctx: &Arc<Context>, bare: &str, resource: &str, stanza: crate::xml::Element) {
     if let Some(r) = ctx.sessions.resource(bare, resource).filter(|r| r.is_local()) {
         if r.send(Arc::new(stanza.clone())) {
             return;

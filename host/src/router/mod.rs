@@ -165,6 +165,61 @@ pub async fn route_from_feature(
     Ok(())
 }
 
+/// At most this many recipients in one fan-out (`router.send-many`).
+pub const MAX_FAN_OUT: usize = 10_000;
+
+/// One stanza a feature sends to many recipients (a plugin's `router.send-many`): parsed
+/// and checked once, each copy addressed to one recipient and delivered as if sent alone,
+/// the copies for other nodes batched per node (`delivery::fan_out`). Returns how many
+/// recipients it was routed to (invalid and unreachable ones are skipped).
+pub async fn route_many_from_feature(
+    ctx: &Arc<Context>,
+    xml: &str,
+    recipients: &[String],
+    may_send_as: impl FnOnce(&Jid) -> bool,
+) -> Result<u32, SendRefused> {
+    use SendRefused::Malformed;
+    if recipients.len() > MAX_FAN_OUT {
+        return Err(Malformed("more than 10,000 recipients in one call"));
+    }
+    let mut stanza = crate::stream::reader::parse_stored(xml)
+        .await
+        .ok_or(Malformed("not a well-formed stanza in jabber:client"))?;
+    let kind = Kind::of(&stanza).ok_or(Malformed("not a message, presence or iq"))?;
+    let from = stanza
+        .get_attr("from")
+        .and_then(|f| Jid::new(f).ok())
+        .ok_or(Malformed("a valid from is required"))?;
+    if !may_send_as(&from) {
+        return Err(SendRefused::ForbiddenFrom(from));
+    }
+    stanza.remove_attr("to");
+    let mut fan = crate::delivery::fan_out::FanOut::new(kind);
+    let mut routed = 0;
+    for recipient in recipients {
+        let Ok(to) = Jid::new(recipient) else { continue };
+        let mut copy = stanza.clone();
+        copy.set_attr("to", to.to_string());
+        match target(ctx, &to) {
+            Target::Feature(feature) => dispatch_to_feature(ctx, &*feature, copy),
+            Target::Local { bare, resource } => {
+                if ctx.features.filtering() && !filter(ctx, Direction::Inbound, &copy).await {
+                    routed += 1;
+                    continue;
+                }
+                match (kind, resource) {
+                    (Kind::Iq, None) => deliver_iq(ctx, &bare, None, copy).await,
+                    (_, resource) => fan.add(ctx, &bare, resource.as_deref(), copy).await,
+                }
+            }
+            Target::Context | Target::Remote => continue,
+        }
+        routed += 1;
+    }
+    fan.finish(ctx, &stanza);
+    Ok(routed)
+}
+
 /// RFC 6121 §8.5.2.1.3 / §8.5.3.1 for `<iq/>` addressed to another account.
 pub async fn deliver_iq(ctx: &Arc<Context>, bare: &str, resource: Option<&str>, stanza: Element) {
     let outcome = match resource {

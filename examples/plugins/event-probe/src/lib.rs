@@ -2,9 +2,14 @@
 //! offline with the resource's caps features, nodes joining and leaving, its own timers),
 //! tagged with the `build` of its manifest, and sets timers on request: a message to
 //! `probe.{domain}` with the body `timer NAME MS` sets timer `NAME` due in `MS` ms and
-//! answers `timer NAME set`. The integration tests read the log lines.
+//! answers `timer NAME set`; `fanout PREFIX ACCOUNTS RESOURCES` sends one headline, in one
+//! `send-many` call, to `PREFIX{a}@domain/r{r}` for every account `a` < ACCOUNTS and
+//! resource `r` < RESOURCES, and answers `fanout routed N`. The integration tests read the
+//! log lines and count the copies.
 
-use poolxmpp_sdk::{reply, send, timers, Config, Element, Event, Feature, Stanza, StanzaError, NS_CLIENT};
+use poolxmpp_sdk::{
+    jid, reply, send, send_many, timers, Config, Element, Event, Feature, Stanza, StanzaError, NS_CLIENT,
+};
 
 pub struct Probe {
     build: String,
@@ -12,17 +17,44 @@ pub struct Probe {
 
 impl Probe {
     fn command(&self, stanza: &Stanza, body: &str) -> Result<(), StanzaError> {
-        let mut words = body.split_whitespace();
-        let (Some("timer"), Some(name), Some(ms)) = (words.next(), words.next(), words.next()) else {
-            return Err(StanzaError::bad_request().with_text("say: timer NAME MS"));
+        let words: Vec<&str> = body.split_whitespace().collect();
+        let number = |w: &str| -> Result<u64, StanzaError> {
+            w.parse()
+                .map_err(|_| StanzaError::bad_request().with_text("not a number"))
         };
-        let ms: u64 = ms
-            .parse()
-            .map_err(|_| StanzaError::bad_request().with_text("MS: a number"))?;
-        timers::set(name, ms, self.build.as_bytes())?;
+        let said = match words.as_slice() {
+            ["timer", name, ms] => {
+                timers::set(name, number(ms)?, self.build.as_bytes())?;
+                format!("timer {name} set")
+            }
+            ["fanout", prefix, accounts, resources] => {
+                let (accounts, resources) = (number(accounts)?, number(resources)?);
+                let from = stanza.to.clone().unwrap_or_default();
+                // probe.example.org serves example.org's users.
+                let domain = jid::domain(&from).split_once('.').map_or("", |(_, d)| d).to_string();
+                let recipients: Vec<String> = (0..accounts)
+                    .flat_map(|a| (0..resources).map(move |r| (a, r)))
+                    .map(|(a, r)| format!("{prefix}{a}@{domain}/r{r}"))
+                    .collect();
+                let copy = Element::new("message", NS_CLIENT)
+                    .attr("from", from.as_str())
+                    .attr("type", "headline")
+                    .child(Element::new("body", NS_CLIENT).text("fanned out"));
+                let routed = send_many(&copy, &recipients).map_err(|e| {
+                    poolxmpp_sdk::warn!("fan-out failed: {e}");
+                    StanzaError::internal_server_error()
+                })?;
+                format!("fanout routed {routed}")
+            }
+            _ => {
+                return Err(
+                    StanzaError::bad_request().with_text("say: timer NAME MS, or fanout PREFIX ACCOUNTS RESOURCES")
+                )
+            }
+        };
         let answer = reply(stanza, "message")
             .attr("type", "chat")
-            .child(Element::new("body", NS_CLIENT).text(format!("timer {name} set")));
+            .child(Element::new("body", NS_CLIENT).text(said));
         send(&answer).map_err(|e| {
             poolxmpp_sdk::warn!("cannot answer: {e}");
             StanzaError::internal_server_error()
@@ -103,5 +135,32 @@ mod tests {
         assert!(testing::logs()
             .iter()
             .any(|(_, l)| l.contains("event timer t1 set-by=b1 build=b1")));
+    }
+
+    #[test]
+    fn fans_out_in_one_call() {
+        testing::reset();
+        let mut p = Probe::init(&Config::default()).unwrap();
+        let m =
+            Stanza::from_xml("<message from='a@l/r' to='probe.l' type='chat'><body>fanout fan 2 3</body></message>")
+                .unwrap();
+        p.handle_stanza(m).unwrap();
+        let sent = testing::take_sent();
+        let tos: Vec<&str> = sent[..6].iter().map(|e| e.get_attr("to").unwrap()).collect();
+        assert_eq!(
+            tos,
+            [
+                "fan0@l/r0",
+                "fan0@l/r1",
+                "fan0@l/r2",
+                "fan1@l/r0",
+                "fan1@l/r1",
+                "fan1@l/r2"
+            ]
+        );
+        assert_eq!(
+            sent[6].get_child("body", NS_CLIENT).unwrap().text_content(),
+            "fanout routed 6"
+        );
     }
 }
