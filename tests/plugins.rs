@@ -301,6 +301,41 @@ fn events_and_a_timer_across_a_hot_reload() {
     });
 }
 
+/// Issue 12: entity capabilities (XEP-0115) from real slixmpp clients reach the plugins
+/// with the user events; the server asked the first client for its disco#info, believed
+/// the answer because it hashed to the advertised `ver`, and did not ask the second client
+/// with the same capabilities again.
+#[test]
+fn caps_features_reach_the_user_events() {
+    with_plugins(&["event-probe"], |srv, _dir| {
+        srv.scenario("caps_online", None)?;
+        // The last user-offline is logged just after the scenario's last logout.
+        srv.wait_log(0, "event user-offline bob@localhost/caps", Duration::from_secs(10))?;
+        let log = srv.log();
+        for kind in ["user-online", "user-offline"] {
+            let lines: Vec<&str> = log
+                .lines()
+                .filter(|l| l.contains(&format!("event {kind} ")) && l.contains("/caps "))
+                .collect();
+            ensure!(
+                lines.len() == 2
+                    && lines
+                        .iter()
+                        .all(|l| l.contains("http://jabber.org/protocol/disco#info")),
+                "{kind} events should carry the clients' caps features:\n{}",
+                lines.join("\n")
+            );
+        }
+        let asked = log.matches("asking a resource for its entity capabilities").count();
+        ensure!(asked == 1, "the server asked {asked} times for one set of capabilities");
+        ensure!(
+            log.contains("entity capabilities verified"),
+            "no verified caps in the log"
+        );
+        Ok(())
+    });
+}
+
 /// Issue 3, must-show 4: the Python (componentize-py) plugin answers a stanza.
 #[test]
 fn python_plugin_answers() {

@@ -29,6 +29,8 @@ pub struct Context {
     pub unthrottled: Unthrottled,
     /// XEP-0077 registration and password-change rates (`limits.registrations_per_ip`, …).
     pub register_throttle: RegisterThrottle,
+    /// What resources' entity capabilities (XEP-0115) stand for.
+    pub caps: crate::caps::Caps,
     pub started: Instant,
 }
 
@@ -44,6 +46,7 @@ impl Context {
             offline_delivery: Default::default(),
             unthrottled,
             register_throttle,
+            caps: Default::default(),
             started: Instant::now(),
         }
     }

@@ -89,11 +89,20 @@ pub enum Verdict {
 /// for an event's kind are told of it.
 #[derive(Debug, Clone)]
 pub enum Event {
-    /// A resource of this node sent its initial presence.
-    UserOnline { jid: String, presence: Arc<Element> },
+    /// A resource of this node sent its initial presence; `features` are its entity
+    /// capabilities (XEP-0115), learnt first when the pool did not know them.
+    UserOnline {
+        jid: String,
+        presence: Arc<Element>,
+        features: Arc<[String]>,
+    },
     /// An available resource of this node went unavailable, by presence or because its
     /// session ended (then `presence` is the one the server wrote for it).
-    UserOffline { jid: String, presence: Arc<Element> },
+    UserOffline {
+        jid: String,
+        presence: Arc<Element>,
+        features: Arc<[String]>,
+    },
     /// A node joined the pool (its id).
     NodeJoined(String),
     /// A node left the pool, by shutdown or failure (its id).

@@ -20,6 +20,8 @@ const LAYERS: &[&[&str]] = &[
     // The session table, the feature runtime as the core sees it, and the context the
     // RFC 6121 core shares.
     &["sessions", "features"],
+    // Entity capabilities: what a resource's caps stand for (store + sessions).
+    &["caps"],
     &["context"],
     // The RFC 6121 core: delivery (addressing, §8.5, offline storage, error replies), the
     // services that deliver through it, then the router that dispatches to them.

@@ -8,6 +8,7 @@
 //! - [`router`], [`sessions`], [`presence`], [`roster`], [`iq`], [`stanza`]: where stanzas go and the RFC 6121 rules
 //!   (`delivery::rules` and `roster::subscription::rules` hold them as plain, table-tested decisions).
 //! - [`account`]: account removal (XEP-0077 `<remove/>`, `poolxmpp user del`).
+//! - [`caps`]: XEP-0115 entity capabilities, verified and shared by the pool.
 //! - [`features`]: the feature runtime as the core sees it; [`plugins`]: the WebAssembly component
 //!   runtime behind it (wasmtime), hot reload, containment.
 //! - [`pool`]: membership, links, ownership, placement; [`limits`]: counters and throttles.
@@ -20,6 +21,7 @@
 pub(crate) mod account;
 pub(crate) mod auth;
 pub(crate) mod c2s;
+pub(crate) mod caps;
 pub mod cli;
 pub mod config;
 pub(crate) mod context;

@@ -34,6 +34,9 @@ pub struct Session {
     pub peer: IpAddr,
     /// Has sent initial presence and not since gone unavailable.
     pub available: bool,
+    /// Its last available presence while available (what the features are told of its
+    /// capabilities when it goes).
+    pub last_presence: Option<Arc<Element>>,
     /// Entities that got directed available presence and must hear our unavailable
     /// (RFC 6121 §4.6.3).
     pub directed: HashSet<String>,

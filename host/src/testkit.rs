@@ -94,6 +94,7 @@ impl Node {
                 id,
                 peer: Ipv4Addr::LOCALHOST.into(),
                 available: false,
+                last_presence: None,
                 directed: HashSet::new(),
                 feature_calls: Default::default(),
             },

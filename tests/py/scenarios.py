@@ -1295,6 +1295,31 @@ def _time_iq(c: Client, to: str) -> Any:
     return iq
 
 
+@scenario("caps_online")
+async def sc_caps_online(env: Env) -> None:
+    """XEP-0115 through slixmpp's xep_0115: alice and then bob log in with the same
+    client capabilities and log out. The harness checks the server's log: the features
+    reached the plugins with the user events, and the server asked for them once."""
+    clients = []
+    try:
+        for name in ("alice", "bob"):
+            c = Client(env, env.jid(name) + "/caps")
+            c.register_plugin("xep_0115")
+            clients.append(c)
+            # slixmpp computes its caps `ver` on request: the initial presence waits for it,
+            # as a real client's carries its caps.
+            await c.start(presence=False)
+            await c.plugin["xep_0115"].update_caps(broadcast=False)
+            c.send_presence()
+            await c.ping()
+            # Time for the server's disco#info query and our answer.
+            await asyncio.sleep(1.0)
+            await c.stop()
+            step(f"{name} logged in with caps and out again")
+    finally:
+        await close_all(clients)
+
+
 def main(argv: list[str]) -> int:
     parser = base_arg_parser(__doc__ or "")
     parser.add_argument("scenario", choices=sorted(SCENARIOS))

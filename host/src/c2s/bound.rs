@@ -49,6 +49,7 @@ impl Bound {
                 id,
                 peer,
                 available: false,
+                last_presence: None,
                 directed: HashSet::new(),
                 feature_calls: Default::default(),
             },

@@ -71,6 +71,8 @@ fn feature(var: &str) -> Element {
 /// An IQ addressed to a hosted domain.
 pub async fn handle_for_server(ctx: &Arc<Context>, client: &mut Session, iq: &Element) -> Outcome {
     let Some(payload) = request_payload(iq)? else {
+        // A result or an error: perhaps the answer to the server's own caps query.
+        ctx.caps.answered(&client.jid.to_string(), iq);
         return Ok(());
     };
     let get = iq.get_attr("type") == Some("get");

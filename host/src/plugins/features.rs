@@ -117,14 +117,22 @@ impl Features for Plugins {
 
 /// An event in the contract's terms.
 fn to_wit(event: Event) -> types::Event {
-    let user = |jid: String, presence: &Element| types::UserPresence {
+    let user = |jid: String, presence: &Element, features: &[String]| types::UserPresence {
         jid,
         presence: presence.to_xml(),
-        features: Vec::new(),
+        features: features.to_vec(),
     };
     match event {
-        Event::UserOnline { jid, presence } => types::Event::UserOnline(user(jid, &presence)),
-        Event::UserOffline { jid, presence } => types::Event::UserOffline(user(jid, &presence)),
+        Event::UserOnline {
+            jid,
+            presence,
+            features,
+        } => types::Event::UserOnline(user(jid, &presence, &features)),
+        Event::UserOffline {
+            jid,
+            presence,
+            features,
+        } => types::Event::UserOffline(user(jid, &presence, &features)),
         Event::NodeJoined(node) => types::Event::NodeJoined(node),
         Event::NodeLeft(node) => types::Event::NodeLeft(node),
     }

@@ -240,6 +240,12 @@ impl presence::Host for PluginState {
                 jid: format!("{user}/{}", r.resource),
                 presence: r.presence.as_ref().map(|p| p.to_xml()),
                 priority: if r.available() { r.priority } else { 0 },
+                features: r
+                    .presence
+                    .as_ref()
+                    .and_then(|p| node.caps.cached(p))
+                    .map(|f| f.to_vec())
+                    .unwrap_or_default(),
             })
             .collect()
     }

@@ -104,18 +104,16 @@ async fn broadcast(ctx: &Arc<Context>, client: &mut Session, stanza: Element, av
         ctx.sessions
             .set_presence(&client.bare, client.id, Some(stanza.clone()), priority_of(&stanza));
         client.available = true;
-        if initial {
-            ctx.features.notify(Event::UserOnline {
-                jid: client.jid.to_string(),
-                presence: stanza.clone(),
-            });
-        }
+        client.last_presence = Some(stanza.clone());
+        learn_caps(ctx, client.jid.to_string(), &stanza, initial);
     } else {
         ctx.sessions.set_presence(&client.bare, client.id, None, 0);
         if client.available {
+            let last = client.last_presence.take();
             ctx.features.notify(Event::UserOffline {
                 jid: client.jid.to_string(),
                 presence: stanza.clone(),
+                features: last.and_then(|p| ctx.caps.cached(&p)).unwrap_or_else(|| Arc::from([])),
             });
         }
         client.available = false;
@@ -158,6 +156,38 @@ async fn broadcast(ctx: &Arc<Context>, client: &mut Session, stanza: Element, av
             // Another resource's delivery is running: it runs once more for what it has.
             None if takes_offline => deliver_offline(ctx, &client.bare, &resource).await,
             None => {}
+        }
+    }
+}
+
+/// What a resource's available presence says of its entity capabilities (XEP-0115): known
+/// ones at once, unknown ones learnt in the background (asking the resource). Its initial
+/// presence is told to the features with them, so a feature learns a resource's
+/// capabilities with its arrival (PEP's `+notify`).
+fn learn_caps(ctx: &Arc<Context>, jid: String, presence: &Arc<Element>, initial: bool) {
+    let known = match crate::caps::CapsRef::of(presence) {
+        None => Some(Arc::from([])),
+        Some(_) => ctx.caps.cached(presence),
+    };
+    match known {
+        Some(features) if initial => ctx.features.notify(Event::UserOnline {
+            jid,
+            presence: presence.clone(),
+            features,
+        }),
+        Some(_) => {}
+        None => {
+            let (ctx, presence) = (ctx.clone(), presence.clone());
+            tokio::spawn(async move {
+                let features = ctx.caps.features(&ctx.store, &ctx.sessions, &jid, &presence).await;
+                if initial {
+                    ctx.features.notify(Event::UserOnline {
+                        jid,
+                        presence,
+                        features,
+                    });
+                }
+            });
         }
     }
 }

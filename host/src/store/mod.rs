@@ -9,6 +9,7 @@
 //! handle, [`pool::PoolDb`] (see there for why).
 
 mod accounts;
+mod caps;
 mod offline;
 mod plugin_kv;
 mod plugin_timers;

@@ -185,6 +185,7 @@ mod tests {
                     jid: "alice@l/phone".into(),
                     presence: Some("<presence xmlns='jabber:client'/>".into()),
                     priority: 0,
+                    features: Vec::new(),
                 }],
             );
         });
