@@ -297,6 +297,16 @@ fn events_and_a_timer_across_a_hot_reload() {
             "event user-offline alice@localhost/ev features= build=second",
             Duration::from_secs(10),
         )?;
+        // Reading a user's roster needs a grant the probe's manifest does not give.
+        rt.block_on(async {
+            alice.send("<presence/>").await?;
+            alice
+                .message(&format!("probe.{DOMAIN}"), "roster alice@localhost")
+                .await?;
+            alice.expect_message("roster alice@localhost has 0 items").await?;
+            anyhow::Ok(())
+        })?;
+        srv.wait_log(mark, "a read its manifest does not grant", Duration::from_secs(5))?;
         Ok(())
     });
 }

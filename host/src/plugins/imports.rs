@@ -18,6 +18,10 @@ use crate::context::Context;
 /// The data of one plugin instance's `Store`.
 pub struct PluginState {
     pub name: String,
+    /// What the manifest lets it read of other users (`grants`).
+    grants: Vec<super::manifest::Grant>,
+    /// Whether a refused read was logged already (once per instance is enough).
+    refusal_logged: bool,
     pub host: HostCaps,
     pub stats: Arc<PluginStats>,
     pub limits: StoreLimits,
@@ -26,12 +30,20 @@ pub struct PluginState {
 }
 
 impl PluginState {
-    pub fn new(name: &str, host: HostCaps, stats: Arc<PluginStats>, memory_bytes: usize) -> Self {
+    pub fn new(
+        name: &str,
+        grants: &[super::manifest::Grant],
+        host: HostCaps,
+        stats: Arc<PluginStats>,
+        memory_bytes: usize,
+    ) -> Self {
         // No preopened directories, no environment, no network: a plugin reaches the world
         // only through the poolxmpp interfaces. Its stderr goes to ours for debugging.
         let wasi = WasiCtx::builder().inherit_stderr().build();
         PluginState {
             name: name.to_string(),
+            grants: grants.to_vec(),
+            refusal_logged: false,
             host,
             stats,
             limits: wasmtime::StoreLimitsBuilder::new()
@@ -50,6 +62,19 @@ impl PluginState {
 
     fn node(&self) -> Option<Arc<Context>> {
         self.host.ctx.upgrade()
+    }
+
+    /// Whether the manifest grants this read; a refused one is logged once per instance
+    /// (the plugin sees an empty answer, as for a user with no data).
+    fn granted(&mut self, grant: super::manifest::Grant) -> bool {
+        if self.grants.contains(&grant) {
+            return true;
+        }
+        if !self.refusal_logged {
+            self.refusal_logged = true;
+            tracing::warn!(plugin = %self.name, ?grant, "a read its manifest does not grant (add it to `grants`); answering empty");
+        }
+        false
     }
 }
 
@@ -209,6 +234,9 @@ fn to_wit_item(item: crate::store::RosterItem) -> types::RosterItem {
 
 impl roster::Host for PluginState {
     async fn items(&mut self, user: String) -> Vec<types::RosterItem> {
+        if !self.granted(super::manifest::Grant::Roster) {
+            return Vec::new();
+        }
         let Some(node) = self.node() else { return Vec::new() };
         match node.store.roster(&user).await {
             Ok(items) => items.into_iter().map(to_wit_item).collect(),
@@ -220,6 +248,9 @@ impl roster::Host for PluginState {
     }
 
     async fn item(&mut self, user: String, contact: String) -> Option<types::RosterItem> {
+        if !self.granted(super::manifest::Grant::Roster) {
+            return None;
+        }
         let node = self.node()?;
         node.store
             .roster_item(&user, &contact)
@@ -232,6 +263,9 @@ impl roster::Host for PluginState {
 
 impl presence::Host for PluginState {
     async fn resources(&mut self, user: String) -> Vec<types::ResourcePresence> {
+        if !self.granted(super::manifest::Grant::Presence) {
+            return Vec::new();
+        }
         let Some(node) = self.node() else { return Vec::new() };
         node.sessions
             .resources(&user)

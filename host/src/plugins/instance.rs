@@ -198,6 +198,7 @@ impl Blueprint {
         let limits = &self.manifest.limits;
         let state = PluginState::new(
             &self.manifest.name,
+            &self.manifest.grants,
             self.host.clone(),
             self.stats.clone(),
             (limits.memory_mib * 1024 * 1024) as usize,

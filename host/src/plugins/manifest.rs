@@ -14,6 +14,15 @@ pub enum World {
     Placement,
 }
 
+/// What a plugin may read beyond its own state, granted by its manifest's `grants`: any
+/// user's roster (`roster.items`, `roster.item`) and who is online (`presence.resources`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Grant {
+    Roster,
+    Presence,
+}
+
 /// The kinds of `event` a manifest may ask for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -47,6 +56,9 @@ pub struct Manifest {
     /// The event kinds a feature plugin is told of (its own timers always reach it).
     #[serde(default)]
     pub events: Vec<EventKind>,
+    /// Reads of other users' data the plugin may make (none by default).
+    #[serde(default)]
+    pub grants: Vec<Grant>,
     #[serde(default)]
     pub limits: PluginLimits,
     /// Free-form settings handed to `init`.

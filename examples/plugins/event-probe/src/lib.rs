@@ -27,6 +27,11 @@ impl Probe {
                 timers::set(name, number(ms)?, self.build.as_bytes())?;
                 format!("timer {name} set")
             }
+            // Its manifest grants no roster reads: the answer is always empty.
+            ["roster", user] => format!(
+                "roster {user} has {} items",
+                poolxmpp_sdk::host::roster_items(user).len()
+            ),
             ["fanout", prefix, accounts, resources] => {
                 let (accounts, resources) = (number(accounts)?, number(resources)?);
                 let from = stanza.to.clone().unwrap_or_default();
