@@ -346,6 +346,40 @@ fn caps_features_reach_the_user_events() {
     });
 }
 
+/// Issue 12: a fail-closed filter that traps blocks the stanza (the sender gets
+/// service-unavailable, the recipient nothing); what it can judge passes as before.
+#[test]
+fn a_fail_closed_filter_that_traps_blocks_the_stanza() {
+    with_plugins(&["word-filter-closed"], |srv, _dir| {
+        support::rt().block_on(async {
+            let mut alice = login(srv, "alice", "raw").await?;
+            let mut bob = login(srv, "bob", "raw").await?;
+            let to = format!("{}/raw", jid("bob"));
+            alice.message(&to, "this goes boom").await?;
+            let reply = alice
+                .wait_for(Duration::from_secs(10), "the error for a blocked message", |e| {
+                    e.local == "message" && e.attr("type") == Some("error")
+                })
+                .await?;
+            ensure!(condition(&reply) == "service-unavailable", "got {}", reply.raw);
+            alice.message(&to, "a quiet hello").await?;
+            bob.expect_message("a quiet hello").await?;
+            let bodies = bob.collect_bodies(Duration::from_millis(300)).await;
+            ensure!(
+                !bodies.iter().any(|b| b.contains("boom")),
+                "the blocked message must not arrive: {bodies:?}"
+            );
+            anyhow::Ok(())
+        })?;
+        srv.wait_log(
+            0,
+            "fail-closed filter failed; blocking the stanza",
+            Duration::from_secs(5),
+        )?;
+        Ok(())
+    });
+}
+
 /// Issue 3, must-show 4: the Python (componentize-py) plugin answers a stanza.
 #[test]
 fn python_plugin_answers() {

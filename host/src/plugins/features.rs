@@ -78,7 +78,14 @@ impl Features for Plugins {
                     Ok(types::Verdict::Bounce(err)) => return Verdict::Refuse(err.into()),
                     // A stanza too large for the filter to see must not slip past it.
                     Err(fault @ Fault::TooLarge(_)) => return Verdict::Refuse(fault.into()),
-                    // A broken filter must not take messaging down with it: log and let it pass.
+                    // A fail-closed filter (privacy) blocks what it could not judge; the sender
+                    // learns only that it was not delivered.
+                    Err(fault) if f.manifest.fail_closed => {
+                        tracing::warn!(plugin = %f.name(), %fault, "fail-closed filter failed; blocking the stanza");
+                        return Verdict::Refuse(Refusal::Unavailable);
+                    }
+                    // Otherwise a broken filter must not take messaging down with it: log and
+                    // let it pass.
                     Err(fault) => tracing::warn!(plugin = %f.name(), %fault, "filter failed; allowing the stanza"),
                 }
             }

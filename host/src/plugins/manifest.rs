@@ -59,6 +59,11 @@ pub struct Manifest {
     /// Reads of other users' data the plugin may make (none by default).
     #[serde(default)]
     pub grants: Vec<Grant>,
+    /// For a filter: when it fails on a stanza (traps, times out, is overloaded or
+    /// switched off), block the stanza instead of letting it through. What privacy lists
+    /// need: a broken blocking plugin must not deliver what a user blocked.
+    #[serde(default)]
+    pub fail_closed: bool,
     #[serde(default)]
     pub limits: PluginLimits,
     /// Free-form settings handed to `init`.

@@ -9,6 +9,9 @@ use poolxmpp_sdk::{Config, Direction, Element, Filter, Stanza, StanzaError, Verd
 pub struct WordFilter {
     /// Lowercased.
     words: Vec<String>,
+    /// `[config] trap_word`: a body containing it makes the filter trap, so tests can see
+    /// what the host does with a failing filter (fail-open, or `fail_closed`).
+    trap_word: Option<String>,
 }
 
 impl WordFilter {
@@ -26,7 +29,8 @@ impl Filter for WordFilter {
     fn init(config: &Config) -> Result<Self, String> {
         let words: Vec<String> = config.list("words").iter().map(|w| w.to_lowercase()).collect();
         poolxmpp_sdk::info!("filtering {} words", words.len());
-        Ok(WordFilter { words })
+        let trap_word = config.get("trap_word").map(str::to_lowercase);
+        Ok(WordFilter { words, trap_word })
     }
 
     fn check(&mut self, _direction: Direction, stanza: Stanza) -> Verdict {
@@ -37,6 +41,15 @@ impl Filter for WordFilter {
         let Ok(message) = stanza.element() else {
             return Verdict::Allow;
         };
+        if let Some(trap) = &self.trap_word {
+            let bodies = message
+                .elements()
+                .filter(|e| e.is("body", NS_CLIENT))
+                .map(Element::text_content);
+            if bodies.map(|b| b.to_lowercase()).any(|b| b.contains(trap.as_str())) {
+                panic!("word-filter: trapping on purpose on {trap:?}");
+            }
+        }
         let hit = message
             .elements()
             .filter(|e| e.is("body", NS_CLIENT))
