@@ -443,6 +443,37 @@ fn a_burst_from_one_client_is_answered_in_full() {
     });
 }
 
+/// The same for IQs a plugin answers for an account (a claimed payload namespace): 2,000
+/// vCard gets in one write, all answered with results, none refused.
+#[test]
+fn a_burst_of_iqs_for_a_plugin_namespace_is_answered_in_full() {
+    const BURST: usize = 2000;
+    with_plugins(&["vcard"], |srv, _dir| {
+        support::rt().block_on(async {
+            let mut alice = login(srv, "alice", "raw").await?;
+            let burst: String = (0..BURST)
+                .map(|i| format!("<iq type='get' id='vc-{i}'><vCard xmlns='vcard-temp'/></iq>"))
+                .collect();
+            alice.send(burst).await?;
+            let deadline = Instant::now() + Duration::from_secs(120);
+            for i in 0..BURST {
+                let left = deadline
+                    .saturating_duration_since(Instant::now())
+                    .max(Duration::from_millis(1));
+                let reply = alice
+                    .wait_for(left, &format!("answer {i} of the burst"), |e| e.local == "iq")
+                    .await?;
+                ensure!(
+                    reply.attr("type") == Some("result") && reply.attr("id") == Some(format!("vc-{i}").as_str()),
+                    "answer {i} of {BURST}: {}",
+                    reply.raw
+                );
+            }
+            anyhow::Ok(())
+        })
+    });
+}
+
 /// The JavaScript (jco, QuickJS) plugin echoes a body that needs escaping, answers
 /// disco#info and disco#items for itself, and refuses other queries with
 /// service-unavailable.

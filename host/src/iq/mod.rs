@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use crate::context::Context;
 use crate::delivery::deliver_to_full;
+use crate::features::FeatureCalls;
 use crate::sessions::Session;
 use crate::stanza::{iq_payload, iq_result, Condition, IqType, Outcome, StanzaError};
 use crate::xml::Element;
@@ -118,7 +119,7 @@ pub async fn handle_for_server(ctx: &Arc<Context>, client: &mut Session, iq: &El
         (register::NS_REGISTER, "query", _) if ctx.config.features.registration => {
             register::authenticated(ctx, client, iq, payload).await
         }
-        _ => to_feature_or_unavailable(ctx, iq.clone()),
+        _ => to_feature_or_unavailable(ctx, iq.clone(), Some(&client.feature_calls)).await,
     }
 }
 
@@ -146,7 +147,7 @@ pub async fn handle_for_account(ctx: &Arc<Context>, client: &mut Session, iq: &E
             if iq.get_attr("to").is_none() {
                 iq.set_attr("to", client.jid.to_bare().to_string());
             }
-            to_feature_or_unavailable(ctx, iq)
+            to_feature_or_unavailable(ctx, iq, Some(&client.feature_calls)).await
         }
     }
 }
@@ -169,8 +170,14 @@ fn reply_to_self(ctx: &Context, client: &Session, iq: &Element, payload: Option<
     Ok(())
 }
 
-/// An IQ to another local account's bare JID, answered on its behalf.
-pub async fn handle_for_other_account(ctx: &Arc<Context>, bare: &str, iq: &Element) -> Outcome {
+/// An IQ to another local account's bare JID, answered on its behalf; `calls` are the
+/// sending session's feature calls when a local client sent it.
+pub async fn handle_for_other_account(
+    ctx: &Arc<Context>,
+    bare: &str,
+    iq: &Element,
+    calls: Option<&FeatureCalls>,
+) -> Outcome {
     let Some(payload) = request_payload(iq)? else {
         return Ok(());
     };
@@ -187,19 +194,26 @@ pub async fn handle_for_other_account(ctx: &Arc<Context>, bare: &str, iq: &Eleme
         (crate::roster::NS_ROSTER, _, _) => Err(Condition::Forbidden.into()),
         (NS_DISCO_INFO, "query", true) => answer(ctx, iq, Some(account_info())),
         (NS_DISCO_ITEMS, "query", true) => answer(ctx, iq, Some(Element::new("query", NS_DISCO_ITEMS))),
-        _ => to_feature_or_unavailable(ctx, iq.clone()),
+        _ => to_feature_or_unavailable(ctx, iq.clone(), calls).await,
     }
 }
 
 /// An IQ whose payload namespace a feature claims goes to that feature; anything else gets
 /// `service-unavailable` (RFC 6120 §8.4).
-fn to_feature_or_unavailable(ctx: &Arc<Context>, iq: Element) -> Outcome {
+/// A local client's IQ (`calls` its session's feature calls) waits for the feature as its
+/// other stanzas do (`delivery::dispatch_from_client`); one from elsewhere is queued or
+/// refused at once.
+async fn to_feature_or_unavailable(ctx: &Arc<Context>, iq: Element, calls: Option<&FeatureCalls>) -> Outcome {
     let feature = iq_payload(&iq).and_then(|p| ctx.features.for_iq_namespace(&p.ns));
-    match feature {
-        Some(f) => {
+    match (feature, calls) {
+        (Some(f), Some(calls)) => {
+            crate::delivery::dispatch_from_client(ctx, calls, &*f, iq).await;
+            Ok(())
+        }
+        (Some(f), None) => {
             crate::delivery::dispatch_to_feature(ctx, &*f, iq);
             Ok(())
         }
-        None => Err(Condition::ServiceUnavailable.into()),
+        (None, _) => Err(Condition::ServiceUnavailable.into()),
     }
 }

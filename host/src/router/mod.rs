@@ -61,7 +61,7 @@ pub async fn route_from_client(ctx: &Arc<Context>, client: &mut Session, stanza:
                 }
                 Some(Target::Context) => iq::handle_for_server(ctx, client, &stanza).await,
                 Some(Target::Local { bare, resource }) => {
-                    return deliver_iq(ctx, &bare, resource.as_deref(), stanza).await
+                    return deliver_iq(ctx, &bare, resource.as_deref(), stanza, Some(&client.feature_calls)).await
                 }
                 Some(Target::Remote) => Err(Condition::RemoteServerNotFound.into()),
                 Some(Target::Feature(feature)) => return dispatch_to_feature(ctx, &*feature, stanza),
@@ -148,7 +148,7 @@ pub async fn route_from_feature(
             }
             match kind {
                 Kind::Message => deliver_message(ctx, &bare, resource.as_deref(), stanza).await,
-                Kind::Iq => deliver_iq(ctx, &bare, resource.as_deref(), stanza).await,
+                Kind::Iq => deliver_iq(ctx, &bare, resource.as_deref(), stanza, None).await,
                 Kind::Presence => match resource {
                     Some(res) => {
                         if let Some(r) = ctx.sessions.resource(&bare, &res) {
@@ -208,7 +208,7 @@ pub async fn route_many_from_feature(
                     continue;
                 }
                 match (kind, resource) {
-                    (Kind::Iq, None) => deliver_iq(ctx, &bare, None, copy).await,
+                    (Kind::Iq, None) => deliver_iq(ctx, &bare, None, copy, None).await,
                     (_, resource) => fan.add(ctx, &bare, resource.as_deref(), copy).await,
                 }
             }
@@ -220,8 +220,16 @@ pub async fn route_many_from_feature(
     Ok(routed)
 }
 
-/// RFC 6121 §8.5.2.1.3 / §8.5.3.1 for `<iq/>` addressed to another account.
-pub async fn deliver_iq(ctx: &Arc<Context>, bare: &str, resource: Option<&str>, stanza: Element) {
+/// RFC 6121 §8.5.2.1.3 / §8.5.3.1 for `<iq/>` addressed to another account; `calls` are
+/// the sending session's feature calls when a local client sent it (a feature answering
+/// for the account then paces that client instead of refusing it).
+pub async fn deliver_iq(
+    ctx: &Arc<Context>,
+    bare: &str,
+    resource: Option<&str>,
+    stanza: Element,
+    calls: Option<&crate::features::FeatureCalls>,
+) {
     let outcome = match resource {
         Some(resource) => match ctx.sessions.resource(bare, resource) {
             Some(r) => {
@@ -231,7 +239,7 @@ pub async fn deliver_iq(ctx: &Arc<Context>, bare: &str, resource: Option<&str>, 
             None => Err(Condition::ServiceUnavailable.into()),
         },
         // The server answers IQs to a bare JID on the account's behalf (§8.5.2.1.3).
-        None => iq::handle_for_other_account(ctx, bare, &stanza).await,
+        None => iq::handle_for_other_account(ctx, bare, &stanza, calls).await,
     };
     answer_error(ctx, &stanza, outcome);
 }
