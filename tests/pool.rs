@@ -203,13 +203,7 @@ fn messages_across_nodes_and_failover() {
 fn last_activity_and_time_across_two_nodes() {
     let _machine = shared_machine();
     must(|| {
-        let plugins = tempfile::tempdir()?;
-        support::plugins::install(plugins.path(), &["last-activity", "entity-time"])?;
-        let dir = plugins.path().to_path_buf();
-        let pool = TestPool::start_with(2, &|_, opts, _| {
-            opts.plugins_dir = Some(dir.clone());
-            Ok(())
-        })?;
+        let (pool, _plugins) = pool_with_plugins(2, &["last-activity", "entity-time"], &[])?;
         pool.nodes[1].wait_log(0, "pool link up", Duration::from_secs(10))?;
         std::thread::sleep(Duration::from_millis(2 * HEARTBEAT_MS));
         pool.scenario("last_activity_and_time")?;
@@ -223,13 +217,7 @@ fn last_activity_and_time_across_two_nodes() {
 fn node_events_and_timers_survive_a_nodes_death() {
     let _machine = shared_machine();
     must(|| {
-        let plugins = tempfile::tempdir()?;
-        support::plugins::install(plugins.path(), &["event-probe"])?;
-        let dir = plugins.path().to_path_buf();
-        let mut pool = TestPool::start_with(2, &|_, opts, _| {
-            opts.plugins_dir = Some(dir.clone());
-            Ok(())
-        })?;
+        let (mut pool, _plugins) = pool_with_plugins(2, &["event-probe"], &[])?;
         pool.nodes[0].wait_log(0, "event node-joined n2", Duration::from_secs(10))?;
         pool.nodes[1].wait_log(0, "event node-joined n1", Duration::from_secs(10))?;
         let rt = support::rt();
@@ -263,14 +251,7 @@ fn one_fan_out_call_reaches_200_sessions_on_three_nodes() {
     const PASSWORD: &str = "fan-pw";
     let _machine = shared_machine();
     must(|| {
-        let plugins = tempfile::tempdir()?;
-        support::plugins::install(plugins.path(), &["event-probe"])?;
-        let dir = plugins.path().to_path_buf();
-        let pool = TestPool::start_with(3, &|_, opts, _| {
-            opts.plugins_dir = Some(dir.clone());
-            opts.extra_limits.push("max_resources_per_account = 0".into());
-            Ok(())
-        })?;
+        let (pool, _plugins) = pool_with_plugins(3, &["event-probe"], &["max_resources_per_account = 0"])?;
         for a in 0..ACCOUNTS {
             pool.nodes[0].cli_ok(&["user", "add", &format!("fan{a}@{}", support::DOMAIN), PASSWORD])?;
         }
@@ -323,6 +304,20 @@ fn one_fan_out_call_reaches_200_sessions_on_three_nodes() {
         })?;
         Ok(())
     });
+}
+
+/// A pool whose nodes all load the built plugins `names` from one plugins directory (the
+/// returned one, to keep while the pool runs), with `limits` lines added to their config.
+fn pool_with_plugins(n: usize, names: &[&str], limits: &[&str]) -> Result<(TestPool, tempfile::TempDir)> {
+    let plugins = tempfile::tempdir()?;
+    support::plugins::install(plugins.path(), names)?;
+    let dir = plugins.path().to_path_buf();
+    let pool = TestPool::start_with(n, &|_, opts, _| {
+        opts.plugins_dir = Some(dir.clone());
+        opts.extra_limits.extend(limits.iter().map(|l| l.to_string()));
+        Ok(())
+    })?;
+    Ok((pool, plugins))
 }
 
 impl TestPool {

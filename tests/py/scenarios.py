@@ -1279,20 +1279,21 @@ async def sc_last_activity_and_time(env: Env) -> None:
         await close_all([a, b, e])
 
 
-def _last_iq(c: Client, to: str) -> Any:
+def _get_iq(c: Client, to: str, payload: str) -> Any:
+    """An IQ get to `to` carrying the slixmpp stanza plugin `payload`."""
     iq = c.Iq()
     iq["type"] = "get"
     iq["to"] = to
-    iq.enable("last_activity")
+    iq.enable(payload)
     return iq
+
+
+def _last_iq(c: Client, to: str) -> Any:
+    return _get_iq(c, to, "last_activity")
 
 
 def _time_iq(c: Client, to: str) -> Any:
-    iq = c.Iq()
-    iq["type"] = "get"
-    iq["to"] = to
-    iq.enable("entity_time")
-    return iq
+    return _get_iq(c, to, "entity_time")
 
 
 @scenario("caps_online")

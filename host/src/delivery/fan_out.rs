@@ -45,14 +45,7 @@ impl FanOut {
                 },
                 None => {
                     let resources = ctx.sessions.resources(bare);
-                    let candidates: Vec<rules::Candidate> = resources
-                        .iter()
-                        .map(|r| rules::Candidate {
-                            available: r.available(),
-                            priority: r.priority,
-                        })
-                        .collect();
-                    match rules::to_bare(message, &candidates) {
+                    match rules::to_bare(message, &super::candidates(&resources)) {
                         rules::ToBare::Deliver(chosen) => {
                             for i in chosen {
                                 self.send(&resources[i], stanza.clone());

@@ -229,14 +229,7 @@ pub async fn deliver_message(ctx: &Arc<Context>, bare: &str, resource: Option<&s
         }
     }
     let resources = ctx.sessions.resources(bare);
-    let candidates: Vec<rules::Candidate> = resources
-        .iter()
-        .map(|r| rules::Candidate {
-            available: r.available(),
-            priority: r.priority,
-        })
-        .collect();
-    let mut plan = rules::to_bare(message, &candidates);
+    let mut plan = rules::to_bare(message, &candidates(&resources));
     if let rules::ToBare::Deliver(chosen) = &plan {
         let mut delivered = false;
         for &i in chosen {
@@ -253,6 +246,18 @@ pub async fn deliver_message(ctx: &Arc<Context>, bare: &str, resource: Option<&s
         rules::ToBare::Bounce(condition) => bounce(ctx, &stanza, condition, None),
         rules::ToBare::Offline => store_offline(ctx, bare, Arc::unwrap_or_clone(stanza)).await,
     }
+}
+
+/// The account's resources as the §8.5 rules see them (same order, so a chosen index is
+/// an index into `resources`).
+pub(crate) fn candidates(resources: &[crate::sessions::Resource]) -> Vec<rules::Candidate> {
+    resources
+        .iter()
+        .map(|r| rules::Candidate {
+            available: r.available(),
+            priority: r.priority,
+        })
+        .collect()
 }
 
 /// Route a message again that a session took into its queue but never wrote: after a

@@ -110,8 +110,13 @@ impl clock::Host for PluginState {
             .unwrap_or(0)
     }
 
+    /// The node's start, from the context's clock (`Context::started`) and the time now.
     async fn started_ms(&mut self) -> u64 {
-        super::started_ms()
+        let now = clock::Host::now_ms(self).await;
+        match self.node() {
+            Some(node) => now.saturating_sub(node.started.elapsed().as_millis() as u64),
+            None => now,
+        }
     }
 }
 

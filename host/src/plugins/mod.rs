@@ -268,21 +268,6 @@ pub struct Plugins {
     timers: OnceLock<Arc<timers::Timers>>,
 }
 
-/// When the runtime was created, i.e. when this node's server process started (what
-/// plugins read as `clock.started-ms`).
-static STARTED_MS: OnceLock<u64> = OnceLock::new();
-
-pub fn started_ms() -> u64 {
-    *STARTED_MS.get_or_init(now_ms)
-}
-
-fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
-}
-
 #[derive(Debug, thiserror::Error)]
 pub enum PluginError {
     #[error("{0}")]
@@ -314,7 +299,6 @@ impl Plugins {
         pool.total_tables(2048);
         pool.max_memory_size(1 << 30);
         config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
-        started_ms();
         let engine = Engine::new(&config)?;
         let linkers = Arc::new(Linkers::new(&engine)?);
         spawn_epoch_ticker(engine.weak());

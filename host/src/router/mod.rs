@@ -117,13 +117,9 @@ pub enum SendRefused {
     Unreachable(Jid),
 }
 
-/// A stanza a feature sends (a plugin's `router.send`). Its `from` must be an address the
-/// feature speaks for (`may_send_as`); it is then delivered like any other stanza.
-pub async fn route_from_feature(
-    ctx: &Arc<Context>,
-    xml: &str,
-    may_send_as: impl FnOnce(&Jid) -> bool,
-) -> Result<(), SendRefused> {
+/// What a feature sent, read back under the stream reader's limits: one stanza in
+/// `jabber:client`, its kind, and the `from` it claims (checked by the caller).
+async fn read_from_feature(xml: &str) -> Result<(Element, Kind, Jid), SendRefused> {
     use SendRefused::Malformed;
     let stanza = crate::stream::reader::parse_stored(xml)
         .await
@@ -133,10 +129,21 @@ pub async fn route_from_feature(
         .get_attr("from")
         .and_then(|f| Jid::new(f).ok())
         .ok_or(Malformed("a valid from is required"))?;
+    Ok((stanza, kind, from))
+}
+
+/// A stanza a feature sends (a plugin's `router.send`). Its `from` must be an address the
+/// feature speaks for (`may_send_as`); it is then delivered like any other stanza.
+pub async fn route_from_feature(
+    ctx: &Arc<Context>,
+    xml: &str,
+    may_send_as: impl FnOnce(&Jid) -> bool,
+) -> Result<(), SendRefused> {
+    let (stanza, kind, from) = read_from_feature(xml).await?;
     let to = stanza
         .get_attr("to")
         .and_then(|t| Jid::new(t).ok())
-        .ok_or(Malformed("a valid to is required"))?;
+        .ok_or(SendRefused::Malformed("a valid to is required"))?;
     if !may_send_as(&from) {
         return Err(SendRefused::ForbiddenFrom(from));
     }
@@ -178,18 +185,10 @@ pub async fn route_many_from_feature(
     recipients: &[String],
     may_send_as: impl FnOnce(&Jid) -> bool,
 ) -> Result<u32, SendRefused> {
-    use SendRefused::Malformed;
     if recipients.len() > MAX_FAN_OUT {
-        return Err(Malformed("more than 10,000 recipients in one call"));
+        return Err(SendRefused::Malformed("more than 10,000 recipients in one call"));
     }
-    let mut stanza = crate::stream::reader::parse_stored(xml)
-        .await
-        .ok_or(Malformed("not a well-formed stanza in jabber:client"))?;
-    let kind = Kind::of(&stanza).ok_or(Malformed("not a message, presence or iq"))?;
-    let from = stanza
-        .get_attr("from")
-        .and_then(|f| Jid::new(f).ok())
-        .ok_or(Malformed("a valid from is required"))?;
+    let (mut stanza, kind, from) = read_from_feature(xml).await?;
     if !may_send_as(&from) {
         return Err(SendRefused::ForbiddenFrom(from));
     }
