@@ -9,7 +9,7 @@
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
-use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
+use std::sync::atomic::Ordering::Relaxed;
 use std::sync::{Arc, Weak};
 
 use std::time::Duration;
@@ -60,7 +60,6 @@ pub struct Timers {
     tx: mpsc::UnboundedSender<Command>,
     /// Armed timers per plugin, for the per-plugin bound.
     counts: std::sync::Mutex<HashMap<String, usize>>,
-    total: AtomicUsize,
 }
 
 impl Timers {
@@ -72,7 +71,6 @@ impl Timers {
             store,
             tx,
             counts: Default::default(),
-            total: AtomicUsize::new(0),
         });
         let _ = timers.tx.send(Command::Reload);
         tasks.spawn(
@@ -149,11 +147,6 @@ impl Timers {
         *n = n.saturating_add_signed(delta);
         if *n == 0 {
             counts.remove(plugin);
-        }
-        if delta > 0 {
-            self.total.fetch_add(1, Relaxed);
-        } else {
-            self.total.fetch_sub(1, Relaxed);
         }
     }
 }
