@@ -306,6 +306,92 @@ fn one_fan_out_call_reaches_200_sessions_on_three_nodes() {
     });
 }
 
+/// Issue 12, must-show 1 (owner routing with fencing): stanzas for one key sent to each
+/// of three nodes all reach the key's single owner (the room-probe plugin answers with the
+/// node that served it and a counter kept with fenced writes); after SIGKILL of the owner
+/// a survivor is told `ownership-gained` under a new fencing token without waiting for a
+/// stanza, and serves the key with its state; after a node was stopped (SIGSTOP) past its
+/// lease, its key moves, and when it resumes it is told `ownership-lost` and its late
+/// write under the old token is refused by the store.
+#[test]
+fn keyed_stanzas_reach_one_owner_with_fencing() {
+    use poolxmpp::pool::ownership::preferred_owner;
+    let _machine = shared_machine();
+    must(|| {
+        let room = |want_all: &str, want_after: &str, not: &str| -> String {
+            (0..10_000)
+                .map(|i| format!("room{i}@rooms.{}", support::DOMAIN))
+                .find(|k| {
+                    preferred_owner(k, ["n1", "n2", "n3"]) == Some(want_all)
+                        && preferred_owner(k, ["n1", "n2"]) == Some(want_after)
+                        && k != not
+                })
+                .expect("some key hashes so")
+        };
+        // Owned by n3, then n1 once n3 is gone; owned by n2 throughout, then n1.
+        let killed_room = room("n3", "n1", "");
+        let stopped_room = room("n2", "n2", &killed_room);
+        let (mut pool, _plugins) = pool_with_plugins(3, &["room-probe"], &[])?;
+        pool.nodes[2].wait_log(0, "pool link up", Duration::from_secs(10))?;
+        std::thread::sleep(Duration::from_millis(2 * HEARTBEAT_MS));
+        let rt = support::rt();
+        let mut clients = rt.block_on(async {
+            let mut clients = Vec::new();
+            for (i, local) in ["alice", "bob", "carol"].into_iter().enumerate() {
+                clients.push(login(&pool.nodes[i], local).await?);
+            }
+            for (room, owner) in [(&killed_room, "n3"), (&stopped_room, "n2")] {
+                for (n, c) in clients.iter_mut().enumerate() {
+                    c.message(room, "where").await?;
+                    c.expect_message(&format!("owner {owner} fence 1 count {}", n + 1))
+                        .await
+                        .with_context(|| format!("{room} from node {}", n + 1))?;
+                }
+            }
+            anyhow::Ok(clients)
+        })?;
+        let lease = Duration::from_millis(LEASE_MS + 5_000);
+        let log_from = pool.nodes[0].log().len();
+        pool.nodes[2].kill();
+        pool.nodes[0].wait_log(
+            log_from,
+            &format!("event ownership-gained {killed_room} fence=2 node=n1"),
+            lease,
+        )?;
+        rt.block_on(async {
+            for (n, c) in clients[..2].iter_mut().enumerate() {
+                c.message(&killed_room, "where").await?;
+                c.expect_message(&format!("owner n1 fence 2 count {}", 4 + n)).await?;
+            }
+            anyhow::Ok(())
+        })?;
+        let pid = pool.nodes[1].pid().context("n2 runs")?.to_string();
+        let (log0, log1) = (pool.nodes[0].log().len(), pool.nodes[1].log().len());
+        let signal = |sig: &str| std::process::Command::new("kill").args([sig, &pid]).status();
+        ensure!(signal("-STOP")?.success(), "cannot stop n2");
+        let gained = pool.nodes[0].wait_log(
+            log0,
+            &format!("event ownership-gained {stopped_room} fence=2 node=n1"),
+            lease,
+        );
+        ensure!(signal("-CONT")?.success(), "cannot resume n2");
+        gained?;
+        pool.nodes[1].wait_log(log1, &format!("event ownership-lost {stopped_room} fence=1"), lease)?;
+        pool.nodes[1].wait_log(
+            log1,
+            &format!("fenced write refused {stopped_room} fence=1"),
+            Duration::from_secs(5),
+        )?;
+        rt.block_on(async {
+            clients[0].message(&stopped_room, "where").await?;
+            // 3 before, so n2's late "999" did not land.
+            clients[0].expect_message("owner n1 fence 2 count 4").await?;
+            anyhow::Ok(())
+        })?;
+        Ok(())
+    });
+}
+
 /// A pool whose nodes all load the built plugins `names` from one plugins directory (the
 /// returned one, to keep while the pool runs), with `limits` lines added to their config.
 fn pool_with_plugins(n: usize, names: &[&str], limits: &[&str]) -> Result<(TestPool, tempfile::TempDir)> {

@@ -218,7 +218,8 @@ fn node_stats(server: &std::sync::Weak<Server>) -> serde_json::Value {
 }
 
 /// A fenced node must not keep serving on state the pool no longer trusts: close every
-/// client stream (the clients reconnect to a live node) each time the node is fenced.
+/// client stream (the clients reconnect to a live node) and tell the features it owns no
+/// key any more, each time the node is fenced.
 async fn close_sessions_when_fenced(
     server: Arc<Server>,
     mut state: tokio::sync::watch::Receiver<crate::pool::NodeState>,
@@ -228,6 +229,7 @@ async fn close_sessions_when_fenced(
         let crate::pool::NodeState::Fenced { reason } = state.borrow_and_update().clone() else {
             continue;
         };
+        server.ctx.features.notify(crate::features::Event::Fenced);
         let err = StreamError::new(StreamErrorCondition::SystemShutdown, format!("node fenced: {reason}"));
         for r in server.ctx.sessions.all() {
             r.close(err.clone());

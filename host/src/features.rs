@@ -107,6 +107,11 @@ pub enum Event {
     NodeJoined(String),
     /// A node left the pool, by shutdown or failure (its id).
     NodeLeft(String),
+    /// This node became the owner of `key` under the fencing token `fence` (the pool's
+    /// ownership: it took a dead node's key over, or claimed a fresh one).
+    OwnershipGained { key: String, fence: u64 },
+    /// This node was fenced out of its pool: it owns no key any more.
+    Fenced,
 }
 
 /// A feature's answer to a stanza it was handed: `Ok` once it has dealt with it.
@@ -123,6 +128,13 @@ pub trait Feature: Send + Sync {
     fn submit_waiting<'a>(&'a self, stanza: &'a Element, wait: Duration) -> BoxFuture<'a, Result<Answer, Refusal>> {
         let _ = wait;
         Box::pin(std::future::ready(self.submit(stanza)))
+    }
+    /// [`Feature::submit`] for a stanza another node of the pool forwarded here (a keyed
+    /// feature's stanza for a key this node owns), after `hops` forwards. By default the
+    /// same as a local one.
+    fn submit_forwarded(&self, stanza: &Element, hops: u8) -> Result<Answer, Refusal> {
+        let _ = hops;
+        self.submit(stanza)
     }
 }
 

@@ -6,11 +6,13 @@
 //! [`crate::testing`]. Everything else in the SDK goes through this module, so it is the
 //! only place that knows the difference.
 
-pub use crate::bindings::types::{LogLevel, ResourcePresence, RosterItem, SendError, StorageError, Subscription};
+pub use crate::bindings::types::{
+    LogLevel, Ownership, ResourcePresence, RosterItem, SendError, StorageError, Subscription,
+};
 
 #[cfg(target_arch = "wasm32")]
 mod imp {
-    use super::{LogLevel, ResourcePresence, RosterItem, SendError, StorageError};
+    use super::{LogLevel, Ownership, ResourcePresence, RosterItem, SendError, StorageError};
     use crate::bindings::feature::poolxmpp::plugin::{
         clock, log, metrics, pool, presence, roster, router, storage, timers,
     };
@@ -72,11 +74,20 @@ mod imp {
     pub fn owner_of(key: &str) -> String {
         pool::owner_of(key)
     }
+    pub fn owned(key: &str) -> Option<Ownership> {
+        pool::owned(key)
+    }
+    pub fn put_fenced(owned: &Ownership, key: &str, value: &[u8]) -> Result<(), StorageError> {
+        storage::put_fenced(owned, key, value)
+    }
+    pub fn delete_fenced(owned: &Ownership, key: &str) -> Result<bool, StorageError> {
+        storage::delete_fenced(owned, key)
+    }
 }
 
 #[cfg(not(target_arch = "wasm32"))]
 mod imp {
-    use super::{LogLevel, ResourcePresence, RosterItem, SendError, StorageError};
+    use super::{LogLevel, Ownership, ResourcePresence, RosterItem, SendError, StorageError};
     use crate::testing::with_host;
 
     pub fn log(level: LogLevel, message: &str) {
@@ -169,6 +180,32 @@ mod imp {
     }
     pub fn owner_of(_key: &str) -> String {
         "local".to_string()
+    }
+    /// As on a single node: every key is held, under the fence `MockHost::fences` gives
+    /// it (1 unless a test moved it, as a new owner elsewhere would).
+    pub fn owned(key: &str) -> Option<Ownership> {
+        let fence = with_host(|h| h.fences.get(key).copied().unwrap_or(1));
+        Some(Ownership {
+            key: key.to_string(),
+            fence,
+        })
+    }
+    fn fence_holds(owned: &Ownership) -> Result<(), StorageError> {
+        match owned.fence == owned_fence(&owned.key) {
+            true => Ok(()),
+            false => Err(StorageError::Fenced),
+        }
+    }
+    fn owned_fence(key: &str) -> u64 {
+        with_host(|h| h.fences.get(key).copied().unwrap_or(1))
+    }
+    pub fn put_fenced(owned: &Ownership, key: &str, value: &[u8]) -> Result<(), StorageError> {
+        fence_holds(owned)?;
+        put(key, value)
+    }
+    pub fn delete_fenced(owned: &Ownership, key: &str) -> Result<bool, StorageError> {
+        fence_holds(owned)?;
+        delete(key)
     }
 }
 

@@ -29,6 +29,7 @@ mod instance;
 pub mod jid;
 pub mod log;
 pub mod placement;
+pub mod pool;
 pub mod stanza;
 pub mod storage;
 #[cfg(not(target_arch = "wasm32"))]

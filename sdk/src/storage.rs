@@ -30,6 +30,7 @@ impl fmt::Display for StorageError {
             StorageError::Host(HostError::Unavailable(why)) => write!(f, "storage: {why}"),
             StorageError::Host(HostError::TooLarge(limit)) => write!(f, "storage: value over {limit} bytes"),
             StorageError::Host(HostError::ShuttingDown) => f.write_str("storage: the server is shutting down"),
+            StorageError::Host(HostError::Fenced) => f.write_str("storage: this node no longer owns the key"),
             StorageError::Decode(why) => write!(f, "storage: {why}"),
         }
     }
@@ -61,6 +62,31 @@ pub fn get_bytes(key: &str) -> Result<Option<Vec<u8>>> {
 
 pub fn put_bytes(key: &str, value: &[u8]) -> Result<()> {
     Ok(host::put(key, value)?)
+}
+
+/// [`put_bytes`] only while this node still owns `owned.key` under `owned.fence` (see
+/// [`crate::pool`]): a deposed owner's late write fails with `HostError::Fenced` instead
+/// of overwriting the new owner's state.
+pub fn put_fenced_bytes(owned: &crate::pool::Ownership, key: &str, value: &[u8]) -> Result<()> {
+    Ok(host::put_fenced(owned, key, value)?)
+}
+
+/// [`put_fenced_bytes`] of JSON.
+pub fn put_fenced_json<T: Serialize>(owned: &crate::pool::Ownership, key: &str, value: &T) -> Result<()> {
+    let bytes = serde_json::to_vec(value).map_err(|e| StorageError::Decode(format!("{key}: {e}")))?;
+    put_fenced_bytes(owned, key, &bytes)
+}
+
+/// Delete `key` under the same condition as [`put_fenced_bytes`]; whether it existed.
+pub fn delete_fenced(owned: &crate::pool::Ownership, key: &str) -> Result<bool> {
+    Ok(host::delete_fenced(owned, key)?)
+}
+
+/// Whether this failure means the node no longer owns the key it wrote under.
+impl StorageError {
+    pub fn is_fenced(&self) -> bool {
+        matches!(self, StorageError::Host(HostError::Fenced))
+    }
 }
 
 /// The value under `key` as UTF-8 text.

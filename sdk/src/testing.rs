@@ -35,6 +35,9 @@ pub struct MockHost {
     /// Timers set and not cancelled: name → (due time, payload). [`due_timers`] takes
     /// those due at `now_ms`, as the host would fire them.
     pub timers: BTreeMap<String, (u64, Vec<u8>)>,
+    /// The current fencing token of keys (1 when absent): raise one to play a newer owner
+    /// elsewhere, and fenced writes under the old token fail.
+    pub fences: HashMap<String, u64>,
 }
 
 thread_local! {

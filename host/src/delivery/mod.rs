@@ -95,6 +95,13 @@ pub fn dispatch_to_feature(ctx: &Arc<Context>, feature: &dyn Feature, stanza: El
     answered(ctx, stanza, submitted, None);
 }
 
+/// [`dispatch_to_feature`] for a stanza another node of the pool forwarded (`hops` times)
+/// to this one for a keyed feature.
+pub fn dispatch_forwarded_to_feature(ctx: &Arc<Context>, feature: &dyn Feature, stanza: Element, hops: u8) {
+    let submitted = feature.submit_forwarded(&stanza, hops);
+    answered(ctx, stanza, submitted, None);
+}
+
 /// [`dispatch_to_feature`] for a stanza from a local client, which waits instead of being
 /// refused: while the session has [`crate::features::FEATURE_CALLS_PER_SESSION`] calls
 /// unanswered, then while the feature's queue is full (in turn with other clients), both

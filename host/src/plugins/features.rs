@@ -19,11 +19,35 @@ impl Feature for PluginHandle {
     }
 
     fn submit(&self, stanza: &Element) -> Result<Answer, Refusal> {
-        Ok(answer(self.submit_stanza(stanza)?))
+        self.submit_forwarded(stanza, 0)
     }
 
     fn submit_waiting<'a>(&'a self, stanza: &'a Element, wait: Duration) -> BoxFuture<'a, Result<Answer, Refusal>> {
+        if let Some((router, key)) = self.keyed_route(stanza) {
+            return Box::pin(std::future::ready(router.route(self, key, stanza, 0)));
+        }
         Box::pin(async move { Ok(answer(self.submit_stanza_waiting(stanza, wait).await?)) })
+    }
+
+    fn submit_forwarded(&self, stanza: &Element, hops: u8) -> Result<Answer, Refusal> {
+        match self.keyed_route(stanza) {
+            Some((router, key)) => router.route(self, key, stanza, hops),
+            None => self.submit_here(stanza),
+        }
+    }
+}
+
+impl PluginHandle {
+    /// Queue a stanza for this plugin on this node, whatever its key.
+    pub fn submit_here(&self, stanza: &Element) -> Result<Answer, Refusal> {
+        Ok(answer(self.submit_stanza(stanza)?))
+    }
+
+    /// The owner routing a keyed plugin's stanza takes, with its key; none for a plugin
+    /// that is not keyed, for a node without a pool, and for the address itself.
+    fn keyed_route(&self, stanza: &Element) -> Option<(&Arc<super::keyed::KeyRouter>, String)> {
+        let router = self.keyed.as_ref()?;
+        Some((router, super::keyed::key_of(stanza)?))
     }
 }
 
@@ -99,12 +123,28 @@ impl Features for Plugins {
                 let node = node.clone();
                 tokio::spawn(async move { timers.adopt(&node).await });
             }
+            if let Some(keyed) = self.key_router() {
+                keyed.node_left(node);
+            }
         }
         let kind = match &event {
             Event::UserOnline { .. } => EventKind::UserOnline,
             Event::UserOffline { .. } => EventKind::UserOffline,
             Event::NodeJoined(_) => EventKind::NodeJoined,
             Event::NodeLeft(_) => EventKind::NodeLeft,
+            // Told to the keyed plugin of the key only (whatever its `events`).
+            Event::OwnershipGained { key, fence } => {
+                if let Some(keyed) = self.key_router() {
+                    keyed.gained(key, *fence);
+                }
+                return;
+            }
+            Event::Fenced => {
+                if let Some(keyed) = self.key_router() {
+                    keyed.fenced();
+                }
+                return;
+            }
         };
         let active = self.active();
         let mut told = active
@@ -115,21 +155,21 @@ impl Features for Plugins {
         if told.peek().is_none() {
             return;
         }
-        let wit = to_wit(event);
+        let Some(wit) = to_wit(event) else { return };
         for plugin in told {
             plugin.send_event(wit.clone());
         }
     }
 }
 
-/// An event in the contract's terms.
-fn to_wit(event: Event) -> types::Event {
+/// A user or node event in the contract's terms (ownership events are the key router's).
+fn to_wit(event: Event) -> Option<types::Event> {
     let user = |jid: String, presence: &Element, features: &[String]| types::UserPresence {
         jid,
         presence: presence.to_xml(),
         features: features.to_vec(),
     };
-    match event {
+    Some(match event {
         Event::UserOnline {
             jid,
             presence,
@@ -142,7 +182,8 @@ fn to_wit(event: Event) -> types::Event {
         } => types::Event::UserOffline(user(jid, &presence, &features)),
         Event::NodeJoined(node) => types::Event::NodeJoined(node),
         Event::NodeLeft(node) => types::Event::NodeLeft(node),
-    }
+        Event::OwnershipGained { .. } | Event::Fenced => return None,
+    })
 }
 
 impl super::timers::Deliver for Plugins {

@@ -2,12 +2,13 @@
 //! exists (the context holds the plugin runtime, so this is the one late link, typed to
 //! the layers below instead of a back-pointer to the composition root).
 
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::{Arc, Weak};
 
 use crate::context::Context;
+use crate::features::BoxFuture;
+use crate::sessions::PeerError;
 use crate::store::StoreError;
+use crate::xml::Element;
 
 /// The host capabilities of every plugin instance: storage, roster and presence reads and
 /// sending through the node's context; ownership through the pool, when there is one.
@@ -19,8 +20,28 @@ pub struct HostCaps {
     pub ownership: Option<Arc<dyn Ownership>>,
 }
 
-/// Who owns a key in the pool (rendezvous hashing with fencing, see `pool::ownership`).
+/// Who holds a key, as this node's pool sees it now.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Holder {
+    /// This node, under the fencing token `fence`; `gained` when this lookup took the key
+    /// (it was free, or its holder's epoch had ended).
+    Here { fence: u64, gained: bool },
+    /// Another live node (or the node preferred for it, which takes it on the first
+    /// stanza).
+    There { node: String },
+}
+
+/// The pool as plugins see it: who owns a key (rendezvous hashing with fencing, see
+/// `pool::ownership`), forwarding a keyed stanza to its owner, and the epoch fenced writes
+/// are checked against.
 pub trait Ownership: Send + Sync {
     fn node_id(&self) -> &str;
-    fn owner_of<'a>(&'a self, key: &'a str) -> Pin<Box<dyn Future<Output = Result<String, StoreError>> + Send + 'a>>;
+    /// The epoch fenced writes are made under: the one this node serves under, or while
+    /// fenced the last one (the store refuses those writes: that epoch has ended).
+    fn write_epoch(&self) -> i64;
+    /// Who holds `key`, taking it when it is free and this node is the preferred owner.
+    fn resolve<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<Holder, StoreError>>;
+    /// Hand a stanza for a keyed address to the node owning its key; `hops` counts the
+    /// forwards so far (the receiver forwards at most once more).
+    fn forward_keyed(&self, node: &str, stanza: &Element, hops: u8) -> Result<(), PeerError>;
 }

@@ -11,7 +11,7 @@ use wasmtime::StoreLimits;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 use super::bindings::latest::{clock, log, metrics, pool, presence, roster, router, storage, timers, types};
-use super::host::HostCaps;
+use super::host::{Holder, HostCaps};
 use super::stats::PluginStats;
 use crate::context::Context;
 
@@ -219,6 +219,50 @@ impl storage::Host for PluginState {
             .await
             .map_err(unavailable)
     }
+
+    async fn put_fenced(&mut self, owned: types::Ownership, key: String, value: Vec<u8>) -> Result<(), StorageError> {
+        bounded(Some(&value))?;
+        let node = self.store()?;
+        let Some(fence) = self.fence(owned) else {
+            return node.store.kv_put(&self.name, &key, &value).await.map_err(unavailable);
+        };
+        match node.store.kv_put_fenced(&self.name, &key, &value, &fence).await {
+            Ok(true) => Ok(()),
+            Ok(false) => Err(self.refused_as_fenced(&fence)),
+            Err(e) => Err(unavailable(e)),
+        }
+    }
+
+    async fn delete_fenced(&mut self, owned: types::Ownership, key: String) -> Result<bool, StorageError> {
+        let node = self.store()?;
+        let Some(fence) = self.fence(owned) else {
+            return node.store.kv_delete(&self.name, &key).await.map_err(unavailable);
+        };
+        match node.store.kv_delete_fenced(&self.name, &key, &fence).await {
+            Ok(Some(existed)) => Ok(existed),
+            Ok(None) => Err(self.refused_as_fenced(&fence)),
+            Err(e) => Err(unavailable(e)),
+        }
+    }
+}
+
+impl PluginState {
+    /// The condition of a fenced write: this node, under its current epoch, holding the key
+    /// under the plugin's token. None on a node without a pool (no one else can own it).
+    fn fence(&self, owned: types::Ownership) -> Option<crate::store::Fence> {
+        let pool = self.host.ownership.as_ref()?;
+        Some(crate::store::Fence {
+            key: owned.key,
+            node: pool.node_id().to_string(),
+            epoch: pool.write_epoch(),
+            token: owned.fence as i64,
+        })
+    }
+
+    fn refused_as_fenced(&self, fence: &crate::store::Fence) -> StorageError {
+        tracing::info!(plugin = %self.name, key = %fence.key, fence = fence.token, "fenced write refused: this node no longer owns the key under that token");
+        StorageError::Fenced
+    }
 }
 
 fn to_wit_item(item: crate::store::RosterItem) -> types::RosterItem {
@@ -340,13 +384,28 @@ impl pool::Host for PluginState {
         let Some(pool) = self.host.ownership.clone() else {
             return crate::plugins::LOCAL_NODE.to_string();
         };
-        match pool.owner_of(&key).await {
-            Ok(owner) => owner,
+        match pool.resolve(&key).await {
+            Ok(Holder::Here { .. }) => pool.node_id().to_string(),
+            Ok(Holder::There { node }) => node,
             Err(e) => {
                 // Without the store we cannot know better; acting locally is what a single
                 // node would do, and a fenced node serves nobody anyway.
                 tracing::warn!(plugin = %self.name, %key, error = %e, "ownership lookup failed");
                 pool.node_id().to_string()
+            }
+        }
+    }
+
+    async fn owned(&mut self, key: String) -> Option<types::Ownership> {
+        let Some(pool) = self.host.ownership.clone() else {
+            return Some(types::Ownership { key, fence: 1 });
+        };
+        match pool.resolve(&key).await {
+            Ok(Holder::Here { fence, .. }) => Some(types::Ownership { key, fence }),
+            Ok(Holder::There { .. }) => None,
+            Err(e) => {
+                tracing::warn!(plugin = %self.name, %key, error = %e, "ownership lookup failed");
+                None
             }
         }
     }

@@ -50,6 +50,13 @@ pub struct Manifest {
     /// domain (e.g. `conference.{domain}`).
     #[serde(default)]
     pub addresses: Vec<String>,
+    /// Whether the plugin's addresses are keyed: a stanza for `key@address` (a room, a
+    /// pubsub node) goes to the node of the pool that owns that bare JID, so each key has
+    /// one live owner pool-wide, and the plugin is told `ownership-gained`/`-lost`.
+    /// Stanzas for the address itself (`conference.example.org`) are served where they
+    /// arrive.
+    #[serde(default)]
+    pub keyed: bool,
     /// Features added to the server's disco#info.
     #[serde(default)]
     pub disco_features: Vec<String>,

@@ -6,6 +6,7 @@
 //! - [`breaker`]: whom a failing plugin stops serving (one sender, or everyone), how long.
 //! - [`input`]: what a plugin is handed: bounded, with normalised addresses.
 //! - [`imports`]: the host side of the WIT imports.
+//! - [`keyed`]: owner routing of keyed plugins' stanzas, and their ownership events.
 //! - [`timers`]: plugin timers, kept in the store and fired by one scheduler per node.
 //! - [`watch`]: the directory watcher and the admin socket.
 //! - this module: the registry — which plugin claims what — and make-before-break swaps.
@@ -23,6 +24,7 @@ pub mod host;
 pub mod imports;
 pub mod input;
 pub mod instance;
+pub mod keyed;
 pub mod manifest;
 pub mod stats;
 pub mod timers;
@@ -42,7 +44,7 @@ use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConf
 
 pub use bindings::latest::types;
 pub use bindings::Version;
-pub use host::{HostCaps, Ownership};
+pub use host::{Holder, HostCaps, Ownership};
 use input::Intake;
 pub use instance::Fault;
 use instance::{Blueprint, Call, Health, Linkers};
@@ -75,6 +77,8 @@ pub struct PluginHandle {
     pub version: Version,
     /// When a full queue was last logged (see [`PluginHandle::refuse_busy`]).
     busy_logged: Mutex<Option<std::time::Instant>>,
+    /// The owner routing of a keyed feature in a pool; none otherwise.
+    keyed: Option<Arc<keyed::KeyRouter>>,
 }
 
 impl PluginHandle {
@@ -266,6 +270,8 @@ pub struct Plugins {
     tasks: crate::tasks::Tasks,
     /// Started by [`Plugins::attach`], when the store is known.
     timers: OnceLock<Arc<timers::Timers>>,
+    /// Made by [`Plugins::attach`] when the node is in a pool.
+    key_router: OnceLock<Arc<keyed::KeyRouter>>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -318,6 +324,7 @@ impl Plugins {
             loading: tokio::sync::Mutex::new(()),
             tasks,
             timers: OnceLock::new(),
+            key_router: OnceLock::new(),
         })
     }
 
@@ -333,6 +340,11 @@ impl Plugins {
                 .timers
                 .set(timers::Timers::start(node, store, deliver, &self.tasks));
         }
+        if let Some(pool) = &ownership {
+            let _ = self
+                .key_router
+                .set(keyed::KeyRouter::new(pool.clone(), Arc::downgrade(self)));
+        }
         let _ = self.host.set(HostCaps {
             ctx,
             plugins: Arc::downgrade(self),
@@ -342,6 +354,10 @@ impl Plugins {
 
     pub fn timers(&self) -> Option<&Arc<timers::Timers>> {
         self.timers.get()
+    }
+
+    pub fn key_router(&self) -> Option<&Arc<keyed::KeyRouter>> {
+        self.key_router.get()
     }
 
     pub fn active(&self) -> Arc<Active> {
@@ -470,6 +486,10 @@ impl Plugins {
             stats.reloads.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         }
         tracing::info!(plugin = %name, version = %manifest.version, world = ?manifest.world, contract = %version, reloaded = old.is_some(), "plugin loaded");
+        let keyed = match manifest.keyed && manifest.world == World::Feature {
+            true => self.key_router.get().cloned(),
+            false => None,
+        };
         Ok(Arc::new(PluginHandle {
             manifest,
             path: wasm.to_path_buf(),
@@ -481,6 +501,7 @@ impl Plugins {
             intake: self.intake.clone(),
             version,
             busy_logged: Mutex::new(None),
+            keyed,
         }))
     }
 

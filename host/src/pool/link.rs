@@ -48,6 +48,15 @@ pub enum Frame {
     /// One stanza for several sessions on the receiving node (a plugin's fan-out): each
     /// copy gets its target's `to`. Never tracked.
     FanOut { xml: String, targets: Vec<FanOutTarget> },
+    /// A stanza for a keyed feature's address (`room@conference.example.org`) whose key
+    /// the receiving node owns, after `hops` forwards (at most two: a sender's view of
+    /// the owner may be a beat behind). Tracked like a message (`seq`).
+    Keyed {
+        xml: String,
+        hops: u8,
+        #[serde(default)]
+        seq: u64,
+    },
     /// Every tracked stanza up to `seq` on this link is taken care of.
     Ack { seq: u64 },
     /// A message was just stored offline for `bare`: a node where that account is
@@ -81,11 +90,12 @@ pub enum LinkEvent {
     Up {
         node: String,
     },
-    /// The link is gone; `undelivered` are the tracked stanzas it never acknowledged
-    /// (bare JID, stanza XML), for the node to keep as offline messages.
+    /// The link is gone; `undelivered` are the tracked stanzas it never acknowledged, for
+    /// the node to route again (messages to offline storage, keyed stanzas to the key's
+    /// next owner).
     Down {
         node: String,
-        undelivered: Vec<(String, String)>,
+        undelivered: Vec<Tracked>,
     },
     Frame {
         node: String,
@@ -93,11 +103,29 @@ pub enum LinkEvent {
     },
 }
 
+/// A stanza kept by its sender until the receiving node acknowledges it.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Tracked {
+    /// A message for an account (its bare JID), as forwarded.
+    Message { bare: String, xml: String },
+    /// A stanza for a keyed feature's address.
+    Keyed { xml: String },
+}
+
 /// Tracked stanzas sent on one link and not yet acknowledged.
 #[derive(Default)]
 struct Unacked {
     next_seq: u64,
-    pending: std::collections::VecDeque<(u64, String, String)>,
+    pending: std::collections::VecDeque<(u64, Tracked)>,
+}
+
+impl Unacked {
+    /// Keep `tracked` until acknowledged; its sequence number.
+    fn keep(&mut self, tracked: Tracked) -> u64 {
+        self.next_seq += 1;
+        self.pending.push_back((self.next_seq, tracked));
+        self.next_seq
+    }
 }
 
 struct Peer {
@@ -109,9 +137,9 @@ struct Peer {
 }
 
 impl Peer {
-    fn undelivered(&self) -> Vec<(String, String)> {
+    fn undelivered(&self) -> Vec<Tracked> {
         let mut u = self.unacked.lock().expect("unacked lock");
-        u.pending.drain(..).map(|(_, bare, xml)| (bare, xml)).collect()
+        u.pending.drain(..).map(|(_, tracked)| tracked).collect()
     }
 }
 
@@ -174,11 +202,10 @@ impl Links {
             .ok_or_else(|| PeerError::NotConnected(node.to_string()))?;
         let permit = peer.tx.try_reserve().map_err(|e| queue_error(node, e))?;
         let seq = if tracked {
-            let mut u = peer.unacked.lock().expect("unacked lock");
-            u.next_seq += 1;
-            let seq = u.next_seq;
-            u.pending.push_back((seq, bare.to_string(), xml.clone()));
-            seq
+            peer.unacked.lock().expect("unacked lock").keep(Tracked::Message {
+                bare: bare.to_string(),
+                xml: xml.clone(),
+            })
         } else {
             0
         };
@@ -188,6 +215,23 @@ impl Links {
             xml,
             seq,
         });
+        Ok(())
+    }
+
+    /// Forward a stanza for a keyed feature's address to the node owning its key, kept
+    /// until that node acknowledges it (see [`Frame::Keyed`]).
+    pub fn send_keyed(&self, node: &str, xml: String, hops: u8) -> Result<(), PeerError> {
+        let peers = self.peers.lock().expect("links lock");
+        let peer = peers
+            .get(node)
+            .ok_or_else(|| PeerError::NotConnected(node.to_string()))?;
+        let permit = peer.tx.try_reserve().map_err(|e| queue_error(node, e))?;
+        let seq = peer
+            .unacked
+            .lock()
+            .expect("unacked lock")
+            .keep(Tracked::Keyed { xml: xml.clone() });
+        permit.send(Frame::Keyed { xml, hops, seq });
         Ok(())
     }
 
@@ -367,7 +411,7 @@ impl Links {
                 match read {
                     Ok(Frame::Ack { seq }) => {
                         let mut u = unacked.lock().expect("unacked lock");
-                        while u.pending.front().is_some_and(|(s, _, _)| *s <= seq) {
+                        while u.pending.front().is_some_and(|(s, _)| *s <= seq) {
                             u.pending.pop_front();
                         }
                     }

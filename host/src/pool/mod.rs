@@ -24,13 +24,20 @@ use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
 use crate::config::{Config, PoolConfig};
+use crate::plugins::Holder;
 use crate::store::pool::PoolDb;
 use crate::store::StoreError;
 use membership::Membership;
+use ownership::Owner;
 
 /// Connections this node opens to PostgreSQL for pool coordination (membership,
 /// directory); bounded so many nodes stay inside the server's connection limit.
 const COORDINATION_CONNECTIONS: u32 = 4;
+
+/// Owners kept in memory; past this the cache starts again (each entry is one lookup).
+const MAX_CACHED_OWNERS: usize = 100_000;
+/// Keys of a dead node read for the take-over; the rest move on their next stanza.
+const MAX_TAKEN_OVER: usize = 100_000;
 
 /// The small connection pool used for coordination (membership, directory, placement).
 pub async fn connect_coordination(url: &str) -> Result<PoolDb, StoreError> {
@@ -64,10 +71,13 @@ pub struct Pool {
     state: watch::Sender<NodeState>,
     /// The live nodes (id, epoch) as of the last membership read, this one included.
     live: std::sync::RwLock<Vec<(String, i64)>>,
-    /// Owners looked up since the live set last changed.
-    owners: std::sync::Mutex<std::collections::HashMap<String, String>>,
+    /// Owners looked up since the live set or our epoch last changed.
+    owners: std::sync::Mutex<std::collections::HashMap<String, Owner>>,
     /// `host:port` of every client listener, published for `pool status` and redirects.
     client_addrs: String,
+    /// The epoch last served under, also while fenced: fenced writes are checked against
+    /// it in the store, which refuses them once that epoch has ended.
+    last_epoch: std::sync::atomic::AtomicI64,
 }
 
 impl Pool {
@@ -128,6 +138,7 @@ impl Pool {
             live: Default::default(),
             owners: Default::default(),
             client_addrs,
+            last_epoch: epoch.into(),
         });
         Ok((pool, events))
     }
@@ -164,35 +175,120 @@ impl Pool {
         }
     }
 
-    /// The node that owns `key` (WIT `pool.owner-of`): the recorded owner while it is
-    /// live, otherwise the rendezvous choice among live nodes — which records itself as
-    /// owner (with a new fencing token) when it is this node.
-    pub async fn owner_of(&self, key: &str) -> Result<String, StoreError> {
-        if let Some(owner) = self.owners.lock().expect("owners lock").get(key) {
-            return Ok(owner.clone());
-        }
-        let live = self.live.read().expect("live lock").clone();
-        let recorded = self.db.recorded_owner(key).await?;
-        let owner = match recorded {
-            Some(rec) if live.iter().any(|(n, e)| *n == rec.node_id && *e == rec.epoch) => rec.node_id,
-            _ => {
-                let me = self.node_id();
-                let preferred = ownership::preferred_owner(key, live.iter().map(|(n, _)| n.as_str())).unwrap_or(me);
-                match self.epoch() {
-                    Some(epoch) if preferred == me => ownership::claim(&self.db, key, me, epoch).await?.node_id,
-                    _ => preferred.to_string(),
+    /// Who holds `key` (WIT `pool.owner-of`, `pool.owned`, and the routing of keyed
+    /// stanzas): the recorded owner while its epoch is live, otherwise the rendezvous
+    /// choice among live nodes — which records itself as owner (with a new fencing token)
+    /// when it is this node. Cached until the live set or our epoch changes.
+    pub async fn resolve(&self, key: &str) -> Result<Holder, StoreError> {
+        let my_epoch = self.epoch();
+        let cached = self.owners.lock().expect("owners lock").get(key).cloned();
+        let owner = match cached {
+            Some(owner) => owner,
+            None => match self.look_up(key, my_epoch).await? {
+                (owner, true) => {
+                    self.remember(key, &owner);
+                    return Ok(Holder::Here {
+                        fence: owner.fence as u64,
+                        gained: true,
+                    });
                 }
+                (owner, false) => {
+                    self.remember(key, &owner);
+                    owner
+                }
+            },
+        };
+        Ok(self.holder(owner, my_epoch))
+    }
+
+    fn holder(&self, owner: Owner, my_epoch: Option<i64>) -> Holder {
+        if owner.node_id == self.node_id() && Some(owner.epoch) == my_epoch {
+            Holder::Here {
+                fence: owner.fence as u64,
+                gained: false,
+            }
+        } else {
+            Holder::There { node: owner.node_id }
+        }
+    }
+
+    fn remember(&self, key: &str, owner: &Owner) {
+        let mut owners = self.owners.lock().expect("owners lock");
+        if owners.len() >= MAX_CACHED_OWNERS {
+            owners.clear();
+        }
+        owners.insert(key.to_string(), owner.clone());
+    }
+
+    /// The owner of `key` from the store; `true` when this lookup took it for us.
+    async fn look_up(&self, key: &str, my_epoch: Option<i64>) -> Result<(Owner, bool), StoreError> {
+        let mut live = self.live_nodes();
+        if live.is_empty() {
+            // Before the mesh's first read: ask, rather than take every key ourselves.
+            live = self
+                .membership
+                .live_nodes()
+                .await?
+                .into_iter()
+                .map(|n| (n.node_id, n.epoch))
+                .collect();
+        }
+        let recorded = self.db.recorded_owner(key).await?;
+        if let Some(rec) = recorded.filter(|rec| live.iter().any(|(n, e)| *n == rec.node_id && *e == rec.epoch)) {
+            return Ok((rec, false));
+        }
+        let me = self.node_id();
+        let preferred = ownership::preferred_owner(key, live.iter().map(|(n, _)| n.as_str())).unwrap_or(me);
+        match my_epoch {
+            Some(epoch) if preferred == me => {
+                let owner = ownership::claim(&self.db, key, me, epoch).await?;
+                let ours = owner.node_id == me && owner.epoch == epoch;
+                Ok((owner, ours))
+            }
+            // The preferred node takes the key when the first stanza for it arrives there.
+            _ => Ok((
+                Owner {
+                    node_id: preferred.to_string(),
+                    epoch: live.iter().find(|(n, _)| n == preferred).map_or(0, |(_, e)| *e),
+                    fence: 0,
+                },
+                false,
+            )),
+        }
+    }
+
+    /// Take over the keys of a node that left the live set (`node`, `epoch`) for which
+    /// this node is now the preferred owner; the keys gained with their fencing tokens.
+    /// Every survivor runs this, each taking its share.
+    pub async fn take_over(&self, node: &str, epoch: i64) -> Vec<(String, u64)> {
+        let keys = match self.db.keys_of(node, epoch, MAX_TAKEN_OVER as i64).await {
+            Ok(keys) => keys,
+            Err(e) => {
+                tracing::warn!(%node, error = %e, "cannot read the keys of a node that left; they move on their next stanza");
+                return Vec::new();
             }
         };
-        self.owners
-            .lock()
-            .expect("owners lock")
-            .insert(key.to_string(), owner.clone());
-        Ok(owner)
+        let mut gained = Vec::new();
+        for key in keys {
+            let live = self.live_nodes();
+            if ownership::preferred_owner(&key, live.iter().map(|(n, _)| n.as_str())) != Some(self.node_id()) {
+                continue;
+            }
+            match self.resolve(&key).await {
+                Ok(Holder::Here { fence, gained: true }) => gained.push((key, fence)),
+                Ok(_) => {}
+                Err(e) => tracing::warn!(%key, error = %e, "cannot take over a key; it moves on its next stanza"),
+            }
+        }
+        if !gained.is_empty() {
+            tracing::info!(%node, keys = gained.len(), "took over the keys of a node that left");
+        }
+        gained
     }
 
     fn fence(&self, reason: String) {
         tracing::error!(node = %self.node_id(), %reason, "fencing this node: closing client streams until it rejoins");
+        self.owners.lock().expect("owners lock").clear();
         self.state.send_replace(NodeState::Fenced { reason });
     }
 
@@ -234,6 +330,8 @@ impl Pool {
                         Ok(Ok(epoch)) => {
                             renewed_at = Instant::now();
                             tracing::info!(node = %self.node_id(), epoch, "rejoined the pool");
+                            self.owners.lock().expect("owners lock").clear();
+                            self.last_epoch.store(epoch, std::sync::atomic::Ordering::Relaxed);
                             self.state.send_replace(NodeState::Live { epoch });
                         }
                         Ok(Err(e)) => tracing::debug!(error = %e, "cannot rejoin yet"),
@@ -331,16 +429,27 @@ impl Pool {
     }
 }
 
-/// Plugins ask the pool who owns a key (their host capability `pool.owner-of`).
+/// Plugins ask the pool who owns a key (their host capability `pool`) and keyed stanzas
+/// travel to their owner over the links.
 impl crate::plugins::Ownership for Pool {
     fn node_id(&self) -> &str {
         Pool::node_id(self)
     }
 
-    fn owner_of<'a>(
-        &'a self,
-        key: &'a str,
-    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<String, StoreError>> + Send + 'a>> {
-        Box::pin(Pool::owner_of(self, key))
+    fn write_epoch(&self) -> i64 {
+        self.last_epoch.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    fn resolve<'a>(&'a self, key: &'a str) -> crate::features::BoxFuture<'a, Result<Holder, StoreError>> {
+        Box::pin(Pool::resolve(self, key))
+    }
+
+    fn forward_keyed(
+        &self,
+        node: &str,
+        stanza: &crate::xml::Element,
+        hops: u8,
+    ) -> Result<(), crate::sessions::PeerError> {
+        self.links.send_keyed(node, stanza.to_stream_xml(), hops)
     }
 }

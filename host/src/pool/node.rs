@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use tokio::sync::mpsc;
 
-use super::link::{Frame, LinkEvent};
+use super::link::{Frame, LinkEvent, Tracked};
 use super::Pool;
 use crate::context::Context;
 use crate::features::Event;
@@ -29,13 +29,19 @@ pub async fn run_events(ctx: Arc<Context>, pool: Arc<Pool>, mut events: mpsc::Un
             // and so do the messages the link never confirmed.
             LinkEvent::Down { node, undelivered } => {
                 if !undelivered.is_empty() {
-                    tracing::info!(%node, messages = undelivered.len(), "keeping unconfirmed messages offline");
+                    tracing::info!(%node, stanzas = undelivered.len(), "routing unconfirmed stanzas again");
                 }
-                // Routed again from scratch: to a session the account has opened elsewhere
-                // meanwhile, or to offline storage.
-                for (bare, xml) in undelivered {
-                    if let Some(stanza) = crate::stream::reader::parse_stored(&xml).await {
-                        crate::delivery::deliver_message(&ctx, &bare, None, stanza).await;
+                for tracked in undelivered {
+                    match tracked {
+                        // Routed again from scratch: to a session the account has opened
+                        // elsewhere meanwhile, or to offline storage.
+                        Tracked::Message { bare, xml } => {
+                            if let Some(stanza) = crate::stream::reader::parse_stored(&xml).await {
+                                crate::delivery::deliver_message(&ctx, &bare, None, stanza).await;
+                            }
+                        }
+                        // To the key's next owner (it waits until there is one).
+                        Tracked::Keyed { xml } => keyed_arrived(&ctx, &xml, 0).await,
                     }
                 }
             }
@@ -118,6 +124,12 @@ async fn apply(ctx: &Arc<Context>, pool: &Pool, node: &str, frame: Frame) {
             }
         }
         Frame::FanOut { xml, targets } => deliver_fanned_out(ctx, &xml, targets).await,
+        Frame::Keyed { xml, hops, seq } => {
+            keyed_arrived(ctx, &xml, hops).await;
+            if seq > 0 {
+                let _ = pool.links.send(node, Frame::Ack { seq });
+            }
+        }
         Frame::Ack { .. } => {} // consumed by the link itself
         Frame::OfflineStored { bare } => crate::delivery::offline::offline_stored(ctx, &bare),
     }
@@ -136,6 +148,26 @@ async fn deliver_forwarded(ctx: &Arc<Context>, bare: &str, resource: &str, xml: 
         return;
     };
     deliver_forwarded_element(ctx, bare, resource, stanza).await;
+}
+
+/// A stanza for a keyed feature's address that another node routed to us as the key's
+/// owner (or that came back from a link that broke): handed to the feature, which serves
+/// it here or passes it on once more if the key is not ours after all. If the address is
+/// no longer served, the sender gets `service-unavailable`.
+async fn keyed_arrived(ctx: &Arc<Context>, xml: &str, hops: u8) {
+    let limits = ctx.config.stream_limits(true);
+    let Some(stanza) = crate::stream::reader::parse_stored_under(xml, limits).await else {
+        tracing::warn!("garbled keyed stanza on a pool link");
+        return;
+    };
+    let feature = stanza
+        .get_attr("to")
+        .and_then(|to| jid::Jid::new(to).ok())
+        .and_then(|to| ctx.features.for_address(to.domain().as_str()));
+    match feature {
+        Some(feature) => crate::delivery::dispatch_forwarded_to_feature(ctx, &*feature, stanza, hops),
+        None => crate::delivery::bounce(ctx, &stanza, crate::stanza::Condition::ServiceUnavailable, None),
+    }
 }
 
 /// A fanned-out stanza another node sent for several of our sessions: read once, each
@@ -213,13 +245,18 @@ pub async fn run_mesh(ctx: Arc<Context>, pool: Arc<Pool>) {
         let gone: Vec<(String, i64)> = known.iter().filter(|k| !live_set.contains(k)).cloned().collect();
         for (node, epoch) in gone {
             known.remove(&(node.clone(), epoch));
-            fail_over(&ctx, &node).await;
+            fail_over(&ctx, &pool, &node, epoch).await;
         }
     }
 }
 
-async fn fail_over(ctx: &Arc<Context>, node: &str) {
+/// A node left the live set under `epoch`: its keys move (this node takes its share and
+/// tells the features), its sessions end.
+async fn fail_over(ctx: &Arc<Context>, pool: &Pool, node: &str, epoch: i64) {
     ctx.features.notify(Event::NodeLeft(node.to_string()));
+    for (key, fence) in pool.take_over(node, epoch).await {
+        ctx.features.notify(Event::OwnershipGained { key, fence });
+    }
     let lost = ctx.sessions.forget_node(node);
     tracing::warn!(%node, sessions = lost.len(), "node left the pool: its sessions are gone");
     for r in &lost {

@@ -23,6 +23,7 @@ use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::{AnyPool, Executor};
 
 pub use accounts::{RemovedAccount, RemovedContact, ScramKeys, StoredCredentials};
+pub use plugin_kv::Fence;
 pub use plugin_timers::StoredTimer;
 pub use roster::{ItemUpdate, RosterItem, Subscription};
 

@@ -108,6 +108,8 @@ impl Feature for Probe {
                 t.name,
                 String::from_utf8_lossy(&t.payload)
             ),
+            // Not keyed: never told of ownership (see the room-probe example).
+            Event::OwnershipGained(_) | Event::OwnershipLost(_) => {}
         }
     }
 }

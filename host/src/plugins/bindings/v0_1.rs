@@ -52,6 +52,7 @@ fn storage_error(e: latest::types::StorageError) -> String {
         E::Unavailable(why) => why,
         E::TooLarge(limit) => format!("value over {limit} bytes"),
         E::ShuttingDown => "server is shutting down".into(),
+        E::Fenced => "this node no longer owns the key".into(),
     }
 }
 
@@ -219,6 +220,8 @@ pub fn event(e: &latest::types::Event) -> Option<types::Event> {
         E::UserOffline(user) => types::Event::UserOffline(bare(&user.jid)),
         E::NodeJoined(node) => types::Event::NodeJoined(node.clone()),
         E::NodeLeft(node) => types::Event::NodeLeft(node.clone()),
+        E::OwnershipGained(owned) => types::Event::OwnershipGained(owned.key.clone()),
+        E::OwnershipLost(owned) => types::Event::OwnershipLost(owned.key.clone()),
         E::Timer(_) => return None,
     })
 }

@@ -5,7 +5,7 @@
 //! epoch that is no longer live in `pool_nodes` — decided inside one upsert, so two nodes
 //! can never both take a key.
 
-use super::{col, NodeEpoch, PoolDb};
+use super::{col, PoolDb};
 use crate::store::Result;
 
 /// A key's owner as recorded in the shared store.
@@ -18,14 +18,26 @@ pub struct Owner {
 }
 
 impl PoolDb {
-    /// The node and epoch recorded as `key`'s owner, live or not.
-    pub async fn recorded_owner(&self, key: &str) -> Result<Option<NodeEpoch>> {
-        let recorded: Option<(String, i64)> =
-            sqlx::query_as("SELECT node_id, node_epoch FROM pool_ownership WHERE key = $1")
-                .bind(key)
-                .fetch_optional(&self.db)
-                .await?;
-        Ok(recorded.map(|(node_id, epoch)| NodeEpoch { node_id, epoch }))
+    /// The owner recorded for `key`, live or not.
+    pub async fn recorded_owner(&self, key: &str) -> Result<Option<Owner>> {
+        let row = sqlx::query("SELECT node_id, node_epoch, fence FROM pool_ownership WHERE key = $1")
+            .bind(key)
+            .fetch_optional(&self.db)
+            .await?;
+        row.map(|row| owner(&row)).transpose()
+    }
+
+    /// The keys recorded for `node` under `epoch` (a dead node's, for the survivors to
+    /// take over), at most `limit`.
+    pub async fn keys_of(&self, node: &str, epoch: i64, limit: i64) -> Result<Vec<String>> {
+        Ok(sqlx::query_scalar(
+            "SELECT key FROM pool_ownership WHERE node_id = $1 AND node_epoch = $2 ORDER BY key LIMIT $3",
+        )
+        .bind(node)
+        .bind(epoch)
+        .bind(limit)
+        .fetch_all(&self.db)
+        .await?)
     }
 
     /// Record `node`/`epoch` as the owner of `key` unless a live node holds it. Returns the
@@ -55,11 +67,7 @@ impl PoolDb {
                     .await?
             }
         };
-        Ok(Owner {
-            node_id: col(&row, "node_id")?,
-            epoch: col(&row, "node_epoch")?,
-            fence: col(&row, "fence")?,
-        })
+        owner(&row)
     }
 
     /// Is `fence` still the current token of `key` for `node` under `epoch`?
@@ -73,4 +81,12 @@ impl PoolDb {
                 .await?;
         Ok(found == Some(fence))
     }
+}
+
+fn owner(row: &sqlx::postgres::PgRow) -> Result<Owner> {
+    Ok(Owner {
+        node_id: col(row, "node_id")?,
+        epoch: col(row, "node_epoch")?,
+        fence: col(row, "fence")?,
+    })
 }
