@@ -380,6 +380,128 @@ fn a_fail_closed_filter_that_traps_blocks_the_stanza() {
     });
 }
 
+/// Issue 12, must-show 1: a filter with a declared interest set (`interest = "declared"`,
+/// rules for alice only) judges what alice sends and what reaches her, and is never
+/// invoked for messages between users without rules: the host's counters show its calls
+/// unchanged and the messages skipped.
+#[test]
+fn a_filter_is_not_invoked_for_users_without_rules() {
+    with_plugins(&["word-filter-scoped"], |srv, _dir| {
+        let counters = |srv: &TestServer| -> Result<(u64, u64)> {
+            let list: serde_json::Value = serde_json::from_str(&srv.cli_ok(&["plugin", "list"])?)?;
+            let stats = list
+                .as_array()
+                .and_then(|l| l.iter().find(|p| p["name"] == "word-filter-scoped"))
+                .map(|p| p["stats"].clone())
+                .context("the scoped filter in plugin list")?;
+            Ok((
+                stats["calls"].as_u64().unwrap_or(0),
+                stats["skipped"].as_u64().unwrap_or(0),
+            ))
+        };
+        const OTHERS: usize = 20;
+        support::rt().block_on(async {
+            let mut alice = login(srv, "alice", "raw").await?;
+            let _bob = login(srv, "bob", "raw").await?;
+            let mut carol = login(srv, "carol", "raw").await?;
+            // alice has rules: her spam is refused, and spam to her too.
+            alice.message(&format!("{}/raw", jid("bob")), "spam from alice").await?;
+            let refused = alice
+                .wait_for(Duration::from_secs(10), "alice's refused message", |e| {
+                    e.local == "message" && e.attr("type") == Some("error")
+                })
+                .await?;
+            ensure!(condition(&refused) == "policy-violation", "got {}", refused.raw);
+            carol
+                .message(&format!("{}/raw", jid("alice")), "spam for alice")
+                .await?;
+            let refused = carol
+                .wait_for(Duration::from_secs(10), "the refused message to alice", |e| {
+                    e.local == "message" && e.attr("type") == Some("error")
+                })
+                .await?;
+            ensure!(condition(&refused) == "policy-violation", "got {}", refused.raw);
+            anyhow::Ok(())
+        })?;
+        let (calls_before, skipped_before) = counters(srv)?;
+        ensure!(calls_before >= 2, "alice's stanzas were judged: {calls_before} calls");
+        support::rt().block_on(async {
+            let mut bob = login(srv, "bob", "raw2").await?;
+            let mut carol = login(srv, "carol", "raw2").await?;
+            for i in 0..OTHERS {
+                bob.message(&format!("{}/raw2", jid("carol")), &format!("spam {i} between others"))
+                    .await?;
+            }
+            for i in 0..OTHERS {
+                carol.expect_message(&format!("spam {i} between others")).await?;
+            }
+            anyhow::Ok(())
+        })?;
+        let (calls, skipped) = counters(srv)?;
+        ensure!(
+            calls == calls_before,
+            "the filter was invoked for users without rules: {calls_before} -> {calls} calls"
+        );
+        ensure!(
+            skipped >= skipped_before + 2 * OTHERS as u64,
+            "each message skipped at both points: {skipped_before} -> {skipped}"
+        );
+        Ok(())
+    });
+}
+
+/// Issue 12: inbound filtering on the offline path. A message stored for bob while he had
+/// no rules is judged again when it is delivered: after a reload gave bob rules, the
+/// stored spam is refused to its sender (policy-violation) and never reaches bob, while the
+/// other stored message does.
+#[test]
+fn offline_messages_are_filtered_when_delivered() {
+    with_plugins(&["word-filter-scoped"], |srv, dir| {
+        let rt = support::rt();
+        let mut carol = rt.block_on(async {
+            let mut carol = login(srv, "carol", "raw").await?;
+            for body in ["spam kept for bob", "a kept hello for bob"] {
+                carol.message(&jid("bob"), body).await?;
+            }
+            // Both stored: a ping round trip orders them before the reload.
+            carol.ping(DOMAIN).await?;
+            anyhow::Ok(carol)
+        })?;
+        let manifest_path = dir.join("word-filter-scoped.toml");
+        let manifest = std::fs::read_to_string(&manifest_path)?;
+        let mark = srv.log().len();
+        plugins::replace(
+            &manifest_path,
+            manifest
+                .replace(
+                    "users = \"alice@localhost\"",
+                    "users = \"alice@localhost,bob@localhost\"",
+                )
+                .as_bytes(),
+        )?;
+        srv.wait_log(mark, "plugin loaded", Duration::from_secs(20))?;
+        srv.wait_log(mark, "filtering 1 words", Duration::from_secs(5))?;
+        rt.block_on(async {
+            let mut bob = login(srv, "bob", "raw").await?;
+            bob.send("<presence/>").await?;
+            bob.expect_message("a kept hello for bob").await?;
+            let refused = carol
+                .wait_for(Duration::from_secs(10), "the refused offline message", |e| {
+                    e.local == "message" && e.attr("type") == Some("error")
+                })
+                .await?;
+            ensure!(condition(&refused) == "policy-violation", "got {}", refused.raw);
+            let bodies = bob.collect_bodies(Duration::from_millis(300)).await;
+            ensure!(
+                !bodies.iter().any(|b| b.contains("spam")),
+                "spam reached bob: {bodies:?}"
+            );
+            anyhow::Ok(())
+        })?;
+        Ok(())
+    });
+}
+
 /// Issue 3, must-show 4: the Python (componentize-py) plugin answers a stanza.
 #[test]
 fn python_plugin_answers() {

@@ -154,6 +154,13 @@ pub trait Features: Send + Sync {
     fn filter<'a>(&'a self, direction: Direction, stanza: &'a Element) -> BoxFuture<'a, Verdict>;
     /// Tell the features that asked for it; never waits on them.
     fn notify(&self, event: Event);
+    /// Another node of the pool changed a filter's interest set (see `plugins::interest`).
+    fn interest_changed(&self, plugin: &str, user: &str, has_rules: bool) {
+        let _ = (plugin, user, has_rules);
+    }
+    /// Read the filters' interest sets from the store again (a pool link came up: what
+    /// was announced while it was down is there).
+    fn reload_interest(&self) {}
 }
 
 /// A node without features: what in-process tests of the core start from.

@@ -14,7 +14,7 @@ pub use crate::bindings::types::{
 mod imp {
     use super::{LogLevel, Ownership, ResourcePresence, RosterItem, SendError, StorageError};
     use crate::bindings::feature::poolxmpp::plugin::{
-        clock, log, metrics, pool, presence, roster, router, storage, timers,
+        clock, interest, log, metrics, pool, presence, roster, router, storage, timers,
     };
 
     pub fn log(level: LogLevel, message: &str) {
@@ -76,6 +76,12 @@ mod imp {
     }
     pub fn owned(key: &str) -> Option<Ownership> {
         pool::owned(key)
+    }
+    pub fn set_interest(user: &str, has_rules: bool) -> Result<(), StorageError> {
+        interest::set(user, has_rules)
+    }
+    pub fn has_interest(user: &str) -> bool {
+        interest::has(user)
     }
     pub fn put_fenced(owned: &Ownership, key: &str, value: &[u8]) -> Result<(), StorageError> {
         storage::put_fenced(owned, key, value)
@@ -189,6 +195,16 @@ mod imp {
             key: key.to_string(),
             fence,
         })
+    }
+    pub fn set_interest(user: &str, has_rules: bool) -> Result<(), StorageError> {
+        with_host(|h| match has_rules {
+            true => h.interest.insert(user.to_string()),
+            false => h.interest.remove(user),
+        });
+        Ok(())
+    }
+    pub fn has_interest(user: &str) -> bool {
+        with_host(|h| h.interest.contains(user))
     }
     fn fence_holds(owned: &Ownership) -> Result<(), StorageError> {
         match owned.fence == owned_fence(&owned.key) {

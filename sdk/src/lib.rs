@@ -26,6 +26,7 @@ pub mod feature;
 pub mod filter;
 pub mod host;
 mod instance;
+pub mod interest;
 pub mod jid;
 pub mod log;
 pub mod placement;

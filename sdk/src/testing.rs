@@ -38,6 +38,8 @@ pub struct MockHost {
     /// The current fencing token of keys (1 when absent): raise one to play a newer owner
     /// elsewhere, and fenced writes under the old token fail.
     pub fences: HashMap<String, u64>,
+    /// The users `interest::set` declared rules for.
+    pub interest: std::collections::BTreeSet<String>,
 }
 
 thread_local! {

@@ -11,7 +11,7 @@ use jid::Jid;
 use tokio::sync::OwnedSemaphorePermit;
 
 use crate::context::Context;
-use crate::features::{Answer, Feature, FeatureCalls, Refusal};
+use crate::features::{Answer, Direction, Feature, FeatureCalls, Refusal, Verdict};
 use crate::stanza::{error_reply, error_reply_as, may_bounce, Condition, MessageType};
 use crate::xml::{Element, NS_CLIENT};
 
@@ -140,6 +140,19 @@ fn answered(
             });
         }
         Err(refusal) => bounce_refusal(ctx, &stanza, &refusal),
+    }
+}
+
+/// Run the filters at one point (DESIGN §2) over a stanza: whether it may go on. A refusal
+/// is answered to its sender here; a drop is silent.
+pub async fn passes_filter(ctx: &Context, direction: Direction, stanza: &Element) -> bool {
+    match ctx.features.filter(direction, stanza).await {
+        Verdict::Pass => true,
+        Verdict::Drop => false,
+        Verdict::Refuse(refusal) => {
+            bounce_refusal(ctx, stanza, &refusal);
+            false
+        }
     }
 }
 

@@ -5,6 +5,7 @@
 use std::sync::Arc;
 
 use crate::context::Context;
+use crate::features::Direction;
 use crate::xml::Element;
 
 /// Offline messages, stamped with XEP-0203 delay, to a resource that just came online
@@ -146,6 +147,12 @@ async fn deliver_offline_once(ctx: &Arc<Context>, bare: &str, resource: &str) {
                 queued.gap();
                 continue;
             };
+            // The recipient's rules may have changed since it was stored (a user blocked its
+            // sender): judged again on the way out, like any stanza reaching a local user.
+            if ctx.features.filtering() && !super::passes_filter(ctx, Direction::Inbound, &stanza).await {
+                queued.push(*id);
+                continue;
+            }
             let when = chrono::DateTime::from_timestamp(*stamp, 0).unwrap_or_default();
             stanza.children.push(crate::xml::Node::Element(
                 Element::new("delay", "urn:xmpp:delay")

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use jid::Jid;
 
-use super::manifest::{EventKind, World};
+use super::manifest::{EventKind, Interest, World};
 use super::{types, Fault, PluginHandle, Plugins};
 use crate::features::{Answer, BoxFuture, Direction, Event, Feature, Features, Refusal, Verdict};
 use crate::store::StoredTimer;
@@ -90,13 +90,17 @@ impl Features for Plugins {
 
     fn filter<'a>(&'a self, direction: Direction, stanza: &'a Element) -> BoxFuture<'a, Verdict> {
         let filters = self.active().filters.clone();
-        let direction = match direction {
+        let wit_direction = match direction {
             Direction::Inbound => types::Direction::Inbound,
             Direction::Outbound => types::Direction::Outbound,
         };
         Box::pin(async move {
             for f in &filters {
-                match f.check(direction, stanza).await {
+                if f.manifest.interest == Interest::Declared && !self.has_rules(f, direction, stanza) {
+                    f.stats.skipped.fetch_add(1, Relaxed);
+                    continue;
+                }
+                match f.check(wit_direction, stanza).await {
                     Ok(types::Verdict::Allow) => {}
                     Ok(types::Verdict::Drop) => return Verdict::Drop,
                     Ok(types::Verdict::Bounce(err)) => return Verdict::Refuse(err.into()),
@@ -115,6 +119,24 @@ impl Features for Plugins {
             }
             Verdict::Pass
         })
+    }
+
+    fn interest_changed(&self, plugin: &str, user: &str, has_rules: bool) {
+        self.interest.apply(plugin, user, has_rules);
+    }
+
+    fn reload_interest(&self) {
+        let Some(store) = self.host_caps().ctx.upgrade().map(|c| c.store.clone()) else {
+            return;
+        };
+        let interest = self.interest.clone();
+        tokio::spawn(async move {
+            for plugin in interest.plugins() {
+                if let Err(e) = interest.load(&store, &plugin).await {
+                    tracing::warn!(%plugin, error = %e, "cannot read an interest set again; keeping the one in memory");
+                }
+            }
+        });
     }
 
     fn notify(&self, event: Event) {
@@ -184,6 +206,22 @@ fn to_wit(event: Event) -> Option<types::Event> {
         Event::NodeLeft(node) => types::Event::NodeLeft(node),
         Event::OwnershipGained { .. } | Event::Fenced => return None,
     })
+}
+
+impl Plugins {
+    /// Whether a filter with a declared interest has rules for the user a stanza concerns
+    /// at this point: its sender leaving (outbound), its recipient arriving (inbound; the
+    /// sender's own account when it has no `to`).
+    fn has_rules(&self, f: &PluginHandle, direction: Direction, stanza: &Element) -> bool {
+        let address = match direction {
+            Direction::Outbound => stanza.get_attr("from"),
+            Direction::Inbound => stanza.get_attr("to").or_else(|| stanza.get_attr("from")),
+        };
+        let Some(user) = address.and_then(|a| Jid::new(a).ok()) else {
+            return true; // what cannot be told apart is judged
+        };
+        self.interest.has(f.name(), user.to_bare().as_str())
+    }
 }
 
 impl super::timers::Deliver for Plugins {

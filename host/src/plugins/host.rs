@@ -44,4 +44,6 @@ pub trait Ownership: Send + Sync {
     /// Hand a stanza for a keyed address to the node owning its key; `hops` counts the
     /// forwards so far (the receiver forwards at most once more).
     fn forward_keyed(&self, node: &str, stanza: &Element, hops: u8) -> Result<(), PeerError>;
+    /// Tell the other nodes that a filter's interest set changed (already in the store).
+    fn announce_interest(&self, plugin: &str, user: &str, has_rules: bool);
 }

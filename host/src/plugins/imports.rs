@@ -10,7 +10,7 @@ use wasmtime::component::ResourceTable;
 use wasmtime::StoreLimits;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
-use super::bindings::latest::{clock, log, metrics, pool, presence, roster, router, storage, timers, types};
+use super::bindings::latest::{clock, interest, log, metrics, pool, presence, roster, router, storage, timers, types};
 use super::host::{Holder, HostCaps};
 use super::stats::PluginStats;
 use crate::context::Context;
@@ -141,6 +141,28 @@ fn timer_error(e: super::timers::TimerRefused) -> StorageError {
     match e {
         super::timers::TimerRefused::TooLarge(limit) => StorageError::TooLarge(limit),
         super::timers::TimerRefused::Store(why) => StorageError::Unavailable(why),
+    }
+}
+
+impl interest::Host for PluginState {
+    async fn set(&mut self, user: String, has_rules: bool) -> Result<(), StorageError> {
+        let plugins = self.host.plugins.upgrade().ok_or(StorageError::ShuttingDown)?;
+        // Kept as the router compares: the normalised bare JID.
+        let Ok(user) = jid::Jid::new(&user).map(|j| j.to_bare().to_string()) else {
+            tracing::warn!(plugin = %self.name, %user, "interest.set: not a JID; ignored");
+            return Ok(());
+        };
+        plugins
+            .set_interest(&self.name, &user, has_rules)
+            .await
+            .map_err(unavailable)
+    }
+
+    async fn has(&mut self, user: String) -> bool {
+        let Some(plugins) = self.host.plugins.upgrade() else {
+            return false;
+        };
+        jid::Jid::new(&user).is_ok_and(|j| plugins.interest.has(&self.name, j.to_bare().as_str()))
     }
 }
 

@@ -23,6 +23,18 @@ pub enum Grant {
     Presence,
 }
 
+/// Which stanzas a filter is consulted for.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Interest {
+    /// Every stanza (a word filter).
+    #[default]
+    All,
+    /// Only stanzas whose sender (outbound) or recipient (inbound) is in the set the
+    /// plugin declares through the `interest` import (privacy lists: the users with rules).
+    Declared,
+}
+
 /// The kinds of `event` a manifest may ask for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -71,6 +83,10 @@ pub struct Manifest {
     /// need: a broken blocking plugin must not deliver what a user blocked.
     #[serde(default)]
     pub fail_closed: bool,
+    /// For a filter: consulted for every stanza (`all`), or only for those of the users
+    /// it declared rules for (`declared`), so messaging between others never pays for it.
+    #[serde(default)]
+    pub interest: Interest,
     #[serde(default)]
     pub limits: PluginLimits,
     /// Free-form settings handed to `init`.

@@ -6,6 +6,7 @@
 //! - [`breaker`]: whom a failing plugin stops serving (one sender, or everyone), how long.
 //! - [`input`]: what a plugin is handed: bounded, with normalised addresses.
 //! - [`imports`]: the host side of the WIT imports.
+//! - [`interest`]: filters' interest sets (the users a filter has rules for).
 //! - [`keyed`]: owner routing of keyed plugins' stanzas, and their ownership events.
 //! - [`timers`]: plugin timers, kept in the store and fired by one scheduler per node.
 //! - [`watch`]: the directory watcher and the admin socket.
@@ -24,6 +25,7 @@ pub mod host;
 pub mod imports;
 pub mod input;
 pub mod instance;
+pub mod interest;
 pub mod keyed;
 pub mod manifest;
 pub mod stats;
@@ -272,6 +274,8 @@ pub struct Plugins {
     timers: OnceLock<Arc<timers::Timers>>,
     /// Made by [`Plugins::attach`] when the node is in a pool.
     key_router: OnceLock<Arc<keyed::KeyRouter>>,
+    /// The filters' interest sets, by plugin name.
+    pub interest: Arc<interest::InterestSets>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -325,6 +329,7 @@ impl Plugins {
             tasks,
             timers: OnceLock::new(),
             key_router: OnceLock::new(),
+            interest: Default::default(),
         })
     }
 
@@ -356,8 +361,32 @@ impl Plugins {
         self.timers.get()
     }
 
+    /// What plugins were given of the node (empty before [`Plugins::attach`]).
+    pub fn host_caps(&self) -> HostCaps {
+        self.host.get().cloned().unwrap_or_default()
+    }
+
     pub fn key_router(&self) -> Option<&Arc<keyed::KeyRouter>> {
         self.key_router.get()
+    }
+
+    /// Put `user` in `plugin`'s interest set or take it out: in the store, then here, then
+    /// announced to the pool.
+    pub async fn set_interest(
+        &self,
+        plugin: &str,
+        user: &str,
+        has_rules: bool,
+    ) -> Result<(), crate::store::StoreError> {
+        let host = self.host_caps();
+        if let Some(ctx) = host.ctx.upgrade() {
+            ctx.store.interest_set(plugin, user, has_rules).await?;
+        }
+        self.interest.apply(plugin, user, has_rules);
+        if let Some(pool) = &host.ownership {
+            pool.announce_interest(plugin, user, has_rules);
+        }
+        Ok(())
     }
 
     pub fn active(&self) -> Arc<Active> {
@@ -459,6 +488,17 @@ impl Plugins {
             message,
         };
         let digest = digest_files(wasm, manifest_path)?;
+        if manifest.interest == manifest::Interest::Declared && !self.interest.loaded(&name) {
+            let store = self.host.get().and_then(|h| h.ctx.upgrade()).map(|c| c.store.clone());
+            if let Some(store) = store {
+                let users = self
+                    .interest
+                    .load(&store, &name)
+                    .await
+                    .map_err(|e| rejected(format!("cannot read its interest set: {e}")))?;
+                tracing::info!(plugin = %name, users, "interest set read");
+            }
+        }
         let bytes = std::fs::read(wasm).map_err(|e| PluginError::Read(wasm.display().to_string(), e))?;
         // Compiling is CPU-heavy: keep it off the async workers serving clients.
         let engine = self.engine.clone();

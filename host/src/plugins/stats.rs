@@ -17,6 +17,9 @@ pub struct PluginStats {
     pub refused: AtomicU64,
     pub sent: AtomicU64,
     pub reloads: AtomicU64,
+    /// Stanzas a filter with a declared interest set was not consulted for (neither user
+    /// has rules).
+    pub skipped: AtomicU64,
     latency: [AtomicU64; LATENCY_BUCKETS_US.len() + 1],
     custom: Mutex<BTreeMap<String, f64>>,
 }
@@ -66,6 +69,7 @@ impl PluginStats {
             "refused": load(&self.refused),
             "sent": load(&self.sent),
             "reloads": load(&self.reloads),
+            "skipped": load(&self.skipped),
             "latency": buckets,
             "custom": *self.custom.lock().expect("stats lock"),
         })

@@ -57,6 +57,13 @@ pub enum Frame {
         #[serde(default)]
         seq: u64,
     },
+    /// A filter's interest set changed (the store has it already): `user` has rules for
+    /// `plugin`'s filter, or no longer has.
+    Interest {
+        plugin: String,
+        user: String,
+        has_rules: bool,
+    },
     /// Every tracked stanza up to `seq` on this link is taken care of.
     Ack { seq: u64 },
     /// A message was just stored offline for `bare`: a node where that account is

@@ -452,4 +452,12 @@ impl crate::plugins::Ownership for Pool {
     ) -> Result<(), crate::sessions::PeerError> {
         self.links.send_keyed(node, stanza.to_stream_xml(), hops)
     }
+
+    fn announce_interest(&self, plugin: &str, user: &str, has_rules: bool) {
+        self.links.broadcast(&link::Frame::Interest {
+            plugin: plugin.to_string(),
+            user: user.to_string(),
+            has_rules,
+        });
+    }
 }

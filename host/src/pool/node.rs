@@ -17,6 +17,8 @@ pub async fn run_events(ctx: Arc<Context>, pool: Arc<Pool>, mut events: mpsc::Un
     while let Some(event) = events.recv().await {
         match event {
             LinkEvent::Up { node } => {
+                // What we missed of the filters' interest sets while it was down.
+                ctx.features.reload_interest();
                 // Their mirror of us may be stale (a reconnect): replay our sessions.
                 for frame in snapshot(&ctx) {
                     if pool.links.send(&node, frame).is_err() {
@@ -130,6 +132,11 @@ async fn apply(ctx: &Arc<Context>, pool: &Pool, node: &str, frame: Frame) {
                 let _ = pool.links.send(node, Frame::Ack { seq });
             }
         }
+        Frame::Interest {
+            plugin,
+            user,
+            has_rules,
+        } => ctx.features.interest_changed(&plugin, &user, has_rules),
         Frame::Ack { .. } => {} // consumed by the link itself
         Frame::OfflineStored { bare } => crate::delivery::offline::offline_stored(ctx, &bare),
     }

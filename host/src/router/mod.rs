@@ -12,9 +12,9 @@ use jid::Jid;
 
 use crate::context::Context;
 use crate::delivery::{
-    bounce, bounce_refusal, deliver_message, dispatch_from_client, dispatch_to_feature, target, Target,
+    bounce, deliver_message, dispatch_from_client, dispatch_to_feature, passes_filter, target, Target,
 };
-use crate::features::{Direction, Verdict};
+use crate::features::Direction;
 use crate::sessions::Session;
 use crate::stanza::{Condition, Kind, Outcome, PresenceType, StanzaError};
 use crate::xml::Element;
@@ -88,22 +88,11 @@ async fn passes_filters(ctx: &Arc<Context>, stanza: &Element, to: Option<&Jid>) 
     if !ctx.features.filtering() {
         return true;
     }
-    if !filter(ctx, Direction::Outbound, stanza).await {
+    if !passes_filter(ctx, Direction::Outbound, stanza).await {
         return false;
     }
     let local = to.is_some_and(|to| matches!(target(ctx, to), Target::Local { .. }));
-    !local || filter(ctx, Direction::Inbound, stanza).await
-}
-
-async fn filter(ctx: &Context, direction: Direction, stanza: &Element) -> bool {
-    match ctx.features.filter(direction, stanza).await {
-        Verdict::Pass => true,
-        Verdict::Drop => false,
-        Verdict::Refuse(refusal) => {
-            bounce_refusal(ctx, stanza, &refusal);
-            false
-        }
-    }
+    !local || passes_filter(ctx, Direction::Inbound, stanza).await
 }
 
 /// Why the router did not take a stanza a feature sent.
@@ -150,7 +139,7 @@ pub async fn route_from_feature(
     match target(ctx, &to) {
         Target::Feature(feature) => dispatch_to_feature(ctx, &*feature, stanza),
         Target::Local { bare, resource } => {
-            if ctx.features.filtering() && !filter(ctx, Direction::Inbound, &stanza).await {
+            if ctx.features.filtering() && !passes_filter(ctx, Direction::Inbound, &stanza).await {
                 return Ok(());
             }
             match kind {
@@ -202,7 +191,7 @@ pub async fn route_many_from_feature(
         match target(ctx, &to) {
             Target::Feature(feature) => dispatch_to_feature(ctx, &*feature, copy),
             Target::Local { bare, resource } => {
-                if ctx.features.filtering() && !filter(ctx, Direction::Inbound, &copy).await {
+                if ctx.features.filtering() && !passes_filter(ctx, Direction::Inbound, &copy).await {
                     routed += 1;
                     continue;
                 }

@@ -52,6 +52,10 @@ async fn delete_user_plugin_data(tx: &mut sqlx::Transaction<'_, sqlx::Any>, jid:
     .bind(&suffix)
     .execute(&mut **tx)
     .await?;
+    sqlx::query("DELETE FROM plugin_interest WHERE user_jid = $1")
+        .bind(jid)
+        .execute(&mut **tx)
+        .await?;
     Ok(())
 }
 

@@ -11,6 +11,7 @@
 mod accounts;
 mod caps;
 mod offline;
+mod plugin_interest;
 mod plugin_kv;
 mod plugin_timers;
 pub mod pool;

@@ -30,6 +30,11 @@ impl Filter for WordFilter {
         let words: Vec<String> = config.list("words").iter().map(|w| w.to_lowercase()).collect();
         poolxmpp_sdk::info!("filtering {} words", words.len());
         let trap_word = config.get("trap_word").map(str::to_lowercase);
+        // With `interest = "declared"` in the manifest, only these users' stanzas (sent by
+        // them, or reaching them) are filtered; everyone else's never reach the plugin.
+        for user in config.list("users") {
+            poolxmpp_sdk::interest::set(&user, true).map_err(|e| e.to_string())?;
+        }
         Ok(WordFilter { words, trap_word })
     }
 

@@ -14,7 +14,9 @@
 /// `placement` reuse the `feature` world's interfaces, so a version has one set of types
 /// and one implementation of each import.
 macro_rules! worlds {
-    ($path:literal) => {
+    // `$shared`: interfaces a version's filter world imports beyond 0.1's, bound to the
+    // feature world's (so one host implementation serves both worlds).
+    ($path:literal $(, $shared:literal => $module:ident)*) => {
         pub mod feature {
             wasmtime::component::bindgen!({
                 path: $path,
@@ -37,6 +39,7 @@ macro_rules! worlds {
                     "poolxmpp:plugin/metrics": super::feature::poolxmpp::plugin::metrics,
                     "poolxmpp:plugin/storage": super::feature::poolxmpp::plugin::storage,
                     "poolxmpp:plugin/roster": super::feature::poolxmpp::plugin::roster,
+                    $($shared: super::feature::poolxmpp::plugin::$module,)*
                 },
             });
         }
