@@ -502,6 +502,62 @@ fn offline_messages_are_filtered_when_delivered() {
     });
 }
 
+/// Issue 12: a feature and a filter in one plugin (world `feature-filter`): the blocklist
+/// example answers the XEP-0191 IQs it claims and enforces what they stored, from one
+/// instance: once alice blocks bob, bob's message to her is refused with
+/// service-unavailable, hers to him with not-acceptable, and carol still reaches her.
+#[test]
+fn a_feature_filter_plugin_answers_and_enforces_blocking() {
+    with_plugins(&["blocklist"], |srv, _dir| {
+        support::rt().block_on(async {
+            let mut alice = login(srv, "alice", "raw").await?;
+            let mut bob = login(srv, "bob", "raw").await?;
+            let mut carol = login(srv, "carol", "raw").await?;
+            let answered =
+                |id: &'static str| move |e: &support::xml::Element| e.local == "iq" && e.attr("id") == Some(id);
+            alice
+                .send(format!(
+                    "<iq type='set' id='block1'><block xmlns='urn:xmpp:blocking'><item jid='{}'/></block></iq>",
+                    jid("bob")
+                ))
+                .await?;
+            let done = alice
+                .wait_for(Duration::from_secs(10), "the block result", answered("block1"))
+                .await?;
+            ensure!(done.attr("type") == Some("result"), "block: {}", done.raw);
+            let error = |e: &support::xml::Element| e.local == "message" && e.attr("type") == Some("error");
+            bob.message(&format!("{}/raw", jid("alice")), "bob to alice").await?;
+            let refused = bob
+                .wait_for(Duration::from_secs(10), "bob's refused message", error)
+                .await?;
+            ensure!(condition(&refused) == "service-unavailable", "got {}", refused.raw);
+            alice.message(&format!("{}/raw", jid("bob")), "alice to bob").await?;
+            let refused = alice
+                .wait_for(Duration::from_secs(10), "alice's refused message", error)
+                .await?;
+            ensure!(condition(&refused) == "not-acceptable", "got {}", refused.raw);
+            carol
+                .message(&format!("{}/raw", jid("alice")), "carol to alice")
+                .await?;
+            alice.expect_message("carol to alice").await?;
+            alice
+                .send("<iq type='get' id='list1'><blocklist xmlns='urn:xmpp:blocking'/></iq>")
+                .await?;
+            let list = alice
+                .wait_for(Duration::from_secs(10), "the blocklist", answered("list1"))
+                .await?;
+            ensure!(list.raw.contains(&jid("bob")), "blocklist: {}", list.raw);
+            let bodies = alice.collect_bodies(Duration::from_millis(300)).await;
+            ensure!(
+                !bodies.iter().any(|b| b.contains("bob to alice")),
+                "blocked message arrived: {bodies:?}"
+            );
+            anyhow::Ok(())
+        })?;
+        Ok(())
+    });
+}
+
 /// Issue 3, must-show 4: the Python (componentize-py) plugin answers a stanza.
 #[test]
 fn python_plugin_answers() {

@@ -151,7 +151,14 @@ pub trait Features: Send + Sync {
     /// Whether any filter runs; when none does, the router skips [`Features::filter`].
     fn filtering(&self) -> bool;
     /// Run the filters over a stanza, in order, until one does not let it pass.
-    fn filter<'a>(&'a self, direction: Direction, stanza: &'a Element) -> BoxFuture<'a, Verdict>;
+    /// `sent_by`: the feature that sent the stanza, if one did; its own filter does not
+    /// judge it (it decided the stanza itself, and its instance is busy sending it).
+    fn filter<'a>(
+        &'a self,
+        direction: Direction,
+        stanza: &'a Element,
+        sent_by: Option<&'a str>,
+    ) -> BoxFuture<'a, Verdict>;
     /// Tell the features that asked for it; never waits on them.
     fn notify(&self, event: Event);
     /// Another node of the pool changed a filter's interest set (see `plugins::interest`).
@@ -185,7 +192,7 @@ impl Features for NoFeatures {
         false
     }
     fn notify(&self, _: Event) {}
-    fn filter<'a>(&'a self, _: Direction, _: &'a Element) -> BoxFuture<'a, Verdict> {
+    fn filter<'a>(&'a self, _: Direction, _: &'a Element, _: Option<&'a str>) -> BoxFuture<'a, Verdict> {
         Box::pin(async { Verdict::Pass })
     }
 }
@@ -201,6 +208,6 @@ mod tests {
         assert!(none.for_iq_namespace("vcard-temp").is_none());
         assert!(!none.filtering());
         let stanza = Element::new("message", crate::xml::NS_CLIENT);
-        assert_eq!(none.filter(Direction::Inbound, &stanza).await, Verdict::Pass);
+        assert_eq!(none.filter(Direction::Inbound, &stanza, None).await, Verdict::Pass);
     }
 }

@@ -8,7 +8,9 @@
 //! *imports* of each world in this crate's type section and move the exports into the
 //! `export!` macro. That is what lets one SDK serve all worlds: a plugin that exports only
 //! `feature-plugin` does not inherit an obligation to export `filter-plugin` or
-//! `placement-plugin` too.
+//! `placement-plugin` too — and lets a component export two worlds' interfaces, as the
+//! `feature-filter` world does (`export_feature_filter!` uses the `feature` and `filter`
+//! export macros together; the component's type is their union).
 
 /// The `feature` world: MUC, pubsub, vCard and other services that own stanzas.
 pub mod feature {
@@ -42,6 +44,7 @@ pub mod filter {
             "poolxmpp:plugin/metrics@0.2.0": crate::bindings::feature::poolxmpp::plugin::metrics,
             "poolxmpp:plugin/storage@0.2.0": crate::bindings::feature::poolxmpp::plugin::storage,
             "poolxmpp:plugin/roster@0.2.0": crate::bindings::feature::poolxmpp::plugin::roster,
+            "poolxmpp:plugin/interest@0.2.0": crate::bindings::feature::poolxmpp::plugin::interest,
         },
     });
 }

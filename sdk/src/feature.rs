@@ -96,3 +96,47 @@ macro_rules! export_feature {
         };
     };
 }
+
+/// Export a type that is both a [`Feature`] and a [`crate::Filter`] as this component's
+/// `feature-plugin` and `filter-plugin` (world `feature-filter` in the manifest): one
+/// instance answers the stanzas it claims and judges stanzas at the filter points, from
+/// one state — what privacy lists and blocking need. `Feature::init` makes the instance
+/// (the filter's `init` adds nothing). Use it once, at the top level of a `cdylib` crate.
+#[macro_export]
+#[rustfmt::skip] // rustfmt does not format this body stably (`with_types_in` is not Rust syntax)
+macro_rules! export_feature_filter {
+    ($plugin:ty) => {
+        #[cfg(target_arch = "wasm32")]
+        const _: () = {
+            struct PoolxmppFeatureExport;
+            struct PoolxmppFilterExport;
+
+            impl $crate::bindings::feature::exports::poolxmpp::plugin::feature_plugin::Guest for PoolxmppFeatureExport {
+                fn init(config: $crate::bindings::types::Config) -> ::std::result::Result<(), ::std::string::String> {
+                    $crate::feature::__private::init::<$plugin>(config)
+                }
+
+                fn handle_stanza(stanza: $crate::Stanza) -> ::std::result::Result<(), $crate::StanzaError> {
+                    $crate::feature::__private::handle_stanza::<$plugin>(stanza)
+                }
+
+                fn on_event(event: $crate::Event) {
+                    $crate::feature::__private::on_event::<$plugin>(event)
+                }
+            }
+
+            impl $crate::bindings::filter::exports::poolxmpp::plugin::filter_plugin::Guest for PoolxmppFilterExport {
+                fn init(_config: $crate::bindings::types::Config) -> ::std::result::Result<(), ::std::string::String> {
+                    ::std::result::Result::Ok(()) // made by the feature's init
+                }
+
+                fn check(direction: $crate::Direction, stanza: $crate::Stanza) -> $crate::Verdict {
+                    $crate::filter::__private::check::<$plugin>(direction, stanza)
+                }
+            }
+
+            $crate::bindings::feature::export!(PoolxmppFeatureExport with_types_in $crate::bindings::feature);
+            $crate::bindings::filter::export!(PoolxmppFilterExport with_types_in $crate::bindings::filter);
+        };
+    };
+}

@@ -144,9 +144,9 @@ fn answered(
 }
 
 /// Run the filters at one point (DESIGN §2) over a stanza: whether it may go on. A refusal
-/// is answered to its sender here; a drop is silent.
-pub async fn passes_filter(ctx: &Context, direction: Direction, stanza: &Element) -> bool {
-    match ctx.features.filter(direction, stanza).await {
+/// is answered to its sender here; a drop is silent. `sent_by`: the feature that sent it.
+pub async fn passes_filter(ctx: &Context, direction: Direction, stanza: &Element, sent_by: Option<&str>) -> bool {
+    match ctx.features.filter(direction, stanza, sent_by).await {
         Verdict::Pass => true,
         Verdict::Drop => false,
         Verdict::Refuse(refusal) => {

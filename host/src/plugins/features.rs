@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use jid::Jid;
 
-use super::manifest::{EventKind, Interest, World};
+use super::manifest::{EventKind, Interest};
 use super::{types, Fault, PluginHandle, Plugins};
 use crate::features::{Answer, BoxFuture, Direction, Event, Feature, Features, Refusal, Verdict};
 use crate::store::StoredTimer;
@@ -88,7 +88,12 @@ impl Features for Plugins {
         self.any_filter.load(Relaxed)
     }
 
-    fn filter<'a>(&'a self, direction: Direction, stanza: &'a Element) -> BoxFuture<'a, Verdict> {
+    fn filter<'a>(
+        &'a self,
+        direction: Direction,
+        stanza: &'a Element,
+        sent_by: Option<&'a str>,
+    ) -> BoxFuture<'a, Verdict> {
         let filters = self.active().filters.clone();
         let wit_direction = match direction {
             Direction::Inbound => types::Direction::Inbound,
@@ -96,6 +101,9 @@ impl Features for Plugins {
         };
         Box::pin(async move {
             for f in &filters {
+                if sent_by == Some(f.name()) {
+                    continue;
+                }
                 if f.manifest.interest == Interest::Declared && !self.has_rules(f, direction, stanza) {
                     f.stats.skipped.fetch_add(1, Relaxed);
                     continue;
@@ -172,7 +180,7 @@ impl Features for Plugins {
         let mut told = active
             .by_name
             .values()
-            .filter(|p| p.manifest.world == World::Feature && p.manifest.events.contains(&kind))
+            .filter(|p| p.manifest.world.is_feature() && p.manifest.events.contains(&kind))
             .peekable();
         if told.peek().is_none() {
             return;

@@ -105,6 +105,7 @@ pub struct Linkers {
     pub feature: Linker<PluginState>,
     pub filter: Linker<PluginState>,
     pub placement: Linker<PluginState>,
+    pub feature_filter: Linker<PluginState>,
 }
 
 impl Linkers {
@@ -122,10 +123,14 @@ impl Linkers {
         wasmtime_wasi::p2::add_to_linker_async(&mut placement)?;
         latest::placement::Placement::add_to_linker::<_, HasSelf<_>>(&mut placement, |s| s)?;
         v0_1::placement::Placement::add_to_linker::<_, HasSelf<_>>(&mut placement, |s| s)?;
+        let mut feature_filter = Linker::new(engine);
+        wasmtime_wasi::p2::add_to_linker_async(&mut feature_filter)?;
+        latest::feature_filter::FeatureFilter::add_to_linker::<_, HasSelf<_>>(&mut feature_filter, |s| s)?;
         Ok(Linkers {
             feature,
             filter,
             placement,
+            feature_filter,
         })
     }
 }
@@ -168,6 +173,7 @@ enum Exports {
     FeatureV0_1(v0_1::feature::Feature),
     FilterV0_1(v0_1::filter::Filter),
     PlacementV0_1(v0_1::placement::Placement),
+    FeatureFilter(latest::feature_filter::FeatureFilter),
 }
 
 struct Instance {
@@ -237,6 +243,19 @@ impl Blueprint {
                     let init = f.poolxmpp_plugin_filter_plugin().call_init(&mut store, &config);
                     init.await?.map_err(refused)?;
                     Exports::FilterV0_1(f)
+                }
+                (World::FeatureFilter, Version::V0_2) => {
+                    let linker = &linkers.feature_filter;
+                    let f =
+                        latest::feature_filter::FeatureFilter::instantiate_async(&mut store, component, linker).await?;
+                    let init = f.poolxmpp_plugin_feature_plugin().call_init(&mut store, &config);
+                    init.await?.map_err(refused)?;
+                    let init = f.poolxmpp_plugin_filter_plugin().call_init(&mut store, &config);
+                    init.await?.map_err(refused)?;
+                    Exports::FeatureFilter(f)
+                }
+                (World::FeatureFilter, Version::V0_1) => {
+                    anyhow::bail!("world feature-filter needs contract 0.2 or later")
                 }
                 (World::Placement, Version::V0_2) => {
                     let p = latest::placement::Placement::instantiate_async(&mut store, component, &linkers.placement)
@@ -423,6 +442,37 @@ async fn invoke(
                 .poolxmpp_plugin_feature_plugin()
                 .call_handle_stanza(&mut *store, &stanza));
             answer_stanza(r.map(|r| r.map_err(v0_1::stanza_error)), reply, stats)
+        }
+        (
+            Call::Stanza {
+                stanza: Handed::Latest(stanza),
+                reply,
+                ..
+            },
+            Exports::FeatureFilter(f),
+        ) => {
+            let r = guarded!(f
+                .poolxmpp_plugin_feature_plugin()
+                .call_handle_stanza(&mut *store, &stanza));
+            answer_stanza(r, reply, stats)
+        }
+        (Call::Event(event), Exports::FeatureFilter(f)) => {
+            let r: CallResult<()> = guarded!(f.poolxmpp_plugin_feature_plugin().call_on_event(&mut *store, &event));
+            r.err()
+        }
+        (
+            Call::Check {
+                direction,
+                stanza: Handed::Latest(stanza),
+                reply,
+                ..
+            },
+            Exports::FeatureFilter(f),
+        ) => {
+            let r = guarded!(f
+                .poolxmpp_plugin_filter_plugin()
+                .call_check(&mut *store, direction, &stanza));
+            answer(r, reply)
         }
         (Call::Event(event), Exports::Feature(f)) => {
             let r: CallResult<()> = guarded!(f.poolxmpp_plugin_feature_plugin().call_on_event(&mut *store, &event));

@@ -10,8 +10,23 @@ use serde::Deserialize;
 pub enum World {
     Feature,
     Filter,
+    /// A feature and a filter in one component (contract 0.2 on).
+    #[serde(rename = "feature-filter")]
+    FeatureFilter,
     /// A strategy choosing users' home nodes (`[placement] strategy` names the one used).
     Placement,
+}
+
+impl World {
+    /// Whether it claims stanzas and is told events.
+    pub fn is_feature(self) -> bool {
+        matches!(self, World::Feature | World::FeatureFilter)
+    }
+
+    /// Whether it is consulted at the filter points.
+    pub fn is_filter(self) -> bool {
+        matches!(self, World::Filter | World::FeatureFilter)
+    }
 }
 
 /// What a plugin may read beyond its own state, granted by its manifest's `grants`: any

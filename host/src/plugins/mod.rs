@@ -50,7 +50,7 @@ pub use host::{Holder, HostCaps, Ownership};
 use input::Intake;
 pub use instance::Fault;
 use instance::{Blueprint, Call, Health, Linkers};
-use manifest::{Manifest, World};
+use manifest::Manifest;
 use stats::PluginStats;
 
 use crate::xml::Element;
@@ -230,7 +230,7 @@ impl Active {
                         .insert(a.replace("{domain}", d).to_ascii_lowercase(), p.clone());
                 }
             }
-            if p.manifest.world == World::Filter {
+            if p.manifest.world.is_filter() {
                 active.filters.push(p.clone());
             }
             active.disco_features.extend(p.manifest.disco_features.iter().cloned());
@@ -526,7 +526,7 @@ impl Plugins {
             stats.reloads.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         }
         tracing::info!(plugin = %name, version = %manifest.version, world = ?manifest.world, contract = %version, reloaded = old.is_some(), "plugin loaded");
-        let keyed = match manifest.keyed && manifest.world == World::Feature {
+        let keyed = match manifest.keyed && manifest.world.is_feature() {
             true => self.key_router.get().cloned(),
             false => None,
         };

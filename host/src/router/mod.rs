@@ -88,11 +88,11 @@ async fn passes_filters(ctx: &Arc<Context>, stanza: &Element, to: Option<&Jid>) 
     if !ctx.features.filtering() {
         return true;
     }
-    if !passes_filter(ctx, Direction::Outbound, stanza).await {
+    if !passes_filter(ctx, Direction::Outbound, stanza, None).await {
         return false;
     }
     let local = to.is_some_and(|to| matches!(target(ctx, to), Target::Local { .. }));
-    !local || passes_filter(ctx, Direction::Inbound, stanza).await
+    !local || passes_filter(ctx, Direction::Inbound, stanza, None).await
 }
 
 /// Why the router did not take a stanza a feature sent.
@@ -121,10 +121,12 @@ async fn read_from_feature(xml: &str) -> Result<(Element, Kind, Jid), SendRefuse
     Ok((stanza, kind, from))
 }
 
-/// A stanza a feature sends (a plugin's `router.send`). Its `from` must be an address the
+/// A stanza `feature` sends (a plugin's `router.send`); its own filter, if it is one too,
+/// does not judge it (see `Features::filter`). Its `from` must be an address the
 /// feature speaks for (`may_send_as`); it is then delivered like any other stanza.
 pub async fn route_from_feature(
     ctx: &Arc<Context>,
+    feature: &str,
     xml: &str,
     may_send_as: impl FnOnce(&Jid) -> bool,
 ) -> Result<(), SendRefused> {
@@ -139,7 +141,7 @@ pub async fn route_from_feature(
     match target(ctx, &to) {
         Target::Feature(feature) => dispatch_to_feature(ctx, &*feature, stanza),
         Target::Local { bare, resource } => {
-            if ctx.features.filtering() && !passes_filter(ctx, Direction::Inbound, &stanza).await {
+            if ctx.features.filtering() && !passes_filter(ctx, Direction::Inbound, &stanza, Some(feature)).await {
                 return Ok(());
             }
             match kind {
@@ -170,6 +172,7 @@ pub const MAX_FAN_OUT: usize = 10_000;
 /// recipients it was routed to (invalid and unreachable ones are skipped).
 pub async fn route_many_from_feature(
     ctx: &Arc<Context>,
+    feature: &str,
     xml: &str,
     recipients: &[String],
     may_send_as: impl FnOnce(&Jid) -> bool,
@@ -191,7 +194,7 @@ pub async fn route_many_from_feature(
         match target(ctx, &to) {
             Target::Feature(feature) => dispatch_to_feature(ctx, &*feature, copy),
             Target::Local { bare, resource } => {
-                if ctx.features.filtering() && !passes_filter(ctx, Direction::Inbound, &copy).await {
+                if ctx.features.filtering() && !passes_filter(ctx, Direction::Inbound, &copy, Some(feature)).await {
                     routed += 1;
                     continue;
                 }

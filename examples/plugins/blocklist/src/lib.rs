@@ -1,0 +1,182 @@
+//! A minimal XEP-0191 blocking command as one `feature-filter` component: the feature
+//! answers `<blocklist/>` gets and `<block/>`/`<unblock/>` sets (stored per user, and the
+//! user put in or out of the filter's interest set), and the filter enforces the lists:
+//! a stanza from a blocked JID to the user is refused (`service-unavailable`, presence
+//! dropped), one from the user to a blocked JID `not-acceptable`. The full privacy lists
+//! plugin (XEP-0016 with XEP-0191 on top) is issue 15; this shows the shape.
+
+use poolxmpp_sdk::{
+    interest, iq_result, jid, send, storage, Config, Direction, Element, Feature, Filter, IqType, Stanza, StanzaError,
+    StanzaType, Verdict,
+};
+
+const NS_BLOCKING: &str = "urn:xmpp:blocking";
+
+pub struct Blocklist;
+
+fn list_key(user: &str) -> String {
+    format!("blocked/{user}")
+}
+
+/// The bare JIDs `user` blocks.
+fn blocked(user: &str) -> Result<Vec<String>, storage::StorageError> {
+    Ok(storage::get_string(&list_key(user))?
+        .map(|s| s.lines().map(str::to_string).collect())
+        .unwrap_or_default())
+}
+
+fn store(user: &str, list: &[String]) -> Result<(), StanzaError> {
+    if list.is_empty() {
+        storage::delete(&list_key(user))?;
+    } else {
+        storage::put_string(&list_key(user), &list.join("\n"))?;
+    }
+    interest::set(user, !list.is_empty())?;
+    Ok(())
+}
+
+impl Blocklist {
+    fn answer(&self, stanza: &Stanza) -> Result<(), StanzaError> {
+        let user = stanza.from_bare().to_string();
+        let payload = stanza.payload()?.ok_or_else(StanzaError::bad_request)?;
+        let items = || -> Vec<String> {
+            payload
+                .elements()
+                .filter(|e| e.name == "item")
+                .filter_map(|e| e.get_attr("jid").map(jid::normalize_bare))
+                .collect()
+        };
+        let reply = match (stanza.type_, payload.name.as_str()) {
+            (StanzaType::Iq(IqType::Get), "blocklist") => {
+                let mut list = Element::new("blocklist", NS_BLOCKING);
+                for j in blocked(&user)? {
+                    list = list.child(Element::new("item", NS_BLOCKING).attr("jid", j.as_str()));
+                }
+                iq_result(stanza, Some(list))
+            }
+            (StanzaType::Iq(IqType::Set), "block") => {
+                let add = items();
+                if add.is_empty() {
+                    return Err(StanzaError::bad_request().with_text("block needs at least one item"));
+                }
+                let mut list = blocked(&user)?;
+                for j in add {
+                    if !list.contains(&j) {
+                        list.push(j);
+                    }
+                }
+                store(&user, &list)?;
+                iq_result(stanza, None)
+            }
+            (StanzaType::Iq(IqType::Set), "unblock") => {
+                let remove = items();
+                let list: Vec<String> = match remove.is_empty() {
+                    true => Vec::new(), // no items: unblock everyone
+                    false => blocked(&user)?.into_iter().filter(|j| !remove.contains(j)).collect(),
+                };
+                store(&user, &list)?;
+                iq_result(stanza, None)
+            }
+            _ => return Err(StanzaError::bad_request()),
+        };
+        send(&reply).map_err(|_| StanzaError::internal_server_error())
+    }
+}
+
+impl Feature for Blocklist {
+    fn init(_config: &Config) -> Result<Self, String> {
+        Ok(Blocklist)
+    }
+
+    fn handle_stanza(&mut self, stanza: Stanza) -> Result<(), StanzaError> {
+        if !stanza.is_request() {
+            return Ok(());
+        }
+        self.answer(&stanza)
+    }
+}
+
+impl Filter for Blocklist {
+    /// Not called in a `feature-filter` component: `Feature::init` made the instance.
+    fn init(config: &Config) -> Result<Self, String> {
+        <Blocklist as Feature>::init(config)
+    }
+
+    fn check(&mut self, direction: Direction, stanza: Stanza) -> Verdict {
+        if stanza.is_error() {
+            return Verdict::Allow; // never answer an error with an error
+        }
+        let from = stanza.from_bare().to_string();
+        let to = stanza
+            .to
+            .as_deref()
+            .map(jid::normalize_bare)
+            .unwrap_or_else(|| from.clone());
+        let (user, other) = match direction {
+            Direction::Outbound => (&from, &to),
+            Direction::Inbound => (&to, &from),
+        };
+        // A store that cannot be read must not let a blocked stanza through.
+        let list = match blocked(user) {
+            Ok(list) => list,
+            Err(_) => return Verdict::Bounce(StanzaError::service_unavailable()),
+        };
+        if !list.contains(other) {
+            return Verdict::Allow;
+        }
+        match (direction, stanza.type_) {
+            (Direction::Outbound, _) => Verdict::Bounce(StanzaError::not_acceptable()),
+            (Direction::Inbound, StanzaType::Presence(_)) => Verdict::Drop,
+            (Direction::Inbound, _) => Verdict::Bounce(StanzaError::service_unavailable()),
+        }
+    }
+}
+
+poolxmpp_sdk::export_feature_filter!(Blocklist);
+
+#[cfg(all(test, not(target_arch = "wasm32")))]
+mod tests {
+    use super::*;
+    use poolxmpp_sdk::testing;
+
+    fn iq(body: &str) -> Stanza {
+        Stanza::from_xml(&format!(
+            "<iq from='alice@l/r' to='alice@l' type='set' id='b1'>{body}</iq>"
+        ))
+        .unwrap()
+    }
+
+    fn message(from: &str, to: &str) -> Stanza {
+        Stanza::from_xml(&format!(
+            "<message from='{from}' to='{to}' type='chat'><body>hi</body></message>"
+        ))
+        .unwrap()
+    }
+
+    #[test]
+    fn blocks_both_ways_and_unblocks() {
+        testing::reset();
+        let mut b = <Blocklist as Feature>::init(&Config::default()).unwrap();
+        b.handle_stanza(iq("<block xmlns='urn:xmpp:blocking'><item jid='Bob@l'/></block>"))
+            .unwrap();
+        assert!(interest::has("alice@l"));
+        assert!(matches!(
+            b.check(Direction::Inbound, message("bob@l/x", "alice@l")),
+            Verdict::Bounce(_)
+        ));
+        assert!(matches!(
+            b.check(Direction::Outbound, message("alice@l/r", "bob@l")),
+            Verdict::Bounce(_)
+        ));
+        assert_eq!(
+            b.check(Direction::Inbound, message("carol@l/x", "alice@l")),
+            Verdict::Allow
+        );
+        b.handle_stanza(iq("<unblock xmlns='urn:xmpp:blocking'/>")).unwrap();
+        assert!(!interest::has("alice@l"));
+        assert_eq!(
+            b.check(Direction::Inbound, message("bob@l/x", "alice@l")),
+            Verdict::Allow
+        );
+    }
+}
