@@ -77,23 +77,31 @@ macro_rules! export_feature {
         #[cfg(target_arch = "wasm32")]
         const _: () = {
             struct PoolxmppFeatureExport;
-
-            impl $crate::bindings::feature::exports::poolxmpp::plugin::feature_plugin::Guest for PoolxmppFeatureExport {
-                fn init(config: $crate::bindings::types::Config) -> ::std::result::Result<(), ::std::string::String> {
-                    $crate::feature::__private::init::<$plugin>(config)
-                }
-
-                fn handle_stanza(stanza: $crate::Stanza) -> ::std::result::Result<(), $crate::StanzaError> {
-                    $crate::feature::__private::handle_stanza::<$plugin>(stanza)
-                }
-
-                fn on_event(event: $crate::Event) {
-                    $crate::feature::__private::on_event::<$plugin>(event)
-                }
-            }
-
+            $crate::__feature_guest!(PoolxmppFeatureExport, $plugin);
             $crate::bindings::feature::export!(PoolxmppFeatureExport with_types_in $crate::bindings::feature);
         };
+    };
+}
+
+/// The `feature-plugin` exports of `$plugin` on the struct `$export`; for the export macros.
+#[doc(hidden)]
+#[macro_export]
+#[rustfmt::skip]
+macro_rules! __feature_guest {
+    ($export:ident, $plugin:ty) => {
+        impl $crate::bindings::feature::exports::poolxmpp::plugin::feature_plugin::Guest for $export {
+            fn init(config: $crate::bindings::types::Config) -> ::std::result::Result<(), ::std::string::String> {
+                $crate::feature::__private::init::<$plugin>(config)
+            }
+
+            fn handle_stanza(stanza: $crate::Stanza) -> ::std::result::Result<(), $crate::StanzaError> {
+                $crate::feature::__private::handle_stanza::<$plugin>(stanza)
+            }
+
+            fn on_event(event: $crate::Event) {
+                $crate::feature::__private::on_event::<$plugin>(event)
+            }
+        }
     };
 }
 
@@ -111,19 +119,7 @@ macro_rules! export_feature_filter {
             struct PoolxmppFeatureExport;
             struct PoolxmppFilterExport;
 
-            impl $crate::bindings::feature::exports::poolxmpp::plugin::feature_plugin::Guest for PoolxmppFeatureExport {
-                fn init(config: $crate::bindings::types::Config) -> ::std::result::Result<(), ::std::string::String> {
-                    $crate::feature::__private::init::<$plugin>(config)
-                }
-
-                fn handle_stanza(stanza: $crate::Stanza) -> ::std::result::Result<(), $crate::StanzaError> {
-                    $crate::feature::__private::handle_stanza::<$plugin>(stanza)
-                }
-
-                fn on_event(event: $crate::Event) {
-                    $crate::feature::__private::on_event::<$plugin>(event)
-                }
-            }
+            $crate::__feature_guest!(PoolxmppFeatureExport, $plugin);
 
             impl $crate::bindings::filter::exports::poolxmpp::plugin::filter_plugin::Guest for PoolxmppFilterExport {
                 fn init(_config: $crate::bindings::types::Config) -> ::std::result::Result<(), ::std::string::String> {
