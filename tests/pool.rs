@@ -392,6 +392,52 @@ fn keyed_stanzas_reach_one_owner_with_fencing() {
     });
 }
 
+/// Issue 12: a filter's interest set is the same on every node. alice (on n1) blocks bob
+/// with the blocklist plugin, which puts her in its interest set on n1; n2 learns it over
+/// the link, so bob's message from n2 is judged there and refused — without the set it
+/// would be skipped as a message between users without rules.
+#[test]
+fn interest_sets_reach_every_node() {
+    let _machine = shared_machine();
+    must(|| {
+        let (pool, _plugins) = pool_with_plugins(2, &["blocklist"], &[])?;
+        pool.nodes[1].wait_log(0, "pool link up", Duration::from_secs(10))?;
+        std::thread::sleep(Duration::from_millis(2 * HEARTBEAT_MS));
+        support::rt().block_on(async {
+            let mut alice = login(&pool.nodes[0], "alice").await?;
+            let mut bob = login(&pool.nodes[1], "bob").await?;
+            alice
+                .send(format!(
+                    "<iq type='set' id='block1'><block xmlns='urn:xmpp:blocking'><item jid='{}'/></block></iq>",
+                    jid("bob")
+                ))
+                .await?;
+            let done = alice
+                .wait_for(Duration::from_secs(10), "the block result", |e| {
+                    e.local == "iq" && e.attr("id") == Some("block1")
+                })
+                .await?;
+            ensure!(done.attr("type") == Some("result"), "block: {}", done.raw);
+            // The announcement travels the link; give it a moment, then bob tries.
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            bob.message(&format!("{}/raw", jid("alice")), "bob to alice").await?;
+            let refused = bob
+                .wait_for(Duration::from_secs(10), "bob's refused message", |e| {
+                    e.local == "message" && e.attr("type") == Some("error")
+                })
+                .await?;
+            ensure!(refused.raw.contains("service-unavailable"), "got {}", refused.raw);
+            let bodies = alice.collect_bodies(Duration::from_millis(500)).await;
+            ensure!(
+                !bodies.iter().any(|b| b.contains("bob to alice")),
+                "blocked message arrived: {bodies:?}"
+            );
+            anyhow::Ok(())
+        })?;
+        Ok(())
+    });
+}
+
 /// A pool whose nodes all load the built plugins `names` from one plugins directory (the
 /// returned one, to keep while the pool runs), with `limits` lines added to their config.
 fn pool_with_plugins(n: usize, names: &[&str], limits: &[&str]) -> Result<(TestPool, tempfile::TempDir)> {
