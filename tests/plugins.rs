@@ -196,11 +196,7 @@ fn word_filter_bounces_and_allows() {
             let mut bob = login(srv, "bob", "raw").await?;
             let to = format!("{}/raw", jid("bob"));
             alice.message(&to, "buy cheap SPAM now").await?;
-            let reply = alice
-                .wait_for(Duration::from_secs(10), "policy-violation bounce", |e| {
-                    e.local == "message" && e.attr("type") == Some("error")
-                })
-                .await?;
+            let reply = alice.expect_message_error("policy-violation bounce").await?;
             ensure!(condition(&reply) == "policy-violation", "got {}", reply.raw);
             alice.message(&to, "hello bob").await?;
             let got = bob.expect_message("hello bob").await?;
@@ -356,11 +352,7 @@ fn a_fail_closed_filter_that_traps_blocks_the_stanza() {
             let mut bob = login(srv, "bob", "raw").await?;
             let to = format!("{}/raw", jid("bob"));
             alice.message(&to, "this goes boom").await?;
-            let reply = alice
-                .wait_for(Duration::from_secs(10), "the error for a blocked message", |e| {
-                    e.local == "message" && e.attr("type") == Some("error")
-                })
-                .await?;
+            let reply = alice.expect_message_error("the error for a blocked message").await?;
             ensure!(condition(&reply) == "service-unavailable", "got {}", reply.raw);
             alice.message(&to, "a quiet hello").await?;
             bob.expect_message("a quiet hello").await?;
@@ -406,20 +398,12 @@ fn a_filter_is_not_invoked_for_users_without_rules() {
             let mut carol = login(srv, "carol", "raw").await?;
             // alice has rules: her spam is refused, and spam to her too.
             alice.message(&format!("{}/raw", jid("bob")), "spam from alice").await?;
-            let refused = alice
-                .wait_for(Duration::from_secs(10), "alice's refused message", |e| {
-                    e.local == "message" && e.attr("type") == Some("error")
-                })
-                .await?;
+            let refused = alice.expect_message_error("alice's refused message").await?;
             ensure!(condition(&refused) == "policy-violation", "got {}", refused.raw);
             carol
                 .message(&format!("{}/raw", jid("alice")), "spam for alice")
                 .await?;
-            let refused = carol
-                .wait_for(Duration::from_secs(10), "the refused message to alice", |e| {
-                    e.local == "message" && e.attr("type") == Some("error")
-                })
-                .await?;
+            let refused = carol.expect_message_error("the refused message to alice").await?;
             ensure!(condition(&refused) == "policy-violation", "got {}", refused.raw);
             anyhow::Ok(())
         })?;
@@ -483,13 +467,8 @@ fn offline_messages_are_filtered_when_delivered() {
         srv.wait_log(mark, "filtering 1 words", Duration::from_secs(5))?;
         rt.block_on(async {
             let mut bob = login(srv, "bob", "raw").await?;
-            bob.send("<presence/>").await?;
             bob.expect_message("a kept hello for bob").await?;
-            let refused = carol
-                .wait_for(Duration::from_secs(10), "the refused offline message", |e| {
-                    e.local == "message" && e.attr("type") == Some("error")
-                })
-                .await?;
+            let refused = carol.expect_message_error("the refused offline message").await?;
             ensure!(condition(&refused) == "policy-violation", "got {}", refused.raw);
             let bodies = bob.collect_bodies(Duration::from_millis(300)).await;
             ensure!(
@@ -513,39 +492,19 @@ fn a_feature_filter_plugin_answers_and_enforces_blocking() {
             let mut alice = login(srv, "alice", "raw").await?;
             let mut bob = login(srv, "bob", "raw").await?;
             let mut carol = login(srv, "carol", "raw").await?;
-            let answered =
-                |id: &'static str| move |e: &support::xml::Element| e.local == "iq" && e.attr("id") == Some(id);
-            alice
-                .send(format!(
-                    "<iq type='set' id='block1'><block xmlns='urn:xmpp:blocking'><item jid='{}'/></block></iq>",
-                    jid("bob")
-                ))
-                .await?;
-            let done = alice
-                .wait_for(Duration::from_secs(10), "the block result", answered("block1"))
-                .await?;
+            let done = alice.iq("set", None, &support::block(&jid("bob"))).await?;
             ensure!(done.attr("type") == Some("result"), "block: {}", done.raw);
-            let error = |e: &support::xml::Element| e.local == "message" && e.attr("type") == Some("error");
             bob.message(&format!("{}/raw", jid("alice")), "bob to alice").await?;
-            let refused = bob
-                .wait_for(Duration::from_secs(10), "bob's refused message", error)
-                .await?;
+            let refused = bob.expect_message_error("bob's refused message").await?;
             ensure!(condition(&refused) == "service-unavailable", "got {}", refused.raw);
             alice.message(&format!("{}/raw", jid("bob")), "alice to bob").await?;
-            let refused = alice
-                .wait_for(Duration::from_secs(10), "alice's refused message", error)
-                .await?;
+            let refused = alice.expect_message_error("alice's refused message").await?;
             ensure!(condition(&refused) == "not-acceptable", "got {}", refused.raw);
             carol
                 .message(&format!("{}/raw", jid("alice")), "carol to alice")
                 .await?;
             alice.expect_message("carol to alice").await?;
-            alice
-                .send("<iq type='get' id='list1'><blocklist xmlns='urn:xmpp:blocking'/></iq>")
-                .await?;
-            let list = alice
-                .wait_for(Duration::from_secs(10), "the blocklist", answered("list1"))
-                .await?;
+            let list = alice.iq("get", None, "<blocklist xmlns='urn:xmpp:blocking'/>").await?;
             ensure!(list.raw.contains(&jid("bob")), "blocklist: {}", list.raw);
             let bodies = alice.collect_bodies(Duration::from_millis(300)).await;
             ensure!(

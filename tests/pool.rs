@@ -406,26 +406,12 @@ fn interest_sets_reach_every_node() {
         support::rt().block_on(async {
             let mut alice = login(&pool.nodes[0], "alice").await?;
             let mut bob = login(&pool.nodes[1], "bob").await?;
-            alice
-                .send(format!(
-                    "<iq type='set' id='block1'><block xmlns='urn:xmpp:blocking'><item jid='{}'/></block></iq>",
-                    jid("bob")
-                ))
-                .await?;
-            let done = alice
-                .wait_for(Duration::from_secs(10), "the block result", |e| {
-                    e.local == "iq" && e.attr("id") == Some("block1")
-                })
-                .await?;
+            let done = alice.iq("set", None, &support::block(&jid("bob"))).await?;
             ensure!(done.attr("type") == Some("result"), "block: {}", done.raw);
             // The announcement travels the link; give it a moment, then bob tries.
             tokio::time::sleep(Duration::from_millis(500)).await;
             bob.message(&format!("{}/raw", jid("alice")), "bob to alice").await?;
-            let refused = bob
-                .wait_for(Duration::from_secs(10), "bob's refused message", |e| {
-                    e.local == "message" && e.attr("type") == Some("error")
-                })
-                .await?;
+            let refused = bob.expect_message_error("bob's refused message").await?;
             ensure!(refused.raw.contains("service-unavailable"), "got {}", refused.raw);
             let bodies = alice.collect_bodies(Duration::from_millis(500)).await;
             ensure!(

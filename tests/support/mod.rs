@@ -43,6 +43,11 @@ pub const ACCOUNTS: &[(&str, &str, &str)] = &[
     ("dave", DOMAIN2, "dave-pw-123"),
 ];
 
+/// An XEP-0191 `<block/>` of one JID (the payload of an IQ set).
+pub fn block(jid: &str) -> String {
+    format!("<block xmlns='urn:xmpp:blocking'><item jid='{jid}'/></block>")
+}
+
 pub fn password(local: &str) -> &'static str {
     ACCOUNTS
         .iter()

@@ -715,14 +715,28 @@ impl RawConn {
 
     /// An IQ get with `payload` (raw XML) to `to`; returns the answer (result or error).
     pub async fn iq_get(&mut self, to: &str, payload: &str) -> Result<Element> {
-        let id = next_id("get");
-        self.send(format!(
-            "<iq type='get' id='{id}' to='{}'>{payload}</iq>",
-            xml::escape(to)
-        ))
-        .await?;
-        self.wait_for(READ_TIMEOUT, &format!("answer from {to}"), |e| {
+        self.iq("get", Some(to), payload).await
+    }
+
+    /// An IQ of `kind` (`get`, `set`) with `payload` (raw XML), to `to` or, without one, to
+    /// the account itself; returns the answer (result or error).
+    pub async fn iq(&mut self, kind: &str, to: Option<&str>, payload: &str) -> Result<Element> {
+        let id = next_id(kind);
+        let to_attr = to.map(|t| format!(" to='{}'", xml::escape(t))).unwrap_or_default();
+        self.send(format!("<iq type='{kind}' id='{id}'{to_attr}>{payload}</iq>"))
+            .await?;
+        let from = to.unwrap_or("the account");
+        self.wait_for(READ_TIMEOUT, &format!("answer from {from}"), |e| {
             e.local == "iq" && e.attr("id") == Some(&id)
+        })
+        .await
+    }
+
+    /// Wait for a message of type `error` (what the server or a plugin refused), `what`
+    /// naming it in the failure.
+    pub async fn expect_message_error(&mut self, what: &str) -> Result<Element> {
+        self.wait_for(READ_TIMEOUT, what, |e| {
+            e.local == "message" && e.attr("type") == Some("error")
         })
         .await
     }

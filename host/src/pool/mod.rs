@@ -182,30 +182,23 @@ impl Pool {
     pub async fn resolve(&self, key: &str) -> Result<Holder, StoreError> {
         let my_epoch = self.epoch();
         let cached = self.owners.lock().expect("owners lock").get(key).cloned();
-        let owner = match cached {
-            Some(owner) => owner,
-            None => match self.look_up(key, my_epoch).await? {
-                (owner, true) => {
-                    self.remember(key, &owner);
-                    return Ok(Holder::Here {
-                        fence: owner.fence as u64,
-                        gained: true,
-                    });
-                }
-                (owner, false) => {
-                    self.remember(key, &owner);
-                    owner
-                }
-            },
+        let (owner, gained) = match cached {
+            Some(owner) => (owner, false),
+            None => {
+                let (owner, gained) = self.look_up(key, my_epoch).await?;
+                self.remember(key, &owner);
+                (owner, gained)
+            }
         };
-        Ok(self.holder(owner, my_epoch))
+        Ok(self.holder(owner, my_epoch, gained))
     }
 
-    fn holder(&self, owner: Owner, my_epoch: Option<i64>) -> Holder {
+    /// `gained`: this lookup took the key for us (then it is ours under `my_epoch`).
+    fn holder(&self, owner: Owner, my_epoch: Option<i64>, gained: bool) -> Holder {
         if owner.node_id == self.node_id() && Some(owner.epoch) == my_epoch {
             Holder::Here {
                 fence: owner.fence as u64,
-                gained: false,
+                gained,
             }
         } else {
             Holder::There { node: owner.node_id }
