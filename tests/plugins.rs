@@ -661,3 +661,83 @@ fn js_plugin_answers() {
         })
     });
 }
+
+/// Issue 12, Build "concurrency where it is safe": a plugin run as four instances side by
+/// side (manifest `instances = 4`; the room probe as `rooms-spread`). Two clients send
+/// interleaved messages to eight rooms; every room's counter (a read-modify-write in the
+/// plugin's storage) counts 1 to 20 with no gap or repeat, each client sees its rooms'
+/// counts rise (per-key order), and no instance holds all eight rooms in memory (the
+/// rooms were spread over the instances).
+#[test]
+fn several_instances_keep_each_keys_order() {
+    with_plugins(&["rooms-spread"], |srv, _dir| {
+        const ROOMS: usize = 8;
+        const ROUNDS: usize = 10;
+        let room = |r: usize| format!("room{r}@spread.{DOMAIN}");
+        let list: serde_json::Value = serde_json::from_str(&srv.cli_ok(&["plugin", "list"])?)?;
+        let instances = list.as_array().and_then(|l| l.first()).map(|p| p["instances"].clone());
+        ensure!(
+            instances == Some(4.into()),
+            "plugin list should show 4 instances:\n{list:#}"
+        );
+        support::rt().block_on(async {
+            let mut clients = [login(srv, "alice", "raw").await?, login(srv, "bob", "raw").await?];
+            for _ in 0..ROUNDS {
+                for r in 0..ROOMS {
+                    for c in clients.iter_mut() {
+                        c.message(&room(r), "where").await?;
+                    }
+                }
+            }
+            let mut counts: Vec<Vec<u64>> = vec![Vec::new(); ROOMS];
+            for c in clients.iter_mut() {
+                let mut last = [0u64; ROOMS];
+                for _ in 0..ROOMS * ROUNDS {
+                    let answer = c
+                        .wait_for(Duration::from_secs(20), "a room's count", |e| {
+                            e.local == "message" && e.find("body").is_some_and(|b| b.text().starts_with("owner "))
+                        })
+                        .await?;
+                    let from = answer.attr("from").unwrap_or_default().to_string();
+                    let r = (0..ROOMS)
+                        .find(|&r| room(r) == from)
+                        .context("an answer from an unknown room")?;
+                    let count: u64 = answer
+                        .find("body")
+                        .map(|b| b.text())
+                        .unwrap_or_default()
+                        .rsplit(' ')
+                        .next()
+                        .unwrap_or_default()
+                        .parse()?;
+                    ensure!(
+                        count > last[r],
+                        "room {r}: count {count} after {} for one client",
+                        last[r]
+                    );
+                    last[r] = count;
+                    counts[r].push(count);
+                }
+            }
+            for (r, seen) in counts.iter_mut().enumerate() {
+                seen.sort_unstable();
+                let want: Vec<u64> = (1..=(2 * ROUNDS) as u64).collect();
+                ensure!(*seen == want, "room {r}: counts {seen:?}, want 1..={}", 2 * ROUNDS);
+            }
+            for r in 0..ROOMS {
+                clients[0].message(&room(r), "rooms").await?;
+                let held = clients[0]
+                    .wait_for(Duration::from_secs(20), "rooms held", |e| {
+                        e.find("body").is_some_and(|b| b.text().starts_with("rooms "))
+                    })
+                    .await?;
+                let held: usize = held.find("body").map(|b| b.text()).unwrap_or_default()[6..].parse()?;
+                ensure!(
+                    held < ROOMS,
+                    "one instance holds {held} of the {ROOMS} rooms: no spread"
+                );
+            }
+            anyhow::Ok(())
+        })
+    });
+}

@@ -392,10 +392,13 @@ fn keyed_stanzas_reach_one_owner_with_fencing() {
     });
 }
 
-/// Issue 12: a filter's interest set is the same on every node. alice (on n1) blocks bob
-/// with the blocklist plugin, which puts her in its interest set on n1; n2 learns it over
-/// the link, so bob's message from n2 is judged there and refused — without the set it
-/// would be skipped as a message between users without rules.
+/// Issue 12: a filter's interest set is the same on every node, and the inbound filter
+/// point runs on the recipient's node. alice/raw (on n1) blocks bob with the blocklist
+/// plugin, which puts her in its interest set on n1; n2 learns it over the link. bob (on
+/// n2) messages alice/desk, also on n2: judged there, and refused — without the set it
+/// would be skipped as a message between users without rules. bob then messages
+/// alice/raw: n2 leaves the inbound point to n1, alice's node, which refuses it (n1's
+/// filter calls grow, n2's do not).
 #[test]
 fn interest_sets_reach_every_node() {
     let _machine = shared_machine();
@@ -403,21 +406,42 @@ fn interest_sets_reach_every_node() {
         let (pool, _plugins) = pool_with_plugins(2, &["blocklist"], &[])?;
         pool.nodes[1].wait_log(0, "pool link up", Duration::from_secs(10))?;
         std::thread::sleep(Duration::from_millis(2 * HEARTBEAT_MS));
+        let calls = |node: usize| -> Result<u64> {
+            let list: serde_json::Value = serde_json::from_str(&pool.nodes[node].cli_ok(&["plugin", "list"])?)?;
+            Ok(list[0]["stats"]["calls"].as_u64().unwrap_or(0))
+        };
         support::rt().block_on(async {
+            let addr = pool.nodes[1].starttls;
             let mut alice = login(&pool.nodes[0], "alice").await?;
+            let mut desk =
+                support::raw::RawConn::login(addr, support::DOMAIN, "alice", support::password("alice"), "desk")
+                    .await?;
             let mut bob = login(&pool.nodes[1], "bob").await?;
             let done = alice.iq("set", None, &support::block(&jid("bob"))).await?;
             ensure!(done.attr("type") == Some("result"), "block: {}", done.raw);
             // The announcement travels the link; give it a moment, then bob tries.
             tokio::time::sleep(Duration::from_millis(500)).await;
-            bob.message(&format!("{}/raw", jid("alice")), "bob to alice").await?;
-            let refused = bob.expect_message_error("bob's refused message").await?;
-            ensure!(refused.raw.contains("service-unavailable"), "got {}", refused.raw);
-            let bodies = alice.collect_bodies(Duration::from_millis(500)).await;
-            ensure!(
-                !bodies.iter().any(|b| b.contains("bob to alice")),
-                "blocked message arrived: {bodies:?}"
-            );
+            for (to, client) in [("desk", &mut desk), ("raw", &mut alice)] {
+                let before = (calls(0)?, calls(1)?);
+                bob.message(&format!("{}/{to}", jid("alice")), "bob to alice").await?;
+                let refused = bob.expect_message_error("bob's refused message").await?;
+                ensure!(
+                    refused.raw.contains("service-unavailable"),
+                    "to {to}: got {}",
+                    refused.raw
+                );
+                let bodies = client.collect_bodies(Duration::from_millis(500)).await;
+                ensure!(
+                    !bodies.iter().any(|b| b.contains("bob to alice")),
+                    "blocked message arrived at alice/{to}: {bodies:?}"
+                );
+                let (n1, n2) = (calls(0)? - before.0, calls(1)? - before.1);
+                let judged_on = if to == "desk" { (0, 1) } else { (1, 0) };
+                ensure!(
+                    (n1, n2) == judged_on,
+                    "to alice/{to}: filter calls on n1/n2 {n1}/{n2}, want {judged_on:?}"
+                );
+            }
             anyhow::Ok(())
         })?;
         Ok(())

@@ -12,7 +12,7 @@ use tokio::sync::OwnedSemaphorePermit;
 
 use crate::context::Context;
 use crate::features::{Answer, Direction, Feature, FeatureCalls, Refusal, Verdict};
-use crate::stanza::{error_reply, error_reply_as, may_bounce, Condition, MessageType};
+use crate::stanza::{error_reply, error_reply_as, may_bounce, Condition, Kind, MessageType};
 use crate::xml::{Element, NS_CLIENT};
 
 pub mod fan_out;
@@ -120,8 +120,9 @@ pub async fn dispatch_from_client(ctx: &Arc<Context>, calls: &FeatureCalls, feat
     answered(ctx, stanza, submitted, Some(permit));
 }
 
-/// Wait for a submitted stanza's answer in a task of its own (`permit` is held until
-/// then); a refusal becomes the sender's error reply.
+/// Wait for a submitted stanza's answer (`permit` is held until then): in a task of its
+/// own, unless the feature answered already (it ran in line); a refusal becomes the
+/// sender's error reply.
 fn answered(
     ctx: &Arc<Context>,
     stanza: Element,
@@ -129,7 +130,15 @@ fn answered(
     permit: Option<OwnedSemaphorePermit>,
 ) {
     match submitted {
-        Ok(answer) => {
+        Ok(mut answer) => {
+            let mut ready = std::task::Context::from_waker(std::task::Waker::noop());
+            if let std::task::Poll::Ready(outcome) = answer.as_mut().poll(&mut ready) {
+                drop(permit);
+                if let Err(refusal) = outcome {
+                    bounce_refusal(ctx, &stanza, &refusal);
+                }
+                return;
+            }
             let ctx = ctx.clone();
             tokio::spawn(async move {
                 let outcome = answer.await;
@@ -154,6 +163,23 @@ pub async fn passes_filter(ctx: &Context, direction: Direction, stanza: &Element
             false
         }
     }
+}
+
+/// Whether the inbound filter point for a stanza to the hosted account `bare` runs on
+/// this node. It runs on the recipient's node: here, unless every session the stanza can
+/// reach is on other nodes, which judge it when it arrives over the link
+/// (`pool::node`). An account with no session (offline storage, errors) and an IQ to a
+/// bare JID (answered by the server for the account) are judged here. When an account's
+/// sessions span nodes, a copy forwarded to another node is judged at both ends.
+pub fn inbound_here(ctx: &Context, kind: Kind, bare: &str, resource: Option<&str>) -> bool {
+    if let Some(r) = resource.and_then(|res| ctx.sessions.resource(bare, res)) {
+        return r.is_local();
+    }
+    if kind == Kind::Iq && resource.is_none() {
+        return true;
+    }
+    let resources = ctx.sessions.resources(bare);
+    resources.is_empty() || resources.iter().any(|r| r.is_local())
 }
 
 /// The sender's error for a stanza a feature (or a filter) refused.

@@ -108,7 +108,7 @@ impl Features for Plugins {
                     f.stats.skipped.fetch_add(1, Relaxed);
                     continue;
                 }
-                match f.check(wit_direction, stanza).await {
+                match f.check(direction, wit_direction, stanza).await {
                     Ok(types::Verdict::Allow) => {}
                     Ok(types::Verdict::Drop) => return Verdict::Drop,
                     Ok(types::Verdict::Bounce(err)) => return Verdict::Refuse(err.into()),
@@ -221,10 +221,7 @@ impl Plugins {
     /// at this point: its sender leaving (outbound), its recipient arriving (inbound; the
     /// sender's own account when it has no `to`).
     fn has_rules(&self, f: &PluginHandle, direction: Direction, stanza: &Element) -> bool {
-        let address = match direction {
-            Direction::Outbound => stanza.get_attr("from"),
-            Direction::Inbound => stanza.get_attr("to").or_else(|| stanza.get_attr("from")),
-        };
+        let address = super::runners::concerned(direction, stanza);
         let Some(user) = address.and_then(|a| Jid::new(a).ok()) else {
             return true; // what cannot be told apart is judged
         };

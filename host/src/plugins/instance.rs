@@ -7,7 +7,7 @@
 //! [`Breaker`] decides whom a failing plugin stops serving: one sender whose calls keep
 //! failing, or (when failures come from several senders) everyone, for a cool-down.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -182,6 +182,7 @@ struct Instance {
 }
 
 /// Everything needed to (re)create instances of one compiled plugin version.
+#[derive(Clone)]
 pub struct Blueprint {
     pub engine: Engine,
     pub linkers: Arc<Linkers>,
@@ -281,27 +282,114 @@ impl Blueprint {
     }
 }
 
-/// Create the first instance (so a bad version is rejected before it replaces anything),
-/// then run the actor task in `tasks`. Returns the queue to send calls into. The task ends
-/// when the queue's last sender is gone (a newer version took over) or on the group's
-/// signal; calls still queued then are dropped, which their callers see as a fault.
-pub async fn start(blueprint: Blueprint, tasks: &Tasks) -> anyhow::Result<mpsc::Sender<Call>> {
-    let instance = blueprint.instantiate().await?;
-    let (tx, rx) = mpsc::channel(blueprint.manifest.limits.queue);
-    tasks.spawn("plugin instance", run(blueprint, instance, rx, tasks.signalled()));
-    Ok(tx)
+/// How calls reach one running version: its queue, drained by the version's own task, and
+/// the actor itself, which a caller that finds it idle runs its call on in its own task.
+/// That saves the two cross-thread wake-ups of a queued call (into the instance's task and
+/// back to the caller), which were most of a plugin call's cost (docs/benchmarks.md).
+pub struct Runner {
+    tx: mpsc::Sender<Call>,
+    actor: Arc<tokio::sync::Mutex<Actor>>,
+    /// Calls queued and not yet finished. A call runs in line only while this is zero, so
+    /// calls still run in the order they were submitted.
+    pending: Arc<AtomicUsize>,
+    /// This instance's breaker, as published for callers.
+    health: Arc<Health>,
 }
 
-async fn run(
-    blueprint: Blueprint,
-    first: Instance,
+impl Runner {
+    pub fn health(&self) -> &Health {
+        &self.health
+    }
+
+    /// Queue a call without waiting; a full queue refuses it (the call is dropped).
+    pub fn try_send(&self, call: Call) -> Result<(), mpsc::error::TrySendError<()>> {
+        self.pending.fetch_add(1, Ordering::SeqCst);
+        self.tx.try_send(call).map_err(|e| {
+            self.pending.fetch_sub(1, Ordering::SeqCst);
+            match e {
+                mpsc::error::TrySendError::Full(_) => mpsc::error::TrySendError::Full(()),
+                mpsc::error::TrySendError::Closed(_) => mpsc::error::TrySendError::Closed(()),
+            }
+        })
+    }
+
+    /// Room for one call in the queue, waiting up to `wait` for it (in turn with other
+    /// waiters). `None` if the version was retired; `Err` if the wait ran out.
+    pub async fn reserve(&self, wait: Duration) -> Result<Option<Slot<'_>>, tokio::time::error::Elapsed> {
+        let permit = match self.tx.try_reserve() {
+            Ok(permit) => Ok(permit),
+            Err(mpsc::error::TrySendError::Closed(())) => return Ok(None),
+            Err(mpsc::error::TrySendError::Full(())) => tokio::time::timeout(wait, self.tx.reserve()).await?,
+        };
+        Ok(permit.ok().map(|permit| Slot {
+            permit,
+            pending: &self.pending,
+        }))
+    }
+
+    /// Run `call` here and now if the actor is idle with nothing queued; otherwise give it
+    /// back, to be queued.
+    pub async fn run_here(&self, call: Call) -> Result<(), Call> {
+        let Ok(mut actor) = self.actor.try_lock() else {
+            return Err(call);
+        };
+        if self.pending.load(Ordering::SeqCst) != 0 {
+            return Err(call);
+        }
+        actor.handle(call).await;
+        Ok(())
+    }
+}
+
+/// Room reserved in a version's queue for one call.
+pub struct Slot<'a> {
+    permit: mpsc::Permit<'a, Call>,
+    pending: &'a AtomicUsize,
+}
+
+impl Slot<'_> {
+    pub fn send(self, call: Call) {
+        self.pending.fetch_add(1, Ordering::SeqCst);
+        self.permit.send(call);
+    }
+}
+
+/// Create the first instance (so a bad version is rejected before it replaces anything),
+/// then run the actor task in `tasks`. Returns the way to its calls. The task ends when
+/// the queue's last sender is gone (a newer version took over) or on the group's signal;
+/// calls still queued then are dropped, which their callers see as a fault.
+pub async fn start(mut blueprint: Blueprint, tasks: &Tasks) -> anyhow::Result<Runner> {
+    // Each instance has a breaker of its own.
+    let health = Arc::new(Health::default());
+    blueprint.health = health.clone();
+    let instance = blueprint.instantiate().await?;
+    let (tx, rx) = mpsc::channel(blueprint.manifest.limits.queue);
+    let budget = Duration::from_millis(blueprint.manifest.limits.timeout_ms);
+    let breaker = Breaker::new(BreakerConfig::from(&blueprint.manifest.limits));
+    let actor = Arc::new(tokio::sync::Mutex::new(Actor {
+        blueprint,
+        breaker,
+        instance: Some(instance),
+        budget,
+    }));
+    let pending = Arc::new(AtomicUsize::new(0));
+    let task = drain(actor.clone(), pending.clone(), rx, tasks.signalled());
+    tasks.spawn("plugin instance", task);
+    Ok(Runner {
+        tx,
+        actor,
+        pending,
+        health,
+    })
+}
+
+/// The version's own task: runs queued calls one at a time, in order.
+async fn drain(
+    actor: Arc<tokio::sync::Mutex<Actor>>,
+    pending: Arc<AtomicUsize>,
     mut rx: mpsc::Receiver<Call>,
     stop: impl std::future::Future<Output = ()>,
 ) {
-    let name = blueprint.manifest.name.clone();
-    let budget = Duration::from_millis(blueprint.manifest.limits.timeout_ms);
-    let mut breaker = Breaker::new(BreakerConfig::from(&blueprint.manifest.limits));
-    let mut instance = Some(first);
     tokio::pin!(stop);
     loop {
         // A call under way finishes (bounded by its own timeout); the signal is seen between calls.
@@ -310,26 +398,43 @@ async fn run(
             () = &mut stop => None,
         };
         let Some(call) = call else { break };
+        let mut actor = actor.lock().await;
+        actor.handle(call).await;
+        pending.fetch_sub(1, Ordering::SeqCst);
+    }
+    let name = actor.lock().await.blueprint.manifest.name.clone();
+    tracing::debug!(plugin = %name, "plugin instance retired");
+}
+
+/// One version's instance with its containment: the breaker and the call budget. Whoever
+/// holds it (its task, or an idle-time caller) runs one call at a time.
+struct Actor {
+    blueprint: Blueprint,
+    breaker: Breaker,
+    /// `None` after a fault, until the next call recreates it.
+    instance: Option<Instance>,
+    budget: Duration,
+}
+
+impl Actor {
+    async fn handle(&mut self, call: Call) {
+        let blueprint = &self.blueprint;
+        let name = &blueprint.manifest.name;
         let sender = call.sender().map(str::to_string);
-        match breaker.admit(sender.as_deref(), Instant::now()) {
+        match self.breaker.admit(sender.as_deref(), Instant::now()) {
             Admission::Run => {}
             Admission::SenderBlocked => {
                 blueprint.stats.refused.fetch_add(1, Ordering::Relaxed);
-                refuse(call, Fault::SenderBlocked);
-                continue;
+                return refuse(call, Fault::SenderBlocked);
             }
-            Admission::Open(reason) => {
-                refuse(call, Fault::Disabled(reason));
-                continue;
-            }
+            Admission::Open(reason) => return refuse(call, Fault::Disabled(reason)),
         }
         if let Call::Choose { deadline, .. } = &call {
             if Instant::now() >= *deadline {
-                refuse(call, Fault::Timeout);
-                continue;
+                return refuse(call, Fault::Timeout);
             }
         }
-        let inst = match instance.take() {
+        let inst = match self.instance.take() {
             Some(i) => i,
             None => match blueprint.instantiate().await {
                 Ok(i) => i,
@@ -337,10 +442,9 @@ async fn run(
                     // Not this input's fault: the plugin is off until its cool-down ends.
                     let reason = format!("cannot recreate the instance: {e:#}");
                     tracing::error!(plugin = %name, "{reason}; switching it off");
-                    breaker.trip(reason.clone(), Instant::now());
-                    blueprint.health.publish(&breaker);
-                    refuse(call, Fault::Disabled(reason));
-                    continue;
+                    self.breaker.trip(reason.clone(), Instant::now());
+                    blueprint.health.publish(&self.breaker);
+                    return refuse(call, Fault::Disabled(reason));
                 }
             },
         };
@@ -349,12 +453,12 @@ async fn run(
         // A span per call: the plugin's own log lines and the host calls it makes nest
         // under it, so one stanza's path through a plugin reads as one unit.
         let span = tracing::debug_span!("plugin_call", plugin = %name, call = call.kind());
-        let (inst, fault) = invoke(inst, call, budget, &blueprint.stats).instrument(span).await;
+        let (inst, fault) = invoke(inst, call, self.budget, &blueprint.stats).instrument(span).await;
         blueprint.stats.record_latency(started.elapsed());
         match fault {
             None => {
-                breaker.success(sender.as_deref());
-                instance = inst;
+                self.breaker.success(sender.as_deref());
+                self.instance = inst;
             }
             Some(fault) => {
                 match &fault {
@@ -362,14 +466,12 @@ async fn run(
                     _ => blueprint.stats.traps.fetch_add(1, Ordering::Relaxed),
                 };
                 tracing::warn!(plugin = %name, %fault, sender = sender.as_deref().unwrap_or("-"), "plugin call failed; recreating the instance");
-                // The store may be mid-call or poisoned: never reuse it.
-                instance = None;
-                record(&name, &mut breaker, sender.as_deref(), &fault.to_string());
+                // The store may be mid-call or poisoned: never reuse it (`instance` stays `None`).
+                record(name, &mut self.breaker, sender.as_deref(), &fault.to_string());
             }
         }
-        blueprint.health.publish(&breaker);
+        blueprint.health.publish(&self.breaker);
     }
-    tracing::debug!(plugin = %name, "plugin instance retired");
 }
 
 /// Count a failure and log what it switched off.

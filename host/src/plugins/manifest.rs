@@ -102,11 +102,19 @@ pub struct Manifest {
     /// it declared rules for (`declared`), so messaging between others never pays for it.
     #[serde(default)]
     pub interest: Interest,
+    /// How many instances run side by side (1 to 16). Calls about one key (a room, a
+    /// user) always reach the same instance, in order; see `runners`.
+    #[serde(default = "one")]
+    pub instances: usize,
     #[serde(default)]
     pub limits: PluginLimits,
     /// Free-form settings handed to `init`.
     #[serde(default)]
     pub config: toml::Table,
+}
+
+fn one() -> usize {
+    1
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -176,6 +184,10 @@ impl Manifest {
         }
         if manifest.limits.memory_mib == 0 || manifest.limits.timeout_ms == 0 {
             return Err(ManifestError::Invalid(shown, "limits must be positive".into()));
+        }
+        if !(1..=super::runners::MAX_INSTANCES).contains(&manifest.instances) {
+            let max = super::runners::MAX_INSTANCES;
+            return Err(ManifestError::Invalid(shown, format!("instances must be 1 to {max}")));
         }
         Ok(manifest)
     }

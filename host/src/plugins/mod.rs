@@ -28,6 +28,7 @@ pub mod instance;
 pub mod interest;
 pub mod keyed;
 pub mod manifest;
+pub mod runners;
 pub mod stats;
 pub mod timers;
 pub mod watch;
@@ -49,7 +50,7 @@ pub use bindings::Version;
 pub use host::{Holder, HostCaps, Ownership};
 use input::Intake;
 pub use instance::Fault;
-use instance::{Blueprint, Call, Health, Linkers};
+use instance::{Blueprint, Call, Linkers};
 use manifest::Manifest;
 use stats::PluginStats;
 
@@ -70,9 +71,8 @@ pub struct PluginHandle {
     pub path: PathBuf,
     /// SHA-256 of the `.wasm` and manifest: a reload with identical bytes is a no-op.
     digest: [u8; 32],
-    tx: mpsc::Sender<Call>,
+    runners: runners::Runners,
     pub stats: Arc<PluginStats>,
-    pub health: Arc<Health>,
     pub loaded_at: SystemTime,
     intake: Arc<Intake>,
     /// The contract version its component was built for.
@@ -88,11 +88,16 @@ impl PluginHandle {
         &self.manifest.name
     }
 
-    fn enqueue(&self, call: Call) -> Result<(), Fault> {
-        if let Some(reason) = self.health.disabled() {
+    /// How many instances it runs.
+    pub fn instances(&self) -> usize {
+        self.runners.count()
+    }
+
+    fn enqueue(&self, runner: &instance::Runner, call: Call) -> Result<(), Fault> {
+        if let Some(reason) = runner.health().disabled() {
             return Err(Fault::Disabled(reason));
         }
-        self.tx.try_send(call).map_err(|e| match e {
+        runner.try_send(call).map_err(|e| match e {
             mpsc::error::TrySendError::Full(_) => self.refuse_busy(),
             mpsc::error::TrySendError::Closed(_) => Fault::Disabled("unloaded".into()),
         })
@@ -121,11 +126,14 @@ impl PluginHandle {
     pub fn submit_stanza(&self, stanza: &Element) -> Result<StanzaReply, Fault> {
         let (reply, rx) = oneshot::channel();
         let prepared = self.intake.prepare(stanza, self.version)?;
-        self.enqueue(Call::Stanza {
-            stanza: prepared.stanza,
-            sender: prepared.sender,
-            reply,
-        })?;
+        self.enqueue(
+            self.runners.for_stanza(stanza),
+            Call::Stanza {
+                stanza: prepared.stanza,
+                sender: prepared.sender,
+                reply,
+            },
+        )?;
         Ok(rx)
     }
 
@@ -133,38 +141,51 @@ impl PluginHandle {
     /// with other waiters) before the stanza is refused: for a client's read loop, which
     /// may be paced by the plugin. Its stanzas still reach the plugin in the order routed.
     pub async fn submit_stanza_waiting(&self, stanza: &Element, wait: Duration) -> Result<StanzaReply, Fault> {
-        if let Some(reason) = self.health.disabled() {
+        let runner = self.runners.for_stanza(stanza);
+        if let Some(reason) = runner.health().disabled() {
             return Err(Fault::Disabled(reason));
         }
         let prepared = self.intake.prepare(stanza, self.version)?;
-        let room = match self.tx.try_reserve() {
-            Ok(room) => room,
-            Err(mpsc::error::TrySendError::Closed(())) => return Err(Fault::Disabled("unloaded".into())),
-            Err(mpsc::error::TrySendError::Full(())) => match tokio::time::timeout(wait, self.tx.reserve()).await {
-                Ok(Ok(room)) => room,
-                Ok(Err(_)) => return Err(Fault::Disabled("unloaded".into())),
-                Err(_) => return Err(self.refuse_busy()),
-            },
-        };
         let (reply, rx) = oneshot::channel();
-        room.send(Call::Stanza {
+        let call = Call::Stanza {
             stanza: prepared.stanza,
             sender: prepared.sender,
             reply,
-        });
+        };
+        // An idle plugin answers in the caller's task: the reply is ready when this returns.
+        let Err(call) = runner.run_here(call).await else {
+            return Ok(rx);
+        };
+        match runner.reserve(wait).await {
+            Ok(Some(slot)) => slot.send(call),
+            Ok(None) => return Err(Fault::Disabled("unloaded".into())),
+            Err(_) => return Err(self.refuse_busy()),
+        }
         Ok(rx)
     }
 
-    /// Ask a filter plugin about a stanza.
-    pub async fn check(&self, direction: types::Direction, stanza: &Element) -> Result<types::Verdict, Fault> {
+    /// Ask a filter plugin about a stanza: in the caller's task if the plugin is idle.
+    pub async fn check(
+        &self,
+        point: crate::features::Direction,
+        direction: types::Direction,
+        stanza: &Element,
+    ) -> Result<types::Verdict, Fault> {
+        let runner = self.runners.for_check(point, stanza);
+        if let Some(reason) = runner.health().disabled() {
+            return Err(Fault::Disabled(reason));
+        }
         let (reply, rx) = oneshot::channel();
         let prepared = self.intake.prepare(stanza, self.version)?;
-        self.enqueue(Call::Check {
+        let call = Call::Check {
             direction,
             stanza: prepared.stanza,
             sender: prepared.sender,
             reply,
-        })?;
+        };
+        if let Err(call) = runner.run_here(call).await {
+            self.enqueue(runner, call)?;
+        }
         rx.await.unwrap_or(Err(Fault::Disabled("unloaded".into())))
     }
 
@@ -177,12 +198,15 @@ impl PluginHandle {
         budget: std::time::Duration,
     ) -> Result<Option<String>, Fault> {
         let (reply, rx) = oneshot::channel();
-        self.enqueue(Call::Choose {
-            user: user.to_string(),
-            view,
-            deadline: std::time::Instant::now() + budget,
-            reply,
-        })?;
+        self.enqueue(
+            self.runners.for_key(Some(user)),
+            Call::Choose {
+                user: user.to_string(),
+                view,
+                deadline: std::time::Instant::now() + budget,
+                reply,
+            },
+        )?;
         match tokio::time::timeout(budget, rx).await {
             Ok(answer) => answer.unwrap_or(Err(Fault::Disabled("unloaded".into()))),
             Err(_) => Err(Fault::Timeout),
@@ -191,14 +215,18 @@ impl PluginHandle {
 
     /// Tell a feature plugin of an event; fire and forget. A full queue drops it, logged.
     pub fn send_event(&self, event: types::Event) {
-        if let Err(fault) = self.enqueue(Call::Event(event)) {
-            tracing::warn!(plugin = %self.name(), %fault, "event not delivered");
+        for runner in self.runners.for_event(&event) {
+            if let Err(fault) = self.enqueue(runner, Call::Event(event.clone())) {
+                tracing::warn!(plugin = %self.name(), %fault, "event not delivered");
+            }
         }
     }
 
     /// Tell a placement plugin the set of live nodes changed; fire and forget.
     pub fn pool_changed(&self, view: types::PoolView) {
-        let _ = self.enqueue(Call::PoolChange(view));
+        for runner in self.runners.all() {
+            let _ = self.enqueue(runner, Call::PoolChange(view.clone()));
+        }
     }
 }
 
@@ -508,7 +536,6 @@ impl Plugins {
             .map_err(|e| rejected(format!("not a valid component: {e:#}")))?;
         let version = Version::of(&component, &self.engine).map_err(|e| rejected(format!("cannot serve it: {e}")))?;
         let stats = old.map(|o| o.stats.clone()).unwrap_or_default();
-        let health = Arc::new(Health::default());
         let blueprint = Blueprint {
             engine: self.engine.clone(),
             linkers: self.linkers.clone(),
@@ -517,11 +544,13 @@ impl Plugins {
             manifest: manifest.clone(),
             host: self.host.get().cloned().unwrap_or_default(),
             stats: stats.clone(),
-            health: health.clone(),
+            health: Arc::default(), // each instance's own, given by `instance::start`
         };
-        let tx = instance::start(blueprint, &self.tasks)
-            .await
-            .map_err(|e| rejected(format!("{e:#}")))?;
+        let mut started = Vec::with_capacity(manifest.instances);
+        for _ in 0..manifest.instances {
+            let runner = instance::start(blueprint.clone(), &self.tasks).await;
+            started.push(runner.map_err(|e| rejected(format!("{e:#}")))?);
+        }
         if old.is_some() {
             stats.reloads.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         }
@@ -534,9 +563,8 @@ impl Plugins {
             manifest,
             path: wasm.to_path_buf(),
             digest,
-            tx,
+            runners: runners::Runners::new(started),
             stats,
-            health,
             loaded_at: SystemTime::now(),
             intake: self.intake.clone(),
             version,
@@ -558,7 +586,8 @@ impl Plugins {
                     "world": format!("{:?}", h.manifest.world).to_lowercase(),
                     "contract": h.version.as_str(),
                     "path": h.path.display().to_string(),
-                    "state": match h.health.disabled() { Some(r) => format!("disabled: {r}"), None => "active".to_string() },
+                    "state": match h.runners.disabled() { Some(r) => format!("disabled: {r}"), None => "active".to_string() },
+                    "instances": h.instances(),
                     "loaded_at": h.loaded_at.duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0),
                     "stats": h.stats.snapshot(),
                 })

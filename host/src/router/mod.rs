@@ -12,7 +12,7 @@ use jid::Jid;
 
 use crate::context::Context;
 use crate::delivery::{
-    bounce, deliver_message, dispatch_from_client, dispatch_to_feature, passes_filter, target, Target,
+    bounce, deliver_message, dispatch_from_client, dispatch_to_feature, inbound_here, passes_filter, target, Target,
 };
 use crate::features::Direction;
 use crate::sessions::Session;
@@ -31,7 +31,7 @@ pub async fn route_from_client(ctx: &Arc<Context>, client: &mut Session, stanza:
             return;
         }
     };
-    if !passes_filters(ctx, &stanza, to.as_ref()).await {
+    if !passes_filters(ctx, kind, &stanza, to.as_ref()).await {
         return;
     }
     // Addressed once per stanza (it allocates the bare JID and resource).
@@ -83,16 +83,35 @@ pub async fn route_from_client(ctx: &Arc<Context>, client: &mut Session, stanza:
 }
 
 /// The two filter points of DESIGN §2 for a stanza leaving a local client: outbound at the
-/// sender, and inbound when the recipient is local too. Returns whether it may go on.
-async fn passes_filters(ctx: &Arc<Context>, stanza: &Element, to: Option<&Jid>) -> bool {
+/// sender, and inbound when the recipient is a hosted account judged on this node
+/// ([`inbound_here`]). Returns whether it may go on.
+async fn passes_filters(ctx: &Arc<Context>, kind: Kind, stanza: &Element, to: Option<&Jid>) -> bool {
     if !ctx.features.filtering() {
         return true;
     }
     if !passes_filter(ctx, Direction::Outbound, stanza, None).await {
         return false;
     }
-    let local = to.is_some_and(|to| matches!(target(ctx, to), Target::Local { .. }));
-    !local || passes_filter(ctx, Direction::Inbound, stanza, None).await
+    match to.map(|to| target(ctx, to)) {
+        Some(Target::Local { bare, resource }) if inbound_here(ctx, kind, &bare, resource.as_deref()) => {
+            passes_filter(ctx, Direction::Inbound, stanza, None).await
+        }
+        _ => true,
+    }
+}
+
+/// The inbound filter point for a stanza a feature sends to a hosted account (`feature`,
+/// if it is a filter too, does not judge its own stanzas).
+async fn passes_inbound_from_feature(
+    ctx: &Arc<Context>,
+    kind: Kind,
+    stanza: &Element,
+    (bare, resource): (&str, Option<&str>),
+    feature: &str,
+) -> bool {
+    !ctx.features.filtering()
+        || !inbound_here(ctx, kind, bare, resource)
+        || passes_filter(ctx, Direction::Inbound, stanza, Some(feature)).await
 }
 
 /// Why the router did not take a stanza a feature sent.
@@ -141,7 +160,7 @@ pub async fn route_from_feature(
     match target(ctx, &to) {
         Target::Feature(feature) => dispatch_to_feature(ctx, &*feature, stanza),
         Target::Local { bare, resource } => {
-            if ctx.features.filtering() && !passes_filter(ctx, Direction::Inbound, &stanza, Some(feature)).await {
+            if !passes_inbound_from_feature(ctx, kind, &stanza, (&bare, resource.as_deref()), feature).await {
                 return Ok(());
             }
             match kind {
@@ -194,7 +213,7 @@ pub async fn route_many_from_feature(
         match target(ctx, &to) {
             Target::Feature(feature) => dispatch_to_feature(ctx, &*feature, copy),
             Target::Local { bare, resource } => {
-                if ctx.features.filtering() && !passes_filter(ctx, Direction::Inbound, &copy, Some(feature)).await {
+                if !passes_inbound_from_feature(ctx, kind, &copy, (&bare, resource.as_deref()), feature).await {
                     routed += 1;
                     continue;
                 }

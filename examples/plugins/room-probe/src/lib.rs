@@ -5,7 +5,9 @@
 //! per-room counter kept with fenced writes (so it carries over when the room moves).
 //! Ownership events are logged; on losing a room it tries one late write under the token
 //! it held — what a deposed owner flushing its state would do — and logs whether the host
-//! refused it (it must: a newer owner may exist).
+//! refused it (it must: a newer owner may exist). The body `rooms` is answered with how
+//! many rooms this instance holds in memory: with several instances (the `rooms-spread`
+//! manifest) each holds only the rooms routed to it.
 
 use std::collections::HashMap;
 
@@ -41,7 +43,13 @@ impl RoomProbe {
             .unwrap_or(0)
             + 1;
         storage::put_fenced_bytes(&held, &count_key(room), count.to_string().as_bytes())?;
-        let said = format!("owner {} fence {} count {count}", pool::node_id(), held.fence);
+        self.say(
+            stanza,
+            format!("owner {} fence {} count {count}", pool::node_id(), held.fence),
+        )
+    }
+
+    fn say(&self, stanza: &Stanza, said: String) -> Result<(), StanzaError> {
         let answer = reply(stanza, "message")
             .attr("type", "chat")
             .child(Element::new("body", NS_CLIENT).text(said));
@@ -64,7 +72,8 @@ impl Feature for RoomProbe {
         let room = jid::bare(stanza.to.as_deref().unwrap_or_default()).to_string();
         match stanza.body().as_deref().map(str::trim) {
             Some("where") if jid::node(&room).is_some() => self.answer_where(&stanza, &room),
-            Some(_) => Err(StanzaError::bad_request().with_text("say: where (to ROOM@rooms.DOMAIN)")),
+            Some("rooms") => self.say(&stanza, format!("rooms {}", self.held.len())),
+            Some(_) => Err(StanzaError::bad_request().with_text("say: where or rooms (to ROOM@rooms.DOMAIN)")),
             None => Ok(()),
         }
     }
