@@ -11,6 +11,8 @@
 //! module per scenario.
 
 mod accounts;
+mod block;
+mod fanout;
 mod graph;
 mod idle;
 mod logins;
@@ -97,6 +99,46 @@ enum Cmd {
         /// as `echo.localhost` = a round trip through that plugin).
         #[arg(long)]
         via: Option<String>,
+    },
+    /// Plugin fan-out (issue 12): N receivers bound to /r0, one sender whose commands make
+    /// the event-probe plugin send a headline to all of them, in one send-many call
+    /// (`--mode many`) or one send per recipient (`--mode each`): copies delivered per
+    /// second, answer latency, lost copies, server CPU per copy.
+    Fanout {
+        #[command(flatten)]
+        conn: ConnectArgs,
+        /// Receiver sessions: users {prefix}0..{prefix}N-1; the sender is {prefix}N.
+        #[arg(long, default_value_t = 100)]
+        recipients: usize,
+        /// Commands the sender sends (each makes N copies).
+        #[arg(long, default_value_t = 200)]
+        messages: usize,
+        /// Max unanswered commands.
+        #[arg(long, default_value_t = 10)]
+        window: usize,
+        #[arg(long, value_enum, default_value = "many")]
+        mode: fanout::Mode,
+        /// The event-probe plugin's address (default probe.{domain}).
+        #[arg(long)]
+        via: Option<String>,
+        /// A copy or answer not arrived this long after the previous one is lost.
+        #[arg(long, default_value_t = 10)]
+        loss_timeout_secs: u64,
+    },
+    /// Give every round(1/F)-th of users {prefix}0..{prefix}N-1 a XEP-0191 blocking rule
+    /// (for a JID not in the run), so a declared-interest filter has rules for them.
+    Block {
+        #[command(flatten)]
+        conn: ConnectArgs,
+        /// Users in the run.
+        #[arg(long, default_value_t = 200)]
+        count: usize,
+        /// Share of them that block (0.1: every 10th, from {prefix}0 on).
+        #[arg(long, default_value_t = 0.1)]
+        fraction: f64,
+        /// The JID they block (default nobody@{domain}).
+        #[arg(long)]
+        jid: Option<String>,
     },
     /// Only create users {prefix}0..{prefix}N-1 by XEP-0077 in-band registration.
     Register {
@@ -312,6 +354,34 @@ async fn run(cmd: Cmd, deadline: Instant) -> Result<Value> {
                 via,
             };
             messages::run(runner::Env::new(&conn, deadline)?, params).await
+        }
+        Cmd::Fanout {
+            conn,
+            recipients,
+            messages,
+            window,
+            mode,
+            via,
+            loss_timeout_secs,
+        } => {
+            let params = fanout::FanoutParams {
+                recipients,
+                messages,
+                window,
+                mode,
+                via,
+                loss_timeout: Duration::from_secs(loss_timeout_secs),
+            };
+            fanout::run(runner::Env::new(&conn, deadline)?, params).await
+        }
+        Cmd::Block {
+            conn,
+            count,
+            fraction,
+            jid,
+        } => {
+            let params = block::BlockParams { count, fraction, jid };
+            block::run(runner::Env::new(&conn, deadline)?, params).await
         }
         Cmd::Register { conn, count } => {
             let env = runner::Env::new(&conn, deadline)?;

@@ -13,16 +13,18 @@
 //! as `echo.localhost` is a round trip through that plugin. Both on the same server
 //! give the plugin overhead.
 
-use std::sync::{Arc, OnceLock};
+use std::fmt::Write as _;
+use std::ops::ControlFlow;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Result;
 use serde_json::{json, Value};
 use tokio::sync::{watch, Semaphore};
 
-use crate::runner::{self, Env, MAX_REASONS};
-use crate::stats::{round3, CpuMeter, ErrorTally, Latencies};
-use crate::xml::escape;
+use crate::runner::{self, Env, SendStats, MAX_REASONS};
+use crate::stats::{now_us, round3, CpuMeter, ErrorTally, Latencies};
+use crate::xml::{escape, Element};
 use crate::xmpp::{self, Session, SessionReader, SessionWriter};
 
 pub struct MsgParams {
@@ -35,12 +37,6 @@ pub struct MsgParams {
     pub via: Option<String>,
 }
 
-/// Clock shared by senders and receivers (same process), in microseconds.
-fn now_us() -> u64 {
-    static BASE: OnceLock<Instant> = OnceLock::new();
-    BASE.get_or_init(Instant::now).elapsed().as_micros() as u64
-}
-
 #[derive(Default)]
 struct RecvStats {
     received: u64,
@@ -48,6 +44,37 @@ struct RecvStats {
     latency: Latencies,
     last_arrival: Option<Instant>,
     errors: ErrorTally,
+}
+
+impl RecvStats {
+    /// Count one of our messages (`seq send_time_us` in the body) and free its slot in
+    /// the pair's window.
+    fn record(&mut self, el: &Element, seen: &mut [bool], window: &Semaphore) {
+        if el.name != "message" {
+            return;
+        }
+        if el.attr("type") == Some("error") {
+            self.errors.add_msg(format!("message error: {}", el.describe_error()));
+            return;
+        }
+        let Some(body) = el.child("body") else {
+            return;
+        };
+        let mut it = body.text.split_ascii_whitespace();
+        let (Some(Ok(seq)), Some(Ok(sent))) = (it.next().map(str::parse::<usize>), it.next().map(str::parse::<u64>))
+        else {
+            return;
+        };
+        if seq >= seen.len() || seen[seq] {
+            self.duplicates += 1;
+            return;
+        }
+        seen[seq] = true;
+        self.received += 1;
+        self.latency.record_micros(now_us().saturating_sub(sent));
+        self.last_arrival = Some(Instant::now());
+        window.add_permits(1);
+    }
 }
 
 /// Receive until all `m` messages arrived, or nothing arrived for `loss_timeout`.
@@ -63,105 +90,45 @@ async fn receive(
     let mut st = RecvStats::default();
     let mut seen = vec![false; m];
     runner::until_set(&mut start).await;
-    while (st.received as usize) < m {
-        let wait = loss_timeout.min(deadline.saturating_duration_since(Instant::now()));
-        let el = match tokio::time::timeout(wait, reader.next_element()).await {
-            Err(_) => break,
-            Ok(Ok(Some(el))) => el,
-            Ok(Ok(None)) => {
-                st.errors.add_msg("receiver stream closed by server".into());
-                break;
+    if m > 0 {
+        let read = runner::read_stanzas(&mut reader, writer.as_mut(), loss_timeout, deadline, "receiver", |el| {
+            st.record(&el, &mut seen, &window);
+            match st.received as usize == m {
+                true => ControlFlow::Break(()),
+                false => ControlFlow::Continue(()),
             }
-            Ok(Err(e)) => {
-                st.errors.add(&e.context("receiver read"));
-                break;
-            }
-        };
-        if let Some(reply) = xmpp::iq_reply(&el) {
-            if let Some(w) = writer.as_mut() {
-                let _ = xmpp::send(w, &reply).await;
-            }
-            continue;
+        })
+        .await;
+        if let Err(e) = read {
+            st.errors.add(&e);
         }
-        if el.name != "message" {
-            continue;
-        }
-        if el.attr("type") == Some("error") {
-            st.errors.add_msg(format!("message error: {}", el.describe_error()));
-            continue;
-        }
-        let Some(body) = el.child("body") else {
-            continue;
-        };
-        let mut it = body.text.split_ascii_whitespace();
-        let (Some(Ok(seq)), Some(Ok(sent))) = (it.next().map(str::parse::<usize>), it.next().map(str::parse::<u64>))
-        else {
-            continue;
-        };
-        if seq >= m || seen[seq] {
-            st.duplicates += 1;
-            continue;
-        }
-        seen[seq] = true;
-        st.received += 1;
-        st.latency.record_micros(now_us().saturating_sub(sent));
-        st.last_arrival = Some(Instant::now());
-        window.add_permits(1);
     }
     // Unblock the sender if we gave up.
     window.close();
     (st, reader, writer)
 }
 
-#[derive(Default)]
-struct SendStats {
-    sent: u64,
-    stalls: u64,
-    errors: ErrorTally,
-}
-
 /// Send `m` messages to `to`, keeping at most `window` permits' worth in flight.
 #[allow(clippy::too_many_arguments)]
 async fn send(
-    mut writer: SessionWriter,
+    writer: SessionWriter,
     to: String,
     m: usize,
     pad: Arc<String>,
     window: Arc<Semaphore>,
     loss_timeout: Duration,
     deadline: Instant,
-    mut start: watch::Receiver<bool>,
+    start: watch::Receiver<bool>,
 ) -> (SendStats, SessionWriter) {
-    let mut st = SendStats::default();
     let to = escape(&to).into_owned();
-    runner::until_set(&mut start).await;
-    let mut buf = String::with_capacity(256 + pad.len());
-    for seq in 0..m {
-        if Instant::now() >= deadline {
-            st.errors.add_msg("global timeout while sending".into());
-            break;
-        }
-        match tokio::time::timeout(loss_timeout, window.acquire()).await {
-            Ok(Ok(permit)) => permit.forget(),
-            // Receiver gave up: nothing more can be delivered usefully.
-            Ok(Err(_)) => break,
-            // Window stuck (a message was lost); move on rather than deadlock.
-            Err(_) => st.stalls += 1,
-        }
-        buf.clear();
-        use std::fmt::Write as _;
-        let _ = write!(
+    runner::send_windowed(writer, m, window, loss_timeout, deadline, start, |buf, seq| {
+        write!(
             buf,
             "<message to='{to}' type='chat' id='m{seq}'><body>{seq} {}{pad}</body></message>",
             now_us()
-        );
-        if let Err(e) = xmpp::send(&mut writer, &buf).await {
-            st.errors.add(&e.context("send"));
-            break;
-        }
-        st.sent += 1;
-    }
-    (st, writer)
+        )
+    })
+    .await
 }
 
 /// Read (and discard) whatever arrives on a sender's stream until told to stop,

@@ -1,22 +1,27 @@
 //! Shared plumbing for the scenarios: turning CLI connection options into a
 //! [`ClientOpts`], bounded-concurrency execution, the optional XEP-0077
-//! registration pre-phase, and "log in N sessions and keep them".
+//! registration pre-phase, "log in N sessions and keep them", and the two halves
+//! of a windowed exchange on a session: sending under a window of permits
+//! ([`send_windowed`]) and reading what comes back ([`read_stanzas`]).
 //!
 //! Every loop here is bounded both in count (`n`) and in time (the global
 //! deadline derived from `--timeout-secs`), so the tool always terminates.
 
 use std::future::Future;
 use std::net::{SocketAddr, ToSocketAddrs};
+use std::ops::ControlFlow;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use anyhow::{bail, Context, Result};
+use anyhow::{anyhow, bail, Context, Result};
 use serde_json::{json, Value};
+use tokio::sync::{watch, Semaphore};
 
 use crate::sasl::ScramCache;
 use crate::stats::{ErrorTally, Latencies};
-use crate::xmpp::{self, ClientOpts, Registered, Session, TlsMode};
+use crate::xml::Element;
+use crate::xmpp::{self, ClientOpts, Registered, Session, SessionReader, SessionWriter, TlsMode};
 use crate::ConnectArgs;
 
 /// How many distinct error reasons a report lists.
@@ -228,9 +233,15 @@ impl LoggedIn {
 
 /// Log in `n` sessions (bounded concurrency) and keep them open.
 pub async fn login_many(env: &Env, n: usize) -> LoggedIn {
+    login_as(env, (0..n).map(|i| (env.user(i), env.resource(i))).collect()).await
+}
+
+/// [`login_many`] for explicit (user, resource) pairs, for scenarios whose peers
+/// address sessions by a full JID they choose (e.g. `fanout`'s `/r0`).
+pub async fn login_as(env: &Env, users: Vec<(String, String)>) -> LoggedIn {
     let started = Instant::now();
     let opts = env.opts.clone();
-    let users: Vec<(String, String)> = (0..n).map(|i| (env.user(i), env.resource(i))).collect();
+    let n = users.len();
     let users = Arc::new(users);
     let results = run_bounded(n, env.args.concurrency, env.deadline, move |i| {
         let (opts, users) = (opts.clone(), users.clone());
@@ -259,4 +270,85 @@ pub async fn login_many(env: &Env, n: usize) -> LoggedIn {
         errors,
         elapsed,
     }
+}
+
+/// Read a logged-in session's stanzas and hand each to `on_stanza` until it says
+/// `Break` (`Ok(true)`), or nothing arrived for `quiet` or the run's deadline passed
+/// (`Ok(false)`: the caller counts what is missing), or the stream ended (`Err`, named
+/// after `what`). Server IQ gets (pings) are answered on `writer` when there is one,
+/// so a session that only receives is not taken for dead.
+pub async fn read_stanzas(
+    reader: &mut SessionReader,
+    mut writer: Option<&mut SessionWriter>,
+    quiet: Duration,
+    deadline: Instant,
+    what: &str,
+    mut on_stanza: impl FnMut(Element) -> ControlFlow<()>,
+) -> Result<bool> {
+    loop {
+        let wait = quiet.min(deadline.saturating_duration_since(Instant::now()));
+        let el = match tokio::time::timeout(wait, reader.next_element()).await {
+            Err(_) => return Ok(false),
+            Ok(Ok(Some(el))) => el,
+            Ok(Ok(None)) => return Err(anyhow!("{what} stream closed by server")),
+            Ok(Err(e)) => return Err(e.context(format!("{what} read"))),
+        };
+        if let Some(reply) = xmpp::iq_reply(&el) {
+            if let Some(w) = writer.as_deref_mut() {
+                let _ = xmpp::send(w, &reply).await;
+            }
+            continue;
+        }
+        if on_stanza(el).is_break() {
+            return Ok(true);
+        }
+    }
+}
+
+/// What [`send_windowed`] did.
+#[derive(Default)]
+pub struct SendStats {
+    pub sent: u64,
+    /// Permits not granted within the loss timeout: sent anyway (something was lost).
+    pub stalls: u64,
+    pub errors: ErrorTally,
+}
+
+/// Once `start` is set, send `m` stanzas on `writer`, the `seq`-th written by
+/// `stanza(buf, seq)`, each after taking one of `window`'s permits. The reading side
+/// gives a permit back per answer, so at most the window's size is unanswered: the
+/// server is under sustained but not unbounded pressure. A permit not granted within
+/// `loss_timeout` counts as a stall and the stanza goes anyway (rather than deadlock on
+/// a lost answer); a closed window (the reader gave up) ends the run.
+pub async fn send_windowed(
+    mut writer: SessionWriter,
+    m: usize,
+    window: Arc<Semaphore>,
+    loss_timeout: Duration,
+    deadline: Instant,
+    mut start: watch::Receiver<bool>,
+    mut stanza: impl FnMut(&mut String, usize) -> std::fmt::Result,
+) -> (SendStats, SessionWriter) {
+    let mut st = SendStats::default();
+    until_set(&mut start).await;
+    let mut buf = String::with_capacity(256);
+    for seq in 0..m {
+        if Instant::now() >= deadline {
+            st.errors.add_msg("global timeout while sending".into());
+            break;
+        }
+        match tokio::time::timeout(loss_timeout, window.acquire()).await {
+            Ok(Ok(permit)) => permit.forget(),
+            Ok(Err(_)) => break,
+            Err(_) => st.stalls += 1,
+        }
+        buf.clear();
+        let _ = stanza(&mut buf, seq);
+        if let Err(e) = xmpp::send(&mut writer, &buf).await {
+            st.errors.add(&e.context("send"));
+            break;
+        }
+        st.sent += 1;
+    }
+    (st, writer)
 }

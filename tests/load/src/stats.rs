@@ -4,6 +4,7 @@
 //! generator - which would make any server look slow - is visible.
 
 use std::collections::HashMap;
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
@@ -52,6 +53,13 @@ impl Latencies {
             "max_ms": ms(v[v.len() - 1]),
         })
     }
+}
+
+/// Clock shared by every task of the run (one process), in microseconds: a timestamp
+/// taken when a stanza is sent can be compared with one taken when its effect arrives.
+pub fn now_us() -> u64 {
+    static BASE: OnceLock<Instant> = OnceLock::new();
+    BASE.get_or_init(Instant::now).elapsed().as_micros() as u64
 }
 
 fn ms(us: u64) -> f64 {
@@ -187,6 +195,13 @@ impl CpuMeter {
         }
     }
 
+    /// The server's CPU time since `start`, unrounded (for a cost per stanza); `None`
+    /// without a server PID or once it can no longer be read.
+    pub fn server_cpu(&self) -> Option<Duration> {
+        let (pid, before) = self.server?;
+        Some(proc_cpu(pid)?.saturating_sub(before))
+    }
+
     /// CPU used since `start`, as seconds, % of one core and % of all cores.
     pub fn report(&self) -> Value {
         let wall = self.wall.elapsed().as_secs_f64().max(1e-9);
@@ -205,11 +220,9 @@ impl CpuMeter {
             "load_tool": usage(Duration::from_secs_f64(own)),
         });
         let mut server = 0.0;
-        if let Some((pid, before)) = self.server {
-            if let Some(now) = proc_cpu(pid) {
-                server = now.saturating_sub(before).as_secs_f64();
-                out["server"] = usage(Duration::from_secs_f64(server));
-            }
+        if let Some(cpu) = self.server_cpu() {
+            server = cpu.as_secs_f64();
+            out["server"] = usage(cpu);
         }
         if let (Some((b0, t0)), Some((b1, t1))) = (self.machine, machine_jiffies()) {
             let total = (t1 - t0).max(1) as f64;

@@ -4,9 +4,13 @@
 //! `probe.{domain}` with the body `timer NAME MS` sets timer `NAME` due in `MS` ms and
 //! answers `timer NAME set`; `fanout PREFIX ACCOUNTS RESOURCES` sends one headline, in one
 //! `send-many` call, to `PREFIX{a}@domain/r{r}` for every account `a` < ACCOUNTS and
-//! resource `r` < RESOURCES, and answers `fanout routed N`. The integration tests read the
-//! log lines and count the copies.
+//! resource `r` < RESOURCES, and answers `fanout routed N`; `each PREFIX ACCOUNTS RESOURCES`
+//! sends the same headline to the same recipients with one `send` call each and answers
+//! `each routed N`, so the load tool (`poolxmpp-load fanout`) can weigh one batched call
+//! against the calls it replaces. The integration tests read the log lines and count the
+//! copies.
 
+use poolxmpp_sdk::stanza::SendError;
 use poolxmpp_sdk::{
     jid, reply, send, send_many, timers, Config, Element, Event, Feature, Stanza, StanzaError, NS_CLIENT,
 };
@@ -32,29 +36,27 @@ impl Probe {
                 "roster {user} has {} items",
                 poolxmpp_sdk::host::roster_items(user).len()
             ),
-            ["fanout", prefix, accounts, resources] => {
-                let (accounts, resources) = (number(accounts)?, number(resources)?);
+            [how @ ("fanout" | "each"), prefix, accounts, resources] => {
                 let from = stanza.to.clone().unwrap_or_default();
-                // probe.example.org serves example.org's users.
-                let domain = jid::domain(&from).split_once('.').map_or("", |(_, d)| d).to_string();
-                let recipients: Vec<String> = (0..accounts)
-                    .flat_map(|a| (0..resources).map(move |r| (a, r)))
-                    .map(|(a, r)| format!("{prefix}{a}@{domain}/r{r}"))
-                    .collect();
+                let to = recipients(&from, prefix, number(accounts)?, number(resources)?);
                 let copy = Element::new("message", NS_CLIENT)
                     .attr("from", from.as_str())
                     .attr("type", "headline")
                     .child(Element::new("body", NS_CLIENT).text("fanned out"));
-                let routed = send_many(&copy, &recipients).map_err(|e| {
-                    poolxmpp_sdk::warn!("fan-out failed: {e}");
+                let sent = match *how {
+                    "fanout" => send_many(&copy, &to),
+                    _ => send_each(copy, &to),
+                };
+                let routed = sent.map_err(|e| {
+                    poolxmpp_sdk::warn!("{how} failed: {e}");
                     StanzaError::internal_server_error()
                 })?;
-                format!("fanout routed {routed}")
+                format!("{how} routed {routed}")
             }
             _ => {
-                return Err(
-                    StanzaError::bad_request().with_text("say: timer NAME MS, or fanout PREFIX ACCOUNTS RESOURCES")
-                )
+                return Err(StanzaError::bad_request().with_text(
+                    "say: timer NAME MS, fanout PREFIX ACCOUNTS RESOURCES or each PREFIX ACCOUNTS RESOURCES",
+                ))
             }
         };
         let answer = reply(stanza, "message")
@@ -65,6 +67,26 @@ impl Probe {
             StanzaError::internal_server_error()
         })
     }
+}
+
+/// `PREFIX{a}@domain/r{r}` for every account `a` < `accounts` and resource `r` < `resources`,
+/// where `domain` is the one `from` (`probe.{domain}`) serves: the same list for both fan-out
+/// commands, so they differ only in how the copies are handed to the host.
+fn recipients(from: &str, prefix: &str, accounts: u64, resources: u64) -> Vec<String> {
+    let domain = jid::domain(from).split_once('.').map_or("", |(_, d)| d);
+    (0..accounts)
+        .flat_map(move |a| (0..resources).map(move |r| format!("{prefix}{a}@{domain}/r{r}")))
+        .collect()
+}
+
+/// What a plugin without `send-many` does: one `send` per recipient, each serializing and
+/// the host parsing and checking the stanza again. Stops at the first refusal.
+fn send_each(mut copy: Element, recipients: &[String]) -> Result<u32, SendError> {
+    for to in recipients {
+        copy.set_attr("to", to.as_str());
+        send(&copy)?;
+    }
+    Ok(recipients.len() as u32)
 }
 
 impl Feature for Probe {
@@ -168,6 +190,22 @@ mod tests {
         assert_eq!(
             sent[6].get_child("body", NS_CLIENT).unwrap().text_content(),
             "fanout routed 6"
+        );
+    }
+
+    #[test]
+    fn sends_each_copy_in_its_own_call() {
+        testing::reset();
+        let mut p = Probe::init(&Config::default()).unwrap();
+        let m = Stanza::from_xml("<message from='a@l/r' to='probe.l' type='chat'><body>each fan 2 1</body></message>")
+            .unwrap();
+        p.handle_stanza(m).unwrap();
+        let sent = testing::take_sent();
+        let tos: Vec<&str> = sent[..2].iter().map(|e| e.get_attr("to").unwrap()).collect();
+        assert_eq!(tos, ["fan0@l/r0", "fan1@l/r0"]);
+        assert_eq!(
+            sent[2].get_child("body", NS_CLIENT).unwrap().text_content(),
+            "each routed 2"
         );
     }
 }
