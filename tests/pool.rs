@@ -392,11 +392,13 @@ fn keyed_stanzas_reach_one_owner_with_fencing() {
     });
 }
 
-/// Issue 12: a filter's interest set is the same on every node, and the inbound filter
-/// point runs on the recipient's node. alice/raw (on n1) blocks bob with the blocklist
-/// plugin, which puts her in its interest set on n1; n2 learns it over the link. bob (on
-/// n2) messages alice/desk, also on n2: judged there, and refused — without the set it
-/// would be skipped as a message between users without rules. bob then messages
+/// Issue 12: a filter's interest set is the same on every node, a change of a user's
+/// rules reaches the filter's cache on every node (`rules-changed`), and the inbound
+/// filter point runs on the recipient's node. alice/raw (on n1) blocks carol, then bob,
+/// with the blocklist plugin, which puts her in its interest set on n1; n2 learns both
+/// over the link. bob (on n2) messages alice/desk, also on n2: judged there with her
+/// current list, and refused — without the set it would be skipped as a message between
+/// users without rules, and without the event judged by n2's stale cache. bob then messages
 /// alice/raw: n2 leaves the inbound point to n1, alice's node, which refuses it (n1's
 /// filter calls grow, n2's do not).
 #[test]
@@ -417,6 +419,15 @@ fn interest_sets_reach_every_node() {
                 support::raw::RawConn::login(addr, support::DOMAIN, "alice", support::password("alice"), "desk")
                     .await?;
             let mut bob = login(&pool.nodes[1], "bob").await?;
+            // alice has rules (she blocks carol), and n2's blocklist caches them when it
+            // judges bob's first message to alice/desk, which passes.
+            let done = alice.iq("set", None, &support::block(&jid("carol"))).await?;
+            ensure!(done.attr("type") == Some("result"), "block: {}", done.raw);
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            bob.message(&format!("{}/desk", jid("alice")), "before").await?;
+            desk.expect_message("before").await?;
+            // Blocking bob changes her rules on n1; n2 is told (rules-changed) and drops
+            // its cached copy, so bob's next message is judged by the new list.
             let done = alice.iq("set", None, &support::block(&jid("bob"))).await?;
             ensure!(done.attr("type") == Some("result"), "block: {}", done.raw);
             // The announcement travels the link; give it a moment, then bob tries.

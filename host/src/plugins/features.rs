@@ -94,13 +94,13 @@ impl Features for Plugins {
         stanza: &'a Element,
         sent_by: Option<&'a str>,
     ) -> BoxFuture<'a, Verdict> {
-        let filters = self.active().filters.clone();
+        let active = self.active();
         let wit_direction = match direction {
             Direction::Inbound => types::Direction::Inbound,
             Direction::Outbound => types::Direction::Outbound,
         };
         Box::pin(async move {
-            for f in &filters {
+            for f in &active.filters {
                 if sent_by == Some(f.name()) {
                     continue;
                 }
@@ -131,6 +131,7 @@ impl Features for Plugins {
 
     fn interest_changed(&self, plugin: &str, user: &str, has_rules: bool) {
         self.interest.apply(plugin, user, has_rules);
+        self.rules_changed(plugin, Some(user));
     }
 
     fn reload_interest(&self) {
@@ -138,10 +139,15 @@ impl Features for Plugins {
             return;
         };
         let interest = self.interest.clone();
+        let plugins = self.host_caps().plugins.clone();
         tokio::spawn(async move {
             for plugin in interest.plugins() {
                 if let Err(e) = interest.load(&store, &plugin).await {
                     tracing::warn!(%plugin, error = %e, "cannot read an interest set again; keeping the one in memory");
+                }
+                // Changes made while the link was down were not announced: all users.
+                if let Some(plugins) = plugins.upgrade() {
+                    plugins.rules_changed(&plugin, None);
                 }
             }
         });
@@ -217,16 +223,48 @@ fn to_wit(event: Event) -> Option<types::Event> {
 }
 
 impl Plugins {
+    /// Tell a feature-filter plugin with a declared interest that a user's rules (none:
+    /// every user's) changed elsewhere, so it drops what it cached (`rules-changed`).
+    fn rules_changed(&self, plugin: &str, user: Option<&str>) {
+        let active = self.active();
+        let Some(handle) = active.by_name.get(plugin) else {
+            return;
+        };
+        if handle.manifest.world == super::manifest::World::FeatureFilter
+            && handle.manifest.interest == Interest::Declared
+        {
+            handle.send_event(types::Event::RulesChanged(user.map(str::to_string)));
+        }
+    }
+
     /// Whether a filter with a declared interest has rules for the user a stanza concerns
     /// at this point: its sender leaving (outbound), its recipient arriving (inbound; the
     /// sender's own account when it has no `to`).
     fn has_rules(&self, f: &PluginHandle, direction: Direction, stanza: &Element) -> bool {
-        let address = super::runners::concerned(direction, stanza);
-        let Some(user) = address.and_then(|a| Jid::new(a).ok()) else {
+        let Some(address) = super::runners::concerned(direction, stanza) else {
             return true; // what cannot be told apart is judged
+        };
+        // Most addresses are normalised already (the `from` the server stamped); those
+        // need no parse on this per-stanza path.
+        let bare = address.split_once('/').map_or(address, |(bare, _)| bare);
+        if is_normalised(bare) {
+            return self.interest.has(f.name(), bare);
+        }
+        let Ok(user) = Jid::new(address) else {
+            return true;
         };
         self.interest.has(f.name(), user.to_bare().as_str())
     }
+}
+
+/// Whether a bare JID is certainly in its normalised form (RFC 7622): lower-case ASCII
+/// letters, digits and `.-_` around at most one `@`, not ending in a dot. Anything else
+/// goes through the `jid` crate.
+fn is_normalised(bare: &str) -> bool {
+    let plain = bare
+        .bytes()
+        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'.' | b'-' | b'_' | b'@'));
+    plain && bare.bytes().filter(|&b| b == b'@').count() <= 1 && !bare.ends_with('.') && !bare.starts_with('@')
 }
 
 impl super::timers::Deliver for Plugins {
@@ -303,6 +341,28 @@ fn application_condition(xml: &str) -> Option<Box<Element>> {
         _ => {
             tracing::warn!(condition = %xml.chars().take(200).collect::<String>(), "a plugin's application-specific condition is not one namespaced element; left out");
             None
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_normalised;
+
+    #[test]
+    fn only_plain_lower_case_bare_jids_skip_the_parse() {
+        for plain in ["alice@example.org", "load12@localhost", "example.org", "a_b-c@x.y"] {
+            assert!(is_normalised(plain), "{plain}");
+            assert_eq!(jid::Jid::new(plain).unwrap().to_bare().as_str(), plain);
+        }
+        for other in [
+            "Alice@example.org",
+            "alice@example.org.",
+            "@example.org",
+            "a@b@c",
+            "ａlice@x",
+        ] {
+            assert!(!is_normalised(other), "{other}");
         }
     }
 }

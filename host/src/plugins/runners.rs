@@ -9,7 +9,8 @@
 //! for interest sets); for a user event, the user's bare JID; for an ownership event, its
 //! key; for a timer, its name up to the first `#` (so `room@conference.example.org#expiry`
 //! reaches the room's instance); for a placement choice, the user. Pool changes, node
-//! events and calls without a key reach every instance, or the first.
+//! events, a change of every user's rules and calls without a key reach every instance,
+//! or the first.
 
 use std::hash::{DefaultHasher, Hash as _, Hasher as _};
 
@@ -71,6 +72,7 @@ impl Runners {
             types::Event::UserOnline(u) | types::Event::UserOffline(u) => bare(Some(&u.jid)).map(|(k, _)| k),
             types::Event::OwnershipGained(o) | types::Event::OwnershipLost(o) => Some(o.key.clone()),
             types::Event::Timer(t) => Some(t.name.split('#').next().unwrap_or_default().to_string()),
+            types::Event::RulesChanged(user) => user.as_deref().and_then(|u| bare(Some(u))).map(|(k, _)| k),
             types::Event::NodeJoined(_) | types::Event::NodeLeft(_) => None,
         };
         match key {

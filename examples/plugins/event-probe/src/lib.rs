@@ -130,8 +130,9 @@ impl Feature for Probe {
                 t.name,
                 String::from_utf8_lossy(&t.payload)
             ),
-            // Not keyed: never told of ownership (see the room-probe example).
-            Event::OwnershipGained(_) | Event::OwnershipLost(_) => {}
+            // Not keyed, not a filter: never told of ownership (see the room-probe
+            // example) or of rules (the blocklist example).
+            Event::OwnershipGained(_) | Event::OwnershipLost(_) | Event::RulesChanged(_) => {}
         }
     }
 }

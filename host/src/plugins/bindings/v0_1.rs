@@ -222,7 +222,7 @@ pub fn event(e: &latest::types::Event) -> Option<types::Event> {
         E::NodeLeft(node) => types::Event::NodeLeft(node.clone()),
         E::OwnershipGained(owned) => types::Event::OwnershipGained(owned.key.clone()),
         E::OwnershipLost(owned) => types::Event::OwnershipLost(owned.key.clone()),
-        E::Timer(_) => return None,
+        E::Timer(_) | E::RulesChanged(_) => return None,
     })
 }
 
