@@ -117,6 +117,26 @@ pub enum Event {
 /// A feature's answer to a stanza it was handed: `Ok` once it has dealt with it.
 pub type Answer = BoxFuture<'static, Result<(), Refusal>>;
 
+/// What to do with a feature's answer, called once by whoever ran the call (so no task
+/// has to wait for it).
+pub type Done = Box<dyn FnOnce(Result<(), Refusal>) + Send>;
+
+/// Hand an answer to `done`: at once if it is ready (the call ran in line), else from a
+/// task waiting for it.
+pub fn finish(submitted: Result<Answer, Refusal>, done: Done) {
+    let mut answer = match submitted {
+        Ok(answer) => answer,
+        Err(refusal) => return done(Err(refusal)),
+    };
+    let mut ready = std::task::Context::from_waker(std::task::Waker::noop());
+    match answer.as_mut().poll(&mut ready) {
+        std::task::Poll::Ready(outcome) => done(outcome),
+        std::task::Poll::Pending => {
+            tokio::spawn(async move { done(answer.await) });
+        }
+    }
+}
+
 /// One feature (a loaded plugin version).
 pub trait Feature: Send + Sync {
     fn name(&self) -> &str;
@@ -124,10 +144,12 @@ pub trait Feature: Send + Sync {
     /// order they were routed; the answer comes later and is never waited for in line.
     fn submit(&self, stanza: &Element) -> Result<Answer, Refusal>;
     /// [`Feature::submit`] for a client's read loop, which may wait: a full queue is waited
-    /// on for up to `wait` before the stanza is refused. By default it does not wait.
-    fn submit_waiting<'a>(&'a self, stanza: &'a Element, wait: Duration) -> BoxFuture<'a, Result<Answer, Refusal>> {
+    /// on for up to `wait` before the stanza is refused, and the caller may run the call
+    /// itself. `done` gets the answer. By default it does not wait.
+    fn submit_waiting<'a>(&'a self, stanza: &'a Element, wait: Duration, done: Done) -> BoxFuture<'a, ()> {
         let _ = wait;
-        Box::pin(std::future::ready(self.submit(stanza)))
+        finish(self.submit(stanza), done);
+        Box::pin(std::future::ready(()))
     }
     /// [`Feature::submit`] for a stanza another node of the pool forwarded here (a keyed
     /// feature's stanza for a key this node owns), after `hops` forwards. By default the

@@ -8,10 +8,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use jid::Jid;
-use tokio::sync::OwnedSemaphorePermit;
 
 use crate::context::Context;
-use crate::features::{Answer, Direction, Feature, FeatureCalls, Refusal, Verdict};
+use crate::features::{finish, Answer, Direction, Done, Feature, FeatureCalls, Refusal, Verdict};
 use crate::stanza::{error_reply, error_reply_as, may_bounce, Condition, Kind, MessageType};
 use crate::xml::{Element, NS_CLIENT};
 
@@ -92,14 +91,14 @@ const FEATURE_CALL_WAIT: Duration = Duration::from_secs(10);
 /// reply. Never waits for the feature, so a feature sending to itself cannot deadlock.
 pub fn dispatch_to_feature(ctx: &Arc<Context>, feature: &dyn Feature, stanza: Element) {
     let submitted = feature.submit(&stanza);
-    answered(ctx, stanza, submitted, None);
+    answered(ctx, stanza, submitted);
 }
 
 /// [`dispatch_to_feature`] for a stanza another node of the pool forwarded (`hops` times)
 /// to this one for a keyed feature.
 pub fn dispatch_forwarded_to_feature(ctx: &Arc<Context>, feature: &dyn Feature, stanza: Element, hops: u8) {
     let submitted = feature.submit_forwarded(&stanza, hops);
-    answered(ctx, stanza, submitted, None);
+    answered(ctx, stanza, submitted);
 }
 
 /// [`dispatch_to_feature`] for a stanza from a local client, which waits instead of being
@@ -116,40 +115,29 @@ pub async fn dispatch_from_client(ctx: &Arc<Context>, calls: &FeatureCalls, feat
         return bounce_refusal(ctx, &stanza, &Refusal::Busy);
     };
     let wait = deadline.saturating_duration_since(tokio::time::Instant::now());
-    let submitted = feature.submit_waiting(&stanza, wait).await;
-    answered(ctx, stanza, submitted, Some(permit));
+    let stanza = Arc::new(stanza);
+    let (ctx_done, original) = (ctx.clone(), stanza.clone());
+    let done: Done = Box::new(move |outcome| {
+        drop(permit);
+        if let Err(refusal) = outcome {
+            bounce_refusal(&ctx_done, &original, &refusal);
+        }
+    });
+    feature.submit_waiting(&stanza, wait, done).await;
 }
 
-/// Wait for a submitted stanza's answer (`permit` is held until then): in a task of its
-/// own, unless the feature answered already (it ran in line); a refusal becomes the
+/// Wait for a submitted stanza's answer (at once if it is ready); a refusal becomes the
 /// sender's error reply.
-fn answered(
-    ctx: &Arc<Context>,
-    stanza: Element,
-    submitted: Result<Answer, Refusal>,
-    permit: Option<OwnedSemaphorePermit>,
-) {
-    match submitted {
-        Ok(mut answer) => {
-            let mut ready = std::task::Context::from_waker(std::task::Waker::noop());
-            if let std::task::Poll::Ready(outcome) = answer.as_mut().poll(&mut ready) {
-                drop(permit);
-                if let Err(refusal) = outcome {
-                    bounce_refusal(ctx, &stanza, &refusal);
-                }
-                return;
+fn answered(ctx: &Arc<Context>, stanza: Element, submitted: Result<Answer, Refusal>) {
+    let ctx = ctx.clone();
+    finish(
+        submitted,
+        Box::new(move |outcome| {
+            if let Err(refusal) = outcome {
+                bounce_refusal(&ctx, &stanza, &refusal);
             }
-            let ctx = ctx.clone();
-            tokio::spawn(async move {
-                let outcome = answer.await;
-                drop(permit);
-                if let Err(refusal) = outcome {
-                    bounce_refusal(&ctx, &stanza, &refusal);
-                }
-            });
-        }
-        Err(refusal) => bounce_refusal(ctx, &stanza, &refusal),
-    }
+        }),
+    );
 }
 
 /// Run the filters at one point (DESIGN §2) over a stanza: whether it may go on. A refusal

@@ -9,7 +9,7 @@ use jid::Jid;
 
 use super::manifest::{EventKind, Interest};
 use super::{types, Fault, PluginHandle, Plugins};
-use crate::features::{Answer, BoxFuture, Direction, Event, Feature, Features, Refusal, Verdict};
+use crate::features::{finish, Answer, BoxFuture, Direction, Done, Event, Feature, Features, Refusal, Verdict};
 use crate::store::StoredTimer;
 use crate::xml::Element;
 
@@ -22,11 +22,13 @@ impl Feature for PluginHandle {
         self.submit_forwarded(stanza, 0)
     }
 
-    fn submit_waiting<'a>(&'a self, stanza: &'a Element, wait: Duration) -> BoxFuture<'a, Result<Answer, Refusal>> {
+    fn submit_waiting<'a>(&'a self, stanza: &'a Element, wait: Duration, done: Done) -> BoxFuture<'a, ()> {
         if let Some((router, key)) = self.keyed_route(stanza) {
-            return Box::pin(std::future::ready(router.route(self, key, stanza, 0)));
+            finish(router.route(self, key, stanza, 0), done);
+            return Box::pin(std::future::ready(()));
         }
-        Box::pin(async move { Ok(answer(self.submit_stanza_waiting(stanza, wait).await?)) })
+        let then = super::instance::Then::new(move |outcome| done(refusal_of(outcome)));
+        Box::pin(self.submit_stanza_then(stanza, wait, then))
     }
 
     fn submit_forwarded(&self, stanza: &Element, hops: u8) -> Result<Answer, Refusal> {
@@ -54,12 +56,19 @@ impl PluginHandle {
 fn answer(reply: super::StanzaReply) -> Answer {
     Box::pin(async move {
         match reply.await {
-            Ok(Ok(Ok(()))) => Ok(()),
-            Ok(Ok(Err(err))) => Err(err.into()),
-            Ok(Err(fault)) => Err(fault.into()),
+            Ok(outcome) => refusal_of(outcome),
             Err(_) => Err(Refusal::Unavailable), // unloaded with the call queued
         }
     })
+}
+
+/// A stanza call's outcome as the core sees it.
+fn refusal_of(outcome: super::instance::StanzaOutcome) -> Result<(), Refusal> {
+    match outcome {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(err)) => Err(err.into()),
+        Err(fault) => Err(fault.into()),
+    }
 }
 
 impl Features for Plugins {

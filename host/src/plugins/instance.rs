@@ -1,5 +1,6 @@
-//! One plugin version running: a task that owns the wasmtime `Store` and drains a queue of
-//! calls, so the instance needs no locks (the shape of Zed's extension host).
+//! One plugin instance: the [`Actor`] owning the wasmtime `Store`, which runs one call at a
+//! time for whoever holds it (see [`super::queue`]: callers in their own tasks, or the
+//! instance's task), so the store itself needs no locks (the shape of Zed's extension host).
 //!
 //! Containment lives here: every call runs under an epoch deadline (CPU) and a wall-clock
 //! timeout (host calls included), with the store's memory limit. A trap or timeout answers
@@ -7,11 +8,11 @@
 //! [`Breaker`] decides whom a failing plugin stops serving: one sender whose calls keep
 //! failing, or (when failures come from several senders) everyone, for a cool-down.
 
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::oneshot;
 use tracing::Instrument as _;
 use wasmtime::component::{Component, Linker};
 use wasmtime::{Engine, Store};
@@ -23,7 +24,6 @@ use super::imports::PluginState;
 use super::input::Handed;
 use super::manifest::{Manifest, World};
 use super::stats::PluginStats;
-use crate::tasks::Tasks;
 
 /// How often the engine's epoch advances; deadlines are counted in these ticks.
 pub const EPOCH_TICK: Duration = Duration::from_millis(5);
@@ -49,12 +49,57 @@ pub enum Fault {
 
 pub type CallResult<T> = Result<T, Fault>;
 
+/// What a feature made of a stanza, once it has run.
+pub type StanzaOutcome = CallResult<Result<(), types::StanzaError>>;
+
+/// Where a stanza call's outcome goes: to a receiver someone awaits, or to a callback run
+/// by whoever ran the call (no task waits for it).
+pub enum Reply {
+    Channel(oneshot::Sender<StanzaOutcome>),
+    Then(Then),
+}
+
+impl Reply {
+    pub fn send(self, outcome: StanzaOutcome) {
+        match self {
+            Reply::Channel(tx) => {
+                let _ = tx.send(outcome);
+            }
+            Reply::Then(then) => then.call(outcome),
+        }
+    }
+}
+
+/// A callback for a stanza's outcome, called exactly once: a call dropped unrun (its
+/// version unloaded at shutdown) calls it with [`Fault::Disabled`].
+pub struct Then(Option<Box<dyn FnOnce(StanzaOutcome) + Send>>);
+
+impl Then {
+    pub fn new(f: impl FnOnce(StanzaOutcome) + Send + 'static) -> Then {
+        Then(Some(Box::new(f)))
+    }
+
+    fn call(mut self, outcome: StanzaOutcome) {
+        if let Some(f) = self.0.take() {
+            f(outcome);
+        }
+    }
+}
+
+impl Drop for Then {
+    fn drop(&mut self) {
+        if let Some(f) = self.0.take() {
+            f(Err(Fault::Disabled("unloaded".into())));
+        }
+    }
+}
+
 pub enum Call {
     Stanza {
         stanza: Handed,
         /// Whose input this is, for the breaker (see [`super::input::Prepared`]).
         sender: Option<String>,
-        reply: oneshot::Sender<CallResult<Result<(), types::StanzaError>>>,
+        reply: Reply,
     },
     Check {
         direction: types::Direction,
@@ -62,8 +107,6 @@ pub enum Call {
         sender: Option<String>,
         reply: oneshot::Sender<CallResult<types::Verdict>>,
     },
-    /// Contract 0.1 declares events, but the host sends none yet (issue 12 does).
-    #[allow(dead_code)]
     Event(types::Event),
     Choose {
         user: String,
@@ -282,133 +325,9 @@ impl Blueprint {
     }
 }
 
-/// How calls reach one running version: its queue, drained by the version's own task, and
-/// the actor itself, which a caller that finds it idle runs its call on in its own task.
-/// That saves the two cross-thread wake-ups of a queued call (into the instance's task and
-/// back to the caller), which were most of a plugin call's cost (docs/benchmarks.md).
-pub struct Runner {
-    tx: mpsc::Sender<Call>,
-    actor: Arc<tokio::sync::Mutex<Actor>>,
-    /// Calls queued and not yet finished. A call runs in line only while this is zero, so
-    /// calls still run in the order they were submitted.
-    pending: Arc<AtomicUsize>,
-    /// This instance's breaker, as published for callers.
-    health: Arc<Health>,
-}
-
-impl Runner {
-    pub fn health(&self) -> &Health {
-        &self.health
-    }
-
-    /// Queue a call without waiting; a full queue refuses it (the call is dropped).
-    pub fn try_send(&self, call: Call) -> Result<(), mpsc::error::TrySendError<()>> {
-        self.pending.fetch_add(1, Ordering::SeqCst);
-        self.tx.try_send(call).map_err(|e| {
-            self.pending.fetch_sub(1, Ordering::SeqCst);
-            match e {
-                mpsc::error::TrySendError::Full(_) => mpsc::error::TrySendError::Full(()),
-                mpsc::error::TrySendError::Closed(_) => mpsc::error::TrySendError::Closed(()),
-            }
-        })
-    }
-
-    /// Room for one call in the queue, waiting up to `wait` for it (in turn with other
-    /// waiters). `None` if the version was retired; `Err` if the wait ran out.
-    pub async fn reserve(&self, wait: Duration) -> Result<Option<Slot<'_>>, tokio::time::error::Elapsed> {
-        let permit = match self.tx.try_reserve() {
-            Ok(permit) => Ok(permit),
-            Err(mpsc::error::TrySendError::Closed(())) => return Ok(None),
-            Err(mpsc::error::TrySendError::Full(())) => tokio::time::timeout(wait, self.tx.reserve()).await?,
-        };
-        Ok(permit.ok().map(|permit| Slot {
-            permit,
-            pending: &self.pending,
-        }))
-    }
-
-    /// Run `call` here and now if the actor is idle with nothing queued; otherwise give it
-    /// back, to be queued.
-    pub async fn run_here(&self, call: Call) -> Result<(), Call> {
-        let Ok(mut actor) = self.actor.try_lock() else {
-            return Err(call);
-        };
-        if self.pending.load(Ordering::SeqCst) != 0 {
-            return Err(call);
-        }
-        actor.handle(call).await;
-        Ok(())
-    }
-}
-
-/// Room reserved in a version's queue for one call.
-pub struct Slot<'a> {
-    permit: mpsc::Permit<'a, Call>,
-    pending: &'a AtomicUsize,
-}
-
-impl Slot<'_> {
-    pub fn send(self, call: Call) {
-        self.pending.fetch_add(1, Ordering::SeqCst);
-        self.permit.send(call);
-    }
-}
-
-/// Create the first instance (so a bad version is rejected before it replaces anything),
-/// then run the actor task in `tasks`. Returns the way to its calls. The task ends when
-/// the queue's last sender is gone (a newer version took over) or on the group's signal;
-/// calls still queued then are dropped, which their callers see as a fault.
-pub async fn start(mut blueprint: Blueprint, tasks: &Tasks) -> anyhow::Result<Runner> {
-    // Each instance has a breaker of its own.
-    let health = Arc::new(Health::default());
-    blueprint.health = health.clone();
-    let instance = blueprint.instantiate().await?;
-    let (tx, rx) = mpsc::channel(blueprint.manifest.limits.queue);
-    let budget = Duration::from_millis(blueprint.manifest.limits.timeout_ms);
-    let breaker = Breaker::new(BreakerConfig::from(&blueprint.manifest.limits));
-    let actor = Arc::new(tokio::sync::Mutex::new(Actor {
-        blueprint,
-        breaker,
-        instance: Some(instance),
-        budget,
-    }));
-    let pending = Arc::new(AtomicUsize::new(0));
-    let task = drain(actor.clone(), pending.clone(), rx, tasks.signalled());
-    tasks.spawn("plugin instance", task);
-    Ok(Runner {
-        tx,
-        actor,
-        pending,
-        health,
-    })
-}
-
-/// The version's own task: runs queued calls one at a time, in order.
-async fn drain(
-    actor: Arc<tokio::sync::Mutex<Actor>>,
-    pending: Arc<AtomicUsize>,
-    mut rx: mpsc::Receiver<Call>,
-    stop: impl std::future::Future<Output = ()>,
-) {
-    tokio::pin!(stop);
-    loop {
-        // A call under way finishes (bounded by its own timeout); the signal is seen between calls.
-        let call = tokio::select! {
-            call = rx.recv() => call,
-            () = &mut stop => None,
-        };
-        let Some(call) = call else { break };
-        let mut actor = actor.lock().await;
-        actor.handle(call).await;
-        pending.fetch_sub(1, Ordering::SeqCst);
-    }
-    let name = actor.lock().await.blueprint.manifest.name.clone();
-    tracing::debug!(plugin = %name, "plugin instance retired");
-}
-
 /// One version's instance with its containment: the breaker and the call budget. Whoever
 /// holds it (its task, or an idle-time caller) runs one call at a time.
-struct Actor {
+pub struct Actor {
     blueprint: Blueprint,
     breaker: Breaker,
     /// `None` after a fault, until the next call recreates it.
@@ -417,7 +336,28 @@ struct Actor {
 }
 
 impl Actor {
-    async fn handle(&mut self, call: Call) {
+    /// Create the first instance (so a bad version is rejected before it replaces
+    /// anything); `health` is where this instance's breaker is published.
+    pub async fn start(mut blueprint: Blueprint, health: Arc<Health>) -> anyhow::Result<Actor> {
+        blueprint.health = health;
+        let instance = blueprint.instantiate().await?;
+        let budget = Duration::from_millis(blueprint.manifest.limits.timeout_ms);
+        let breaker = Breaker::new(BreakerConfig::from(&blueprint.manifest.limits));
+        Ok(Actor {
+            blueprint,
+            breaker,
+            instance: Some(instance),
+            budget,
+        })
+    }
+
+    pub fn name(&self) -> &str {
+        &self.blueprint.manifest.name
+    }
+
+    /// Run one call: through the breaker, under the budget, recreating the instance after
+    /// a fault.
+    pub async fn handle(&mut self, call: Call) {
         let blueprint = &self.blueprint;
         let name = &blueprint.manifest.name;
         let sender = call.sender().map(str::to_string);
@@ -485,11 +425,9 @@ fn record(name: &str, breaker: &mut Breaker, sender: Option<&str>, fault: &str) 
     }
 }
 
-fn refuse(call: Call, fault: Fault) {
+pub fn refuse(call: Call, fault: Fault) {
     match call {
-        Call::Stanza { reply, .. } => {
-            let _ = reply.send(Err(fault));
-        }
+        Call::Stanza { reply, .. } => reply.send(Err(fault)),
         Call::Check { reply, .. } => {
             let _ = reply.send(Err(fault));
         }
@@ -662,16 +600,14 @@ fn answer<T>(r: CallResult<T>, reply: oneshot::Sender<CallResult<T>>) -> Option<
     fault
 }
 
-/// As [`answer`], counting the stanza errors a feature answered with.
-fn answer_stanza(
-    r: CallResult<Result<(), types::StanzaError>>,
-    reply: oneshot::Sender<CallResult<Result<(), types::StanzaError>>>,
-    stats: &PluginStats,
-) -> Option<Fault> {
+/// Send a stanza call's outcome, counting the stanza errors a feature answered with.
+fn answer_stanza(r: StanzaOutcome, reply: Reply, stats: &PluginStats) -> Option<Fault> {
     if matches!(r, Ok(Err(_))) {
         stats.errors.fetch_add(1, Ordering::Relaxed);
     }
-    answer(r, reply)
+    let fault = r.as_ref().err().cloned();
+    reply.send(r);
+    fault
 }
 
 fn classify(err: wasmtime::Error) -> Fault {

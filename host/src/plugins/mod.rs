@@ -2,7 +2,9 @@
 //! worlds in `wit/`, loaded from the plugins directory and hot-reloaded when it changes.
 //!
 //! - [`manifest`]: `NAME.toml` beside `NAME.wasm` — world, claims, limits, config.
-//! - [`instance`]: one task per running version; containment.
+//! - [`instance`]: one running instance and its containment.
+//! - [`queue`]: how calls reach an instance and who runs them (callers or its own task).
+//! - [`runners`]: a version's instances, and which one a call goes to (by key).
 //! - [`breaker`]: whom a failing plugin stops serving (one sender, or everyone), how long.
 //! - [`input`]: what a plugin is handed: bounded, with normalised addresses.
 //! - [`imports`]: the host side of the WIT imports.
@@ -28,6 +30,7 @@ pub mod instance;
 pub mod interest;
 pub mod keyed;
 pub mod manifest;
+pub mod queue;
 pub mod runners;
 pub mod stats;
 pub mod timers;
@@ -57,7 +60,7 @@ use stats::PluginStats;
 use crate::xml::Element;
 
 /// What a feature plugin made of a stanza, once it has run.
-pub type StanzaReply = oneshot::Receiver<Result<Result<(), types::StanzaError>, Fault>>;
+pub type StanzaReply = oneshot::Receiver<instance::StanzaOutcome>;
 
 /// How often a plugin's full queue is logged at most while it keeps refusing calls.
 const BUSY_LOG_INTERVAL: Duration = Duration::from_secs(10);
@@ -93,11 +96,22 @@ impl PluginHandle {
         self.runners.count()
     }
 
-    fn enqueue(&self, runner: &instance::Runner, call: Call) -> Result<(), Fault> {
+    /// Queue a call for the instance's own task.
+    fn enqueue(&self, runner: &queue::Runner, call: Call) -> Result<(), Fault> {
+        self.admit(runner, call, queue::Runner::send)
+    }
+
+    /// Queue a call through `put` unless the instance's breaker is open or its queue full.
+    fn admit(
+        &self,
+        runner: &queue::Runner,
+        call: Call,
+        put: impl FnOnce(&queue::Runner, Call) -> Result<(), mpsc::error::TrySendError<()>>,
+    ) -> Result<(), Fault> {
         if let Some(reason) = runner.health().disabled() {
             return Err(Fault::Disabled(reason));
         }
-        runner.try_send(call).map_err(|e| match e {
+        put(runner, call).map_err(|e| match e {
             mpsc::error::TrySendError::Full(_) => self.refuse_busy(),
             mpsc::error::TrySendError::Closed(_) => Fault::Disabled("unloaded".into()),
         })
@@ -131,37 +145,40 @@ impl PluginHandle {
             Call::Stanza {
                 stanza: prepared.stanza,
                 sender: prepared.sender,
-                reply,
+                reply: instance::Reply::Channel(reply),
             },
         )?;
         Ok(rx)
     }
 
-    /// [`Self::submit_stanza`], but a full queue is waited on for up to `wait` (in turn
-    /// with other waiters) before the stanza is refused: for a client's read loop, which
-    /// may be paced by the plugin. Its stanzas still reach the plugin in the order routed.
-    pub async fn submit_stanza_waiting(&self, stanza: &Element, wait: Duration) -> Result<StanzaReply, Fault> {
+    /// [`Self::submit_stanza`] for a client's read loop: a full queue is waited on for up
+    /// to `wait` (in turn with other waiters) before the stanza is refused, the caller runs
+    /// the queue itself if the instance is free, and `then` gets the outcome from whoever
+    /// ran the call (a refusal here at once). Its stanzas still reach the plugin in the
+    /// order routed.
+    pub async fn submit_stanza_then(&self, stanza: &Element, wait: Duration, then: instance::Then) {
+        let reply = instance::Reply::Then(then);
         let runner = self.runners.for_stanza(stanza);
         if let Some(reason) = runner.health().disabled() {
-            return Err(Fault::Disabled(reason));
+            return reply.send(Err(Fault::Disabled(reason)));
         }
-        let prepared = self.intake.prepare(stanza, self.version)?;
-        let (reply, rx) = oneshot::channel();
+        let prepared = match self.intake.prepare(stanza, self.version) {
+            Ok(prepared) => prepared,
+            Err(fault) => return reply.send(Err(fault)),
+        };
         let call = Call::Stanza {
             stanza: prepared.stanza,
             sender: prepared.sender,
             reply,
         };
-        // An idle plugin answers in the caller's task: the reply is ready when this returns.
-        let Err(call) = runner.run_here(call).await else {
-            return Ok(rx);
-        };
         match runner.reserve(wait).await {
             Ok(Some(slot)) => slot.send(call),
-            Ok(None) => return Err(Fault::Disabled("unloaded".into())),
-            Err(_) => return Err(self.refuse_busy()),
+            // Dropping the call tells `then` (unloaded).
+            Ok(None) => return drop(call),
+            Err(_) => return instance::refuse(call, self.refuse_busy()),
         }
-        Ok(rx)
+        // A free instance answers in this task.
+        runner.run_queued().await;
     }
 
     /// Ask a filter plugin about a stanza: in the caller's task if the plugin is idle.
@@ -183,9 +200,8 @@ impl PluginHandle {
             sender: prepared.sender,
             reply,
         };
-        if let Err(call) = runner.run_here(call).await {
-            self.enqueue(runner, call)?;
-        }
+        self.admit(runner, call, queue::Runner::queue)?;
+        runner.run_queued().await;
         rx.await.unwrap_or(Err(Fault::Disabled("unloaded".into())))
     }
 
@@ -548,7 +564,7 @@ impl Plugins {
         };
         let mut started = Vec::with_capacity(manifest.instances);
         for _ in 0..manifest.instances {
-            let runner = instance::start(blueprint.clone(), &self.tasks).await;
+            let runner = queue::start(blueprint.clone(), &self.tasks).await;
             started.push(runner.map_err(|e| rejected(format!("{e:#}")))?);
         }
         if old.is_some() {

@@ -16,7 +16,7 @@ use std::hash::{DefaultHasher, Hash as _, Hasher as _};
 
 use jid::Jid;
 
-use super::instance::Runner;
+use super::queue::Runner;
 use super::types;
 use crate::features::Direction;
 use crate::xml::Element;
