@@ -250,30 +250,12 @@ impl Plugins {
     /// at this point: its sender leaving (outbound), its recipient arriving (inbound; the
     /// sender's own account when it has no `to`).
     fn has_rules(&self, f: &PluginHandle, direction: Direction, stanza: &Element) -> bool {
-        let Some(address) = super::runners::concerned(direction, stanza) else {
-            return true; // what cannot be told apart is judged
-        };
-        // Most addresses are normalised already (the `from` the server stamped); those
-        // need no parse on this per-stanza path.
-        let bare = address.split_once('/').map_or(address, |(bare, _)| bare);
-        if is_normalised(bare) {
-            return self.interest.has(f.name(), bare);
+        let user = super::runners::concerned(direction, stanza).and_then(super::runners::bare_jid);
+        match user {
+            Some(user) => self.interest.has(f.name(), &user),
+            None => true, // what cannot be told apart is judged
         }
-        let Ok(user) = Jid::new(address) else {
-            return true;
-        };
-        self.interest.has(f.name(), user.to_bare().as_str())
     }
-}
-
-/// Whether a bare JID is certainly in its normalised form (RFC 7622): lower-case ASCII
-/// letters, digits and `.-_` around at most one `@`, not ending in a dot. Anything else
-/// goes through the `jid` crate.
-fn is_normalised(bare: &str) -> bool {
-    let plain = bare
-        .bytes()
-        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'.' | b'-' | b'_' | b'@'));
-    plain && bare.bytes().filter(|&b| b == b'@').count() <= 1 && !bare.ends_with('.') && !bare.starts_with('@')
 }
 
 impl super::timers::Deliver for Plugins {
@@ -350,28 +332,6 @@ fn application_condition(xml: &str) -> Option<Box<Element>> {
         _ => {
             tracing::warn!(condition = %xml.chars().take(200).collect::<String>(), "a plugin's application-specific condition is not one namespaced element; left out");
             None
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::is_normalised;
-
-    #[test]
-    fn only_plain_lower_case_bare_jids_skip_the_parse() {
-        for plain in ["alice@example.org", "load12@localhost", "example.org", "a_b-c@x.y"] {
-            assert!(is_normalised(plain), "{plain}");
-            assert_eq!(jid::Jid::new(plain).unwrap().to_bare().as_str(), plain);
-        }
-        for other in [
-            "Alice@example.org",
-            "alice@example.org.",
-            "@example.org",
-            "a@b@c",
-            "ａlice@x",
-        ] {
-            assert!(!is_normalised(other), "{other}");
         }
     }
 }

@@ -326,7 +326,7 @@ impl Blueprint {
 }
 
 /// One version's instance with its containment: the breaker and the call budget. Whoever
-/// holds it (its task, or an idle-time caller) runs one call at a time.
+/// holds it (its own task, or a caller that found it free: `queue`) runs one call at a time.
 pub struct Actor {
     blueprint: Blueprint,
     breaker: Breaker,

@@ -12,6 +12,7 @@
 //! events, a change of every user's rules and calls without a key reach every instance,
 //! or the first.
 
+use std::borrow::Cow;
 use std::hash::{DefaultHasher, Hash as _, Hasher as _};
 
 use jid::Jid;
@@ -59,8 +60,7 @@ impl Runners {
         if self.0.len() == 1 {
             return &self.0[0];
         }
-        let key = bare(concerned(direction, stanza));
-        self.for_key(key.as_ref().map(|(k, _)| k.as_str()))
+        self.for_key(concerned(direction, stanza).and_then(bare_jid).as_deref())
     }
 
     /// The instances an event goes to: the one of its key, or all of them.
@@ -69,10 +69,10 @@ impl Runners {
             return &self.0;
         }
         let key = match event {
-            types::Event::UserOnline(u) | types::Event::UserOffline(u) => bare(Some(&u.jid)).map(|(k, _)| k),
+            types::Event::UserOnline(u) | types::Event::UserOffline(u) => bare_jid(&u.jid).map(Cow::into_owned),
             types::Event::OwnershipGained(o) | types::Event::OwnershipLost(o) => Some(o.key.clone()),
             types::Event::Timer(t) => Some(t.name.split('#').next().unwrap_or_default().to_string()),
-            types::Event::RulesChanged(user) => user.as_deref().and_then(|u| bare(Some(u))).map(|(k, _)| k),
+            types::Event::RulesChanged(user) => user.as_deref().and_then(bare_jid).map(Cow::into_owned),
             types::Event::NodeJoined(_) | types::Event::NodeLeft(_) => None,
         };
         match key {
@@ -91,11 +91,10 @@ impl Runners {
     }
 }
 
-/// A stanza's key: the bare JID it is addressed to when that has a local part, else its
-/// sender's.
+/// A stanza's key: the bare JID it is addressed to when that has a local part (a keyed
+/// plugin's key), else its sender's.
 fn stanza_key(stanza: &Element) -> Option<String> {
-    let to = bare(stanza.get_attr("to")).filter(|(_, has_local)| *has_local);
-    to.or_else(|| bare(stanza.get_attr("from"))).map(|(key, _)| key)
+    super::keyed::key_of(stanza).or_else(|| stanza.get_attr("from").and_then(bare_jid).map(Cow::into_owned))
 }
 
 /// The address a filter point is about: the sender leaving (outbound), the recipient
@@ -107,10 +106,25 @@ pub fn concerned(direction: Direction, stanza: &Element) -> Option<&str> {
     }
 }
 
-/// An address's normalised bare JID, and whether it has a local part.
-fn bare(address: Option<&str>) -> Option<(String, bool)> {
-    let jid = Jid::new(address?).ok()?;
-    Some((jid.to_bare().to_string(), jid.node().is_some()))
+/// An address's normalised bare JID (RFC 7622); `None` if it is not a JID. Borrowed
+/// without a parse when it is in that form already (nearly always: the server stamps
+/// `from`), since this runs per stanza for interest sets and instance choice.
+pub fn bare_jid(address: &str) -> Option<Cow<'_, str>> {
+    let bare = address.split_once('/').map_or(address, |(bare, _)| bare);
+    if is_normalised(bare) {
+        return Some(Cow::Borrowed(bare));
+    }
+    Some(Cow::Owned(Jid::new(address).ok()?.to_bare().to_string()))
+}
+
+/// Whether a bare JID is certainly in its normalised form: lower-case ASCII letters,
+/// digits and `.-_` around at most one `@`, not starting with `@` nor ending in a dot.
+/// Anything else goes through the `jid` crate.
+fn is_normalised(bare: &str) -> bool {
+    let plain = bare
+        .bytes()
+        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'.' | b'-' | b'_' | b'@'));
+    plain && bare.bytes().filter(|&b| b == b'@').count() <= 1 && !bare.ends_with('.') && !bare.starts_with('@')
 }
 
 /// Which of `n` instances serves `key`: the same for the same key, for the life of the
@@ -155,5 +169,26 @@ mod tests {
             Some("room@muc.example.org")
         );
         assert_eq!(key("muc.example.org").as_deref(), Some("alice@example.org"));
+    }
+
+    #[test]
+    fn only_plain_lower_case_bare_jids_skip_the_parse() {
+        for plain in ["alice@example.org", "load12@localhost", "example.org", "a_b-c@x.y"] {
+            assert!(is_normalised(plain), "{plain}");
+            assert_eq!(jid::Jid::new(plain).unwrap().to_bare().as_str(), plain);
+        }
+        for other in [
+            "Alice@example.org",
+            "alice@example.org.",
+            "@example.org",
+            "a@b@c",
+            "ａlice@x",
+        ] {
+            assert!(!is_normalised(other), "{other}");
+        }
+        assert_eq!(
+            bare_jid("Alice@Example.org/phone").as_deref(),
+            Some("alice@example.org")
+        );
     }
 }

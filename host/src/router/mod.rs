@@ -93,25 +93,26 @@ async fn passes_filters(ctx: &Arc<Context>, kind: Kind, stanza: &Element, to: Op
         return false;
     }
     match to.map(|to| target(ctx, to)) {
-        Some(Target::Local { bare, resource }) if inbound_here(ctx, kind, &bare, resource.as_deref()) => {
-            passes_filter(ctx, Direction::Inbound, stanza, None).await
+        Some(Target::Local { bare, resource }) => {
+            passes_inbound(ctx, kind, stanza, (&bare, resource.as_deref()), None).await
         }
         _ => true,
     }
 }
 
-/// The inbound filter point for a stanza a feature sends to a hosted account (`feature`,
-/// if it is a filter too, does not judge its own stanzas).
-async fn passes_inbound_from_feature(
+/// The inbound filter point for a stanza to a hosted account, if it runs on this node
+/// ([`inbound_here`]). `sent_by`: the feature that sent it (if it is a filter too, it does
+/// not judge its own stanzas).
+async fn passes_inbound(
     ctx: &Arc<Context>,
     kind: Kind,
     stanza: &Element,
     (bare, resource): (&str, Option<&str>),
-    feature: &str,
+    sent_by: Option<&str>,
 ) -> bool {
     !ctx.features.filtering()
         || !inbound_here(ctx, kind, bare, resource)
-        || passes_filter(ctx, Direction::Inbound, stanza, Some(feature)).await
+        || passes_filter(ctx, Direction::Inbound, stanza, sent_by).await
 }
 
 /// Why the router did not take a stanza a feature sent.
@@ -160,7 +161,7 @@ pub async fn route_from_feature(
     match target(ctx, &to) {
         Target::Feature(feature) => dispatch_to_feature(ctx, &*feature, stanza),
         Target::Local { bare, resource } => {
-            if !passes_inbound_from_feature(ctx, kind, &stanza, (&bare, resource.as_deref()), feature).await {
+            if !passes_inbound(ctx, kind, &stanza, (&bare, resource.as_deref()), Some(feature)).await {
                 return Ok(());
             }
             match kind {
@@ -213,7 +214,7 @@ pub async fn route_many_from_feature(
         match target(ctx, &to) {
             Target::Feature(feature) => dispatch_to_feature(ctx, &*feature, copy),
             Target::Local { bare, resource } => {
-                if !passes_inbound_from_feature(ctx, kind, &copy, (&bare, resource.as_deref()), feature).await {
+                if !passes_inbound(ctx, kind, &copy, (&bare, resource.as_deref()), Some(feature)).await {
                     routed += 1;
                     continue;
                 }
