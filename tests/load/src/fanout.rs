@@ -11,7 +11,6 @@
 //! latency, lost copies, and the server's CPU time per delivered copy.
 
 use std::fmt::Write as _;
-use std::ops::ControlFlow;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -75,32 +74,27 @@ async fn receive(
 ) -> (Copies, SessionReader, SessionWriter) {
     let mut st = Copies::default();
     runner::until_set(&mut start).await;
-    if expected > 0 {
-        let read = runner::read_stanzas(
-            &mut reader,
-            Some(&mut writer),
-            loss_timeout,
-            deadline,
-            "receiver",
-            |el| {
-                match (el.name.as_str(), el.attr("type")) {
-                    ("message", Some("headline")) => {
-                        st.received += 1;
-                        st.last_arrival = Some(Instant::now());
-                    }
-                    ("message", Some("error")) => st.errors.add_msg(format!("message error: {}", el.describe_error())),
-                    _ => {}
+    let read = runner::read_counted(
+        &mut reader,
+        Some(&mut writer),
+        expected as usize,
+        (loss_timeout, deadline),
+        "receiver",
+        |el| {
+            match (el.name.as_str(), el.attr("type")) {
+                ("message", Some("headline")) => {
+                    st.received += 1;
+                    st.last_arrival = Some(Instant::now());
                 }
-                match st.received >= expected {
-                    true => ControlFlow::Break(()),
-                    false => ControlFlow::Continue(()),
-                }
-            },
-        )
-        .await;
-        if let Err(e) = read {
-            st.errors.add(&e);
-        }
+                ("message", Some("error")) => st.errors.add_msg(format!("message error: {}", el.describe_error())),
+                _ => {}
+            }
+            st.received as usize
+        },
+    )
+    .await;
+    if let Err(e) = read {
+        st.errors.add(&e);
     }
     (st, reader, writer)
 }
@@ -158,18 +152,13 @@ async fn collect_answers(
 ) -> (Answers, SessionReader) {
     let mut st = Answers::default();
     runner::until_set(&mut start).await;
-    if m > 0 {
-        let read = runner::read_stanzas(&mut reader, None, loss_timeout, deadline, "sender", |el| {
-            st.record(&el, &sent_at, &window);
-            match st.answered as usize >= m {
-                true => ControlFlow::Break(()),
-                false => ControlFlow::Continue(()),
-            }
-        })
-        .await;
-        if let Err(e) = read {
-            st.errors.add(&e);
-        }
+    let read = runner::read_counted(&mut reader, None, m, (loss_timeout, deadline), "sender", |el| {
+        st.record(&el, &sent_at, &window);
+        st.answered as usize
+    })
+    .await;
+    if let Err(e) = read {
+        st.errors.add(&e);
     }
     window.close();
     (st, reader)

@@ -14,7 +14,6 @@
 //! give the plugin overhead.
 
 use std::fmt::Write as _;
-use std::ops::ControlFlow;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -90,18 +89,20 @@ async fn receive(
     let mut st = RecvStats::default();
     let mut seen = vec![false; m];
     runner::until_set(&mut start).await;
-    if m > 0 {
-        let read = runner::read_stanzas(&mut reader, writer.as_mut(), loss_timeout, deadline, "receiver", |el| {
+    let read = runner::read_counted(
+        &mut reader,
+        writer.as_mut(),
+        m,
+        (loss_timeout, deadline),
+        "receiver",
+        |el| {
             st.record(&el, &mut seen, &window);
-            match st.received as usize == m {
-                true => ControlFlow::Break(()),
-                false => ControlFlow::Continue(()),
-            }
-        })
-        .await;
-        if let Err(e) = read {
-            st.errors.add(&e);
-        }
+            st.received as usize
+        },
+    )
+    .await;
+    if let Err(e) = read {
+        st.errors.add(&e);
     }
     // Unblock the sender if we gave up.
     window.close();

@@ -305,6 +305,28 @@ pub async fn read_stanzas(
     }
 }
 
+/// [`read_stanzas`] until `on_stanza`, which returns how many it has counted so far,
+/// reaches `want` (at once for none); `Ok(false)` if nothing came for `quiet` first.
+pub async fn read_counted(
+    reader: &mut SessionReader,
+    writer: Option<&mut SessionWriter>,
+    want: usize,
+    (quiet, deadline): (Duration, Instant),
+    what: &str,
+    mut on_stanza: impl FnMut(Element) -> usize,
+) -> Result<bool> {
+    if want == 0 {
+        return Ok(true);
+    }
+    read_stanzas(reader, writer, quiet, deadline, what, |el| {
+        match on_stanza(el) >= want {
+            true => ControlFlow::Break(()),
+            false => ControlFlow::Continue(()),
+        }
+    })
+    .await
+}
+
 /// What [`send_windowed`] did.
 #[derive(Default)]
 pub struct SendStats {
