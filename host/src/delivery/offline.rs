@@ -149,7 +149,9 @@ async fn deliver_offline_once(ctx: &Arc<Context>, bare: &str, resource: &str) {
             };
             // The recipient's rules may have changed since it was stored (a user blocked its
             // sender): judged again on the way out, like any stanza reaching a local user.
-            if ctx.features.filtering() && !super::passes_filter(ctx, Direction::Inbound, &stanza, None).await {
+            if ctx.features.would_filter(Direction::Inbound, &stanza, None)
+                && !super::passes_filter(ctx, Direction::Inbound, &stanza, None).await
+            {
                 queued.push(*id);
                 continue;
             }

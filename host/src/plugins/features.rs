@@ -93,8 +93,24 @@ impl Features for Plugins {
         self.active().disco_features.clone()
     }
 
-    fn filtering(&self) -> bool {
-        self.any_filter.load(Relaxed)
+    fn would_filter(&self, direction: Direction, stanza: &Element, sent_by: Option<&str>) -> bool {
+        if !self.any_filter.load(Relaxed) {
+            return false;
+        }
+        let active = self.active();
+        let judging = |f: &&Arc<PluginHandle>| sent_by != Some(f.name());
+        if active
+            .filters
+            .iter()
+            .filter(judging)
+            .any(|f| Self::has_rules(f, direction, stanza))
+        {
+            return true; // `filter` counts what it skips
+        }
+        for f in active.filters.iter().filter(judging) {
+            f.stats.skipped.add(1);
+        }
+        false
     }
 
     fn filter<'a>(
@@ -113,8 +129,8 @@ impl Features for Plugins {
                 if sent_by == Some(f.name()) {
                     continue;
                 }
-                if f.manifest.interest == Interest::Declared && !self.has_rules(f, direction, stanza) {
-                    f.stats.skipped.fetch_add(1, Relaxed);
+                if !Self::has_rules(f, direction, stanza) {
+                    f.stats.skipped.add(1);
                     continue;
                 }
                 match f.check(direction, wit_direction, stanza).await {
@@ -246,13 +262,16 @@ impl Plugins {
         }
     }
 
-    /// Whether a filter with a declared interest has rules for the user a stanza concerns
-    /// at this point: its sender leaving (outbound), its recipient arriving (inbound; the
-    /// sender's own account when it has no `to`).
-    fn has_rules(&self, f: &PluginHandle, direction: Direction, stanza: &Element) -> bool {
-        let user = super::runners::concerned(direction, stanza).and_then(super::runners::bare_jid);
-        match user {
-            Some(user) => self.interest.has(f.name(), &user),
+    /// Whether a filter judges a stanza at this point: always without a declared interest;
+    /// with one, when it has rules for the user the point concerns — the sender leaving
+    /// (outbound), the recipient arriving (inbound; the sender's own account when there is
+    /// no `to`).
+    fn has_rules(f: &PluginHandle, direction: Direction, stanza: &Element) -> bool {
+        let Some(set) = &f.interest else {
+            return true; // no declared interest: judges everything
+        };
+        match super::runners::concerned(direction, stanza).and_then(super::address::bare_jid) {
+            Some(user) => set.has(&user),
             None => true, // what cannot be told apart is judged
         }
     }

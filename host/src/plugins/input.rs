@@ -6,8 +6,7 @@
 
 use std::borrow::Cow;
 
-use jid::Jid;
-
+use super::address::{bare_jid, normalised as normalised_address};
 use super::bindings::{latest, v0_1, Version};
 use super::instance::Fault;
 use crate::stanza::{IqType, Kind, MessageType, PresenceType, SubscriptionType};
@@ -42,10 +41,7 @@ impl Intake {
     /// larger than what was read).
     pub fn prepare(&self, stanza: &Element, version: Version) -> Result<Prepared, Fault> {
         let stanza = normalised(stanza);
-        let sender = stanza
-            .get_attr("from")
-            .and_then(|f| Jid::new(f).ok())
-            .map(|from| self.sender_key(&from));
+        let sender = stanza.get_attr("from").and_then(|f| self.sender_key(f));
         let attr = |n: &str| stanza.get_attr(n).map(str::to_string);
         let handed = match version {
             Version::V0_2 => {
@@ -88,13 +84,13 @@ impl Intake {
         Ok(())
     }
 
-    fn sender_key(&self, from: &Jid) -> String {
-        let domain = from.domain().as_str();
-        if self.domains.iter().any(|d| d == domain) {
-            from.to_bare().to_string()
-        } else {
-            domain.to_string()
-        }
+    fn sender_key(&self, from: &str) -> Option<String> {
+        let bare = bare_jid(from)?;
+        let domain = bare.split_once('@').map_or(&*bare, |(_, domain)| domain);
+        Some(match self.domains.iter().any(|d| d == domain) {
+            true => bare.into_owned(),
+            false => domain.to_string(),
+        })
     }
 }
 
@@ -140,10 +136,10 @@ fn normalised(stanza: &Element) -> Cow<'_, Element> {
     let mut out = Cow::Borrowed(stanza);
     for name in ["to", "from"] {
         let Some(value) = stanza.get_attr(name) else { continue };
-        let Ok(jid) = Jid::new(value) else { continue };
-        let canonical = jid.to_string();
-        if canonical != value {
-            out.to_mut().set_attr(name, canonical);
+        if let Some(Cow::Owned(canonical)) = normalised_address(value) {
+            if canonical != value {
+                out.to_mut().set_attr(name, canonical);
+            }
         }
     }
     out

@@ -18,6 +18,7 @@
 //! any step fails the old one keeps serving and the failure is logged. Calls already queued
 //! on the old version finish there.
 
+pub mod address;
 pub mod admin;
 pub mod bindings;
 pub mod breaker;
@@ -40,7 +41,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
 use std::sync::atomic::Ordering::Relaxed;
-use std::sync::{Arc, Mutex, OnceLock, RwLock, Weak};
+use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::{Duration, SystemTime};
 
 use sha2::Digest;
@@ -84,6 +85,8 @@ pub struct PluginHandle {
     busy_logged: Mutex<Option<std::time::Instant>>,
     /// The owner routing of a keyed feature in a pool; none otherwise.
     keyed: Option<Arc<keyed::KeyRouter>>,
+    /// A filter's interest set when its manifest declares one (`interest = "declared"`).
+    pub interest: Option<Arc<interest::InterestSet>>,
 }
 
 impl PluginHandle {
@@ -305,7 +308,8 @@ pub struct Plugins {
     domains: Vec<String>,
     intake: Arc<Intake>,
     host: OnceLock<HostCaps>,
-    active: RwLock<Arc<Active>>,
+    /// Read on every routed stanza; a load takes no lock and touches no refcount.
+    active: arc_swap::ArcSwap<Active>,
     /// Whether the active set has any filter, any component address: read on every routed
     /// stanza, so a node without them pays one relaxed load, not a lock and a refcount.
     any_filter: AtomicBool,
@@ -366,7 +370,7 @@ impl Plugins {
             }),
             domains,
             host: OnceLock::new(),
-            active: RwLock::new(Arc::new(Active::default())),
+            active: Default::default(),
             any_filter: AtomicBool::new(false),
             any_address: AtomicBool::new(false),
             loading: tokio::sync::Mutex::new(()),
@@ -433,16 +437,17 @@ impl Plugins {
         Ok(())
     }
 
-    pub fn active(&self) -> Arc<Active> {
-        self.active.read().expect("plugins lock").clone()
+    /// The active set as of now; hold the guard briefly (a plugin loaded meanwhile is
+    /// not in it).
+    pub fn active(&self) -> arc_swap::Guard<Arc<Active>> {
+        self.active.load()
     }
 
     fn publish(&self, by_name: BTreeMap<String, Arc<PluginHandle>>) {
         let next = Arc::new(Active::build(by_name, &self.domains));
-        let mut active = self.active.write().expect("plugins lock");
         self.any_filter.store(!next.filters.is_empty(), Relaxed);
         self.any_address.store(!next.by_address.is_empty(), Relaxed);
-        *active = next;
+        self.active.store(next);
     }
 
     /// Bring the active set in line with the directory: load new and changed plugins,
@@ -575,6 +580,7 @@ impl Plugins {
             true => self.key_router.get().cloned(),
             false => None,
         };
+        let interest = (manifest.interest == manifest::Interest::Declared).then(|| self.interest.set(&name));
         Ok(Arc::new(PluginHandle {
             manifest,
             path: wasm.to_path_buf(),
@@ -585,6 +591,7 @@ impl Plugins {
             intake: self.intake.clone(),
             version,
             busy_logged: Mutex::new(None),
+            interest,
             keyed,
         }))
     }

@@ -15,8 +15,7 @@
 use std::borrow::Cow;
 use std::hash::{DefaultHasher, Hash as _, Hasher as _};
 
-use jid::Jid;
-
+pub use super::address::bare_jid;
 use super::queue::Runner;
 use super::types;
 use crate::features::Direction;
@@ -106,27 +105,6 @@ pub fn concerned(direction: Direction, stanza: &Element) -> Option<&str> {
     }
 }
 
-/// An address's normalised bare JID (RFC 7622); `None` if it is not a JID. Borrowed
-/// without a parse when it is in that form already (nearly always: the server stamps
-/// `from`), since this runs per stanza for interest sets and instance choice.
-pub fn bare_jid(address: &str) -> Option<Cow<'_, str>> {
-    let bare = address.split_once('/').map_or(address, |(bare, _)| bare);
-    if is_normalised(bare) {
-        return Some(Cow::Borrowed(bare));
-    }
-    Some(Cow::Owned(Jid::new(address).ok()?.to_bare().to_string()))
-}
-
-/// Whether a bare JID is certainly in its normalised form: lower-case ASCII letters,
-/// digits and `.-_` around at most one `@`, not starting with `@` nor ending in a dot.
-/// Anything else goes through the `jid` crate.
-fn is_normalised(bare: &str) -> bool {
-    let plain = bare
-        .bytes()
-        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'.' | b'-' | b'_' | b'@'));
-    plain && bare.bytes().filter(|&b| b == b'@').count() <= 1 && !bare.ends_with('.') && !bare.starts_with('@')
-}
-
 /// Which of `n` instances serves `key`: the same for the same key, for the life of the
 /// version (the hasher's keys are fixed).
 fn index(key: &str, n: usize) -> usize {
@@ -169,26 +147,5 @@ mod tests {
             Some("room@muc.example.org")
         );
         assert_eq!(key("muc.example.org").as_deref(), Some("alice@example.org"));
-    }
-
-    #[test]
-    fn only_plain_lower_case_bare_jids_skip_the_parse() {
-        for plain in ["alice@example.org", "load12@localhost", "example.org", "a_b-c@x.y"] {
-            assert!(is_normalised(plain), "{plain}");
-            assert_eq!(jid::Jid::new(plain).unwrap().to_bare().as_str(), plain);
-        }
-        for other in [
-            "Alice@example.org",
-            "alice@example.org.",
-            "@example.org",
-            "a@b@c",
-            "ａlice@x",
-        ] {
-            assert!(!is_normalised(other), "{other}");
-        }
-        assert_eq!(
-            bare_jid("Alice@Example.org/phone").as_deref(),
-            Some("alice@example.org")
-        );
     }
 }

@@ -196,7 +196,9 @@ async fn deliver_fanned_out(ctx: &Arc<Context>, xml: &str, targets: Vec<crate::s
 /// node left it to us: `delivery::inbound_here`), then hands it to the session.
 async fn deliver_forwarded_element(ctx: &Arc<Context>, bare: &str, resource: &str, stanza: crate::xml::Element) {
     use crate::features::Direction;
-    if ctx.features.filtering() && !crate::delivery::passes_filter(ctx, Direction::Inbound, &stanza, None).await {
+    if ctx.features.would_filter(Direction::Inbound, &stanza, None)
+        && !crate::delivery::passes_filter(ctx, Direction::Inbound, &stanza, None).await
+    {
         return;
     }
     if let Some(r) = ctx.sessions.resource(bare, resource).filter(|r| r.is_local()) {

@@ -86,11 +86,13 @@ pub async fn route_from_client(ctx: &Arc<Context>, client: &mut Session, stanza:
 /// sender, and inbound when the recipient is a hosted account judged on this node
 /// ([`inbound_here`]). Returns whether it may go on.
 async fn passes_filters(ctx: &Arc<Context>, kind: Kind, stanza: &Element, to: Option<&Jid>) -> bool {
-    if !ctx.features.filtering() {
-        return true;
-    }
-    if !passes_filter(ctx, Direction::Outbound, stanza, None).await {
+    if ctx.features.would_filter(Direction::Outbound, stanza, None)
+        && !passes_filter(ctx, Direction::Outbound, stanza, None).await
+    {
         return false;
+    }
+    if !ctx.features.would_filter(Direction::Inbound, stanza, None) {
+        return true;
     }
     match to.map(|to| target(ctx, to)) {
         Some(Target::Local { bare, resource }) => {
@@ -110,7 +112,7 @@ async fn passes_inbound(
     (bare, resource): (&str, Option<&str>),
     sent_by: Option<&str>,
 ) -> bool {
-    !ctx.features.filtering()
+    !ctx.features.would_filter(Direction::Inbound, stanza, sent_by)
         || !inbound_here(ctx, kind, bare, resource)
         || passes_filter(ctx, Direction::Inbound, stanza, sent_by).await
 }
