@@ -741,3 +741,11 @@ fn several_instances_keep_each_keys_order() {
         })
     });
 }
+
+/// Issue 13, first increment: the bundled muc plugin (keyed, two instances) driven by
+/// slixmpp's xep_0045: creation of a locked room, an instant room, entering, messages,
+/// a nickname conflict and change, a private message, self-ping, leaving.
+#[test]
+fn muc_rooms_with_slixmpp() {
+    with_plugins(&["muc"], |srv, _dir| srv.scenario("muc", None).map(drop));
+}

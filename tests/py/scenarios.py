@@ -1296,6 +1296,101 @@ def _time_iq(c: Client, to: str) -> Any:
     return _get_iq(c, to, "entity_time")
 
 
+@scenario("muc")
+async def sc_muc(env: Env) -> None:
+    """XEP-0045 through slixmpp's xep_0045 (the muc plugin, first increment): a room is
+    created locked and made an instant room by its owner; a second user enters, the two
+    chat, a taken nickname is a conflict, a nickname changes (303), a private message goes
+    through the room, XEP-0410 self-ping, and leaving is seen by the one who stays."""
+    from slixmpp.exceptions import PresenceError
+    from slixmpp.plugins.xep_0004 import Form
+
+    service = f"conference.{env.domain}"
+    room = JID(f"lounge@{service}")
+    a = Client(env, env.jid("alice") + "/muc")
+    b = Client(env, env.jid("bob") + "/muc")
+    for c in (a, b):
+        c.register_plugin("xep_0030")
+        c.register_plugin("xep_0045")
+        c.register_plugin("xep_0199")
+    try:
+        await a.start()
+        await b.start()
+        info = await a["xep_0030"].get_info(jid=service, timeout=10)
+        check("http://jabber.org/protocol/muc" in info["disco_info"]["features"], f"XEP-0045 6.2: the service announces muc: {info}")
+
+        own, _subject, occupants, _history = await a["xep_0045"].join_muc_wait(room, "Alice", timeout=10)
+        codes = {int(c) for c in own["muc"]["status_codes"]}
+        check({110, 201} <= codes, f"XEP-0045 10.1.1: the creator is told 110 and 201: {own}")
+        check(own["muc"]["affiliation"] == "owner" and own["muc"]["role"] == "moderator", f"XEP-0045 10.1.1: the creator owns and moderates: {own}")
+        step("alice created the room")
+        try:
+            await b["xep_0045"].join_muc_wait(room, "Bob", timeout=10)
+            check(False, "XEP-0045 10.1.1: a locked room lets nobody else in")
+        except PresenceError as e:
+            check(e.presence["error"]["condition"] == "item-not-found", f"XEP-0045 10.1.1: item-not-found while locked: {e.presence}")
+        except asyncio.TimeoutError:
+            raise ScenarioFailure(f"XEP-0045 10.1.1: no answer to entering a locked room; bob got {b.presences.items!r}")
+        form = Form()
+        await a["xep_0045"].set_room_config(room, form)
+        step("instant room accepted")
+
+        own_b, _s, occ_b, _h = await b["xep_0045"].join_muc_wait(room, "Bob", timeout=10)
+        check(110 in {int(c) for c in own_b["muc"]["status_codes"]}, f"XEP-0045 7.2.3: self-presence has 110: {own_b}")
+        check([p["from"].resource for p in occ_b] == ["Alice", "Bob"], f"XEP-0045 7.2.3: bob sees alice, then himself: {occ_b}")
+        seen = await a.presences.wait(lambda p: p["from"] == JID(f"{room}/Bob"), "bob's presence in the room")
+        check(seen["muc"]["jid"] == b.boundjid, f"XEP-0045 7.2.4: a moderator sees real JIDs: {seen}")
+
+        a.send_message(mto=room, mbody="hello room", mtype="groupchat")
+        got = await b.messages.wait(lambda m: m["body"] == "hello room", "alice's groupchat message")
+        check(got["from"] == JID(f"{room}/Alice") and got["type"] == "groupchat", f"XEP-0045 7.4: from the sender's nick: {got}")
+        await a.messages.wait(lambda m: m["body"] == "hello room", "alice's own message reflected")
+
+        b.make_presence(pto=JID(f"{room}/Alice")).send()
+        refused = await b.presences.wait(
+            lambda p: p["type"] == "error" and p["from"] == JID(f"{room}/Alice"), "the refusal of a taken nickname"
+        )
+        check(refused["error"]["condition"] == "conflict", f"XEP-0045 7.2.9: conflict: {refused}")
+        await b["xep_0045"].set_self_nick(room, "Robert", timeout=10)
+        gone = await a.presences.wait(
+            lambda p: p["from"] == JID(f"{room}/Bob") and p["type"] == "unavailable", "bob's old nick leaving"
+        )
+        check(303 in {int(c) for c in gone["muc"]["status_codes"]} and gone["muc"]["item_nick"] == "Robert", f"XEP-0045 7.6: 303 with the new nick: {gone}")
+        step("bob is now Robert")
+
+        b.send_message(mto=JID(f"{room}/Alice"), mbody="psst", mtype="chat")
+        pm = await a.messages.wait(lambda m: m["body"] == "psst", "bob's private message")
+        check(pm["from"] == JID(f"{room}/Robert"), f"XEP-0045 7.5: a private message comes from the nick: {pm}")
+
+        await b.iq(_ping(b, f"{room}/Robert"), "XEP-0410: self-ping of one's own nickname")
+
+        b["xep_0045"].leave_muc(room, "Robert")
+        await a.presences.wait(
+            lambda p: p["from"] == JID(f"{room}/Robert") and p["type"] == "unavailable", "bob leaving"
+        )
+        step("bob left; alice saw it")
+
+        # No ghosts: an occupant whose stream ends without leaving is taken out of the room
+        # (the server sends the room its unavailable presence, RFC 6121 4.6.3).
+        await b["xep_0045"].join_muc_wait(room, "Bob", timeout=10)
+        await a.presences.wait(lambda p: p["from"] == JID(f"{room}/Bob") and p["type"] != "unavailable", "bob back in the room")
+        await b.stop()
+        await a.presences.wait(
+            lambda p: p["from"] == JID(f"{room}/Bob") and p["type"] == "unavailable", "bob's stream ended: he leaves the room"
+        )
+        step("bob disconnected; the room told alice")
+    finally:
+        await close_all([a, b])
+
+
+def _ping(c: Client, to: str) -> Any:
+    iq = c.Iq()
+    iq["type"] = "get"
+    iq["to"] = to
+    iq.enable("ping")
+    return iq
+
+
 @scenario("caps_online")
 async def sc_caps_online(env: Env) -> None:
     """XEP-0115 through slixmpp's xep_0115: alice and then bob log in with the same

@@ -192,6 +192,21 @@ fn learn_caps(ctx: &Arc<Context>, jid: String, presence: &Arc<Element>, initial:
     }
 }
 
+/// Remember (or forget) a resource's available presence to a service such as a MUC room,
+/// which the router hands to the service itself: so the service is told when the resource
+/// goes unavailable or offline without saying so (§4.6.3).
+pub fn note_directed_to_feature(client: &mut Session, stanza: &Element, to: &Jid) {
+    match PresenceType::of(stanza) {
+        Some(PresenceType::Available) | None => {
+            client.directed.insert(to.to_string());
+        }
+        Some(PresenceType::Unavailable | PresenceType::Error) => {
+            client.directed.remove(to.as_str());
+        }
+        _ => {}
+    }
+}
+
 /// Directed presence (§4.6) to one entity.
 fn directed(ctx: &Arc<Context>, client: &mut Session, stanza: Element, to: &Jid, available: bool) {
     let key = to.to_string();
@@ -222,6 +237,13 @@ fn told_by_broadcast(ctx: &Context, roster: &[crate::store::RosterItem], to: &st
 
 fn deliver_directed(ctx: &Context, to: &str, stanza: &Arc<Element>) {
     let Ok(jid) = Jid::new(to) else { return };
+    if let Some(feature) = ctx.features.for_address(jid.domain().as_str()) {
+        // A service the resource sent presence to (a MUC room it is in) hears it too: how
+        // a room learns that an occupant went offline. Presence is never answered here.
+        let mut stanza = (**stanza).clone();
+        stanza.set_attr("to", to);
+        return crate::features::finish(feature.submit(&stanza), Box::new(drop));
+    }
     let bare = jid.to_bare().to_string();
     match jid.resource() {
         Some(res) => {

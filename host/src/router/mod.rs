@@ -37,6 +37,9 @@ pub async fn route_from_client(ctx: &Arc<Context>, client: &mut Session, stanza:
     // Addressed once per stanza (it allocates the bare JID and resource).
     let dest = to.as_ref().map(|to| target(ctx, to));
     if let Some(Target::Feature(feature)) = &dest {
+        if let (Kind::Presence, Some(to)) = (kind, &to) {
+            presence::note_directed_to_feature(client, &stanza, to);
+        }
         return dispatch_from_client(ctx, &client.feature_calls, &**feature, stanza).await;
     }
     match kind {
