@@ -11,7 +11,8 @@
 //! - [`Element`]: a small XML tree to read stanzas and build replies ([`xml`]).
 //! - [`stanza`]: replies, errors and [`send`]; [`jid`]: taking addresses apart.
 //! - [`storage`]: the plugin's key/value store, as text or JSON; [`log`]: the host log.
-//! - [`timers`]: callbacks after a delay that survive reloads, restarts and failover.
+//! - [`timers`]: callbacks after a delay that survive reloads, restarts and failover;
+//!   [`time`]: XEP-0082 timestamps.
 //! - [`testing`] (native targets only): an in-memory host for unit tests.
 //!
 //! The generated bindings are in [`bindings`] for anything not wrapped here.
@@ -35,6 +36,7 @@ pub mod stanza;
 pub mod storage;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod testing;
+pub mod time;
 pub mod timers;
 pub mod xml;
 

@@ -10,7 +10,7 @@
 //! from every worker thread at once, cost one lookup that takes no lock and writes no
 //! shared cache line ([`papaya`] for the users, [`arc_swap`] for replacing them whole).
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::SeqCst};
 use std::sync::{Arc, Mutex};
 
@@ -80,12 +80,12 @@ impl InterestSets {
         let set = self.set(plugin);
         for attempt in 1.. {
             let before = set.changes.load(SeqCst);
-            let read: HashSet<String> = store.interest_of(plugin).await?.into_iter().collect();
+            let read = store.interest_of(plugin).await?;
             let users = Users::with_capacity_and_hasher(read.len(), Default::default());
             {
                 let pinned = users.pin();
                 for user in read {
-                    pinned.insert(user.into_boxed_str());
+                    pinned.insert(user.into_boxed_str()); // a set: duplicates collapse
                 }
             }
             let n = users.len();

@@ -15,7 +15,7 @@
 use std::borrow::Cow;
 use std::hash::{DefaultHasher, Hash as _, Hasher as _};
 
-pub use super::address::bare_jid;
+use super::address::bare_jid;
 use super::queue::Runner;
 use super::types;
 use crate::features::Direction;

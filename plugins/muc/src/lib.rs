@@ -22,6 +22,7 @@ use poolxmpp_sdk::{
     StanzaType, NS_CLIENT,
 };
 
+use poolxmpp_sdk::time::utc;
 use room::{Out, Room};
 
 /// Namespaces the service speaks.
@@ -136,7 +137,7 @@ impl Muc {
             return Err(StanzaError::item_not_found().with_text("no such room"));
         };
         match (kind, nick) {
-            (MessageType::Groupchat, None) => r.groupchat(&stanza.from, element, &timestamp(poolxmpp_sdk::now_ms())),
+            (MessageType::Groupchat, None) => r.groupchat(&stanza.from, element, &utc(poolxmpp_sdk::now_ms())),
             (MessageType::Groupchat, Some(_)) => {
                 Err(StanzaError::bad_request().with_text("groupchat messages go to the room's bare JID"))
             }
@@ -315,40 +316,11 @@ fn emit(out: Vec<Out>) -> Result<(), StanzaError> {
     Ok(())
 }
 
-/// An XEP-0082 timestamp (UTC) for a time in milliseconds since the epoch.
-fn timestamp(ms: u64) -> String {
-    let secs = ms / 1000;
-    let (days, rem) = (secs / 86_400, secs % 86_400);
-    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
-    let z = days as i64 + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
-}
-
 poolxmpp_sdk::export_feature!(Muc);
 
 #[cfg(all(test, not(target_arch = "wasm32")))]
 mod tests {
     use super::*;
-
-    #[test]
-    fn timestamps_are_xep_0082() {
-        assert_eq!(timestamp(0), "1970-01-01T00:00:00Z");
-        assert_eq!(timestamp(1_796_205_600_000), "2026-12-02T10:00:00Z");
-        assert_eq!(timestamp(951_782_400_000), "2000-02-29T00:00:00Z");
-    }
 
     #[test]
     fn a_room_is_created_configured_and_entered_through_the_plugin() {

@@ -193,12 +193,14 @@ impl Room {
             return Vec::new();
         };
         let leaving = self.occupants.remove(i);
-        let mut p = self.unavailable_of(&leaving, &[], None);
-        if let Some(status) = status {
-            p.push(status.clone());
-        }
-        let mut out = self.to_all_but(&p, &leaving, &leaving.jid);
-        let mut own = self.unavailable_of(&leaving, &["110"], None);
+        let mut out = self.to_others(&leaving.jid, |jid| {
+            let mut p = self.unavailable_of(&leaving, &[], None, jid);
+            if let Some(status) = status {
+                p.push(status.clone());
+            }
+            p
+        });
+        let mut own = self.unavailable_of(&leaving, &["110"], None, false);
         if let Some(status) = status {
             own.push(status.clone());
         }
@@ -215,9 +217,8 @@ impl Room {
         let old = self.occupants[i].clone();
         let mut out = Vec::new();
         // The unavailable of the old nick carries the new one in its item.
-        let gone = self.unavailable_of(&old, &["303"], Some(nick));
-        out.extend(self.to_all_but(&gone, &old, &old.jid));
-        let mut own = self.unavailable_of(&old, &["303", "110"], Some(nick));
+        out.extend(self.to_others(&old.jid, |jid| self.unavailable_of(&old, &["303"], Some(nick), jid)));
+        let mut own = self.unavailable_of(&old, &["303", "110"], Some(nick), false);
         own.set_attr("to", old.jid.as_str());
         out.push(Out::One(own));
         self.occupants[i].nick = nick.to_string();
@@ -287,18 +288,7 @@ impl Room {
     /// semi-anonymous), others do not; its own copy carries 110.
     fn broadcast_presence(&self, i: usize, own_codes: &[&str]) -> Vec<Out> {
         let o = &self.occupants[i];
-        let mut out = Vec::new();
-        for sees_jids in [true, false] {
-            let to: Vec<String> = self
-                .occupants
-                .iter()
-                .filter(|r| r.jid != o.jid && (r.role == Role::Moderator) == sees_jids)
-                .map(|r| r.jid.clone())
-                .collect();
-            if !to.is_empty() {
-                out.push(Out::Many(self.presence_of(o, sees_jids, None), to));
-            }
-        }
+        let mut out = self.to_others(&o.jid, |jid| self.presence_of(o, jid, None));
         let mut codes = vec!["110"];
         codes.extend_from_slice(own_codes);
         let mut own = self.presence_of(o, true, None);
@@ -311,32 +301,21 @@ impl Room {
         out
     }
 
-    /// A stanza to every occupant except `except` (the one it is about, told separately),
-    /// split by whether they see real JIDs.
-    fn to_all_but(&self, stanza: &Element, about: &Occupant, except: &str) -> Vec<Out> {
-        let mut out = Vec::new();
-        for sees_jids in [true, false] {
-            let to: Vec<String> = self
-                .occupants
-                .iter()
-                .filter(|r| r.jid != except && (r.role == Role::Moderator) == sees_jids)
-                .map(|r| r.jid.clone())
-                .collect();
-            if to.is_empty() {
-                continue;
-            }
-            let mut copy = stanza.clone();
-            if sees_jids {
-                if let Some(item) = copy
-                    .get_child_mut("x", ns::MUC_USER)
-                    .and_then(|x| x.get_child_mut("item", ns::MUC_USER))
-                {
-                    item.set_attr("jid", about.jid.as_str());
-                }
-            }
-            out.push(Out::Many(copy, to));
-        }
-        out
+    /// A stanza about the occupant `about` to every other occupant: `build(true)` for the
+    /// moderators, who see real JIDs, `build(false)` for the rest (semi-anonymous).
+    fn to_others(&self, about: &str, build: impl Fn(bool) -> Element) -> Vec<Out> {
+        [true, false]
+            .into_iter()
+            .filter_map(|sees_jids| {
+                let to: Vec<String> = self
+                    .occupants
+                    .iter()
+                    .filter(|r| r.jid != about && (r.role == Role::Moderator) == sees_jids)
+                    .map(|r| r.jid.clone())
+                    .collect();
+                (!to.is_empty()).then(|| Out::Many(build(sees_jids), to))
+            })
+            .collect()
     }
 
     fn item(o: &Occupant, role: &str, jid: bool, nick: Option<&str>) -> Element {
@@ -362,12 +341,12 @@ impl Room {
 
     /// An occupant's unavailable presence: leaving (role `none`), or giving up its old
     /// nickname for `new_nick` (its role stays, §7.6).
-    fn unavailable_of(&self, o: &Occupant, codes: &[&str], new_nick: Option<&str>) -> Element {
+    fn unavailable_of(&self, o: &Occupant, codes: &[&str], new_nick: Option<&str>, jid: bool) -> Element {
         let role = match new_nick {
             Some(_) => o.role.as_str(),
             None => "none",
         };
-        let mut x = Element::new("x", ns::MUC_USER).child(Self::item(o, role, false, new_nick));
+        let mut x = Element::new("x", ns::MUC_USER).child(Self::item(o, role, jid, new_nick));
         for code in codes {
             x.push(Element::new("status", ns::MUC_USER).attr("code", *code));
         }
