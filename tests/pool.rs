@@ -392,6 +392,236 @@ fn keyed_stanzas_reach_one_owner_with_fencing() {
     });
 }
 
+/// Issue 13: a room survives the death of its owner node without kicking anyone. alice (n1),
+/// bob (n2) and carol (n3) are in a room n3 owns. n3 is killed (SIGKILL) while alice and bob
+/// keep sending counted messages, each waiting for its own copy or an error: n1 takes the
+/// room over and resumes it from the store; alice and bob stay in (no kick, no rejoin, same
+/// nicknames) and carol, whose node died with the room's, leaves with status 333. Every
+/// message is either received once by both and in the history eve gets on joining, or
+/// bounced to its sender and received by nobody. Then n2 dies too, a node that only served
+/// an occupant: bob leaves the room (333), no ghost.
+#[test]
+fn a_room_survives_its_owners_death() {
+    use poolxmpp::pool::ownership::preferred_owner;
+    let _machine = shared_machine();
+    must(|| {
+        let service = format!("conference.{}", support::DOMAIN);
+        let room = (0..10_000)
+            .map(|i| format!("lounge{i}@{service}"))
+            .find(|k| {
+                preferred_owner(k, ["n1", "n2", "n3"]) == Some("n3") && preferred_owner(k, ["n1", "n2"]) == Some("n1")
+            })
+            .expect("some room hashes so");
+        let (mut pool, _plugins) = pool_with_plugins(3, &["muc"], &[])?;
+        pool.nodes[2].wait_log(0, "pool link up", Duration::from_secs(10))?;
+        std::thread::sleep(Duration::from_millis(2 * HEARTBEAT_MS));
+        let rt = support::rt();
+        let nicks = ["Alice", "Bob", "Carol"];
+        let mut clients = rt.block_on(async {
+            let mut clients = Vec::new();
+            for (i, local) in ["alice", "bob", "carol"].into_iter().enumerate() {
+                clients.push(login(&pool.nodes[i], local).await?);
+            }
+            muc_join(&mut clients[0], &room, "Alice", &["201"]).await?;
+            let configured = clients[0]
+                .iq(
+                    "set",
+                    Some(&room),
+                    "<query xmlns='http://jabber.org/protocol/muc#owner'><x xmlns='jabber:x:data' type='submit'/></query>",
+                )
+                .await?;
+            ensure!(configured.attr("type") == Some("result"), "instant room: {}", configured.raw);
+            for i in 1..3 {
+                muc_join(&mut clients[i], &room, nicks[i], &[]).await?;
+            }
+            muc_say(&mut clients[1], &room, "hello from bob").await?;
+            for c in clients.iter_mut() {
+                c.expect_message("hello from bob").await?;
+            }
+            anyhow::Ok(clients)
+        })?;
+
+        let log_from = pool.nodes[0].log().len();
+        // A burst bob does not wait for: n3 dies with some of it sent, handled, or in
+        // flight on the links.
+        let burst = rt.block_on(async {
+            let mut burst = Vec::new();
+            // Six, so that everything said in the room fits its history of 20.
+            for k in 0..6 {
+                let body = format!("count burst {k}");
+                burst.push((muc_say(&mut clients[1], &room, &body).await?, body));
+            }
+            anyhow::Ok(burst)
+        })?;
+        pool.nodes[2].kill();
+        // carol's connection died with n3.
+        let _carol = clients.pop().expect("three clients");
+        let (delivered, bounced) = rt.block_on(async {
+            let (mut delivered, mut bounced, mut waited) = (Vec::new(), Vec::new(), Vec::new());
+            for n in 0..12 {
+                let from = n % 2;
+                let body = format!("count {n} from {}", nicks[from]);
+                let sent = Instant::now();
+                let id = muc_say(&mut clients[from], &room, &body).await?;
+                let wait = Duration::from_millis(LEASE_MS + 15_000);
+                let answer = clients[from]
+                    .wait_for(wait, &format!("{body:?} or its error"), |e| {
+                        e.local == "message"
+                            && (e.find("body").map(|b| b.text()) == Some(body.clone())
+                                || (e.attr("type") == Some("error") && e.attr("id") == Some(id.as_str())))
+                    })
+                    .await?;
+                waited.push(sent.elapsed().as_millis());
+                match answer.attr("type") {
+                    Some("error") => bounced.push(body),
+                    _ => delivered.push((from, body)),
+                }
+                tokio::time::sleep(Duration::from_millis(LEASE_MS / 8)).await;
+            }
+            for (id, body) in &burst {
+                let answer = clients[1]
+                    .wait_for(
+                        Duration::from_millis(LEASE_MS + 15_000),
+                        &format!("{body:?} or its error"),
+                        |e| {
+                            e.local == "message"
+                                && (e.find("body").map(|b| b.text()).as_ref() == Some(body)
+                                    || (e.attr("type") == Some("error") && e.attr("id") == Some(id.as_str())))
+                        },
+                    )
+                    .await?;
+                match answer.attr("type") {
+                    Some("error") => bounced.push(body.clone()),
+                    _ => delivered.push((1, body.clone())),
+                }
+            }
+            eprintln!("across the take-over, each message's round trip (ms): {waited:?}");
+            anyhow::Ok((delivered, bounced))
+        })?;
+        eprintln!("{} delivered, bounced {bounced:?}", delivered.len());
+        pool.nodes[0].wait_log(log_from, &format!("room {room} resumed"), Duration::from_secs(5))?;
+        rt.block_on(async {
+            for (i, c) in clients.iter_mut().enumerate() {
+                let gone = c
+                    .wait_for(READ, "carol's leaving", |e| {
+                        e.local == "presence"
+                            && e.attr("from") == Some(&format!("{room}/Carol"))
+                            && e.attr("type") == Some("unavailable")
+                    })
+                    .await
+                    .with_context(|| format!("at {}", nicks[i]))?;
+                ensure!(
+                    gone.raw.contains("code='333'") || gone.raw.contains("code=\"333\""),
+                    "carol's leaving: {}",
+                    gone.raw
+                );
+            }
+            // Nobody was kicked or had to rejoin: their own presence never came back
+            // unavailable, and their nicknames still speak.
+            for (i, c) in clients.iter_mut().enumerate() {
+                let own = format!("{room}/{}", nicks[i]);
+                let kicked: Vec<&str> = c
+                    .backlog
+                    .iter()
+                    .filter(|e| {
+                        e.local == "presence"
+                            && e.attr("from") == Some(own.as_str())
+                            && e.attr("type") == Some("unavailable")
+                    })
+                    .map(|e| e.raw.as_str())
+                    .collect();
+                ensure!(kicked.is_empty(), "{} was taken out of the room: {kicked:?}", nicks[i]);
+            }
+            muc_say(&mut clients[0], &room, "after from alice").await?;
+            let heard = clients[1].expect_message("after from alice").await?;
+            ensure!(
+                heard.attr("from") == Some(format!("{room}/Alice").as_str()),
+                "{}",
+                heard.raw
+            );
+            for (i, c) in clients.iter_mut().enumerate() {
+                // Each got the other's messages (its own copies were read above).
+                let mut bodies = c.collect_bodies(Duration::from_millis(500)).await;
+                bodies.retain(|b| b.starts_with("count "));
+                let mut want: Vec<String> = delivered
+                    .iter()
+                    .filter(|(from, _)| *from != i)
+                    .map(|(_, b)| b.clone())
+                    .collect();
+                bodies.sort();
+                want.sort();
+                ensure!(
+                    bodies == want,
+                    "{} got {bodies:?}, the room delivered {want:?}",
+                    nicks[i]
+                );
+            }
+            // The history the room resumed with, and what it kept since.
+            let mut eve = login(&pool.nodes[0], "eve").await?;
+            muc_join(&mut eve, &room, "Eve", &[]).await?;
+            let mut history = eve.collect_bodies(Duration::from_millis(500)).await;
+            history.retain(|b| b.starts_with("count "));
+            let mut want: Vec<String> = delivered.iter().map(|(_, b)| b.clone()).collect();
+            history.sort();
+            want.sort();
+            ensure!(history == want, "eve's history {history:?}, delivered {want:?}");
+            anyhow::Ok(())
+        })?;
+
+        // A node that only serves an occupant dies: bob leaves the room, no ghost.
+        pool.nodes[1].kill();
+        rt.block_on(async {
+            let gone = clients[0]
+                .wait_for(Duration::from_millis(LEASE_MS + 10_000), "bob's leaving", |e| {
+                    e.local == "presence"
+                        && e.attr("from") == Some(&format!("{room}/Bob"))
+                        && e.attr("type") == Some("unavailable")
+                })
+                .await?;
+            ensure!(gone.raw.contains("333"), "bob's leaving: {}", gone.raw);
+            anyhow::Ok(())
+        })?;
+        Ok(())
+    });
+}
+
+const READ: Duration = Duration::from_secs(10);
+
+/// Enter `room` as `nick` and wait for the room's presence for us (status 110 and
+/// `codes`).
+async fn muc_join(c: &mut support::raw::RawConn, room: &str, nick: &str, codes: &[&str]) -> Result<()> {
+    c.send(format!(
+        "<presence to='{room}/{nick}'><x xmlns='http://jabber.org/protocol/muc'/></presence>"
+    ))
+    .await?;
+    let own = format!("{room}/{nick}");
+    let p = c
+        .wait_for(READ, &format!("{nick}'s entry into {room}"), |e| {
+            e.local == "presence" && e.attr("from") == Some(own.as_str()) && e.raw.contains("110")
+        })
+        .await?;
+    ensure!(p.attr("type").is_none(), "{nick} could not enter: {}", p.raw);
+    for code in codes {
+        ensure!(
+            p.raw.contains(&format!("code='{code}'")),
+            "{nick}'s entry lacks {code}: {}",
+            p.raw
+        );
+    }
+    Ok(())
+}
+
+/// A groupchat message to `room`; its id.
+async fn muc_say(c: &mut support::raw::RawConn, room: &str, body: &str) -> Result<String> {
+    let id = support::raw::next_id("gc");
+    c.send(format!(
+        "<message type='groupchat' id='{id}' to='{room}'><body>{}</body></message>",
+        support::xml::escape(body)
+    ))
+    .await?;
+    Ok(id)
+}
+
 /// Issue 12: a filter's interest set is the same on every node, a change of a user's
 /// rules reaches the filter's cache on every node (`rules-changed`), and the inbound
 /// filter point runs on the recipient's node. alice/raw (on n1) blocks carol, then bob,

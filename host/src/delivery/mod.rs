@@ -91,14 +91,22 @@ const FEATURE_CALL_WAIT: Duration = Duration::from_secs(10);
 /// reply. Never waits for the feature, so a feature sending to itself cannot deadlock.
 pub fn dispatch_to_feature(ctx: &Arc<Context>, feature: &dyn Feature, stanza: Element) {
     let submitted = feature.submit(&stanza);
-    answered(ctx, stanza, submitted);
+    answered(ctx, stanza, submitted, || {});
 }
 
 /// [`dispatch_to_feature`] for a stanza another node of the pool forwarded (`hops` times)
-/// to this one for a keyed feature.
-pub fn dispatch_forwarded_to_feature(ctx: &Arc<Context>, feature: &dyn Feature, stanza: Element, hops: u8) {
+/// to this one for a keyed feature. `handled` runs once the feature has handled it (or
+/// refused it, or passed it on): the forwarding node keeps the stanza until then, so one
+/// that this node dies holding goes to the key's next owner instead of being lost.
+pub fn dispatch_forwarded_to_feature(
+    ctx: &Arc<Context>,
+    feature: &dyn Feature,
+    stanza: Element,
+    hops: u8,
+    handled: impl FnOnce() + Send + 'static,
+) {
     let submitted = feature.submit_forwarded(&stanza, hops);
-    answered(ctx, stanza, submitted);
+    answered(ctx, stanza, submitted, handled);
 }
 
 /// [`dispatch_to_feature`] for a stanza from a local client, which waits instead of being
@@ -127,8 +135,13 @@ pub async fn dispatch_from_client(ctx: &Arc<Context>, calls: &FeatureCalls, feat
 }
 
 /// Wait for a submitted stanza's answer (at once if it is ready); a refusal becomes the
-/// sender's error reply.
-fn answered(ctx: &Arc<Context>, stanza: Element, submitted: Result<Answer, Refusal>) {
+/// sender's error reply; then `then` runs.
+fn answered(
+    ctx: &Arc<Context>,
+    stanza: Element,
+    submitted: Result<Answer, Refusal>,
+    then: impl FnOnce() + Send + 'static,
+) {
     let ctx = ctx.clone();
     finish(
         submitted,
@@ -136,6 +149,7 @@ fn answered(ctx: &Arc<Context>, stanza: Element, submitted: Result<Answer, Refus
             if let Err(refusal) = outcome {
                 bounce_refusal(&ctx, &stanza, &refusal);
             }
+            then();
         }),
     );
 }

@@ -43,7 +43,7 @@ pub async fn run_events(ctx: Arc<Context>, pool: Arc<Pool>, mut events: mpsc::Un
                             }
                         }
                         // To the key's next owner (it waits until there is one).
-                        Tracked::Keyed { xml } => keyed_arrived(&ctx, &xml, 0).await,
+                        Tracked::Keyed { xml } => keyed_arrived(&ctx, &xml, 0, || {}).await,
                     }
                 }
             }
@@ -126,11 +126,16 @@ async fn apply(ctx: &Arc<Context>, pool: &Pool, node: &str, frame: Frame) {
             }
         }
         Frame::FanOut { xml, targets } => deliver_fanned_out(ctx, &xml, targets).await,
+        // Acknowledged once the plugin has handled it, not on arrival: until then the
+        // sender keeps it, and sends it to the key's next owner if this node dies first.
         Frame::Keyed { xml, hops, seq } => {
-            keyed_arrived(ctx, &xml, hops).await;
-            if seq > 0 {
-                let _ = pool.links.send(node, Frame::Ack { seq });
-            }
+            let ack = (seq > 0).then(|| (pool.links.clone(), node.to_string()));
+            keyed_arrived(ctx, &xml, hops, move || {
+                if let Some((links, node)) = ack {
+                    let _ = links.send(&node, Frame::Ack { seq });
+                }
+            })
+            .await;
         }
         Frame::Interest {
             plugin,
@@ -161,19 +166,22 @@ async fn deliver_forwarded(ctx: &Arc<Context>, bare: &str, resource: &str, xml: 
 /// owner (or that came back from a link that broke): handed to the feature, which serves
 /// it here or passes it on once more if the key is not ours after all. If the address is
 /// no longer served, the sender gets `service-unavailable`.
-async fn keyed_arrived(ctx: &Arc<Context>, xml: &str, hops: u8) {
+async fn keyed_arrived(ctx: &Arc<Context>, xml: &str, hops: u8, handled: impl FnOnce() + Send + 'static) {
     let limits = ctx.config.stream_limits(true);
     let Some(stanza) = crate::stream::reader::parse_stored_under(xml, limits).await else {
         tracing::warn!("garbled keyed stanza on a pool link");
-        return;
+        return handled();
     };
     let feature = stanza
         .get_attr("to")
         .and_then(|to| jid::Jid::new(to).ok())
         .and_then(|to| ctx.features.for_address(to.domain().as_str()));
     match feature {
-        Some(feature) => crate::delivery::dispatch_forwarded_to_feature(ctx, &*feature, stanza, hops),
-        None => crate::delivery::bounce(ctx, &stanza, crate::stanza::Condition::ServiceUnavailable, None),
+        Some(feature) => crate::delivery::dispatch_forwarded_to_feature(ctx, &*feature, stanza, hops, handled),
+        None => {
+            crate::delivery::bounce(ctx, &stanza, crate::stanza::Condition::ServiceUnavailable, None);
+            handled();
+        }
     }
 }
 
@@ -267,12 +275,15 @@ pub async fn run_mesh(ctx: Arc<Context>, pool: Arc<Pool>) {
 
 /// A node left the live set under `epoch`: its keys move (this node takes its share and
 /// tells the features), its sessions end.
+///
+/// Its sessions are forgotten first, so a feature told of either event already sees them
+/// gone (a room taken over, or told the node left, drops the occupants it served).
 async fn fail_over(ctx: &Arc<Context>, pool: &Pool, node: &str, epoch: i64) {
+    let lost = ctx.sessions.forget_node(node);
     ctx.features.notify(Event::NodeLeft(node.to_string()));
     for (key, fence) in pool.take_over(node, epoch).await {
         ctx.features.notify(Event::OwnershipGained { key, fence });
     }
-    let lost = ctx.sessions.forget_node(node);
     tracing::warn!(%node, sessions = lost.len(), "node left the pool: its sessions are gone");
     for r in &lost {
         crate::presence::remote_session_lost(ctx, r).await;

@@ -26,11 +26,17 @@ pub enum Role {
 }
 
 impl Role {
-    fn as_str(self) -> &'static str {
+    pub fn as_str(self) -> &'static str {
         match self {
             Role::Moderator => "moderator",
             Role::Participant => "participant",
         }
+    }
+
+    pub fn parse(s: &str) -> Option<Role> {
+        [Role::Moderator, Role::Participant]
+            .into_iter()
+            .find(|r| r.as_str() == s)
     }
 }
 
@@ -42,11 +48,17 @@ pub enum Affiliation {
 }
 
 impl Affiliation {
-    fn as_str(self) -> &'static str {
+    pub fn as_str(self) -> &'static str {
         match self {
             Affiliation::Owner => "owner",
             Affiliation::None => "none",
         }
+    }
+
+    pub fn parse(s: &str) -> Option<Affiliation> {
+        [Affiliation::Owner, Affiliation::None]
+            .into_iter()
+            .find(|a| a.as_str() == s)
     }
 }
 
@@ -62,6 +74,33 @@ pub struct Occupant {
     pub payload: Vec<Element>,
 }
 
+/// One groupchat message as the room broadcast it, kept in its history.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Said {
+    /// The room's count of messages: the history's order, and where it is stored.
+    pub seq: u64,
+    /// When the room received it (XEP-0082), for the `<delay/>` of its replay.
+    pub stamp: String,
+    /// The sender's full JID and the message's `id`: a message the pool hands the room a
+    /// second time (its previous owner died before confirming it) is recognised by them.
+    pub sender: String,
+    pub id: Option<String>,
+    /// The copy everyone got (from `room/nick`, no `to`).
+    pub message: Element,
+}
+
+/// What a groupchat message does, decided before anything changes, so the caller can
+/// store it first ([`Room::keep`] then applies it and says what to send).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Spoken {
+    /// A message for everyone and the history.
+    Said(Said),
+    /// A new subject (the message as everyone gets it).
+    Subject(Element),
+    /// The room already has this message (the same sender and id): nothing to do.
+    Again,
+}
+
 /// One room.
 #[derive(Debug)]
 pub struct Room {
@@ -69,10 +108,12 @@ pub struct Room {
     pub jid: String,
     /// Occupants in the order they entered.
     occupants: Vec<Occupant>,
-    /// The last groupchat messages as they were broadcast, with when (XEP-0082).
-    history: VecDeque<(Element, String)>,
+    /// The last groupchat messages as they were broadcast, oldest first.
+    history: VecDeque<Said>,
+    /// The sequence number the next message gets.
+    next_seq: u64,
     /// The subject message as broadcast, if one was set.
-    subject: Option<Element>,
+    pub subject: Option<Element>,
     /// A new room is locked until its owner accepts the default configuration (§10.1.2);
     /// until then nobody else may enter.
     pub locked: bool,
@@ -86,9 +127,42 @@ impl Room {
             jid: jid.to_string(),
             occupants: Vec::new(),
             history: VecDeque::new(),
+            next_seq: 0,
             subject: None,
             locked: true,
         }
+    }
+
+    /// A room as it was stored: its occupants and history (in any order; the last
+    /// [`HISTORY`] by sequence are kept).
+    pub fn restore(
+        jid: &str,
+        locked: bool,
+        subject: Option<Element>,
+        occupants: Vec<Occupant>,
+        mut history: Vec<Said>,
+    ) -> Room {
+        history.sort_by_key(|s| s.seq);
+        let skip = history.len().saturating_sub(HISTORY);
+        let history: VecDeque<Said> = history.into_iter().skip(skip).collect();
+        Room {
+            jid: jid.to_string(),
+            occupants,
+            next_seq: history.back().map_or(0, |s| s.seq + 1),
+            history,
+            subject,
+            locked,
+        }
+    }
+
+    pub fn occupants(&self) -> &[Occupant] {
+        &self.occupants
+    }
+
+    /// Take an occupant out without telling anyone: undoing an entry that could not be
+    /// stored.
+    pub fn forget(&mut self, jid: &str) {
+        self.occupants.retain(|o| o.jid != jid);
     }
 
     pub fn is_empty(&self) -> bool {
@@ -119,6 +193,12 @@ impl Room {
         if let Some(i) = self.occupants.iter().position(|o| o.jid == jid) {
             if self.occupants[i].nick == nick {
                 self.occupants[i].payload = payload;
+                // A join request from an occupant: the client thinks it is not in (it
+                // lost its connection's state, or the room's answer): it gets the room
+                // again as a newcomer does.
+                if presence.has_child("x", ns::MUC) {
+                    return Ok(self.welcome(i, &[]));
+                }
                 return Ok(self.broadcast_presence(i, &[]));
             }
             return self.change_nick(i, nick, payload);
@@ -151,26 +231,31 @@ impl Room {
             affiliation,
             payload,
         });
-        let newcomer = self.occupants.len() - 1;
+        let codes: &[&str] = if created { &["201"] } else { &[] };
+        Ok(self.welcome(self.occupants.len() - 1, codes))
+    }
+
+    /// What occupant `i` gets on entering, and the others of it.
+    fn welcome(&self, i: usize, own_codes: &[&str]) -> Vec<Out> {
+        let jid = self.occupants[i].jid.as_str();
         let mut out = Vec::new();
-        // §7.2.3: first the presence of everyone already in the room, to the newcomer...
-        let sees_jids = self.occupants[newcomer].role == Role::Moderator;
-        for o in &self.occupants[..newcomer] {
+        // §7.2.3: first the presence of everyone else in the room, to the newcomer...
+        let sees_jids = self.occupants[i].role == Role::Moderator;
+        for o in self.occupants.iter().filter(|o| o.jid != jid) {
             let mut p = self.presence_of(o, sees_jids, None);
             p.set_attr("to", jid);
             out.push(Out::One(p));
         }
         // ...then the newcomer's to everyone, itself last with 110 (and 201 if it created
         // the room)...
-        let codes: &[&str] = if created { &["201"] } else { &[] };
-        out.extend(self.broadcast_presence(newcomer, codes));
+        out.extend(self.broadcast_presence(i, own_codes));
         // ...then the history and the subject (§7.2.15, §7.2.16).
-        for (message, stamp) in &self.history {
-            let mut m = message.clone();
+        for said in &self.history {
+            let mut m = said.message.clone();
             m.set_attr("to", jid);
             m.push(
                 Element::new("delay", ns::DELAY)
-                    .attr("stamp", stamp.as_str())
+                    .attr("stamp", said.stamp.as_str())
                     .attr("from", self.jid.as_str()),
             );
             out.push(Out::One(m));
@@ -183,7 +268,7 @@ impl Room {
         });
         subject.set_attr("to", jid);
         out.push(Out::One(subject));
-        Ok(out)
+        out
     }
 
     /// An unavailable (or error) presence from an occupant: it leaves (§7.14). Nothing to
@@ -209,6 +294,16 @@ impl Room {
         out
     }
 
+    /// An occupant whose session is gone without a word (its node died): it leaves with
+    /// status 333 (its occupancy ended because of a technical problem), to everyone else. Nothing to send if `jid` is not in the room.
+    pub fn lost(&mut self, jid: &str) -> Vec<Out> {
+        let Some(i) = self.occupants.iter().position(|o| o.jid == jid) else {
+            return Vec::new();
+        };
+        let lost = self.occupants.remove(i);
+        self.to_others(&lost.jid, |jid| self.unavailable_of(&lost, &["333"], None, jid))
+    }
+
     /// §7.6: the old nick leaves with 303 and the new one, then the new nick's presence.
     fn change_nick(&mut self, i: usize, nick: &str, payload: Vec<Element>) -> Result<Vec<Out>, StanzaError> {
         if self.by_nick(nick).is_some() {
@@ -229,10 +324,15 @@ impl Room {
 
     /// A groupchat message from `jid`: to every occupant from the sender's nick, and into
     /// the history; a subject change if it carries a `<subject/>` and no body (§8.1).
-    pub fn groupchat(&mut self, jid: &str, message: &Element, now: &str) -> Result<Vec<Out>, StanzaError> {
+    /// Decided here, applied by [`Room::keep`].
+    pub fn groupchat(&self, jid: &str, message: &Element, now: &str) -> Result<Spoken, StanzaError> {
         let Some(sender) = self.occupant(jid) else {
             return Err(StanzaError::not_acceptable().with_text("only occupants may send messages to the room"));
         };
+        let id = message.get_attr("id");
+        if id.is_some() && self.history.iter().any(|s| s.sender == jid && s.id.as_deref() == id) {
+            return Ok(Spoken::Again);
+        }
         let is_subject = message.has_child("subject", NS_CLIENT) && !message.has_child("body", NS_CLIENT);
         if is_subject && sender.role != Role::Moderator {
             return Err(StanzaError::forbidden().with_text("only moderators may change the subject"));
@@ -240,23 +340,45 @@ impl Room {
         let mut copy = Element::new("message", NS_CLIENT)
             .attr("from", self.nick_jid(&sender.nick))
             .attr("type", "groupchat");
-        if let Some(id) = message.get_attr("id") {
+        if let Some(id) = id {
             copy.set_attr("id", id);
         }
         for child in message.elements() {
             copy.push(child.clone());
         }
-        let everyone: Vec<String> = self.occupants.iter().map(|o| o.jid.clone()).collect();
-        match is_subject {
-            true => self.subject = Some(copy.clone()),
-            false => {
+        Ok(match is_subject {
+            true => Spoken::Subject(copy),
+            false => Spoken::Said(Said {
+                seq: self.next_seq,
+                stamp: now.to_string(),
+                sender: jid.to_string(),
+                id: id.map(str::to_string),
+                message: copy,
+            }),
+        })
+    }
+
+    /// Apply what [`Room::groupchat`] decided: into the history (or the subject), and to
+    /// every occupant.
+    pub fn keep(&mut self, spoken: Spoken) -> Vec<Out> {
+        let copy = match spoken {
+            Spoken::Again => return Vec::new(),
+            Spoken::Subject(copy) => {
+                self.subject = Some(copy.clone());
+                copy
+            }
+            Spoken::Said(said) => {
                 if self.history.len() == HISTORY {
                     self.history.pop_front();
                 }
-                self.history.push_back((copy.clone(), now.to_string()));
+                self.next_seq = said.seq + 1;
+                let copy = said.message.clone();
+                self.history.push_back(said);
+                copy
             }
-        }
-        Ok(vec![Out::Many(copy, everyone)])
+        };
+        let everyone: Vec<String> = self.occupants.iter().map(|o| o.jid.clone()).collect();
+        vec![Out::Many(copy, everyone)]
     }
 
     /// A private message from `jid` to the occupant `nick` (§7.5).
@@ -457,7 +579,17 @@ mod tests {
             .attr("type", "groupchat")
             .attr("id", "m1")
             .child(Element::new("body", NS_CLIENT).text("hello"));
-        let out = room.groupchat("bob@l/b", &m, "2026-12-02T10:00:00Z").unwrap();
+        let spoken = room.groupchat("bob@l/b", &m, "2026-12-02T10:00:00Z").unwrap();
+        assert!(
+            matches!(room.groupchat("bob@l/b", &m, "").unwrap(), Spoken::Said(_)),
+            "not kept yet: still new"
+        );
+        let out = room.keep(spoken);
+        assert_eq!(
+            room.groupchat("bob@l/b", &m, "").unwrap(),
+            Spoken::Again,
+            "a message handed over twice is recognised by its sender and id"
+        );
         let Out::Many(copy, to) = &out[0] else {
             panic!("{out:?}")
         };
@@ -535,5 +667,71 @@ mod tests {
             room.private("bob@l/b", "Nobody", &m).unwrap_err().condition,
             poolxmpp_sdk::Condition::ItemNotFound
         );
+    }
+
+    #[test]
+    fn a_restored_room_keeps_its_occupants_and_the_last_messages_in_order() {
+        let mut room = created();
+        room.presence("bob@l/b", "Bob", &presence()).unwrap();
+        let said = |seq: u64| Said {
+            seq,
+            stamp: String::new(),
+            sender: "bob@l/b".into(),
+            id: Some(format!("m{seq}")),
+            message: Element::new("message", NS_CLIENT).attr("id", format!("m{seq}")),
+        };
+        // Slots are overwritten in turn, so the store hands them back in any order.
+        let history: Vec<Said> = (0..HISTORY as u64 + 5).rev().map(said).collect();
+        let restored = Room::restore(ROOM, false, None, room.occupants().to_vec(), history);
+        assert_eq!(restored.occupant_count(), 2);
+        let seqs: Vec<u64> = restored.history.iter().map(|s| s.seq).collect();
+        assert_eq!(seqs, (5..HISTORY as u64 + 5).collect::<Vec<_>>());
+        let m = Element::new("message", NS_CLIENT)
+            .attr("type", "groupchat")
+            .attr("id", "new");
+        let Spoken::Said(next) = restored.groupchat("bob@l/b", &m, "").unwrap() else {
+            panic!("a new message")
+        };
+        assert_eq!(next.seq, HISTORY as u64 + 5, "numbering goes on where it stopped");
+    }
+
+    #[test]
+    fn a_lost_occupant_leaves_with_333_and_is_not_written_to() {
+        let mut room = created();
+        room.presence("bob@l/b", "Bob", &presence()).unwrap();
+        let out = room.lost("bob@l/b");
+        assert_eq!(out.len(), 1, "{out:?}");
+        let Out::Many(gone, to) = &out[0] else {
+            panic!("{out:?}")
+        };
+        assert_eq!(to, &["alice@l/a".to_string()]);
+        assert_eq!(gone.get_attr("type"), Some("unavailable"));
+        assert_eq!(codes(gone), ["333"]);
+        assert!(room.lost("bob@l/b").is_empty());
+    }
+
+    #[test]
+    fn a_join_request_from_an_occupant_gets_the_room_again() {
+        let mut room = created();
+        room.presence("bob@l/b", "Bob", &presence()).unwrap();
+        let out = room.presence("bob@l/b", "Bob", &presence()).unwrap();
+        let to_bob: Vec<&Element> = out
+            .iter()
+            .filter_map(|o| match o {
+                Out::One(e) if e.get_attr("to") == Some("bob@l/b") => Some(e),
+                _ => None,
+            })
+            .collect();
+        assert!(to_bob
+            .iter()
+            .any(|e| e.get_attr("from") == Some("lounge@conference.l/Alice")));
+        assert!(to_bob.iter().any(|e| codes(e) == ["110"]));
+        assert!(to_bob.iter().any(|e| e.has_child("subject", NS_CLIENT)));
+        // A plain presence update is only broadcast.
+        let update = Element::new("presence", NS_CLIENT).child(Element::new("show", NS_CLIENT).text("dnd"));
+        let out = room.presence("bob@l/b", "Bob", &update).unwrap();
+        assert!(!out
+            .iter()
+            .any(|o| matches!(o, Out::One(e) if e.has_child("subject", NS_CLIENT))));
     }
 }
