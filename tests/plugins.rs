@@ -742,10 +742,17 @@ fn several_instances_keep_each_keys_order() {
     });
 }
 
-/// Issue 13, first increment: the bundled muc plugin (keyed, two instances) driven by
-/// slixmpp's xep_0045: creation of a locked room, an instant room, entering, messages,
-/// a nickname conflict and change, a private message, self-ping, leaving.
+/// Issue 13: the bundled muc plugin (keyed, two instances) driven by slixmpp's xep_0045,
+/// xep_0249 and xep_0421, on one server. Scenario `muc`: creation of a locked room, an
+/// instant room, entering, messages, a nickname conflict and change, a private message,
+/// self-ping, leaving. Scenario `muc_admin`: a reserved room through the configuration
+/// form, password, history, subject, voice in a moderated room, stanza-id and occupant-id,
+/// invitations mediated and direct, members-only, the member and ban lists, kick, ban,
+/// destroy.
 #[test]
 fn muc_rooms_with_slixmpp() {
-    with_plugins(&["muc"], |srv, _dir| srv.scenario("muc", None).map(drop));
+    with_plugins(&["muc"], |srv, _dir| {
+        srv.scenario("muc", None)?;
+        srv.scenario("muc_admin", None).map(drop)
+    });
 }

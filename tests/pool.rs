@@ -750,6 +750,24 @@ fn foundation_scenarios_across_three_nodes() {
     });
 }
 
+/// Issue 13: the MUC scenarios with their occupants spread over three nodes (each client
+/// on the next node): rooms, messages, nicknames, private messages, self-ping and leaving;
+/// the configuration form, password, history, voice, invitations, members-only, kick, ban
+/// and destroy — each room on its one owner node, reached from all three.
+#[test]
+fn muc_scenarios_across_three_nodes() {
+    let _machine = shared_machine();
+    must(|| {
+        let (pool, _plugins) = pool_with_plugins(3, &["muc"], &[])?;
+        pool.nodes[2].wait_log(0, "pool link up", Duration::from_secs(10))?;
+        std::thread::sleep(Duration::from_millis(2 * HEARTBEAT_MS));
+        for name in ["muc", "muc_admin"] {
+            pool.scenario(name)?;
+        }
+        Ok(())
+    });
+}
+
 /// Mutual presence subscription between two raw clients (RFC 6121 §3), then both
 /// re-send available presence so each sees the other.
 async fn subscribe_both(

@@ -781,7 +781,7 @@ async def sc_vcard(env: Env) -> None:
         expected = "0.1.0" if env.phase in (None, 1) else "hot-reloaded"
         check(label is not None and label.text == expected, f"vcard build must be {expected!r}, got {build}")
         if env.phase in (None, 1):
-            info = await a["xep_0030"].get_info(jid=env.domain, timeout=10)
+            info = await a.plugin["xep_0030"].get_info(jid=env.domain, timeout=10)
             check("vcard-temp" in info["disco_info"]["features"], "XEP-0054 2: the server advertises vcard-temp")
             empty = await b.iq(vcard_iq(b, "get", None, f"<vCard xmlns='{VCARD_NS}'/>"), "own empty vCard")
             check(vcard_fn(empty) is None, f"an unset vCard is empty, got {empty}")
@@ -1316,26 +1316,26 @@ async def sc_muc(env: Env) -> None:
     try:
         await a.start()
         await b.start()
-        info = await a["xep_0030"].get_info(jid=service, timeout=10)
+        info = await a.plugin["xep_0030"].get_info(jid=service, timeout=10)
         check("http://jabber.org/protocol/muc" in info["disco_info"]["features"], f"XEP-0045 6.2: the service announces muc: {info}")
 
-        own, _subject, occupants, _history = await a["xep_0045"].join_muc_wait(room, "Alice", timeout=10)
+        own, _subject, occupants, _history = await a.plugin["xep_0045"].join_muc_wait(room, "Alice", timeout=10)
         codes = {int(c) for c in own["muc"]["status_codes"]}
         check({110, 201} <= codes, f"XEP-0045 10.1.1: the creator is told 110 and 201: {own}")
         check(own["muc"]["affiliation"] == "owner" and own["muc"]["role"] == "moderator", f"XEP-0045 10.1.1: the creator owns and moderates: {own}")
         step("alice created the room")
         try:
-            await b["xep_0045"].join_muc_wait(room, "Bob", timeout=10)
+            await b.plugin["xep_0045"].join_muc_wait(room, "Bob", timeout=10)
             check(False, "XEP-0045 10.1.1: a locked room lets nobody else in")
         except PresenceError as e:
             check(e.presence["error"]["condition"] == "item-not-found", f"XEP-0045 10.1.1: item-not-found while locked: {e.presence}")
         except asyncio.TimeoutError:
             raise ScenarioFailure(f"XEP-0045 10.1.1: no answer to entering a locked room; bob got {b.presences.items!r}")
         form = Form()
-        await a["xep_0045"].set_room_config(room, form)
+        await a.plugin["xep_0045"].set_room_config(room, form)
         step("instant room accepted")
 
-        own_b, _s, occ_b, _h = await b["xep_0045"].join_muc_wait(room, "Bob", timeout=10)
+        own_b, _s, occ_b, _h = await b.plugin["xep_0045"].join_muc_wait(room, "Bob", timeout=10)
         check(110 in {int(c) for c in own_b["muc"]["status_codes"]}, f"XEP-0045 7.2.3: self-presence has 110: {own_b}")
         check([p["from"].resource for p in occ_b] == ["Alice", "Bob"], f"XEP-0045 7.2.3: bob sees alice, then himself: {occ_b}")
         seen = await a.presences.wait(lambda p: p["from"] == JID(f"{room}/Bob"), "bob's presence in the room")
@@ -1351,7 +1351,7 @@ async def sc_muc(env: Env) -> None:
             lambda p: p["type"] == "error" and p["from"] == JID(f"{room}/Alice"), "the refusal of a taken nickname"
         )
         check(refused["error"]["condition"] == "conflict", f"XEP-0045 7.2.9: conflict: {refused}")
-        await b["xep_0045"].set_self_nick(room, "Robert", timeout=10)
+        await b.plugin["xep_0045"].set_self_nick(room, "Robert", timeout=10)
         gone = await a.presences.wait(
             lambda p: p["from"] == JID(f"{room}/Bob") and p["type"] == "unavailable", "bob's old nick leaving"
         )
@@ -1364,7 +1364,7 @@ async def sc_muc(env: Env) -> None:
 
         await b.iq(_ping(b, f"{room}/Robert"), "XEP-0410: self-ping of one's own nickname")
 
-        b["xep_0045"].leave_muc(room, "Robert")
+        b.plugin["xep_0045"].leave_muc(room, "Robert")
         await a.presences.wait(
             lambda p: p["from"] == JID(f"{room}/Robert") and p["type"] == "unavailable", "bob leaving"
         )
@@ -1372,7 +1372,7 @@ async def sc_muc(env: Env) -> None:
 
         # No ghosts: an occupant whose stream ends without leaving is taken out of the room
         # (the server sends the room its unavailable presence, RFC 6121 4.6.3).
-        await b["xep_0045"].join_muc_wait(room, "Bob", timeout=10)
+        await b.plugin["xep_0045"].join_muc_wait(room, "Bob", timeout=10)
         await a.presences.wait(lambda p: p["from"] == JID(f"{room}/Bob") and p["type"] != "unavailable", "bob back in the room")
         await b.stop()
         await a.presences.wait(
@@ -1381,6 +1381,188 @@ async def sc_muc(env: Env) -> None:
         step("bob disconnected; the room told alice")
     finally:
         await close_all([a, b])
+
+
+MUC_USER = "{http://jabber.org/protocol/muc#user}"
+
+
+def _codes(stanza: Any) -> set[int]:
+    """The muc#user status codes of a presence or message."""
+    return {int(e.get("code")) for e in stanza.xml.iter(f"{MUC_USER}status")}
+
+
+def _find(stanza: Any, tag: str) -> Any:
+    """The first descendant element `{ns}name` of a stanza, or None."""
+    return stanza.xml.find(f".//{tag}")
+
+
+def _room_config(values: dict[str, Any]) -> Any:
+    """A submitted muc#roomconfig form with these fields."""
+    from slixmpp.plugins.xep_0004 import Form
+
+    form = Form()
+    form["type"] = "submit"
+    form.add_field(var="FORM_TYPE", ftype="hidden", value="http://jabber.org/protocol/muc#roomconfig")
+    for var, value in values.items():
+        form.add_field(var=f"muc#roomconfig_{var}", ftype="boolean" if isinstance(value, bool) else "text-single", value=value)
+    return form
+
+
+@scenario("muc_admin")
+async def sc_muc_admin(env: Env) -> None:
+    """XEP-0045 through slixmpp's xep_0045, xep_0249 and xep_0421 (the muc plugin, third
+    increment): a reserved room configured with the muc#roomconfig form (password,
+    moderated, persistent), disco#info with muc#roominfo, a wrong password, history by
+    maxstanzas, the subject, a visitor without voice and the voice granted, stanza-id and
+    occupant-id on messages, mediated invitations and a decline, a direct invitation
+    (XEP-0249), membership and a members-only room (322 to outsiders, 104 announced), the
+    member list, registration of a nickname nobody else may then use, a kick (307) and a ban (301) with reasons, the outcast list, and the room
+    destroyed with a reason and an alternate venue."""
+    from slixmpp.exceptions import PresenceError
+
+    service = f"conference.{env.domain}"
+    room = JID(f"council@{service}")
+    a = Client(env, env.jid("alice") + "/muc")
+    b = Client(env, env.jid("bob") + "/muc")
+    c = Client(env, env.jid("carol") + "/muc")
+    for cl in (a, b, c):
+        for plugin in ("xep_0030", "xep_0004", "xep_0045", "xep_0249", "xep_0421"):
+            cl.register_plugin(plugin)
+    try:
+        for cl in (a, b, c):
+            await cl.start()
+        own, _s, _o, _h = await a.plugin["xep_0045"].join_muc_wait(room, "Alice", timeout=10)
+        check(201 in _codes(own), f"XEP-0045 10.1.2: a new room: {own}")
+        form = await a.plugin["xep_0045"].get_room_config(room, timeout=10)
+        fields = form.get_fields()
+        for var in ("roomname", "roomdesc", "persistentroom", "publicroom", "membersonly", "moderatedroom",
+                    "passwordprotectedroom", "roomsecret", "maxusers", "whois", "changesubject", "allowinvites",
+                    "allowpm", "getmemberlist", "roomowners", "roomadmins"):
+            check(f"muc#roomconfig_{var}" in fields, f"XEP-0045 10.2: the form has muc#roomconfig_{var}: {list(fields)}")
+        await a.plugin["xep_0045"].set_room_config(room, _room_config({
+            "roomname": "Council", "persistentroom": True, "moderatedroom": True,
+            "passwordprotectedroom": True, "roomsecret": "s3cret", "allowinvites": True,
+        }), timeout=10)
+        step("alice configured a reserved room")
+
+        info = await a.plugin["xep_0030"].get_info(jid=room, timeout=10)
+        features = info["disco_info"]["features"]
+        for var in ("muc_persistent", "muc_passwordprotected", "muc_moderated", "urn:xmpp:occupant-id:0"):
+            check(var in features, f"XEP-0045 6.4: the room announces {var}: {features}")
+        check(any(name == "Council" for (_c, _t, _l, name) in info["disco_info"]["identities"]), f"XEP-0045 6.4: the room's name: {info}")
+        check(info["disco_info"].xml.find("{jabber:x:data}x") is not None, f"XEP-0045 6.4: muc#roominfo: {info}")
+
+        try:
+            await b.plugin["xep_0045"].join_muc_wait(room, "Bob", password="guess", timeout=10)
+            check(False, "XEP-0045 7.2.5: a wrong password lets nobody in")
+        except PresenceError as e:
+            check(e.presence["error"]["condition"] == "not-authorized", f"XEP-0045 7.2.5: not-authorized: {e.presence}")
+        for n in range(3):
+            a.send_message(mto=room, mbody=f"minute {n}", mtype="groupchat")
+            await a.messages.wait(lambda m, n=n: m["body"] == f"minute {n}", f"alice's minute {n} reflected")
+        a.plugin["xep_0045"].set_subject(room, "Agenda")
+        # Set before bob enters: alice's subject and bob's entry travel different streams.
+        await a.messages.wait(lambda m: m["subject"] == "Agenda", "the subject reflected to alice")
+        own_b, subject, _o, history = await b.plugin["xep_0045"].join_muc_wait(room, "Bob", password="s3cret", maxstanzas=2, timeout=10)
+        check([m["body"] for m in history] == ["minute 1", "minute 2"], f"XEP-0045 7.2.15: maxstanzas=2: {[m['body'] for m in history]}")
+        check(subject["subject"] == "Agenda", f"XEP-0045 7.2.16: the subject: {subject}")
+        check(own_b["muc"]["role"] == "visitor", f"XEP-0045 7.2.5: a newcomer is a visitor in a moderated room: {own_b}")
+        b_oid = _find(own_b, "{urn:xmpp:occupant-id:0}occupant-id")
+        check(b_oid is not None, f"XEP-0421: occupant-id in presence: {own_b}")
+        step("bob entered with the password and two messages of history")
+
+        b.send_message(mto=room, mbody="may I?", mtype="groupchat")
+        err = await b.messages.wait(lambda m: m["type"] == "error", "the refusal of a visitor's message")
+        check(err["error"]["condition"] == "forbidden", f"XEP-0045 7.4: a visitor may not speak: {err}")
+        await a.plugin["xep_0045"].set_role(room, "Bob", "participant", timeout=10)
+        voiced = await b.presences.wait(lambda p: p["from"] == JID(f"{room}/Bob") and p["muc"]["role"] == "participant", "bob given voice")
+        b.send_message(mto=room, mbody="thank you", mtype="groupchat")
+        got = await a.messages.wait(lambda m: m["body"] == "thank you", "bob's message")
+        sid = _find(got, "{urn:xmpp:sid:0}stanza-id")
+        check(sid is not None and sid.get("by") == str(room), f"XEP-0359: the room's stanza-id: {got}")
+        oid = _find(got, "{urn:xmpp:occupant-id:0}occupant-id")
+        check(oid is not None and oid.get("id") == b_oid.get("id"), f"XEP-0421: the same occupant-id in message and presence: {got}")
+        step("bob was given voice and spoke; stanza-id and occupant-id present")
+
+        a.plugin["xep_0045"].invite(room, c.boundjid.bare, reason="join us")
+        inv = await c.messages.wait(lambda m: _find(m, f"{MUC_USER}invite") is not None, "alice's mediated invitation")
+        check(JID(_find(inv, f"{MUC_USER}invite").get("from")).bare == a.boundjid.bare, f"XEP-0045 7.8.2: from the inviter: {inv}")
+        check(_find(inv, f"{MUC_USER}password") is not None, f"XEP-0045 7.8.2: with the room's password: {inv}")
+        c.plugin["xep_0045"].decline(room, a.boundjid.bare, reason="busy")
+        dec = await a.messages.wait(lambda m: _find(m, f"{MUC_USER}decline") is not None, "carol's decline")
+        check(JID(_find(dec, f"{MUC_USER}decline").get("from")).bare == c.boundjid.bare, f"XEP-0045 7.8.2: the decline names carol: {dec}")
+        a.plugin["xep_0249"].send_invitation(c.boundjid.bare, room, password="s3cret", reason="direct")
+        direct = await c.messages.wait(lambda m: m["groupchat_invite"]["jid"] == room, "alice's direct invitation")
+        check(direct["groupchat_invite"]["password"] == "s3cret", f"XEP-0249: the password: {direct}")
+        step("mediated invitation, decline and direct invitation")
+
+        await a.plugin["xep_0045"].set_affiliation(room, "member", jid=b.boundjid.bare, timeout=10)
+        await b.presences.wait(lambda p: p["from"] == JID(f"{room}/Bob") and p["muc"]["affiliation"] == "member", "bob made a member")
+        await a.plugin["xep_0045"].set_room_config(room, _room_config({"membersonly": True}), timeout=10)
+        notice = await b.messages.wait(lambda m: 104 in _codes(m), "the configuration change announced")
+        members = await a.plugin["xep_0045"].get_affiliation_list(room, "member", timeout=10)
+        check([str(j) for j in members] == [str(b.boundjid.bare)], f"XEP-0045 9.5: the member list: {members}")
+        try:
+            await c.plugin["xep_0045"].join_muc_wait(room, "Carol", password="s3cret", timeout=10)
+            check(False, "XEP-0045 7.2.6: a members-only room keeps non-members out")
+        except PresenceError as e:
+            check(e.presence["error"]["condition"] == "registration-required", f"XEP-0045 7.2.6: registration-required: {e.presence}")
+        step("members-only: bob stays as a member, carol is kept out")
+
+        await a.plugin["xep_0045"].set_affiliation(room, "member", jid=c.boundjid.bare, timeout=10)
+        await b.iq(_muc_register(b, str(room), "Bobby"), "XEP-0045 7.10: bob registers the nickname Bobby")
+        try:
+            await c.plugin["xep_0045"].join_muc_wait(room, "Bobby", password="s3cret", timeout=10)
+            check(False, "XEP-0045 7.2.9: a reserved nickname is not for others")
+        except PresenceError as e:
+            check(e.presence["error"]["condition"] == "conflict", f"XEP-0045 7.2.9: conflict: {e.presence}")
+        await c.plugin["xep_0045"].join_muc_wait(room, "Carol", password="s3cret", timeout=10)
+        step("bob registered a nickname; carol cannot take it")
+        await a.plugin["xep_0045"].set_role(room, "Carol", "none", reason="too loud", timeout=10)
+        kicked = await c.presences.wait(lambda p: p["from"] == JID(f"{room}/Carol") and p["type"] == "unavailable", "carol kicked")
+        check({307, 110} <= _codes(kicked), f"XEP-0045 8.2: 307 to the kicked: {kicked}")
+        check("too loud" in str(kicked), f"XEP-0045 8.2: the reason: {kicked}")
+        seen = await b.presences.wait(lambda p: p["from"] == JID(f"{room}/Carol") and p["type"] == "unavailable", "carol's kick seen by bob")
+        check(307 in _codes(seen), f"XEP-0045 8.2: 307 to the others: {seen}")
+        await a.plugin["xep_0045"].set_affiliation(room, "outcast", jid=c.boundjid.bare, reason="spam", timeout=10)
+        outcasts = await a.plugin["xep_0045"].get_affiliation_list(room, "outcast", timeout=10)
+        check([str(j) for j in outcasts] == [str(c.boundjid.bare)], f"XEP-0045 9.2: the ban list: {outcasts}")
+        try:
+            await c.plugin["xep_0045"].join_muc_wait(room, "Carol", password="s3cret", timeout=10)
+            check(False, "XEP-0045 7.2.7: a banned user stays out")
+        except PresenceError as e:
+            check(e.presence["error"]["condition"] == "forbidden", f"XEP-0045 7.2.7: forbidden: {e.presence}")
+        step("carol kicked (307), then banned and kept out (forbidden)")
+
+        await a.plugin["xep_0045"].destroy(room, reason="done", altroom=f"annex@{service}", timeout=10)
+        end = await b.presences.wait(lambda p: p["from"] == JID(f"{room}/Bob") and p["type"] == "unavailable", "the room destroyed")
+        destroy = _find(end, f"{MUC_USER}destroy")
+        check(destroy is not None and destroy.get("jid") == f"annex@{service}", f"XEP-0045 10.9: the alternate venue: {end}")
+        check("done" in str(end), f"XEP-0045 10.9: the reason: {end}")
+        gone = await a.iq_error(_get_iq(a, str(room), "disco_info"), "disco#info of a destroyed room")
+        check(gone["error"]["condition"] == "item-not-found", f"XEP-0045: the room is gone: {gone}")
+        step("the room was destroyed; bob was told why and where to go")
+    finally:
+        await close_all([a, b, c])
+
+
+def _muc_register(c: Client, room: str, nick: str) -> Any:
+    """A registration with a room (XEP-0045 7.10) reserving `nick`."""
+    from xml.etree import ElementTree as ET
+
+    from slixmpp.plugins.xep_0004 import Form
+
+    form = Form()
+    form["type"] = "submit"
+    form.add_field(var="FORM_TYPE", ftype="hidden", value="http://jabber.org/protocol/muc#register")
+    form.add_field(var="muc#register_roomnick", value=nick)
+    query = ET.Element("{jabber:iq:register}query")
+    query.append(form.xml)
+    iq = c.Iq()
+    iq["type"] = "set"
+    iq["to"] = room
+    iq.xml.append(query)
+    return iq
 
 
 def _ping(c: Client, to: str) -> Any:

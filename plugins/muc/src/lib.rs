@@ -5,22 +5,22 @@
 //! with `instances = 2` one instance of it, in order. Stanzas to the service itself
 //! (`conference.{domain}`) are answered by whichever node received them.
 //!
-//! What this first increment (issue 13) does: service and room discovery; entering (a new
-//! room is created locked, its creator the owner, until the owner accepts the default
-//! configuration — an instant room, §10.1.2 — or cancels), presence updates, nickname
-//! changes and conflicts, exiting (a client going offline exits through the host's
-//! directed-presence bookkeeping), groupchat messages by fan-out with a history for
-//! newcomers, the subject (moderators), private messages, XEP-0410 self-ping. Rooms are
-//! temporary: a room ends with its last occupant.
+//! - [`room`]: one room's rules for occupants (pure); [`admin`]: moderation and
+//!   affiliations; [`config`]: the configuration and its `muc#roomconfig` form;
+//! - [`store`]: what a room needs to resume, stored under the owner's fence before what it
+//!   changes is sent;
+//! - this module: which stanza is which use case, the service's discovery, and the
+//!   rooms this instance holds.
 //!
-//! Rooms survive their node (second increment): what a room needs to resume is stored
-//! under the owner's fence before what it changes is sent ([`store`]). The node that takes
-//! a room over (`ownership-gained`), or an instance that finds a stored room it does not
-//! hold in memory (after a reload), resumes it; occupants whose sessions are gone (they
-//! were on a node that died) leave it with status 333, and so do those of a node that
-//! leaves the pool while this node holds their room (`node-left`). Everyone else stays in,
-//! with their nicknames and roles.
+//! Rooms survive their node: the node that takes a room over (`ownership-gained`), or an
+//! instance that finds a stored room it does not hold in memory (after a reload), resumes
+//! it; occupants whose sessions are gone (they were on a node that died) leave it with
+//! status 333, and so do those of a node that leaves the pool while this node holds their
+//! room (`node-left`). Everyone else stays in, with their nicknames and roles.
 
+mod admin;
+mod config;
+mod register;
 mod room;
 mod store;
 
@@ -29,8 +29,8 @@ use std::collections::HashMap;
 use poolxmpp_sdk::pool::{self, Ownership};
 use poolxmpp_sdk::storage::StorageError;
 use poolxmpp_sdk::{
-    iq_result, jid, send, send_many, Config, Element, Event, Feature, IqType, MessageType, PresenceType, Stanza,
-    StanzaError, StanzaType, NS_CLIENT,
+    iq_result, jid, send, send_many, Config as PluginConfig, Element, Event, Feature, IqType, MessageType,
+    PresenceType, Stanza, StanzaError, StanzaType, NS_CLIENT,
 };
 
 use poolxmpp_sdk::time::utc;
@@ -41,19 +41,24 @@ pub mod ns {
     pub const MUC: &str = "http://jabber.org/protocol/muc";
     pub const MUC_USER: &str = "http://jabber.org/protocol/muc#user";
     pub const MUC_OWNER: &str = "http://jabber.org/protocol/muc#owner";
+    pub const MUC_ADMIN: &str = "http://jabber.org/protocol/muc#admin";
     pub const DISCO_INFO: &str = "http://jabber.org/protocol/disco#info";
     pub const DISCO_ITEMS: &str = "http://jabber.org/protocol/disco#items";
     pub const DATA: &str = "jabber:x:data";
     pub const DELAY: &str = "urn:xmpp:delay";
     pub const PING: &str = "urn:xmpp:ping";
+    pub const SID: &str = "urn:xmpp:sid:0";
+    pub const OCCUPANT_ID: &str = "urn:xmpp:occupant-id:0";
+    pub const CONFERENCE: &str = "jabber:x:conference";
+    pub const REGISTER: &str = "jabber:iq:register";
 }
 
 /// The most rooms one instance holds; creating more is refused with `resource-constraint`.
 const MAX_ROOMS: usize = 10_000;
-/// The most occupants a room takes (§7.2.10: `service-unavailable` when full).
-const MAX_OCCUPANTS: usize = 1_000;
 /// The longest nickname accepted, in bytes (a JID resource's limit).
 const MAX_NICK: usize = 1023;
+/// The most rooms the service's disco#items lists.
+const MAX_LISTED: usize = 100;
 
 /// A room this node holds, with the hold its writes are fenced by.
 struct Held {
@@ -67,7 +72,7 @@ pub struct Muc {
 }
 
 impl Feature for Muc {
-    fn init(_config: &Config) -> Result<Self, String> {
+    fn init(_config: &PluginConfig) -> Result<Self, String> {
         Ok(Muc::default())
     }
 
@@ -82,7 +87,7 @@ impl Feature for Muc {
         };
         out.extend(match (jid::node(&to).is_some(), stanza.type_) {
             (false, StanzaType::Iq(IqType::Get | IqType::Set)) => self.service_iq(&stanza, &element)?,
-            (false, _) => return Ok(()), // nothing else is for the service itself
+            (false, _) => Vec::new(), // nothing else is for the service itself
             (true, StanzaType::Presence(kind)) => {
                 match self.presence(&stanza, kind, &room, nick.as_deref(), &element) {
                     Ok(out) => out,
@@ -90,7 +95,7 @@ impl Feature for Muc {
                 }
             }
             (true, StanzaType::Message(MessageType::Error) | StanzaType::Iq(IqType::Result | IqType::Error)) => {
-                return Ok(()); // never answered; a bounced room message is not resent
+                Vec::new() // never answered; a bounced room message is not resent
             }
             (true, StanzaType::Message(kind)) => self.message(&stanza, kind, &room, nick.as_deref(), &element)?,
             (true, StanzaType::Iq(_)) => self.room_iq(&stanza, &room, nick.as_deref(), &element)?,
@@ -134,6 +139,7 @@ impl Muc {
         nick: Option<&str>,
         element: &Element,
     ) -> Result<Vec<Out>, StanzaError> {
+        let now = poolxmpp_sdk::now_ms();
         match kind {
             PresenceType::Unavailable | PresenceType::Error => {
                 let Some(held) = self.rooms.get_mut(room) else {
@@ -146,12 +152,8 @@ impl Muc {
                 }
                 // The occupant is gone whatever the store says: its leaving is sent anyway
                 // (a stale record is dropped as a ghost when the room is next resumed).
-                let stored = match held.room.is_empty() {
-                    true => self.end(room),
-                    false => store::save_occupant(&held.owned, &held.room, &stanza.from),
-                };
-                if let Err(e) = stored {
-                    poolxmpp_sdk::warn!("room {room}: {}'s leaving not stored: {e}", stanza.from);
+                if let Err(e) = self.commit(room) {
+                    poolxmpp_sdk::warn!("room {room}: {}'s leaving not stored: {e:?}", stanza.from);
                 }
                 Ok(out)
             }
@@ -160,20 +162,9 @@ impl Muc {
                 let Some(held) = self.rooms.get_mut(room) else {
                     return self.create(room, &stanza.from, nick, element);
                 };
-                let was_in = held.room.occupant(&stanza.from).is_some();
-                if !was_in && held.room.occupant_count() >= MAX_OCCUPANTS {
-                    return Err(StanzaError::service_unavailable().with_text("this room is full"));
-                }
-                let out = held.room.presence(&stanza.from, nick, element)?;
-                match store::save_occupant(&held.owned, &held.room, &stanza.from) {
-                    Ok(()) => Ok(out),
-                    Err(e) => {
-                        if !was_in {
-                            held.room.forget(&stanza.from);
-                        }
-                        Err(self.not_stored(room, e))
-                    }
-                }
+                let out = held.room.presence(&stanza.from, nick, element, now)?;
+                self.commit(room)?;
+                Ok(out)
             }
             // Subscriptions and probes mean nothing to a room.
             _ => Ok(Vec::new()),
@@ -187,14 +178,28 @@ impl Muc {
             return Err(StanzaError::resource_constraint().with_text("too many rooms"));
         }
         let owned = pool::owned(room).ok_or_else(not_held)?;
-        let mut r = Room::new(room);
-        let out = r.enter(from, nick, room::payload_of(element), true)?;
-        if let Err(e) = store::save_room(&owned, &r).and_then(|()| store::save_occupant(&owned, &r, from)) {
-            return Err(self.not_stored(room, e));
-        }
-        poolxmpp_sdk::info!("room {room} created by {from}");
+        let mut r = Room::new(room, from, salt());
+        let out = r.enter(from, nick, element, true, poolxmpp_sdk::now_ms())?;
         self.rooms.insert(room.to_string(), Held { room: r, owned });
+        self.commit(room)?;
+        poolxmpp_sdk::info!("room {room} created by {from}");
         Ok(out)
+    }
+
+    /// Store what changed in `room` since it was last stored. If that fails, the room
+    /// is dropped from memory, so the next stanza resumes it as the store has it (and a
+    /// fenced write means another node holds it now): the change is not sent, and its
+    /// sender gets the error. A temporary room whose last occupant left ends here.
+    fn commit(&mut self, room: &str) -> Result<(), StanzaError> {
+        let Some(held) = self.rooms.get_mut(room) else {
+            return Ok(());
+        };
+        let dirty = held.room.take_dirty();
+        if held.room.is_empty() && !held.room.config.persistent {
+            let held = self.rooms.remove(room).expect("held above");
+            return store::forget(&held.owned, room).map_err(|e| self.not_stored(room, e));
+        }
+        store::save(&held.owned, &held.room, &dirty).map_err(|e| self.not_stored(room, e))
     }
 
     /// Bring a stored room into memory if it is not (after a reload, or when this node
@@ -239,34 +244,21 @@ impl Muc {
         let mut out = Vec::new();
         for jid in &gone {
             out.extend(held.room.lost(jid));
-            if let Err(e) = store::save_occupant(&held.owned, &held.room, jid) {
-                poolxmpp_sdk::warn!("room {room}: {jid}'s removal not stored: {e}");
-            }
         }
         if !gone.is_empty() {
             poolxmpp_sdk::info!("room {room}: {} occupants gone with their sessions", gone.len());
         }
-        if held.room.is_empty() {
-            if let Err(e) = self.end(room) {
-                poolxmpp_sdk::warn!("room {room}: its end not stored: {e}");
-            }
+        if let Err(e) = self.commit(room) {
+            poolxmpp_sdk::warn!("room {room}: the removal of its ghosts not stored: {e:?}");
         }
         out
     }
 
-    /// A temporary room's last occupant left: it ends, here and in the store.
-    fn end(&mut self, room: &str) -> poolxmpp_sdk::storage::Result<()> {
-        match self.rooms.remove(room) {
-            Some(held) => store::forget(&held.owned, room),
-            None => Ok(()),
-        }
-    }
-
-    /// A write that failed: the change was not made, and its sender is told. If another
-    /// node holds the room now, this one lets go of it.
+    /// A write that failed: if another node holds the room now, say so; else the store
+    /// could not take it.
     fn not_stored(&mut self, room: &str, e: StorageError) -> StanzaError {
+        self.rooms.remove(room);
         if e.is_fenced() {
-            self.rooms.remove(room);
             poolxmpp_sdk::warn!("room {room}: another node holds it now; dropped here");
             return not_held();
         }
@@ -286,33 +278,36 @@ impl Muc {
             return Err(StanzaError::item_not_found().with_text("no such room"));
         };
         let r = &mut held.room;
-        match (kind, nick) {
+        let x = element.get_child("x", ns::MUC_USER);
+        let out = match (kind, nick) {
             (MessageType::Groupchat, None) => {
-                let spoken = r.groupchat(&stanza.from, element, &utc(poolxmpp_sdk::now_ms()))?;
+                let now = poolxmpp_sdk::now_ms();
+                let spoken = r.groupchat(&stanza.from, element, &utc(now), now)?;
+                if spoken == Spoken::Again {
+                    return Ok(Vec::new());
+                }
                 // Stored before it is sent: a message everyone got is in the history the
                 // room's next owner resumes.
-                let stored = match &spoken {
-                    Spoken::Said(said) => store::save_said(&held.owned, room, said),
-                    Spoken::Subject(subject) => {
-                        let previous = r.subject.replace(subject.clone());
-                        let stored = store::save_room(&held.owned, r);
-                        r.subject = previous;
-                        stored
-                    }
-                    Spoken::Again => Ok(()),
-                };
-                match stored {
-                    Ok(()) => Ok(r.keep(spoken)),
-                    Err(e) => Err(self.not_stored(room, e)),
-                }
+                r.keep(spoken)
             }
             (MessageType::Groupchat, Some(_)) => {
-                Err(StanzaError::bad_request().with_text("groupchat messages go to the room's bare JID"))
+                return Err(StanzaError::bad_request().with_text("groupchat messages go to the room's bare JID"))
             }
-            (_, Some(nick)) => r.private(&stanza.from, nick, element),
-            // Mediated invitations and the like come with the next increment.
-            (_, None) => Err(StanzaError::feature_not_implemented()),
-        }
+            (_, Some(nick)) => return r.private(&stanza.from, nick, element),
+            (_, None) if x.is_some_and(|x| x.has_child("invite", ns::MUC_USER)) => {
+                r.invite(&stanza.from, x.expect("checked"))?
+            }
+            (_, None) if x.is_some_and(|x| x.has_child("decline", ns::MUC_USER)) => {
+                return r.decline(&stanza.from, x.expect("checked"))
+            }
+            (_, None) if admin::is_voice_form(element) => r.voice_form(&stanza.from, element)?,
+            (_, None) => {
+                return Err(StanzaError::bad_request()
+                    .with_text("a message to a room is groupchat, an invitation, a decline or a voice request"))
+            }
+        };
+        self.commit(room)?;
+        Ok(out)
     }
 
     fn room_iq(
@@ -322,7 +317,7 @@ impl Muc {
         nick: Option<&str>,
         element: &Element,
     ) -> Result<Vec<Out>, StanzaError> {
-        let Some(r) = self.rooms.get(room).map(|held| &held.room) else {
+        let Some(r) = self.rooms.get_mut(room).map(|held| &mut held.room) else {
             return Err(StanzaError::item_not_found().with_text("no such room"));
         };
         let payload = element.elements().next();
@@ -338,57 +333,115 @@ impl Muc {
             return Err(StanzaError::feature_not_implemented());
         }
         let is_get = stanza.type_ == StanzaType::Iq(IqType::Get);
-        match (ns.as_str(), is_get) {
-            (ns::DISCO_INFO, true) => Ok(vec![Out::One(iq_result(stanza, Some(room_info(r))))]),
-            (ns::DISCO_ITEMS, true) => Ok(vec![Out::One(iq_result(
-                stanza,
-                Some(Element::new("query", ns::DISCO_ITEMS)),
-            ))]),
-            (ns::MUC_OWNER, _) => self.owner(stanza, room, payload.expect("a namespace means a payload"), is_get),
-            _ => Err(StanzaError::service_unavailable()),
-        }
+        let payload = payload.expect("a namespace means a payload");
+        let out = match (ns.as_str(), is_get) {
+            (ns::DISCO_INFO, true) if payload.get_attr("node") == Some("x-roomuser-item") => {
+                return Ok(vec![Out::One(iq_result(
+                    stanza,
+                    Some(r.reserved_nick_info(&stanza.from)),
+                ))])
+            }
+            (ns::DISCO_INFO, true) => return Ok(vec![Out::One(iq_result(stanza, Some(room_info(r))))]),
+            (ns::REGISTER, true) => {
+                return Ok(vec![Out::One(iq_result(
+                    stanza,
+                    Some(r.registration_form(&stanza.from)?),
+                ))])
+            }
+            (ns::REGISTER, false) => {
+                r.register(&stanza.from, payload)?;
+                vec![Out::One(iq_result(stanza, None))]
+            }
+            (ns::DISCO_ITEMS, true) => {
+                // §6.5: occupants are not listed (the room is not non-anonymous to strangers).
+                let items = Element::new("query", ns::DISCO_ITEMS);
+                return Ok(vec![Out::One(iq_result(stanza, Some(items)))]);
+            }
+            (ns::MUC_ADMIN, true) => {
+                return Ok(vec![Out::One(iq_result(
+                    stanza,
+                    Some(r.admin_get(&stanza.from, payload)?),
+                ))])
+            }
+            (ns::MUC_ADMIN, false) => {
+                let mut out = r.admin_set(&stanza.from, payload)?;
+                out.insert(0, Out::One(iq_result(stanza, None)));
+                out
+            }
+            (ns::MUC_OWNER, _) => self.owner(stanza, room, payload, is_get)?,
+            _ => return Err(StanzaError::service_unavailable()),
+        };
+        self.commit(room)?;
+        Ok(out)
     }
 
-    /// §10.1: the owner's configuration. This increment has one configuration, the
-    /// default: asked for, it is an empty form; submitted (an instant room) or cancelled.
+    /// §10: the owner's configuration form, its submission or cancellation, and the
+    /// room's destruction.
     fn owner(&mut self, stanza: &Stanza, room: &str, query: &Element, is_get: bool) -> Result<Vec<Out>, StanzaError> {
         let held = self.rooms.get_mut(room).expect("checked by the caller");
         let r = &mut held.room;
         if !r.is_owner(&stanza.from) {
-            return Err(StanzaError::forbidden().with_text("only the room's owner may configure it"));
+            return Err(StanzaError::forbidden().with_text("only the room's owners may configure it"));
         }
         if is_get {
-            let form = Element::new("x", ns::DATA).attr("type", "form").child(
-                Element::new("field", ns::DATA)
-                    .attr("var", "FORM_TYPE")
-                    .attr("type", "hidden")
-                    .child(Element::new("value", ns::DATA).text("http://jabber.org/protocol/muc#roomconfig")),
+            let form = r.config.form(
+                &r.with_affiliation(room::Affiliation::Owner),
+                &r.with_affiliation(room::Affiliation::Admin),
             );
-            return Ok(vec![Out::One(iq_result(
-                stanza,
-                Some(Element::new("query", ns::MUC_OWNER).child(form)),
-            ))]);
+            let query = Element::new("query", ns::MUC_OWNER).child(form);
+            return Ok(vec![Out::One(iq_result(stanza, Some(query)))]);
         }
-        match query.get_child("x", ns::DATA).and_then(|x| x.get_attr("type")) {
+        if let Some(destroy) = query.get_child("destroy", ns::MUC_OWNER) {
+            let mut out = r.destroy(destroy);
+            let owned = held.owned.clone();
+            self.rooms.remove(room);
+            if let Err(e) = store::forget(&owned, room) {
+                poolxmpp_sdk::warn!("room {room}: its destruction not stored: {e}");
+            }
+            poolxmpp_sdk::info!("room {room} destroyed by {}", stanza.from);
+            out.insert(0, Out::One(iq_result(stanza, None)));
+            return Ok(out);
+        }
+        let form = query.get_child("x", ns::DATA);
+        match form.and_then(|x| x.get_attr("type")) {
             Some("submit") => {
-                let was_locked = std::mem::replace(&mut r.locked, false);
-                if let Err(e) = store::save_room(&held.owned, r) {
-                    r.locked = was_locked;
-                    return Err(self.not_stored(room, e));
+                let (config, named) = r.config.submitted(form.expect("a type means a form"))?;
+                let mut out = vec![Out::One(iq_result(stanza, None))];
+                // Owners and admins the form names are added (an empty list removes none).
+                for (jids, affiliation) in [
+                    (named.owners, room::Affiliation::Owner),
+                    (named.admins, room::Affiliation::Admin),
+                ] {
+                    if let Some(jids) = jids {
+                        let items: String = jids
+                            .iter()
+                            .filter(|j| r.affiliation_of(j) != affiliation)
+                            .map(|j| format!("<item affiliation='{}' jid='{}'/>", affiliation.as_str(), xml_escape(j)))
+                            .collect();
+                        if !items.is_empty() {
+                            let q = Element::parse(&format!("<query xmlns='{}'>{items}</query>", ns::MUC_ADMIN))
+                                .map_err(|_| StanzaError::bad_request())?;
+                            out.extend(r.admin_set(&stanza.from, &q)?);
+                        }
+                    }
                 }
-                Ok(vec![Out::One(iq_result(stanza, None))])
+                let was_locked = r.locked;
+                r.unlock();
+                if was_locked {
+                    r.config = config; // a new room's first configuration is not a change
+                } else {
+                    out.extend(r.configure(config));
+                }
+                Ok(out)
             }
             Some("cancel") if r.locked => {
                 // Creation cancelled: the room goes, and its owner with it (§10.1.2).
                 let mut out = r.exit(&stanza.from, None);
-                if let Err(e) = self.end(room) {
-                    poolxmpp_sdk::warn!("room {room}: its end not stored: {e}");
-                }
                 out.insert(0, Out::One(iq_result(stanza, None)));
                 Ok(out)
             }
             Some("cancel") => Ok(vec![Out::One(iq_result(stanza, None))]),
-            _ => Err(StanzaError::bad_request().with_text("expected a data form to submit or cancel")),
+            _ => Err(StanzaError::bad_request().with_text("expected a data form to submit or cancel, or a destroy")),
         }
     }
 
@@ -397,26 +450,34 @@ impl Muc {
         let is_get = stanza.type_ == StanzaType::Iq(IqType::Get);
         match (payload.map(|p| p.ns.as_str()), is_get) {
             (Some(ns::DISCO_INFO), true) => {
-                let query = Element::new("query", ns::DISCO_INFO)
-                    .child(
-                        Element::new("identity", ns::DISCO_INFO)
-                            .attr("category", "conference")
-                            .attr("type", "text")
-                            .attr("name", "Chatrooms"),
-                    )
-                    .child(feature(ns::DISCO_INFO))
-                    .child(feature(ns::DISCO_ITEMS))
-                    .child(feature(ns::MUC));
+                let mut query = Element::new("query", ns::DISCO_INFO).child(
+                    Element::new("identity", ns::DISCO_INFO)
+                        .attr("category", "conference")
+                        .attr("type", "text")
+                        .attr("name", "Chatrooms"),
+                );
+                for var in [
+                    ns::DISCO_INFO,
+                    ns::DISCO_ITEMS,
+                    ns::MUC,
+                    ns::SID,
+                    ns::OCCUPANT_ID,
+                    ns::CONFERENCE,
+                ] {
+                    query.push(feature(var));
+                }
                 Ok(vec![Out::One(iq_result(stanza, Some(query)))])
             }
             (Some(ns::DISCO_ITEMS), true) => {
-                // The rooms this instance holds; across a pool's nodes and instances the
-                // list comes with shared room storage (next increment).
+                // The public rooms of the whole pool: their records are in the shared store.
+                let service = stanza.to.as_deref().unwrap_or_default();
                 let mut query = Element::new("query", ns::DISCO_ITEMS);
-                let mut rooms: Vec<&String> = self.rooms.keys().collect();
-                rooms.sort();
-                for room in rooms.into_iter().take(100) {
-                    query.push(Element::new("item", ns::DISCO_ITEMS).attr("jid", room.as_str()));
+                for (room, name) in store::public_rooms(service, MAX_LISTED)? {
+                    let mut item = Element::new("item", ns::DISCO_ITEMS).attr("jid", room.as_str());
+                    if !name.is_empty() {
+                        item.set_attr("name", name);
+                    }
+                    query.push(item);
                 }
                 Ok(vec![Out::One(iq_result(stanza, Some(query)))])
             }
@@ -440,13 +501,53 @@ fn session_exists(jid: &str) -> bool {
         .any(|r| r.jid == jid)
 }
 
+/// A bare JID from a client's payload (an invitee, an affiliation's user), normalised as
+/// the room keys users (lower case), or none if it is not one: `[node@]domain`, no
+/// resource kept, no spaces or control characters, each part within RFC 7622's 1023 bytes.
+pub fn bare_jid(jid: &str) -> Option<String> {
+    let bare = jid::bare(jid.trim());
+    let (node, domain) = match bare.split_once('@') {
+        Some((n, d)) => (Some(n), d),
+        None => (None, bare),
+    };
+    let part_ok = |p: &str| {
+        !p.is_empty()
+            && p.len() <= 1023
+            && !p
+                .chars()
+                .any(|c| c.is_whitespace() || c.is_control() || "\"&'/:<>@".contains(c))
+    };
+    (node.is_none_or(part_ok) && part_ok(domain) && !domain.starts_with('.') && !domain.ends_with('.'))
+        .then(|| bare.to_lowercase())
+}
+
+/// A new room's salt: 128 bits from the random keys std's hasher draws from the host
+/// (`wasi:random` in a component), so occupant-ids cannot be computed from JIDs.
+fn salt() -> String {
+    use std::hash::{BuildHasher, Hasher};
+    (0..2)
+        .map(|_| {
+            let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+            h.write_u64(poolxmpp_sdk::now_ms());
+            format!("{:016x}", h.finish())
+        })
+        .collect()
+}
+
+fn xml_escape(s: &str) -> String {
+    poolxmpp_sdk::xml::escape(s)
+}
+
 fn feature(var: &str) -> Element {
     Element::new("feature", ns::DISCO_INFO).attr("var", var)
 }
 
-/// A room's disco#info (§6.4): what kind of room it is.
+/// A room's disco#info (§6.4): what kind of room it is, and its `muc#roominfo` form.
 fn room_info(room: &Room) -> Element {
-    let name = jid::node(&room.jid).unwrap_or_default().to_string();
+    let name = match room.config.name.as_str() {
+        "" => jid::node(&room.jid).unwrap_or_default().to_string(),
+        name => name.to_string(),
+    };
     let mut query = Element::new("query", ns::DISCO_INFO).child(
         Element::new("identity", ns::DISCO_INFO)
             .attr("category", "conference")
@@ -455,17 +556,24 @@ fn room_info(room: &Room) -> Element {
     );
     for var in [
         ns::MUC,
-        "muc_temporary",
-        "muc_open",
-        "muc_semianonymous",
-        "muc_unmoderated",
-        "muc_unsecured",
-        "muc_public",
-        "urn:xmpp:ping",
-    ] {
+        ns::PING,
+        ns::SID,
+        ns::OCCUPANT_ID,
+        ns::CONFERENCE,
+        ns::REGISTER,
+    ]
+    .into_iter()
+    .chain(room.config.features())
+    {
         query.push(feature(var));
     }
-    query
+    let subject = room
+        .subject
+        .as_ref()
+        .and_then(|s| s.get_child("subject", NS_CLIENT))
+        .map(|s| s.text_content())
+        .unwrap_or_default();
+    query.child(room.config.info_form(room.occupant_count(), &subject))
 }
 
 /// A nickname is the resource of the occupant JID: present, not blank (§7.2.1:

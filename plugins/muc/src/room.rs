@@ -1,15 +1,25 @@
-//! One room's state and the XEP-0045 rules for occupants: entering, presence changes,
-//! nickname changes, exiting, groupchat and private messages, the subject. Pure: every
-//! method returns what to send ([`Out`]), so the rules are unit-tested without a host.
+//! One room's state and the XEP-0045 rules for occupants: entering (password, members-only,
+//! bans, a full room, history requests), presence changes, nickname changes, exiting,
+//! groupchat and private messages, the subject, invitations, configuration changes and
+//! destruction. Moderation and affiliations are in [`crate::admin`]. Pure: every method
+//! returns what to send ([`Out`]) and notes what changed ([`Dirty`]), so the rules are
+//! unit-tested without a host and the caller stores exactly what changed.
 
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
-use poolxmpp_sdk::{Element, StanzaError, NS_CLIENT};
+use poolxmpp_sdk::{Condition, Element, ErrorType, StanzaError, NS_CLIENT};
 
+use crate::config::{AllowPm, Config, Whois};
 use crate::ns;
 
 /// How many groupchat messages a room keeps for newcomers (XEP-0045 §7.2.15).
 pub const HISTORY: usize = 20;
+/// One occupant's groupchat rate: a burst of this many messages...
+const RATE_BURST: f64 = 30.0;
+/// ...then this many per second.
+const RATE_PER_SEC: f64 = 10.0;
+/// The most invitations one message may carry.
+const MAX_INVITES: usize = 10;
 
 /// What a room sends: one stanza, or one stanza to many recipients (the host's fan-out).
 #[derive(Debug, Clone, PartialEq)]
@@ -18,11 +28,12 @@ pub enum Out {
     Many(Element, Vec<String>),
 }
 
-/// An occupant's role in the room (XEP-0045 §5.1).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// An occupant's role in the room (XEP-0045 §5.1); `none` is not being in the room.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Role {
-    Moderator,
+    Visitor,
     Participant,
+    Moderator,
 }
 
 impl Role {
@@ -30,35 +41,61 @@ impl Role {
         match self {
             Role::Moderator => "moderator",
             Role::Participant => "participant",
+            Role::Visitor => "visitor",
         }
     }
 
     pub fn parse(s: &str) -> Option<Role> {
-        [Role::Moderator, Role::Participant]
+        [Role::Moderator, Role::Participant, Role::Visitor]
             .into_iter()
             .find(|r| r.as_str() == s)
     }
 }
 
-/// An occupant's affiliation with the room (XEP-0045 §5.2).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// A user's affiliation with the room (XEP-0045 §5.2), in rank order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Affiliation {
-    Owner,
+    Outcast,
     None,
+    Member,
+    Admin,
+    Owner,
 }
 
 impl Affiliation {
     pub fn as_str(self) -> &'static str {
         match self {
             Affiliation::Owner => "owner",
+            Affiliation::Admin => "admin",
+            Affiliation::Member => "member",
             Affiliation::None => "none",
+            Affiliation::Outcast => "outcast",
         }
     }
 
     pub fn parse(s: &str) -> Option<Affiliation> {
-        [Affiliation::Owner, Affiliation::None]
-            .into_iter()
-            .find(|a| a.as_str() == s)
+        [
+            Affiliation::Owner,
+            Affiliation::Admin,
+            Affiliation::Member,
+            Affiliation::None,
+            Affiliation::Outcast,
+        ]
+        .into_iter()
+        .find(|a| a.as_str() == s)
+    }
+
+    /// The role an occupant with this affiliation has on entering (§5.1.2); none for an
+    /// outcast, who may not enter.
+    pub fn default_role(self, moderated: bool) -> Option<Role> {
+        match self {
+            Affiliation::Owner | Affiliation::Admin => Some(Role::Moderator),
+            Affiliation::Member => Some(Role::Participant),
+            Affiliation::None if moderated => Some(Role::Visitor),
+            Affiliation::None => Some(Role::Participant),
+            Affiliation::Outcast => None,
+        }
     }
 }
 
@@ -68,19 +105,43 @@ pub struct Occupant {
     /// The occupant's full JID: where the room's stanzas for it go.
     pub jid: String,
     pub role: Role,
-    pub affiliation: Affiliation,
     /// What the occupant's last presence carried (show, status, caps, ...), minus the
     /// MUC elements: repeated in the room's presence for it.
     pub payload: Vec<Element>,
+    /// Its groupchat rate budget (not stored: a new owner starts it afresh).
+    pub bucket: Bucket,
+}
+
+/// A token bucket: [`RATE_BURST`] messages, refilled at [`RATE_PER_SEC`].
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Bucket {
+    used: f64,
+    at_ms: u64,
+}
+
+impl Bucket {
+    /// Take one message's token at `now_ms`; false if the budget is spent.
+    fn take(&mut self, now_ms: u64) -> bool {
+        let refill = now_ms.saturating_sub(self.at_ms) as f64 / 1000.0 * RATE_PER_SEC;
+        self.used = (self.used - refill).max(0.0);
+        self.at_ms = now_ms;
+        if self.used + 1.0 > RATE_BURST {
+            return false;
+        }
+        self.used += 1.0;
+        true
+    }
 }
 
 /// One groupchat message as the room broadcast it, kept in its history.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Said {
-    /// The room's count of messages: the history's order, and where it is stored.
+    /// The room's count of messages: the history's order, where it is stored, its stanza-id.
     pub seq: u64,
-    /// When the room received it (XEP-0082), for the `<delay/>` of its replay.
+    /// When the room received it (XEP-0082), for the `<delay/>` of its replay...
     pub stamp: String,
+    /// ...and in milliseconds, for history requests by `seconds` and `since`.
+    pub at_ms: u64,
     /// The sender's full JID and the message's `id`: a message the pool hands the room a
     /// second time (its previous owner died before confirming it) is recognised by them.
     pub sender: String,
@@ -101,6 +162,46 @@ pub enum Spoken {
     Again,
 }
 
+/// What changed in a room since the caller last stored it.
+#[derive(Debug, Default, PartialEq)]
+pub struct Dirty {
+    /// The room's own record (lock, subject, configuration, affiliations).
+    pub room: bool,
+    /// Occupants (full JIDs) entered, changed or gone.
+    pub occupants: BTreeSet<String>,
+    /// History entries added (their sequence numbers).
+    pub said: Vec<u64>,
+}
+
+/// What a newcomer asked of the history (§7.2.15); no limits: all the room keeps.
+#[derive(Debug, Default, Clone, Copy, PartialEq)]
+pub struct HistoryRequest {
+    pub max_stanzas: Option<usize>,
+    pub max_chars: Option<usize>,
+    /// Only messages at or after this time (ms): `seconds` and `since` both become one.
+    pub since_ms: Option<u64>,
+}
+
+impl HistoryRequest {
+    /// The `<history/>` of a join request, at `now_ms`.
+    pub fn of(join: &Element, now_ms: u64) -> HistoryRequest {
+        let Some(h) = join
+            .get_child("x", ns::MUC)
+            .and_then(|x| x.get_child("history", ns::MUC))
+        else {
+            return HistoryRequest::default();
+        };
+        let number = |name: &str| h.get_attr(name).and_then(|v| v.trim().parse::<u64>().ok());
+        let seconds = number("seconds").map(|s| now_ms.saturating_sub(s.saturating_mul(1000)));
+        let since = h.get_attr("since").and_then(poolxmpp_sdk::time::parse_utc);
+        HistoryRequest {
+            max_stanzas: number("maxstanzas").map(|n| n as usize),
+            max_chars: number("maxchars").map(|n| n as usize),
+            since_ms: seconds.max(since),
+        }
+    }
+}
+
 /// One room.
 #[derive(Debug)]
 pub struct Room {
@@ -114,31 +215,54 @@ pub struct Room {
     next_seq: u64,
     /// The subject message as broadcast, if one was set.
     pub subject: Option<Element>,
-    /// A new room is locked until its owner accepts the default configuration (§10.1.2);
-    /// until then nobody else may enter.
+    /// A new room is locked until its owner configures it (§10.1.2); until then nobody
+    /// else may enter.
     pub locked: bool,
+    pub config: Config,
+    /// Users' affiliations by bare JID; `none` is not kept.
+    affiliations: BTreeMap<String, Affiliation>,
+    /// Nicknames reserved by registration (§7.10), by bare JID.
+    pub(crate) reserved: BTreeMap<String, String>,
+    /// Random to the room, fixed for its life: its occupant-ids (XEP-0421) and stanza-ids
+    /// (XEP-0359) are made from it, so they tell nothing and are never reused.
+    pub salt: String,
+    dirty: Dirty,
+}
+
+/// The bare JID of a full one, as affiliations are keyed.
+fn bare(jid: &str) -> &str {
+    poolxmpp_sdk::jid::bare(jid)
 }
 
 impl Room {
-    /// A new room, entered by its creator (its owner) — the caller then calls
+    /// A new room, locked, `creator` (a full JID) its owner — the caller then calls
     /// [`Room::enter`] for the creator.
-    pub fn new(jid: &str) -> Room {
-        Room {
-            jid: jid.to_string(),
-            occupants: Vec::new(),
-            history: VecDeque::new(),
-            next_seq: 0,
-            subject: None,
-            locked: true,
-        }
+    pub fn new(jid: &str, creator: &str, salt: String) -> Room {
+        let mut room = Room::restore(
+            jid,
+            true,
+            None,
+            Config::default(),
+            BTreeMap::new(),
+            salt,
+            Vec::new(),
+            Vec::new(),
+        );
+        room.affiliations.insert(bare(creator).to_string(), Affiliation::Owner);
+        room.dirty.room = true;
+        room
     }
 
     /// A room as it was stored: its occupants and history (in any order; the last
     /// [`HISTORY`] by sequence are kept).
+    #[allow(clippy::too_many_arguments)]
     pub fn restore(
         jid: &str,
         locked: bool,
         subject: Option<Element>,
+        config: Config,
+        affiliations: BTreeMap<String, Affiliation>,
+        salt: String,
         occupants: Vec<Occupant>,
         mut history: Vec<Said>,
     ) -> Room {
@@ -152,17 +276,17 @@ impl Room {
             history,
             subject,
             locked,
+            config,
+            affiliations,
+            reserved: BTreeMap::new(),
+            salt,
+            dirty: Dirty::default(),
         }
     }
 
-    pub fn occupants(&self) -> &[Occupant] {
-        &self.occupants
-    }
-
-    /// Take an occupant out without telling anyone: undoing an entry that could not be
-    /// stored.
-    pub fn forget(&mut self, jid: &str) {
-        self.occupants.retain(|o| o.jid != jid);
+    /// What changed since the last call, for the caller to store.
+    pub fn take_dirty(&mut self) -> Dirty {
+        std::mem::take(&mut self.dirty)
     }
 
     pub fn is_empty(&self) -> bool {
@@ -173,74 +297,191 @@ impl Room {
         self.occupants.len()
     }
 
+    pub fn occupants(&self) -> &[Occupant] {
+        &self.occupants
+    }
+
+    pub fn said(&self, seq: u64) -> Option<&Said> {
+        self.history.iter().find(|s| s.seq == seq)
+    }
+
     /// The occupant a full JID is in the room as.
     pub fn occupant(&self, jid: &str) -> Option<&Occupant> {
         self.occupants.iter().find(|o| o.jid == jid)
     }
 
-    fn by_nick(&self, nick: &str) -> Option<&Occupant> {
+    pub(crate) fn by_nick(&self, nick: &str) -> Option<&Occupant> {
         self.occupants.iter().find(|o| o.nick == nick)
     }
 
-    fn nick_jid(&self, nick: &str) -> String {
+    pub(crate) fn position(&self, jid: &str) -> Option<usize> {
+        self.occupants.iter().position(|o| o.jid == jid)
+    }
+
+    pub fn affiliations(&self) -> &BTreeMap<String, Affiliation> {
+        &self.affiliations
+    }
+
+    /// A user's affiliation (by any of its JIDs).
+    pub fn affiliation_of(&self, jid: &str) -> Affiliation {
+        self.affiliations.get(bare(jid)).copied().unwrap_or(Affiliation::None)
+    }
+
+    /// Who has `affiliation`, by bare JID.
+    pub fn with_affiliation(&self, affiliation: Affiliation) -> Vec<String> {
+        self.affiliations
+            .iter()
+            .filter(|(_, a)| **a == affiliation)
+            .map(|(j, _)| j.clone())
+            .collect()
+    }
+
+    /// Set a user's affiliation (none removes the entry).
+    pub(crate) fn set_affiliation(&mut self, bare_jid: &str, affiliation: Affiliation) {
+        match affiliation {
+            Affiliation::None => self.affiliations.remove(bare_jid),
+            a => self.affiliations.insert(bare_jid.to_string(), a),
+        };
+        self.dirty.room = true;
+    }
+
+    /// The nickname `jid`'s user reserved, if any.
+    pub fn reserved_nick(&self, jid: &str) -> Option<&str> {
+        self.reserved.get(bare(jid)).map(String::as_str)
+    }
+
+    /// Whether `nick` is reserved by a user other than `bare_jid`.
+    pub(crate) fn nick_reserved_by_other(&self, nick: &str, bare_jid: &str) -> bool {
+        self.reserved.iter().any(|(user, n)| n == nick && user != bare_jid)
+    }
+
+    /// Reserve `nick` for `bare_jid`, noting it for the store.
+    pub(crate) fn reserve(&mut self, bare_jid: &str, nick: &str) {
+        self.reserved.insert(bare_jid.to_string(), nick.to_string());
+        self.dirty.room = true;
+    }
+
+    pub(crate) fn nick_jid(&self, nick: &str) -> String {
         format!("{}/{nick}", self.jid)
+    }
+
+    /// Whether `jid` is in the room as `nick` (XEP-0410 self-ping).
+    pub fn is_in_as(&self, jid: &str, nick: &str) -> bool {
+        self.occupant(jid).is_some_and(|o| o.nick == nick)
+    }
+
+    /// Whether `jid`'s user owns the room.
+    pub fn is_owner(&self, jid: &str) -> bool {
+        self.affiliation_of(jid) == Affiliation::Owner
+    }
+
+    /// The owner accepted a configuration: others may enter.
+    pub fn unlock(&mut self) {
+        if self.locked {
+            self.locked = false;
+            self.dirty.room = true;
+        }
+    }
+
+    /// Take occupant `i` out (kicked, banned), noting it for the store.
+    pub(crate) fn remove_at(&mut self, i: usize) -> Occupant {
+        let o = self.occupants.remove(i);
+        self.dirty.occupants.insert(o.jid.clone());
+        o
+    }
+
+    /// Give occupant `i` a role, noting it for the store.
+    pub(crate) fn set_role(&mut self, i: usize, role: Role) {
+        self.occupants[i].role = role;
+        self.dirty.occupants.insert(self.occupants[i].jid.clone());
     }
 
     /// An available presence from `jid` to `room/nick`: entering, a nickname change or a
     /// presence update.
-    pub fn presence(&mut self, jid: &str, nick: &str, presence: &Element) -> Result<Vec<Out>, StanzaError> {
+    pub fn presence(
+        &mut self,
+        jid: &str,
+        nick: &str,
+        presence: &Element,
+        now_ms: u64,
+    ) -> Result<Vec<Out>, StanzaError> {
         let payload = payload_of(presence);
-        if let Some(i) = self.occupants.iter().position(|o| o.jid == jid) {
+        if let Some(i) = self.position(jid) {
+            self.dirty.occupants.insert(jid.to_string());
             if self.occupants[i].nick == nick {
                 self.occupants[i].payload = payload;
                 // A join request from an occupant: the client thinks it is not in (it
                 // lost its connection's state, or the room's answer): it gets the room
                 // again as a newcomer does.
                 if presence.has_child("x", ns::MUC) {
-                    return Ok(self.welcome(i, &[]));
+                    return Ok(self.welcome(i, &[], HistoryRequest::of(presence, now_ms)));
                 }
                 return Ok(self.broadcast_presence(i, &[]));
             }
             return self.change_nick(i, nick, payload);
         }
-        self.enter(jid, nick, payload, false)
+        self.enter(jid, nick, presence, false, now_ms)
     }
 
-    /// Enter the room as `nick`; `created` when this entry created it (status 201).
+    /// Enter the room as `nick`; `created` when this entry created it (status 201). The
+    /// checks are those of §7.2 in its order.
     pub fn enter(
         &mut self,
         jid: &str,
         nick: &str,
-        payload: Vec<Element>,
+        presence: &Element,
         created: bool,
+        now_ms: u64,
     ) -> Result<Vec<Out>, StanzaError> {
-        if self.by_nick(nick).is_some() {
-            return Err(StanzaError::conflict().with_text("that nickname is taken in this room"));
-        }
+        let affiliation = self.affiliation_of(jid);
         if self.locked && !created {
             return Err(StanzaError::item_not_found().with_text("this room is locked until its owner configures it"));
         }
-        let (role, affiliation) = match created {
-            true => (Role::Moderator, Affiliation::Owner),
-            false => (Role::Participant, Affiliation::None),
+        let Some(role) = affiliation.default_role(self.config.moderated) else {
+            return Err(StanzaError::forbidden().with_text("you are banned from this room"));
         };
+        if self.config.members_only && affiliation < Affiliation::Member {
+            return Err(StanzaError::new(Condition::RegistrationRequired).with_text("this room is for members only"));
+        }
+        if self.by_nick(nick).is_some() || self.nick_reserved_by_other(nick, bare(jid)) {
+            return Err(StanzaError::conflict().with_text("that nickname is taken in this room"));
+        }
+        if self.occupants.len() >= self.config.max_users && affiliation < Affiliation::Admin {
+            return Err(StanzaError::service_unavailable().with_text("this room is full"));
+        }
+        if let Some(password) = &self.config.password {
+            let given = presence
+                .get_child("x", ns::MUC)
+                .and_then(|x| x.get_child("password", ns::MUC))
+                .map(|p| p.text_content());
+            if given.as_deref() != Some(password.as_str()) && affiliation != Affiliation::Owner {
+                return Err(StanzaError::new(Condition::NotAuthorized).with_text("this room needs the right password"));
+            }
+        }
         self.occupants.push(Occupant {
             nick: nick.to_string(),
             jid: jid.to_string(),
             role,
-            affiliation,
-            payload,
+            payload: payload_of(presence),
+            bucket: Bucket::default(),
         });
-        let codes: &[&str] = if created { &["201"] } else { &[] };
-        Ok(self.welcome(self.occupants.len() - 1, codes))
+        self.dirty.occupants.insert(jid.to_string());
+        let mut codes = Vec::new();
+        if self.config.whois == Whois::Anyone {
+            codes.push("100"); // §7.2.4: everyone sees your JID
+        }
+        if created {
+            codes.push("201");
+        }
+        Ok(self.welcome(self.occupants.len() - 1, &codes, HistoryRequest::of(presence, now_ms)))
     }
 
     /// What occupant `i` gets on entering, and the others of it.
-    fn welcome(&self, i: usize, own_codes: &[&str]) -> Vec<Out> {
+    fn welcome(&self, i: usize, own_codes: &[&str], asked: HistoryRequest) -> Vec<Out> {
         let jid = self.occupants[i].jid.as_str();
         let mut out = Vec::new();
         // §7.2.3: first the presence of everyone else in the room, to the newcomer...
-        let sees_jids = self.occupants[i].role == Role::Moderator;
+        let sees_jids = self.sees_jids(&self.occupants[i]);
         for o in self.occupants.iter().filter(|o| o.jid != jid) {
             let mut p = self.presence_of(o, sees_jids, None);
             p.set_attr("to", jid);
@@ -249,8 +490,8 @@ impl Room {
         // ...then the newcomer's to everyone, itself last with 110 (and 201 if it created
         // the room)...
         out.extend(self.broadcast_presence(i, own_codes));
-        // ...then the history and the subject (§7.2.15, §7.2.16).
-        for said in &self.history {
+        // ...then the history it asked for and the subject (§7.2.15, §7.2.16).
+        for said in self.history_for(asked) {
             let mut m = said.message.clone();
             m.set_attr("to", jid);
             m.push(
@@ -271,49 +512,89 @@ impl Room {
         out
     }
 
+    /// The newest messages within what was asked, oldest first.
+    fn history_for(&self, asked: HistoryRequest) -> Vec<&Said> {
+        let mut chars = 0usize;
+        let mut picked: Vec<&Said> = Vec::new();
+        for said in self.history.iter().rev() {
+            if asked.max_stanzas.is_some_and(|n| picked.len() >= n) || asked.since_ms.is_some_and(|t| said.at_ms < t) {
+                break;
+            }
+            if let Some(max) = asked.max_chars {
+                chars += said.message.to_xml().len();
+                if chars > max {
+                    break;
+                }
+            }
+            picked.push(said);
+        }
+        picked.reverse();
+        picked
+    }
+
     /// An unavailable (or error) presence from an occupant: it leaves (§7.14). Nothing to
     /// send if `jid` is not in the room.
     pub fn exit(&mut self, jid: &str, status: Option<&Element>) -> Vec<Out> {
-        let Some(i) = self.occupants.iter().position(|o| o.jid == jid) else {
+        let Some(i) = self.position(jid) else {
             return Vec::new();
         };
         let leaving = self.occupants.remove(i);
-        let mut out = self.to_others(&leaving.jid, |jid| {
-            let mut p = self.unavailable_of(&leaving, &[], None, jid);
-            if let Some(status) = status {
-                p.push(status.clone());
+        self.dirty.occupants.insert(leaving.jid.clone());
+        let extra: Vec<Element> = status.into_iter().cloned().collect();
+        self.leaving(&leaving, &[], &["110"], None, &extra)
+    }
+
+    /// An occupant whose session is gone without a word (its node died): it leaves with
+    /// status 333 (its occupancy ended because of a technical problem), to everyone else.
+    /// Nothing to send if `jid` is not in the room.
+    pub fn lost(&mut self, jid: &str) -> Vec<Out> {
+        let Some(i) = self.position(jid) else {
+            return Vec::new();
+        };
+        let lost = self.occupants.remove(i);
+        self.dirty.occupants.insert(lost.jid.clone());
+        self.to_others(&lost.jid, |sees| self.unavailable_of(&lost, &["333"], None, sees, &[]))
+    }
+
+    /// Occupant `o` (already taken out) leaves: unavailable with `codes` to everyone else,
+    /// and with `codes` and `own_codes` to itself; `item` adds to the item (actor, reason),
+    /// `extra` to the presence.
+    pub(crate) fn leaving(
+        &self,
+        o: &Occupant,
+        codes: &[&str],
+        own_codes: &[&str],
+        item: Option<&[Element]>,
+        extra: &[Element],
+    ) -> Vec<Out> {
+        let build = |sees: bool, codes: &[&str]| {
+            let mut p = self.unavailable_of(o, codes, None, sees, item.unwrap_or(&[]));
+            for e in extra {
+                p.push(e.clone());
             }
             p
-        });
-        let mut own = self.unavailable_of(&leaving, &["110"], None, false);
-        if let Some(status) = status {
-            own.push(status.clone());
-        }
-        own.set_attr("to", leaving.jid.as_str());
+        };
+        let mut out = self.to_others(&o.jid, |sees| build(sees, codes));
+        let mut all: Vec<&str> = codes.to_vec();
+        all.extend_from_slice(own_codes);
+        let mut own = build(true, &all);
+        own.set_attr("to", o.jid.as_str());
         out.push(Out::One(own));
         out
     }
 
-    /// An occupant whose session is gone without a word (its node died): it leaves with
-    /// status 333 (its occupancy ended because of a technical problem), to everyone else. Nothing to send if `jid` is not in the room.
-    pub fn lost(&mut self, jid: &str) -> Vec<Out> {
-        let Some(i) = self.occupants.iter().position(|o| o.jid == jid) else {
-            return Vec::new();
-        };
-        let lost = self.occupants.remove(i);
-        self.to_others(&lost.jid, |jid| self.unavailable_of(&lost, &["333"], None, jid))
-    }
-
     /// §7.6: the old nick leaves with 303 and the new one, then the new nick's presence.
     fn change_nick(&mut self, i: usize, nick: &str, payload: Vec<Element>) -> Result<Vec<Out>, StanzaError> {
-        if self.by_nick(nick).is_some() {
+        if self.by_nick(nick).is_some() || self.nick_reserved_by_other(nick, bare(&self.occupants[i].jid)) {
             return Err(StanzaError::conflict().with_text("that nickname is taken in this room"));
         }
         let old = self.occupants[i].clone();
         let mut out = Vec::new();
         // The unavailable of the old nick carries the new one in its item.
-        out.extend(self.to_others(&old.jid, |jid| self.unavailable_of(&old, &["303"], Some(nick), jid)));
-        let mut own = self.unavailable_of(&old, &["303", "110"], Some(nick), false);
+        out.extend(self.to_others(&old.jid, |sees| {
+            self.unavailable_of(&old, &["303"], Some(nick), sees, &[])
+        }));
+        let mut own = self.unavailable_of(&old, &["303", "110"], Some(nick), true, &[]);
         own.set_attr("to", old.jid.as_str());
         out.push(Out::One(own));
         self.occupants[i].nick = nick.to_string();
@@ -325,37 +606,57 @@ impl Room {
     /// A groupchat message from `jid`: to every occupant from the sender's nick, and into
     /// the history; a subject change if it carries a `<subject/>` and no body (§8.1).
     /// Decided here, applied by [`Room::keep`].
-    pub fn groupchat(&self, jid: &str, message: &Element, now: &str) -> Result<Spoken, StanzaError> {
-        let Some(sender) = self.occupant(jid) else {
+    pub fn groupchat(&mut self, jid: &str, message: &Element, now: &str, now_ms: u64) -> Result<Spoken, StanzaError> {
+        let Some(i) = self.position(jid) else {
             return Err(StanzaError::not_acceptable().with_text("only occupants may send messages to the room"));
         };
         let id = message.get_attr("id");
         if id.is_some() && self.history.iter().any(|s| s.sender == jid && s.id.as_deref() == id) {
             return Ok(Spoken::Again);
         }
+        let sender = &self.occupants[i];
+        if sender.role == Role::Visitor {
+            return Err(StanzaError::forbidden().with_text("you have no voice in this moderated room"));
+        }
         let is_subject = message.has_child("subject", NS_CLIENT) && !message.has_child("body", NS_CLIENT);
-        if is_subject && sender.role != Role::Moderator {
+        if is_subject && sender.role != Role::Moderator && !self.config.change_subject {
             return Err(StanzaError::forbidden().with_text("only moderators may change the subject"));
         }
+        if !self.occupants[i].bucket.take(now_ms) {
+            return Err(StanzaError::policy_violation()
+                .with_type(ErrorType::Wait)
+                .with_text("you are sending too fast; wait a moment"));
+        }
+        let sender = &self.occupants[i];
         let mut copy = Element::new("message", NS_CLIENT)
             .attr("from", self.nick_jid(&sender.nick))
             .attr("type", "groupchat");
         if let Some(id) = id {
             copy.set_attr("id", id);
         }
-        for child in message.elements() {
+        // What the room vouches for is the room's to say: a client's own stanza-id or
+        // occupant-id claiming to be the room's is dropped (XEP-0359 §4, XEP-0421 §4).
+        for child in message.elements().filter(|c| !self.is_ours(c)) {
             copy.push(child.clone());
         }
-        Ok(match is_subject {
-            true => Spoken::Subject(copy),
-            false => Spoken::Said(Said {
-                seq: self.next_seq,
-                stamp: now.to_string(),
-                sender: jid.to_string(),
-                id: id.map(str::to_string),
-                message: copy,
-            }),
-        })
+        copy.push(self.occupant_id_of(jid));
+        if is_subject {
+            return Ok(Spoken::Subject(copy));
+        }
+        let seq = self.next_seq;
+        copy.push(
+            Element::new("stanza-id", ns::SID)
+                .attr("id", self.stanza_id(seq))
+                .attr("by", self.jid.as_str()),
+        );
+        Ok(Spoken::Said(Said {
+            seq,
+            stamp: now.to_string(),
+            at_ms: now_ms,
+            sender: jid.to_string(),
+            id: id.map(str::to_string),
+            message: copy,
+        }))
     }
 
     /// Apply what [`Room::groupchat`] decided: into the history (or the subject), and to
@@ -365,6 +666,7 @@ impl Room {
             Spoken::Again => return Vec::new(),
             Spoken::Subject(copy) => {
                 self.subject = Some(copy.clone());
+                self.dirty.room = true;
                 copy
             }
             Spoken::Said(said) => {
@@ -372,45 +674,207 @@ impl Room {
                     self.history.pop_front();
                 }
                 self.next_seq = said.seq + 1;
+                self.dirty.said.push(said.seq);
                 let copy = said.message.clone();
                 self.history.push_back(said);
                 copy
             }
         };
-        let everyone: Vec<String> = self.occupants.iter().map(|o| o.jid.clone()).collect();
-        vec![Out::Many(copy, everyone)]
+        vec![Out::Many(copy, self.everyone())]
     }
 
-    /// A private message from `jid` to the occupant `nick` (§7.5).
+    /// Every occupant's full JID.
+    pub(crate) fn everyone(&self) -> Vec<String> {
+        self.occupants.iter().map(|o| o.jid.clone()).collect()
+    }
+
+    /// A private message from `jid` to the occupant `nick` (§7.5), as the room allows.
     pub fn private(&self, jid: &str, nick: &str, message: &Element) -> Result<Vec<Out>, StanzaError> {
         let Some(sender) = self.occupant(jid) else {
             return Err(StanzaError::not_acceptable().with_text("only occupants may send private messages"));
         };
+        let allowed = match self.config.allow_pm {
+            AllowPm::Anyone => true,
+            AllowPm::Participants => sender.role >= Role::Participant,
+            AllowPm::Moderators => sender.role == Role::Moderator,
+            AllowPm::None => false,
+        };
+        if !allowed {
+            return Err(StanzaError::forbidden().with_text("private messages are not allowed to you in this room"));
+        }
         let Some(to) = self.by_nick(nick) else {
             return Err(StanzaError::item_not_found().with_text("no occupant has that nickname"));
         };
-        let mut copy = message.clone();
+        let mut copy = Element::new(message.name.as_str(), NS_CLIENT);
+        for (name, value) in [("type", message.get_attr("type")), ("id", message.get_attr("id"))] {
+            if let Some(v) = value {
+                copy.set_attr(name, v);
+            }
+        }
         copy.set_attr("from", self.nick_jid(&sender.nick));
         copy.set_attr("to", to.jid.as_str());
+        for child in message.elements().filter(|c| !self.is_ours(c)) {
+            copy.push(child.clone());
+        }
         copy.push(Element::new("x", ns::MUC_USER));
+        copy.push(self.occupant_id_of(jid));
         Ok(vec![Out::One(copy)])
     }
 
-    /// Whether `jid` is in the room as `nick` (XEP-0410 self-ping).
-    pub fn is_in_as(&self, jid: &str, nick: &str) -> bool {
-        self.occupant(jid).is_some_and(|o| o.nick == nick)
+    /// A mediated invitation (§7.8.2): a message to the room with `<invite to=.../>`
+    /// elements, each sent on to its invitee from the room. In a members-only room the
+    /// invitee becomes a member when the inviter may make members (an admin or owner, or
+    /// anyone when the room lets occupants invite).
+    pub fn invite(&mut self, jid: &str, x: &Element) -> Result<Vec<Out>, StanzaError> {
+        let Some(inviter) = self.occupant(jid) else {
+            return Err(StanzaError::not_acceptable().with_text("only occupants may invite"));
+        };
+        let may = inviter.role == Role::Moderator
+            || self.affiliation_of(jid) >= Affiliation::Admin
+            || self.config.allow_invites
+            || !self.config.members_only;
+        if !may {
+            return Err(StanzaError::forbidden().with_text("only moderators may invite to this room"));
+        }
+        let invites: Vec<&Element> = x.elements().filter(|e| e.name == "invite").collect();
+        if invites.len() > MAX_INVITES {
+            return Err(StanzaError::not_acceptable().with_text("too many invitations in one message"));
+        }
+        let mut out = Vec::new();
+        for invite in invites {
+            let Some(to) = invite.get_attr("to").and_then(crate::bare_jid) else {
+                return Err(StanzaError::new(Condition::JidMalformed).with_text("an invitation needs a valid 'to'"));
+            };
+            if self.config.members_only && self.affiliation_of(&to) < Affiliation::Member {
+                if self.affiliation_of(&to) == Affiliation::Outcast {
+                    return Err(StanzaError::forbidden().with_text("that user is banned from this room"));
+                }
+                self.set_affiliation(&to, Affiliation::Member);
+            }
+            let mut forwarded = Element::new("invite", ns::MUC_USER).attr("from", jid);
+            if let Some(reason) = invite.get_child("reason", ns::MUC_USER) {
+                forwarded.push(reason.clone());
+            }
+            let mut x = Element::new("x", ns::MUC_USER).child(forwarded);
+            if let Some(password) = &self.config.password {
+                x.push(Element::new("password", ns::MUC_USER).text(password.as_str()));
+            }
+            let body = format!("{} invites you to the room {}", bare(jid), self.jid);
+            out.push(Out::One(
+                Element::new("message", NS_CLIENT)
+                    .attr("from", self.jid.as_str())
+                    .attr("to", to.as_str())
+                    .child(x)
+                    .child(Element::new("body", NS_CLIENT).text(body)),
+            ));
+        }
+        Ok(out)
     }
 
-    /// Whether `jid` is an occupant and owns the room.
-    pub fn is_owner(&self, jid: &str) -> bool {
-        self.occupant(jid).is_some_and(|o| o.affiliation == Affiliation::Owner)
+    /// A declined invitation (§7.8.2): sent on to the inviter, from the room, naming who
+    /// declined.
+    pub fn decline(&self, jid: &str, x: &Element) -> Result<Vec<Out>, StanzaError> {
+        let decline = x.get_child("decline", ns::MUC_USER).expect("the caller checked");
+        let Some(to) = decline.get_attr("to").and_then(crate::bare_jid) else {
+            return Err(StanzaError::new(Condition::JidMalformed).with_text("a decline needs a valid 'to'"));
+        };
+        let mut forwarded = Element::new("decline", ns::MUC_USER).attr("from", bare(jid));
+        if let Some(reason) = decline.get_child("reason", ns::MUC_USER) {
+            forwarded.push(reason.clone());
+        }
+        Ok(vec![Out::One(
+            Element::new("message", NS_CLIENT)
+                .attr("from", self.jid.as_str())
+                .attr("to", to.as_str())
+                .child(Element::new("x", ns::MUC_USER).child(forwarded)),
+        )])
     }
 
-    /// Occupant `i`'s presence to everyone: moderators see its real JID (the room is
-    /// semi-anonymous), others do not; its own copy carries 110.
-    fn broadcast_presence(&self, i: usize, own_codes: &[&str]) -> Vec<Out> {
+    /// A new configuration: occupants are told (status 104, and 172/173 when who sees
+    /// real JIDs changed, §10.2.1); in a room that became members-only, those without
+    /// membership leave with 322. Roles stay as they are: a room made moderated makes
+    /// newcomers visitors, not those already in.
+    pub fn configure(&mut self, config: Config) -> Vec<Out> {
+        let before = std::mem::replace(&mut self.config, config);
+        self.dirty.room = true;
+        let mut out = Vec::new();
+        if self.config.members_only && !before.members_only {
+            let outsiders: Vec<String> = self
+                .occupants
+                .iter()
+                .filter(|o| self.affiliation_of(&o.jid) < Affiliation::Member)
+                .map(|o| o.jid.clone())
+                .collect();
+            for jid in outsiders {
+                let i = self.position(&jid).expect("listed above");
+                let gone = self.occupants.remove(i);
+                self.dirty.occupants.insert(jid);
+                out.extend(self.leaving(&gone, &["322"], &["110"], None, &[]));
+            }
+        }
+        let mut codes = vec!["104"];
+        match (before.whois, self.config.whois) {
+            (Whois::Moderators, Whois::Anyone) => codes.push("172"),
+            (Whois::Anyone, Whois::Moderators) => codes.push("173"),
+            _ => {}
+        }
+        let mut x = Element::new("x", ns::MUC_USER);
+        for code in codes {
+            x.push(Element::new("status", ns::MUC_USER).attr("code", code));
+        }
+        if !self.occupants.is_empty() {
+            let notice = Element::new("message", NS_CLIENT)
+                .attr("from", self.jid.as_str())
+                .attr("type", "groupchat")
+                .child(x);
+            out.push(Out::Many(notice, self.everyone()));
+        }
+        out
+    }
+
+    /// §10.9: the owner destroys the room; every occupant leaves with the reason and the
+    /// alternate venue, if any (the `<destroy/>` as given).
+    pub fn destroy(&mut self, destroy: &Element) -> Vec<Out> {
+        let mut told = Element::new("destroy", ns::MUC_USER);
+        if let Some(venue) = destroy.get_attr("jid") {
+            told.set_attr("jid", venue);
+        }
+        for name in ["reason", "password"] {
+            if let Some(e) = destroy.get_child(name, ns::MUC_OWNER) {
+                told.push(Element::new(name, ns::MUC_USER).text(e.text_content()));
+            }
+        }
+        let mut out = Vec::new();
+        for o in std::mem::take(&mut self.occupants) {
+            let p = Element::new("presence", NS_CLIENT)
+                .attr("from", self.nick_jid(&o.nick))
+                .attr("to", o.jid.as_str())
+                .attr("type", "unavailable")
+                .child(
+                    Element::new("x", ns::MUC_USER)
+                        .child(
+                            Element::new("item", ns::MUC_USER)
+                                .attr("affiliation", "none")
+                                .attr("role", "none"),
+                        )
+                        .child(told.clone()),
+                );
+            out.push(Out::One(p));
+        }
+        out
+    }
+
+    /// Whether `receiver` sees occupants' real JIDs: moderators always, everyone in a
+    /// non-anonymous room.
+    pub(crate) fn sees_jids(&self, receiver: &Occupant) -> bool {
+        receiver.role == Role::Moderator || self.config.whois == Whois::Anyone
+    }
+
+    /// Occupant `i`'s presence to everyone: real JIDs to those who see them; its own copy
+    /// carries 110 and `own_codes`.
+    pub(crate) fn broadcast_presence(&self, i: usize, own_codes: &[&str]) -> Vec<Out> {
         let o = &self.occupants[i];
-        let mut out = self.to_others(&o.jid, |jid| self.presence_of(o, jid, None));
+        let mut out = self.to_others(&o.jid, |sees| self.presence_of(o, sees, None));
         let mut codes = vec!["110"];
         codes.extend_from_slice(own_codes);
         let mut own = self.presence_of(o, true, None);
@@ -423,16 +887,16 @@ impl Room {
         out
     }
 
-    /// A stanza about the occupant `about` to every other occupant: `build(true)` for the
-    /// moderators, who see real JIDs, `build(false)` for the rest (semi-anonymous).
-    fn to_others(&self, about: &str, build: impl Fn(bool) -> Element) -> Vec<Out> {
+    /// A stanza about the occupant `about` to every other occupant: `build(true)` for
+    /// those who see real JIDs, `build(false)` for the rest.
+    pub(crate) fn to_others(&self, about: &str, build: impl Fn(bool) -> Element) -> Vec<Out> {
         [true, false]
             .into_iter()
             .filter_map(|sees_jids| {
                 let to: Vec<String> = self
                     .occupants
                     .iter()
-                    .filter(|r| r.jid != about && (r.role == Role::Moderator) == sees_jids)
+                    .filter(|r| r.jid != about && self.sees_jids(r) == sees_jids)
                     .map(|r| r.jid.clone())
                     .collect();
                 (!to.is_empty()).then(|| Out::Many(build(sees_jids), to))
@@ -440,9 +904,9 @@ impl Room {
             .collect()
     }
 
-    fn item(o: &Occupant, role: &str, jid: bool, nick: Option<&str>) -> Element {
+    fn item(&self, o: &Occupant, role: &str, jid: bool, nick: Option<&str>) -> Element {
         let mut item = Element::new("item", ns::MUC_USER)
-            .attr("affiliation", o.affiliation.as_str())
+            .attr("affiliation", self.affiliation_of(&o.jid).as_str())
             .attr("role", role);
         if jid {
             item.set_attr("jid", o.jid.as_str());
@@ -453,22 +917,34 @@ impl Room {
         item
     }
 
-    fn presence_of(&self, o: &Occupant, jid: bool, nick: Option<&str>) -> Element {
+    pub(crate) fn presence_of(&self, o: &Occupant, jid: bool, nick: Option<&str>) -> Element {
         let mut p = Element::new("presence", NS_CLIENT).attr("from", self.nick_jid(&o.nick));
         for child in &o.payload {
             p.push(child.clone());
         }
-        p.child(Element::new("x", ns::MUC_USER).child(Self::item(o, o.role.as_str(), jid, nick)))
+        p.push(Element::new("x", ns::MUC_USER).child(self.item(o, o.role.as_str(), jid, nick)));
+        p.child(self.occupant_id_of(&o.jid))
     }
 
     /// An occupant's unavailable presence: leaving (role `none`), or giving up its old
-    /// nickname for `new_nick` (its role stays, §7.6).
-    fn unavailable_of(&self, o: &Occupant, codes: &[&str], new_nick: Option<&str>, jid: bool) -> Element {
+    /// nickname for `new_nick` (its role stays, §7.6); `in_item` goes into the item.
+    fn unavailable_of(
+        &self,
+        o: &Occupant,
+        codes: &[&str],
+        new_nick: Option<&str>,
+        jid: bool,
+        in_item: &[Element],
+    ) -> Element {
         let role = match new_nick {
             Some(_) => o.role.as_str(),
             None => "none",
         };
-        let mut x = Element::new("x", ns::MUC_USER).child(Self::item(o, role, jid, new_nick));
+        let mut item = self.item(o, role, jid, new_nick);
+        for e in in_item {
+            item.push(e.clone());
+        }
+        let mut x = Element::new("x", ns::MUC_USER).child(item);
         for code in codes {
             x.push(Element::new("status", ns::MUC_USER).attr("code", *code));
         }
@@ -476,15 +952,41 @@ impl Room {
             .attr("from", self.nick_jid(&o.nick))
             .attr("type", "unavailable")
             .child(x)
+            .child(self.occupant_id_of(&o.jid))
+    }
+
+    /// XEP-0421: the same opaque id for every resource of a user, for the room's life.
+    fn occupant_id_of(&self, jid: &str) -> Element {
+        use sha2::{Digest, Sha256};
+        let digest = Sha256::new()
+            .chain_update(self.salt.as_bytes())
+            .chain_update([0])
+            .chain_update(bare(jid).as_bytes())
+            .finalize();
+        let id: String = digest[..16].iter().map(|b| format!("{b:02x}")).collect();
+        Element::new("occupant-id", ns::OCCUPANT_ID).attr("id", id)
+    }
+
+    /// XEP-0359: the room's id for message `seq`, unique for its life and never reused by
+    /// a room of the same name later (the salt differs).
+    fn stanza_id(&self, seq: u64) -> String {
+        format!("{}-{seq}", &self.salt[..self.salt.len().min(12)])
+    }
+
+    /// A child a client put in that only the room may vouch for.
+    fn is_ours(&self, child: &Element) -> bool {
+        (child.ns.as_str() == ns::SID && child.name == "stanza-id" && child.get_attr("by") == Some(self.jid.as_str()))
+            || (child.ns.as_str() == ns::OCCUPANT_ID && child.name == "occupant-id")
     }
 }
 
 /// What of a client's presence the room repeats: everything but the MUC protocol's own
-/// elements (the join request, its password and history parameters).
+/// elements (the join request, its password and history parameters) and an occupant-id
+/// only the room may set.
 pub fn payload_of(presence: &Element) -> Vec<Element> {
     presence
         .elements()
-        .filter(|e| e.ns.as_str() != ns::MUC && e.ns.as_str() != ns::MUC_USER)
+        .filter(|e| e.ns.as_str() != ns::MUC && e.ns.as_str() != ns::MUC_USER && e.ns.as_str() != ns::OCCUPANT_ID)
         .cloned()
         .collect()
 }
@@ -519,16 +1021,16 @@ mod tests {
     }
 
     fn created() -> Room {
-        let mut room = Room::new(ROOM);
-        room.enter("alice@l/a", "Alice", payload_of(&presence()), true).unwrap();
-        room.locked = false;
+        let mut room = Room::new(ROOM, "alice@l/a", "salt".into());
+        room.enter("alice@l/a", "Alice", &presence(), true, 0).unwrap();
+        room.unlock();
         room
     }
 
     #[test]
     fn the_creator_owns_the_room_and_is_told_201_and_110() {
-        let mut room = Room::new(ROOM);
-        let out = room.enter("alice@l/a", "Alice", payload_of(&presence()), true).unwrap();
+        let mut room = Room::new(ROOM, "alice@l/a", "salt".into());
+        let out = room.enter("alice@l/a", "Alice", &presence(), true, 0).unwrap();
         let Out::One(own) = &out[0] else { panic!("{out:?}") };
         assert_eq!(own.get_attr("from"), Some("lounge@conference.l/Alice"));
         assert_eq!(codes(own), ["110", "201"]);
@@ -539,14 +1041,14 @@ mod tests {
         let Out::One(subject) = &out[1] else { panic!("{out:?}") };
         assert!(subject.has_child("subject", NS_CLIENT));
         // Locked: nobody else gets in until the owner accepts the configuration.
-        let refused = room.presence("bob@l/b", "Bob", &presence()).unwrap_err();
+        let refused = room.presence("bob@l/b", "Bob", &presence(), 0).unwrap_err();
         assert_eq!(refused.condition, poolxmpp_sdk::Condition::ItemNotFound);
     }
 
     #[test]
     fn a_newcomer_sees_the_room_then_itself_and_everyone_sees_it() {
         let mut room = created();
-        let out = room.presence("bob@l/b", "Bob", &presence()).unwrap();
+        let out = room.presence("bob@l/b", "Bob", &presence(), 0).unwrap();
         // Alice's presence to Bob, without her real JID (Bob is not a moderator).
         let Out::One(alice) = &out[0] else { panic!("{out:?}") };
         assert_eq!(
@@ -567,26 +1069,26 @@ mod tests {
     #[test]
     fn a_taken_nickname_is_a_conflict() {
         let mut room = created();
-        let err = room.presence("bob@l/b", "Alice", &presence()).unwrap_err();
+        let err = room.presence("bob@l/b", "Alice", &presence(), 0).unwrap_err();
         assert_eq!(err.condition, poolxmpp_sdk::Condition::Conflict);
     }
 
     #[test]
     fn messages_reach_everyone_and_newcomers_get_the_history() {
         let mut room = created();
-        room.presence("bob@l/b", "Bob", &presence()).unwrap();
+        room.presence("bob@l/b", "Bob", &presence(), 0).unwrap();
         let m = Element::new("message", NS_CLIENT)
             .attr("type", "groupchat")
             .attr("id", "m1")
             .child(Element::new("body", NS_CLIENT).text("hello"));
-        let spoken = room.groupchat("bob@l/b", &m, "2026-12-02T10:00:00Z").unwrap();
+        let spoken = room.groupchat("bob@l/b", &m, "2026-12-02T10:00:00Z", 0).unwrap();
         assert!(
-            matches!(room.groupchat("bob@l/b", &m, "").unwrap(), Spoken::Said(_)),
+            matches!(room.groupchat("bob@l/b", &m, "", 0).unwrap(), Spoken::Said(_)),
             "not kept yet: still new"
         );
         let out = room.keep(spoken);
         assert_eq!(
-            room.groupchat("bob@l/b", &m, "").unwrap(),
+            room.groupchat("bob@l/b", &m, "", 0).unwrap(),
             Spoken::Again,
             "a message handed over twice is recognised by its sender and id"
         );
@@ -596,9 +1098,9 @@ mod tests {
         assert_eq!(copy.get_attr("from"), Some("lounge@conference.l/Bob"));
         assert_eq!(copy.get_attr("id"), Some("m1"));
         assert_eq!(to.len(), 2);
-        let refused = room.groupchat("mallory@l/m", &m, "").unwrap_err();
+        let refused = room.groupchat("mallory@l/m", &m, "", 0).unwrap_err();
         assert_eq!(refused.condition, poolxmpp_sdk::Condition::NotAcceptable);
-        let out = room.presence("carol@l/c", "Carol", &presence()).unwrap();
+        let out = room.presence("carol@l/c", "Carol", &presence(), 0).unwrap();
         let history: Vec<_> = out
             .iter()
             .filter_map(|o| match o {
@@ -613,8 +1115,8 @@ mod tests {
     #[test]
     fn a_nickname_change_is_303_then_the_new_presence() {
         let mut room = created();
-        room.presence("bob@l/b", "Bob", &presence()).unwrap();
-        let out = room.presence("bob@l/b", "Robert", &presence()).unwrap();
+        room.presence("bob@l/b", "Bob", &presence(), 0).unwrap();
+        let out = room.presence("bob@l/b", "Robert", &presence(), 0).unwrap();
         let Out::Many(gone, _) = &out[0] else { panic!("{out:?}") };
         assert_eq!(gone.get_attr("type"), Some("unavailable"));
         assert_eq!(codes(gone), ["303"]);
@@ -632,7 +1134,7 @@ mod tests {
     #[test]
     fn leaving_tells_everyone_and_the_leaver_with_110() {
         let mut room = created();
-        room.presence("bob@l/b", "Bob", &presence()).unwrap();
+        room.presence("bob@l/b", "Bob", &presence(), 0).unwrap();
         let out = room.exit("bob@l/b", None);
         let Out::Many(gone, to) = &out[0] else {
             panic!("{out:?}")
@@ -653,7 +1155,7 @@ mod tests {
     #[test]
     fn private_messages_go_through_the_room() {
         let mut room = created();
-        room.presence("bob@l/b", "Bob", &presence()).unwrap();
+        room.presence("bob@l/b", "Bob", &presence(), 0).unwrap();
         let m = Element::new("message", NS_CLIENT)
             .attr("type", "chat")
             .child(Element::new("body", NS_CLIENT).text("psst"));
@@ -672,9 +1174,10 @@ mod tests {
     #[test]
     fn a_restored_room_keeps_its_occupants_and_the_last_messages_in_order() {
         let mut room = created();
-        room.presence("bob@l/b", "Bob", &presence()).unwrap();
+        room.presence("bob@l/b", "Bob", &presence(), 0).unwrap();
         let said = |seq: u64| Said {
             seq,
+            at_ms: 0,
             stamp: String::new(),
             sender: "bob@l/b".into(),
             id: Some(format!("m{seq}")),
@@ -682,14 +1185,23 @@ mod tests {
         };
         // Slots are overwritten in turn, so the store hands them back in any order.
         let history: Vec<Said> = (0..HISTORY as u64 + 5).rev().map(said).collect();
-        let restored = Room::restore(ROOM, false, None, room.occupants().to_vec(), history);
+        let mut restored = Room::restore(
+            ROOM,
+            false,
+            None,
+            Config::default(),
+            room.affiliations().clone(),
+            "salt".into(),
+            room.occupants().to_vec(),
+            history,
+        );
         assert_eq!(restored.occupant_count(), 2);
         let seqs: Vec<u64> = restored.history.iter().map(|s| s.seq).collect();
         assert_eq!(seqs, (5..HISTORY as u64 + 5).collect::<Vec<_>>());
         let m = Element::new("message", NS_CLIENT)
             .attr("type", "groupchat")
             .attr("id", "new");
-        let Spoken::Said(next) = restored.groupchat("bob@l/b", &m, "").unwrap() else {
+        let Spoken::Said(next) = restored.groupchat("bob@l/b", &m, "", 0).unwrap() else {
             panic!("a new message")
         };
         assert_eq!(next.seq, HISTORY as u64 + 5, "numbering goes on where it stopped");
@@ -698,7 +1210,7 @@ mod tests {
     #[test]
     fn a_lost_occupant_leaves_with_333_and_is_not_written_to() {
         let mut room = created();
-        room.presence("bob@l/b", "Bob", &presence()).unwrap();
+        room.presence("bob@l/b", "Bob", &presence(), 0).unwrap();
         let out = room.lost("bob@l/b");
         assert_eq!(out.len(), 1, "{out:?}");
         let Out::Many(gone, to) = &out[0] else {
@@ -713,8 +1225,8 @@ mod tests {
     #[test]
     fn a_join_request_from_an_occupant_gets_the_room_again() {
         let mut room = created();
-        room.presence("bob@l/b", "Bob", &presence()).unwrap();
-        let out = room.presence("bob@l/b", "Bob", &presence()).unwrap();
+        room.presence("bob@l/b", "Bob", &presence(), 0).unwrap();
+        let out = room.presence("bob@l/b", "Bob", &presence(), 0).unwrap();
         let to_bob: Vec<&Element> = out
             .iter()
             .filter_map(|o| match o {
@@ -729,7 +1241,7 @@ mod tests {
         assert!(to_bob.iter().any(|e| e.has_child("subject", NS_CLIENT)));
         // A plain presence update is only broadcast.
         let update = Element::new("presence", NS_CLIENT).child(Element::new("show", NS_CLIENT).text("dnd"));
-        let out = room.presence("bob@l/b", "Bob", &update).unwrap();
+        let out = room.presence("bob@l/b", "Bob", &update, 0).unwrap();
         assert!(!out
             .iter()
             .any(|o| matches!(o, Out::One(e) if e.has_child("subject", NS_CLIENT))));

@@ -7,8 +7,8 @@
 //! presence after its record, a groupchat message after its history entry.
 //!
 //! Keys (each value JSON):
-//! - `room/{room}`: whether it is locked, and its subject;
-//! - `occupant/{room}/{full jid}`: one occupant (nick, role, affiliation, presence payload);
+//! - `room/{room}`: whether it is locked, its subject, configuration, affiliations and salt;
+//! - `occupant/{room}/{full jid}`: one occupant (nick, role, presence payload);
 //! - `history/{room}/{slot}`: one of the last [`HISTORY`] messages, in slot `seq % HISTORY`
 //!   (a message overwrites the one [`HISTORY`] before it: one write per message).
 
@@ -17,20 +17,32 @@ use poolxmpp_sdk::storage;
 use poolxmpp_sdk::Element;
 use serde::{Deserialize, Serialize};
 
-use crate::room::{Affiliation, Occupant, Role, Room, Said, HISTORY};
+use std::collections::BTreeMap;
+
+use crate::config::Config;
+use crate::room::{Affiliation, Bucket, Dirty, Occupant, Role, Room, Said, HISTORY};
 
 #[derive(Serialize, Deserialize)]
 struct RoomRecord {
     locked: bool,
     /// The subject message as broadcast, serialized.
     subject: Option<String>,
+    #[serde(default)]
+    config: Config,
+    /// By bare JID; `none` is not kept.
+    #[serde(default)]
+    affiliations: BTreeMap<String, Affiliation>,
+    #[serde(default)]
+    salt: String,
+    /// Nicknames reserved by registration, by bare JID.
+    #[serde(default)]
+    reserved: BTreeMap<String, String>,
 }
 
 #[derive(Serialize, Deserialize)]
 struct OccupantRecord {
     nick: String,
     role: String,
-    affiliation: String,
     /// The elements its presence carried, each serialized.
     payload: Vec<String>,
 }
@@ -39,6 +51,8 @@ struct OccupantRecord {
 struct SaidRecord {
     seq: u64,
     stamp: String,
+    #[serde(default)]
+    at_ms: u64,
     sender: String,
     id: Option<String>,
     message: String,
@@ -64,17 +78,38 @@ fn history_key(room: &str, seq: u64) -> String {
     format!("history/{room}/{:02}", seq % HISTORY as u64)
 }
 
-/// The room's own record: locked, subject.
-pub fn save_room(owned: &Ownership, room: &Room) -> storage::Result<()> {
+/// What changed in `room` ([`Room::take_dirty`]): its record, its occupants, its new
+/// messages.
+pub fn save(owned: &Ownership, room: &Room, dirty: &Dirty) -> storage::Result<()> {
+    if dirty.room {
+        save_room(owned, room)?;
+    }
+    for jid in &dirty.occupants {
+        save_occupant(owned, room, jid)?;
+    }
+    for seq in &dirty.said {
+        if let Some(said) = room.said(*seq) {
+            save_said(owned, &room.jid, said)?;
+        }
+    }
+    Ok(())
+}
+
+/// The room's own record.
+fn save_room(owned: &Ownership, room: &Room) -> storage::Result<()> {
     let record = RoomRecord {
         locked: room.locked,
         subject: room.subject.as_ref().map(Element::to_xml),
+        config: room.config.clone(),
+        affiliations: room.affiliations().clone(),
+        salt: room.salt.clone(),
+        reserved: room.reserved.clone(),
     };
     storage::put_fenced_json(owned, &room_key(&room.jid), &record)
 }
 
 /// Occupant `jid` as the room now has it: its record written, or deleted if it left.
-pub fn save_occupant(owned: &Ownership, room: &Room, jid: &str) -> storage::Result<()> {
+fn save_occupant(owned: &Ownership, room: &Room, jid: &str) -> storage::Result<()> {
     let key = occupant_key(&room.jid, jid);
     let Some(o) = room.occupant(jid) else {
         return storage::delete_fenced(owned, &key).map(drop);
@@ -82,17 +117,17 @@ pub fn save_occupant(owned: &Ownership, room: &Room, jid: &str) -> storage::Resu
     let record = OccupantRecord {
         nick: o.nick.clone(),
         role: o.role.as_str().to_string(),
-        affiliation: o.affiliation.as_str().to_string(),
         payload: o.payload.iter().map(Element::to_xml).collect(),
     };
     storage::put_fenced_json(owned, &key, &record)
 }
 
 /// One message into the history, over the one [`HISTORY`] messages older.
-pub fn save_said(owned: &Ownership, room: &str, said: &Said) -> storage::Result<()> {
+fn save_said(owned: &Ownership, room: &str, said: &Said) -> storage::Result<()> {
     let record = SaidRecord {
         seq: said.seq,
         stamp: said.stamp.clone(),
+        at_ms: said.at_ms,
         sender: said.sender.clone(),
         id: said.id.clone(),
         message: said.message.to_xml(),
@@ -137,6 +172,7 @@ pub fn load(room: &str) -> storage::Result<Option<Room>> {
                 message: parsed(&r.message, "history").ok_or("its message is not XML")?,
                 seq: r.seq,
                 stamp: r.stamp,
+                at_ms: r.at_ms,
                 sender: r.sender,
                 id: r.id,
             })
@@ -146,13 +182,51 @@ pub fn load(room: &str) -> storage::Result<Option<Room>> {
             Err(why) => poolxmpp_sdk::warn!("skipping stored message {key}: {why}"),
         }
     }
-    Ok(Some(Room::restore(room, record.locked, subject, occupants, history)))
+    let mut restored = Room::restore(
+        room,
+        record.locked,
+        subject,
+        record.config,
+        record.affiliations,
+        record.salt,
+        occupants,
+        history,
+    );
+    restored.reserved = record.reserved;
+    Ok(Some(restored))
+}
+
+/// The most room records one listing reads, so that asking costs the same however many
+/// hidden rooms the pool has.
+const MAX_SCANNED: usize = 2_000;
+
+/// The public rooms of `service` in the whole pool (the store is shared), up to `limit`,
+/// by JID, with their names. Locked rooms are not listed.
+pub fn public_rooms(service: &str, limit: usize) -> storage::Result<Vec<(String, String)>> {
+    let suffix = format!("@{service}");
+    let mut rooms = Vec::new();
+    for entry in storage::scan("room/").take(MAX_SCANNED) {
+        let (key, value) = entry?;
+        let room = &key["room/".len()..];
+        if !room.ends_with(&suffix) {
+            continue;
+        }
+        if let Ok(record) = decode::<RoomRecord>(&value) {
+            if record.config.public && !record.locked {
+                rooms.push((room.to_string(), record.config.name));
+                if rooms.len() == limit {
+                    break;
+                }
+            }
+        }
+    }
+    Ok(rooms)
 }
 
 fn occupant(jid: String, r: OccupantRecord) -> Result<Occupant, String> {
     Ok(Occupant {
         role: Role::parse(&r.role).ok_or("unknown role")?,
-        affiliation: Affiliation::parse(&r.affiliation).ok_or("unknown affiliation")?,
+        bucket: Bucket::default(),
         payload: r
             .payload
             .iter()
