@@ -18,7 +18,8 @@
 # Environment: PROSODY_DIR, C2S_PORT (15222), TLS_PORT (15223),
 #              DOMAIN (localhost), PREFIX (load), PASSWORD (pw),
 #              LOAD_BIN, PARALLEL (4 concurrent prosodyctl runs),
-#              KEY (rsa2048|ec256: server certificate key type).
+#              KEY (rsa2048|ec256: server certificate key type),
+#              MUC_DOMAIN (adds a mod_muc component at that address).
 set -euo pipefail
 
 USERS="${1:-0}"
@@ -55,6 +56,11 @@ sed -e "s|@DIR@|$DIR|g" -e "s|@C2S_PORT@|$C2S_PORT|g" -e "s|@TLS_PORT@|$TLS_PORT
     -e "s|@DOMAIN@|$DOMAIN|g" -e "s|@RUN_AS_ROOT@|$run_as_root|g" \
     "$HERE/prosody-bench.cfg.lua" >"$DIR/prosody.cfg.lua"
 CFG="$DIR/prosody.cfg.lua"
+# MUC_DOMAIN=conference.localhost adds a multi-user chat service (mod_muc) for bench-muc.sh:
+# rooms without history replay limits beyond the default, no per-occupant throttling.
+if [ -n "${MUC_DOMAIN:-}" ]; then
+    printf '\nComponent "%s" "muc"\n    max_history_messages = 20\n' "$MUC_DOMAIN" >>"$CFG"
+fi
 
 if [ "$USERS" -gt 0 ] && [ ! -x "$LOAD_BIN" ]; then
     echo "registering $USERS users with prosodyctl (parallel $PARALLEL)..." >&2

@@ -17,6 +17,7 @@ mod graph;
 mod idle;
 mod logins;
 mod messages;
+mod muc;
 mod placement;
 mod runner;
 mod sasl;
@@ -123,6 +124,33 @@ enum Cmd {
         via: Option<String>,
         /// A copy or answer not arrived this long after the previous one is lost.
         #[arg(long, default_value_t = 10)]
+        loss_timeout_secs: u64,
+    },
+    /// Multi-user chat (issue 13, plain XEP-0045): N occupants enter one room one after
+    /// another (the first creates and configures it), then the first S of them each send M
+    /// groupchat messages (at most W of their own unreflected): deliveries per second,
+    /// delivery latency, lost copies, the time of each entry (the Nth's reported), server
+    /// CPU per delivery.
+    Muc {
+        #[command(flatten)]
+        conn: ConnectArgs,
+        /// Occupants: users {prefix}0..{prefix}N-1, nicknames o0..
+        #[arg(long, default_value_t = 100)]
+        occupants: usize,
+        /// How many of them send (the first ones); default all.
+        #[arg(long)]
+        senders: Option<usize>,
+        /// Messages each sender sends.
+        #[arg(long, default_value_t = 20)]
+        messages: usize,
+        /// Max unreflected messages per sender.
+        #[arg(long, default_value_t = 5)]
+        window: usize,
+        /// The room (default bench@conference.{domain}).
+        #[arg(long)]
+        room: Option<String>,
+        /// A copy or answer not arrived this long after the previous one is lost.
+        #[arg(long, default_value_t = 20)]
         loss_timeout_secs: u64,
     },
     /// Give every round(1/F)-th of users {prefix}0..{prefix}N-1 a XEP-0191 blocking rule
@@ -354,6 +382,25 @@ async fn run(cmd: Cmd, deadline: Instant) -> Result<Value> {
                 via,
             };
             messages::run(runner::Env::new(&conn, deadline)?, params).await
+        }
+        Cmd::Muc {
+            conn,
+            occupants,
+            senders,
+            messages,
+            window,
+            room,
+            loss_timeout_secs,
+        } => {
+            let params = muc::MucParams {
+                occupants,
+                senders: senders.unwrap_or(occupants),
+                messages,
+                window,
+                room,
+                loss_timeout: Duration::from_secs(loss_timeout_secs),
+            };
+            muc::run(runner::Env::new(&conn, deadline)?, params).await
         }
         Cmd::Fanout {
             conn,
