@@ -1364,6 +1364,33 @@ async def sc_muc(env: Env) -> None:
 
         await b.iq(_ping(b, f"{room}/Robert"), "XEP-0410: self-ping of one's own nickname")
 
+        # Bob's phone joins under the same nickname: one occupant with two sessions, as in
+        # Prosody and ejabberd. The room sees nothing new; both sessions get what is said.
+        a.presences.clear()
+        b2 = Client(env, env.jid("bob") + "/phone")
+        b2.register_plugin("xep_0045")
+        await b2.start()
+        try:
+            own_b2, _s, occ_b2, _h = await b2.plugin["xep_0045"].join_muc_wait(room, "Robert", timeout=10)
+            check(110 in _codes(own_b2), f"XEP-0045 7.2.3: the second session is told 110: {own_b2}")
+            check(sorted(p["from"].resource for p in occ_b2) == ["Alice", "Robert"], f"one Robert in the room: {occ_b2}")
+            a.send_message(mto=room, mbody="to both phones", mtype="groupchat")
+            for c in (b, b2):
+                await c.messages.wait(lambda m: m["body"] == "to both phones", "a groupchat message at each of bob's sessions")
+            a.send_message(mto=JID(f"{room}/Robert"), mbody="private to both", mtype="chat")
+            for c in (b, b2):
+                await c.messages.wait(lambda m: m["body"] == "private to both", "a private message at each of bob's sessions")
+            b2.plugin["xep_0045"].leave_muc(room, "Robert")
+            await b2.presences.wait(
+                lambda p: p["from"] == JID(f"{room}/Robert") and p["type"] == "unavailable", "the phone's own leaving"
+            )
+            await a.presences.expect_none(
+                lambda p: p["from"].bare == room.bare, "nothing about bob's second session, joining or leaving"
+            )
+            step("bob's phone shared his nickname and left unnoticed")
+        finally:
+            await close_all([b2])
+
         b.plugin["xep_0045"].leave_muc(room, "Robert")
         await a.presences.wait(
             lambda p: p["from"] == JID(f"{room}/Robert") and p["type"] == "unavailable", "bob leaving"

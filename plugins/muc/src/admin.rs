@@ -6,6 +6,8 @@
 //! A request's items are all checked before any is applied: one refused item refuses
 //! the whole request, and nothing changes.
 
+use std::collections::BTreeSet;
+
 use poolxmpp_sdk::{Element, StanzaError, NS_CLIENT};
 
 use crate::ns;
@@ -14,8 +16,9 @@ use crate::room::{Affiliation, Out, Role, Room};
 /// The most items one request may change.
 const MAX_ITEMS: usize = 100;
 
-/// One change a request asks for.
-enum Change {
+/// One change a request asks for: from a `muc#admin` item, an approved voice request or
+/// the owners and admins a configuration form names.
+pub(crate) enum Change {
     /// An occupant's role by nickname; none is a kick.
     Role {
         nick: String,
@@ -45,7 +48,8 @@ impl Room {
             if asker_role != Some(Role::Moderator) {
                 return Err(StanzaError::forbidden().with_text("only moderators may list roles"));
             }
-            for o in self.occupants().iter().filter(|o| o.role == role) {
+            let primaries = (0..self.occupants().len()).filter(|&i| self.is_primary(i));
+            for o in primaries.map(|i| &self.occupants()[i]).filter(|o| o.role == role) {
                 result.push(
                     Element::new("item", ns::MUC_ADMIN)
                         .attr("affiliation", self.affiliation_of(&o.jid).as_str())
@@ -83,7 +87,12 @@ impl Room {
     /// A `muc#admin` set from `actor` (a full JID): every change checked, then all
     /// applied; what the room sends about them.
     pub fn admin_set(&mut self, actor: &str, query: &Element) -> Result<Vec<Out>, StanzaError> {
-        let changes = parse(query)?;
+        self.change(actor, parse(query)?)
+    }
+
+    /// Changes `actor` (a full JID) asks for: every one checked, then all applied; what
+    /// the room sends about them.
+    pub(crate) fn change(&mut self, actor: &str, changes: Vec<Change>) -> Result<Vec<Out>, StanzaError> {
         for change in &changes {
             self.may(actor, change)?;
         }
@@ -156,19 +165,14 @@ impl Room {
     }
 
     fn change_role(&mut self, nick: &str, role: Option<Role>, reason: Option<String>, actor: Option<&str>) -> Vec<Out> {
-        let i = self
-            .occupants()
-            .iter()
-            .position(|o| o.nick == nick)
-            .expect("checked by may");
         let in_item = item_extras(reason.as_deref(), actor);
         let Some(role) = role else {
-            // A kick (§8.2): unavailable with 307, to the kicked too.
-            let kicked = self.remove_at(i);
+            // A kick (§8.2): unavailable with 307, to each of the kicked's sessions too.
+            let kicked = self.remove_nick(nick);
             return self.leaving(&kicked, &["307"], &["110"], Some(&in_item), &[]);
         };
-        self.set_role(i, role);
-        self.broadcast_presence_with(i, &in_item)
+        self.set_role(nick, role);
+        self.announce_with(nick, &in_item)
     }
 
     fn change_affiliation(
@@ -180,15 +184,15 @@ impl Room {
     ) -> Vec<Out> {
         self.set_affiliation(jid, affiliation);
         let in_item = item_extras(reason.as_deref(), actor);
-        let present: Vec<String> = self
+        // The user's occupants (one per nickname it is in the room as).
+        let present: BTreeSet<String> = self
             .occupants()
             .iter()
             .filter(|o| poolxmpp_sdk::jid::bare(&o.jid) == jid)
-            .map(|o| o.jid.clone())
+            .map(|o| o.nick.clone())
             .collect();
         let mut out = Vec::new();
-        for full in &present {
-            let i = self.position(full).expect("listed above");
+        for nick in &present {
             let code = match affiliation {
                 Affiliation::Outcast => Some("301"),
                 Affiliation::None if self.config.members_only => Some("321"),
@@ -196,17 +200,17 @@ impl Room {
             };
             if let Some(code) = code {
                 // Banned (§9.1), or no longer a member of a members-only room (§9.4).
-                let gone = self.remove_at(i);
+                let gone = self.remove_nick(nick);
                 out.extend(self.leaving(&gone, &[code], &["110"], Some(&in_item), &[]));
                 continue;
             }
             let role = affiliation.default_role(self.config.moderated).expect("not an outcast");
-            let current = self.occupants()[i].role;
+            let current = self.by_nick(nick).expect("listed above").role;
             // A new affiliation brings its role; an occupant someone made moderator keeps it.
             if affiliation >= Affiliation::Admin || current != Role::Moderator {
-                self.set_role(i, role);
+                self.set_role(nick, role);
             }
-            out.extend(self.broadcast_presence_with(i, &in_item));
+            out.extend(self.announce_with(nick, &in_item));
         }
         if present.is_empty() {
             // Told even when not in the room (§9.3, §9.6): a message to the user.
@@ -230,10 +234,10 @@ impl Room {
         out
     }
 
-    /// Occupant `i`'s presence to everyone after a change made by someone else: as
-    /// [`Room::broadcast_presence`], with `in_item` (reason, actor) in each item.
-    fn broadcast_presence_with(&self, i: usize, in_item: &[Element]) -> Vec<Out> {
-        let mut out = self.broadcast_presence(i, &[]);
+    /// The occupant called `nick` after a change made by someone else: as
+    /// [`Room::announce`], with `in_item` (reason, actor) in each item.
+    fn announce_with(&self, nick: &str, in_item: &[Element]) -> Vec<Out> {
+        let mut out = self.announce(nick, &[]);
         for o in &mut out {
             let (Out::One(p) | Out::Many(p, _)) = o;
             if let Some(item) = p
@@ -301,10 +305,12 @@ impl Room {
             if !allowed {
                 return Ok(Vec::new());
             }
-            let item = format!("<item nick='{}' role='participant'/>", poolxmpp_sdk::xml::escape(&nick));
-            let query = Element::parse(&format!("<query xmlns='{}'>{item}</query>", ns::MUC_ADMIN))
-                .map_err(|_| StanzaError::bad_request())?;
-            return self.admin_set(jid, &query);
+            let voice = Change::Role {
+                nick,
+                role: Some(Role::Participant),
+                reason: None,
+            };
+            return self.change(jid, vec![voice]);
         }
         if asker.role != Role::Visitor {
             return Err(StanzaError::not_acceptable().with_text("you already have voice"));
@@ -397,12 +403,9 @@ mod tests {
 
     use super::*;
     use crate::config::Config;
+    use crate::testing::{codes, join};
 
     const ROOM: &str = "lounge@conference.l";
-
-    fn join() -> Element {
-        Element::new("presence", NS_CLIENT).child(Element::new("x", ns::MUC))
-    }
 
     fn join_with_password(password: &str) -> Element {
         Element::new("presence", NS_CLIENT)
@@ -420,15 +423,6 @@ mod tests {
 
     fn query(items: &str) -> Element {
         Element::parse(&format!("<query xmlns='{}'>{items}</query>", ns::MUC_ADMIN)).unwrap()
-    }
-
-    fn codes(e: &Element) -> Vec<String> {
-        e.get_child("x", ns::MUC_USER)
-            .into_iter()
-            .flat_map(|x| x.elements())
-            .filter(|c| c.name == "status")
-            .filter_map(|c| c.get_attr("code").map(str::to_string))
-            .collect()
     }
 
     fn to<'a>(out: &'a [Out], jid: &str) -> Vec<&'a Element> {
@@ -463,6 +457,32 @@ mod tests {
         assert_eq!(codes(to(&out, "alice@l/a")[0]), ["307"]);
         assert!(room.occupant("bob@l/b").is_none());
         assert!(room.take_dirty().occupants.contains("bob@l/b"), "the kick is stored");
+    }
+
+    #[test]
+    fn a_kick_or_voice_change_reaches_every_session_of_the_nickname() {
+        let mut room = room_with(Config::default());
+        room.presence("bob@l/b", "Bob", &join(), 0).unwrap();
+        room.presence("bob@l/phone", "Bob", &join(), 0).unwrap();
+        let out = room
+            .admin_set("alice@l/a", &query("<item nick='Bob' role='visitor'/>"))
+            .unwrap();
+        for session in ["bob@l/b", "bob@l/phone"] {
+            let own = to(&out, session);
+            assert_eq!(own.len(), 1, "{session}: {out:?}");
+            assert!(own[0].to_xml().contains("role='visitor'"), "{}", own[0].to_xml());
+        }
+        assert_eq!(to(&out, "alice@l/a").len(), 1, "Alice sees one Bob: {out:?}");
+        let listed = room.admin_get("alice@l/a", &query("<item role='visitor'/>")).unwrap();
+        assert_eq!(listed.elements().count(), 1, "one occupant in the list");
+        let out = room
+            .admin_set("alice@l/a", &query("<item nick='Bob' role='none'/>"))
+            .unwrap();
+        for session in ["bob@l/b", "bob@l/phone"] {
+            assert_eq!(codes(to(&out, session)[0]), ["307", "110"], "{session}");
+        }
+        assert_eq!(to(&out, "alice@l/a").len(), 1);
+        assert!(room.occupant("bob@l/phone").is_none() && room.occupant("bob@l/b").is_none());
     }
 
     #[test]

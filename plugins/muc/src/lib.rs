@@ -23,6 +23,8 @@ mod config;
 mod register;
 mod room;
 mod store;
+#[cfg(test)]
+mod testing;
 
 use std::collections::HashMap;
 
@@ -33,6 +35,7 @@ use poolxmpp_sdk::{
     PresenceType, Stanza, StanzaError, StanzaType, NS_CLIENT,
 };
 
+use admin::Change;
 use poolxmpp_sdk::time::utc;
 use room::{Out, Room, Spoken};
 
@@ -413,15 +416,17 @@ impl Muc {
                     (named.admins, room::Affiliation::Admin),
                 ] {
                     if let Some(jids) = jids {
-                        let items: String = jids
-                            .iter()
+                        let changes: Vec<Change> = jids
+                            .into_iter()
                             .filter(|j| r.affiliation_of(j) != affiliation)
-                            .map(|j| format!("<item affiliation='{}' jid='{}'/>", affiliation.as_str(), xml_escape(j)))
+                            .map(|jid| Change::Affiliation {
+                                jid,
+                                affiliation,
+                                reason: None,
+                            })
                             .collect();
-                        if !items.is_empty() {
-                            let q = Element::parse(&format!("<query xmlns='{}'>{items}</query>", ns::MUC_ADMIN))
-                                .map_err(|_| StanzaError::bad_request())?;
-                            out.extend(r.admin_set(&stanza.from, &q)?);
+                        if !changes.is_empty() {
+                            out.extend(r.change(&stanza.from, changes)?);
                         }
                     }
                 }
@@ -532,10 +537,6 @@ fn salt() -> String {
             format!("{:016x}", h.finish())
         })
         .collect()
-}
-
-fn xml_escape(s: &str) -> String {
-    poolxmpp_sdk::xml::escape(s)
 }
 
 fn feature(var: &str) -> Element {

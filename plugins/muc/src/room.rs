@@ -5,7 +5,7 @@
 //! returns what to send ([`Out`]) and notes what changed ([`Dirty`]), so the rules are
 //! unit-tested without a host and the caller stores exactly what changed.
 
-use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashSet, VecDeque};
 
 use poolxmpp_sdk::{Condition, Element, ErrorType, StanzaError, NS_CLIENT};
 
@@ -110,6 +110,16 @@ pub struct Occupant {
     pub payload: Vec<Element>,
     /// Its groupchat rate budget (not stored: a new owner starts it afresh).
     pub bucket: Bucket,
+    /// Its XEP-0421 id, derived from the room's salt and its bare JID once, when it
+    /// enters or the room is restored (not stored: it is derived).
+    pub occupant_id: String,
+}
+
+impl Occupant {
+    /// XEP-0421: the element carrying this occupant's id.
+    fn occupant_id_element(&self) -> Element {
+        Element::new("occupant-id", ns::OCCUPANT_ID).attr("id", self.occupant_id.as_str())
+    }
 }
 
 /// A token bucket: [`RATE_BURST`] messages, refilled at [`RATE_PER_SEC`].
@@ -267,6 +277,10 @@ impl Room {
         mut history: Vec<Said>,
     ) -> Room {
         history.sort_by_key(|s| s.seq);
+        let mut occupants = occupants;
+        for o in &mut occupants {
+            o.occupant_id = occupant_id(&salt, &o.jid);
+        }
         let skip = history.len().saturating_sub(HISTORY);
         let history: VecDeque<Said> = history.into_iter().skip(skip).collect();
         Room {
@@ -293,8 +307,13 @@ impl Room {
         self.occupants.is_empty()
     }
 
+    /// Occupants as others see them: one per nickname, however many sessions share it.
     pub fn occupant_count(&self) -> usize {
-        self.occupants.len()
+        self.occupants
+            .iter()
+            .map(|o| o.nick.as_str())
+            .collect::<HashSet<_>>()
+            .len()
     }
 
     pub fn occupants(&self) -> &[Occupant] {
@@ -310,8 +329,39 @@ impl Room {
         self.occupants.iter().find(|o| o.jid == jid)
     }
 
+    /// The occupant called `nick`: its primary session, the first of the user's sessions
+    /// that entered as it.
     pub(crate) fn by_nick(&self, nick: &str) -> Option<&Occupant> {
         self.occupants.iter().find(|o| o.nick == nick)
+    }
+
+    /// Whether session `i` is its nickname's primary: the one whose presence the others
+    /// see (§7.2 leaves several sessions under one nickname to the service; ours share it
+    /// when they are the same user's, as Prosody and ejabberd do).
+    pub(crate) fn is_primary(&self, i: usize) -> bool {
+        let nick = &self.occupants[i].nick;
+        !self.occupants[..i].iter().any(|o| &o.nick == nick)
+    }
+
+    /// The full JIDs of every session in the room as `nick`.
+    pub(crate) fn sessions_of(&self, nick: &str) -> Vec<String> {
+        self.occupants
+            .iter()
+            .filter(|o| o.nick == nick)
+            .map(|o| o.jid.clone())
+            .collect()
+    }
+
+    /// Take every session called `nick` out (kicked, banned), noting them for the store.
+    pub(crate) fn remove_nick(&mut self, nick: &str) -> Vec<Occupant> {
+        let (gone, kept) = std::mem::take(&mut self.occupants)
+            .into_iter()
+            .partition(|o| o.nick == nick);
+        self.occupants = kept;
+        for o in &gone {
+            self.dirty.occupants.insert(o.jid.clone());
+        }
+        gone
     }
 
     pub(crate) fn position(&self, jid: &str) -> Option<usize> {
@@ -383,17 +433,13 @@ impl Room {
         }
     }
 
-    /// Take occupant `i` out (kicked, banned), noting it for the store.
-    pub(crate) fn remove_at(&mut self, i: usize) -> Occupant {
-        let o = self.occupants.remove(i);
-        self.dirty.occupants.insert(o.jid.clone());
-        o
-    }
-
-    /// Give occupant `i` a role, noting it for the store.
-    pub(crate) fn set_role(&mut self, i: usize, role: Role) {
-        self.occupants[i].role = role;
-        self.dirty.occupants.insert(self.occupants[i].jid.clone());
+    /// Give the occupant called `nick` (each of its sessions) a role, noting it for the
+    /// store.
+    pub(crate) fn set_role(&mut self, nick: &str, role: Role) {
+        for o in self.occupants.iter_mut().filter(|o| o.nick == nick) {
+            o.role = role;
+            self.dirty.occupants.insert(o.jid.clone());
+        }
     }
 
     /// An available presence from `jid` to `room/nick`: entering, a nickname change or a
@@ -443,10 +489,13 @@ impl Room {
         if self.config.members_only && affiliation < Affiliation::Member {
             return Err(StanzaError::new(Condition::RegistrationRequired).with_text("this room is for members only"));
         }
-        if self.by_nick(nick).is_some() || self.nick_reserved_by_other(nick, bare(jid)) {
+        // Another session of the same user may join under its nickname, and shares its role.
+        let sibling = self.by_nick(nick).map(|o| (bare(&o.jid) == bare(jid), o.role));
+        if sibling.is_some_and(|(same_user, _)| !same_user) || self.nick_reserved_by_other(nick, bare(jid)) {
             return Err(StanzaError::conflict().with_text("that nickname is taken in this room"));
         }
-        if self.occupants.len() >= self.config.max_users && affiliation < Affiliation::Admin {
+        let role = sibling.map_or(role, |(_, role)| role);
+        if sibling.is_none() && self.occupant_count() >= self.config.max_users && affiliation < Affiliation::Admin {
             return Err(StanzaError::service_unavailable().with_text("this room is full"));
         }
         if let Some(password) = &self.config.password {
@@ -464,6 +513,7 @@ impl Room {
             role,
             payload: payload_of(presence),
             bucket: Bucket::default(),
+            occupant_id: occupant_id(&self.salt, jid),
         });
         self.dirty.occupants.insert(jid.to_string());
         let mut codes = Vec::new();
@@ -481,8 +531,10 @@ impl Room {
         let jid = self.occupants[i].jid.as_str();
         let mut out = Vec::new();
         // §7.2.3: first the presence of everyone else in the room, to the newcomer...
-        let sees_jids = self.sees_jids(&self.occupants[i]);
-        for o in self.occupants.iter().filter(|o| o.jid != jid) {
+        let me = &self.occupants[i];
+        let sees_jids = self.sees_jids(me);
+        let mut seen = HashSet::from([me.nick.as_str()]);
+        for o in self.occupants.iter().filter(|o| seen.insert(o.nick.as_str())) {
             let mut p = self.presence_of(o, sees_jids, None);
             p.set_attr("to", jid);
             out.push(Out::One(p));
@@ -538,10 +590,31 @@ impl Room {
         let Some(i) = self.position(jid) else {
             return Vec::new();
         };
+        let was_primary = self.is_primary(i);
         let leaving = self.occupants.remove(i);
         self.dirty.occupants.insert(leaving.jid.clone());
         let extra: Vec<Element> = status.into_iter().cloned().collect();
-        self.leaving(&leaving, &[], &["110"], None, &extra)
+        if self.by_nick(&leaving.nick).is_none() {
+            return self.leaving(&[leaving], &[], &["110"], None, &extra);
+        }
+        // The user is still in the room from another session: only this one is told.
+        let mut own = self.unavailable_of(&leaving, &["110"], None, true, &[]);
+        own.set_attr("to", leaving.jid.as_str());
+        for e in extra {
+            own.push(e);
+        }
+        let mut out = vec![Out::One(own)];
+        out.extend(self.successor_presence(&leaving.nick, was_primary));
+        out
+    }
+
+    /// After the primary session of `nick` went (and others stay): the others see the
+    /// next session's presence.
+    fn successor_presence(&self, nick: &str, was_primary: bool) -> Vec<Out> {
+        match self.by_nick(nick) {
+            Some(next) if was_primary => self.to_others(nick, |sees| self.presence_of(next, sees, None)),
+            _ => Vec::new(),
+        }
     }
 
     /// An occupant whose session is gone without a word (its node died): it leaves with
@@ -551,55 +624,74 @@ impl Room {
         let Some(i) = self.position(jid) else {
             return Vec::new();
         };
+        let was_primary = self.is_primary(i);
         let lost = self.occupants.remove(i);
         self.dirty.occupants.insert(lost.jid.clone());
-        self.to_others(&lost.jid, |sees| self.unavailable_of(&lost, &["333"], None, sees, &[]))
+        if self.by_nick(&lost.nick).is_some() {
+            return self.successor_presence(&lost.nick, was_primary);
+        }
+        self.to_others(&lost.nick, |sees| self.unavailable_of(&lost, &["333"], None, sees, &[]))
     }
 
-    /// Occupant `o` (already taken out) leaves: unavailable with `codes` to everyone else,
-    /// and with `codes` and `own_codes` to itself; `item` adds to the item (actor, reason),
-    /// `extra` to the presence.
+    /// An occupant (every session of it, already taken out; the primary first) leaves:
+    /// unavailable with `codes` to everyone else, and with `codes` and `own_codes` to each
+    /// of its sessions; `item` adds to the item (actor, reason), `extra` to the presence.
     pub(crate) fn leaving(
         &self,
-        o: &Occupant,
+        gone: &[Occupant],
         codes: &[&str],
         own_codes: &[&str],
         item: Option<&[Element]>,
         extra: &[Element],
     ) -> Vec<Out> {
-        let build = |sees: bool, codes: &[&str]| {
+        let build = |o: &Occupant, sees: bool, codes: &[&str]| {
             let mut p = self.unavailable_of(o, codes, None, sees, item.unwrap_or(&[]));
             for e in extra {
                 p.push(e.clone());
             }
             p
         };
-        let mut out = self.to_others(&o.jid, |sees| build(sees, codes));
+        let Some(primary) = gone.first() else {
+            return Vec::new();
+        };
+        let mut out = self.to_others(&primary.nick, |sees| build(primary, sees, codes));
         let mut all: Vec<&str> = codes.to_vec();
         all.extend_from_slice(own_codes);
-        let mut own = build(true, &all);
-        own.set_attr("to", o.jid.as_str());
-        out.push(Out::One(own));
+        for o in gone {
+            let mut own = build(o, true, &all);
+            own.set_attr("to", o.jid.as_str());
+            out.push(Out::One(own));
+        }
         out
     }
 
     /// §7.6: the old nick leaves with 303 and the new one, then the new nick's presence.
+    /// Every session of the user under the old nickname moves with it.
     fn change_nick(&mut self, i: usize, nick: &str, payload: Vec<Element>) -> Result<Vec<Out>, StanzaError> {
         if self.by_nick(nick).is_some() || self.nick_reserved_by_other(nick, bare(&self.occupants[i].jid)) {
             return Err(StanzaError::conflict().with_text("that nickname is taken in this room"));
         }
-        let old = self.occupants[i].clone();
+        let old_nick = self.occupants[i].nick.clone();
+        let primary = self.by_nick(&old_nick).expect("session i has it").clone();
         let mut out = Vec::new();
         // The unavailable of the old nick carries the new one in its item.
-        out.extend(self.to_others(&old.jid, |sees| {
-            self.unavailable_of(&old, &["303"], Some(nick), sees, &[])
+        out.extend(self.to_others(&old_nick, |sees| {
+            self.unavailable_of(&primary, &["303"], Some(nick), sees, &[])
         }));
-        let mut own = self.unavailable_of(&old, &["303", "110"], Some(nick), true, &[]);
-        own.set_attr("to", old.jid.as_str());
-        out.push(Out::One(own));
-        self.occupants[i].nick = nick.to_string();
+        let moving: Vec<usize> = (0..self.occupants.len())
+            .filter(|&j| self.occupants[j].nick == old_nick)
+            .collect();
+        for &j in &moving {
+            let mut own = self.unavailable_of(&self.occupants[j], &["303", "110"], Some(nick), true, &[]);
+            own.set_attr("to", self.occupants[j].jid.as_str());
+            out.push(Out::One(own));
+        }
+        for &j in &moving {
+            self.occupants[j].nick = nick.to_string();
+            self.dirty.occupants.insert(self.occupants[j].jid.clone());
+        }
         self.occupants[i].payload = payload;
-        out.extend(self.broadcast_presence(i, &[]));
+        out.extend(self.announce(nick, &[]));
         Ok(out)
     }
 
@@ -639,7 +731,7 @@ impl Room {
         for child in message.elements().filter(|c| !self.is_ours(c)) {
             copy.push(child.clone());
         }
-        copy.push(self.occupant_id_of(jid));
+        copy.push(sender.occupant_id_element());
         if is_subject {
             return Ok(Spoken::Subject(copy));
         }
@@ -712,13 +804,13 @@ impl Room {
             }
         }
         copy.set_attr("from", self.nick_jid(&sender.nick));
-        copy.set_attr("to", to.jid.as_str());
         for child in message.elements().filter(|c| !self.is_ours(c)) {
             copy.push(child.clone());
         }
         copy.push(Element::new("x", ns::MUC_USER));
-        copy.push(self.occupant_id_of(jid));
-        Ok(vec![Out::One(copy)])
+        copy.push(sender.occupant_id_element());
+        // To each of the addressee's sessions, as a message to a bare JID reaches them all.
+        Ok(vec![Out::Many(copy, self.sessions_of(&to.nick))])
     }
 
     /// A mediated invitation (§7.8.2): a message to the room with `<invite to=.../>`
@@ -799,16 +891,14 @@ impl Room {
         self.dirty.room = true;
         let mut out = Vec::new();
         if self.config.members_only && !before.members_only {
-            let outsiders: Vec<String> = self
+            let outsiders: BTreeSet<String> = self
                 .occupants
                 .iter()
                 .filter(|o| self.affiliation_of(&o.jid) < Affiliation::Member)
-                .map(|o| o.jid.clone())
+                .map(|o| o.nick.clone())
                 .collect();
-            for jid in outsiders {
-                let i = self.position(&jid).expect("listed above");
-                let gone = self.occupants.remove(i);
-                self.dirty.occupants.insert(jid);
+            for nick in outsiders {
+                let gone = self.remove_nick(&nick);
                 out.extend(self.leaving(&gone, &["322"], &["110"], None, &[]));
             }
         }
@@ -870,25 +960,45 @@ impl Room {
         receiver.role == Role::Moderator || self.config.whois == Whois::Anyone
     }
 
-    /// Occupant `i`'s presence to everyone: real JIDs to those who see them; its own copy
-    /// carries 110 and `own_codes`.
+    /// Session `i`'s presence: to everyone else if it is its nickname's primary (real
+    /// JIDs to those who see them), and its own copy with 110 and `own_codes`.
     pub(crate) fn broadcast_presence(&self, i: usize, own_codes: &[&str]) -> Vec<Out> {
         let o = &self.occupants[i];
-        let mut out = self.to_others(&o.jid, |sees| self.presence_of(o, sees, None));
-        let mut codes = vec!["110"];
-        codes.extend_from_slice(own_codes);
-        let mut own = self.presence_of(o, true, None);
-        let x = own.get_child_mut("x", ns::MUC_USER).expect("presence_of adds muc#user");
-        for code in codes {
-            x.push(Element::new("status", ns::MUC_USER).attr("code", code));
-        }
-        own.set_attr("to", o.jid.as_str());
-        out.push(Out::One(own));
+        let mut out = match self.is_primary(i) {
+            true => self.to_others(&o.nick, |sees| self.presence_of(o, sees, None)),
+            false => Vec::new(),
+        };
+        out.push(Out::One(self.own_presence(o, own_codes)));
         out
     }
 
-    /// A stanza about the occupant `about` to every other occupant: `build(true)` for
-    /// those who see real JIDs, `build(false)` for the rest.
+    /// The occupant called `nick` after a change to it (role, nickname): its presence to
+    /// everyone else, and to each of its sessions with 110 and `own_codes`.
+    pub(crate) fn announce(&self, nick: &str, own_codes: &[&str]) -> Vec<Out> {
+        let Some(primary) = self.by_nick(nick) else {
+            return Vec::new();
+        };
+        let mut out = self.to_others(nick, |sees| self.presence_of(primary, sees, None));
+        for o in self.occupants.iter().filter(|o| o.nick == nick) {
+            out.push(Out::One(self.own_presence(o, own_codes)));
+        }
+        out
+    }
+
+    /// Session `o`'s presence to itself: with its real JID, 110 and `own_codes`.
+    fn own_presence(&self, o: &Occupant, own_codes: &[&str]) -> Element {
+        let mut own = self.presence_of(o, true, None);
+        let x = own.get_child_mut("x", ns::MUC_USER).expect("presence_of adds muc#user");
+        for code in std::iter::once(&"110").chain(own_codes) {
+            x.push(Element::new("status", ns::MUC_USER).attr("code", *code));
+        }
+        own.set_attr("to", o.jid.as_str());
+        own
+    }
+
+    /// A stanza about the occupant called `about` to every other occupant (its own
+    /// sessions are not others): `build(true)` for those who see real JIDs, `build(false)`
+    /// for the rest.
     pub(crate) fn to_others(&self, about: &str, build: impl Fn(bool) -> Element) -> Vec<Out> {
         [true, false]
             .into_iter()
@@ -896,7 +1006,7 @@ impl Room {
                 let to: Vec<String> = self
                     .occupants
                     .iter()
-                    .filter(|r| r.jid != about && self.sees_jids(r) == sees_jids)
+                    .filter(|r| r.nick != about && self.sees_jids(r) == sees_jids)
                     .map(|r| r.jid.clone())
                     .collect();
                 (!to.is_empty()).then(|| Out::Many(build(sees_jids), to))
@@ -923,7 +1033,7 @@ impl Room {
             p.push(child.clone());
         }
         p.push(Element::new("x", ns::MUC_USER).child(self.item(o, o.role.as_str(), jid, nick)));
-        p.child(self.occupant_id_of(&o.jid))
+        p.child(o.occupant_id_element())
     }
 
     /// An occupant's unavailable presence: leaving (role `none`), or giving up its old
@@ -952,19 +1062,7 @@ impl Room {
             .attr("from", self.nick_jid(&o.nick))
             .attr("type", "unavailable")
             .child(x)
-            .child(self.occupant_id_of(&o.jid))
-    }
-
-    /// XEP-0421: the same opaque id for every resource of a user, for the room's life.
-    fn occupant_id_of(&self, jid: &str) -> Element {
-        use sha2::{Digest, Sha256};
-        let digest = Sha256::new()
-            .chain_update(self.salt.as_bytes())
-            .chain_update([0])
-            .chain_update(bare(jid).as_bytes())
-            .finalize();
-        let id: String = digest[..16].iter().map(|b| format!("{b:02x}")).collect();
-        Element::new("occupant-id", ns::OCCUPANT_ID).attr("id", id)
+            .child(o.occupant_id_element())
     }
 
     /// XEP-0359: the room's id for message `seq`, unique for its life and never reused by
@@ -991,9 +1089,22 @@ pub fn payload_of(presence: &Element) -> Vec<Element> {
         .collect()
 }
 
+/// XEP-0421: the same opaque id for every resource of a user, for the room's life: a
+/// digest of the room's salt and the user's bare JID, so no one can tell the JID from it.
+fn occupant_id(salt: &str, jid: &str) -> String {
+    use sha2::{Digest, Sha256};
+    let digest = Sha256::new()
+        .chain_update(salt.as_bytes())
+        .chain_update([0])
+        .chain_update(bare(jid).as_bytes())
+        .finalize();
+    digest[..16].iter().map(|b| format!("{b:02x}")).collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::testing::codes;
 
     const ROOM: &str = "lounge@conference.l";
 
@@ -1001,17 +1112,6 @@ mod tests {
         Element::new("presence", NS_CLIENT)
             .child(Element::new("x", ns::MUC))
             .child(Element::new("show", NS_CLIENT).text("away"))
-    }
-
-    fn codes(e: &Element) -> Vec<String> {
-        e.get_child("x", ns::MUC_USER)
-            .map(|x| {
-                x.elements()
-                    .filter(|c| c.name == "status")
-                    .filter_map(|c| c.get_attr("code").map(str::to_string))
-                    .collect()
-            })
-            .unwrap_or_default()
     }
 
     fn item_attr<'a>(e: &'a Element, name: &str) -> Option<&'a str> {
@@ -1071,6 +1171,78 @@ mod tests {
         let mut room = created();
         let err = room.presence("bob@l/b", "Alice", &presence(), 0).unwrap_err();
         assert_eq!(err.condition, poolxmpp_sdk::Condition::Conflict);
+    }
+
+    #[test]
+    fn a_second_session_shares_the_nickname_and_only_it_is_told() {
+        let mut room = created();
+        room.presence("bob@l/b", "Bob", &presence(), 0).unwrap();
+        let out = room.presence("bob@l/phone", "Bob", &presence(), 0).unwrap();
+        let to_of = |o: &Out| match o {
+            Out::One(e) => vec![e.get_attr("to").unwrap_or_default().to_string()],
+            Out::Many(_, to) => to.clone(),
+        };
+        assert!(
+            out.iter().flat_map(to_of).all(|to| to == "bob@l/phone"),
+            "nobody else hears of the second session: {out:?}"
+        );
+        let Out::One(alice) = &out[0] else { panic!("{out:?}") };
+        assert_eq!(alice.get_attr("from"), Some("lounge@conference.l/Alice"));
+        let Out::One(own) = &out[1] else { panic!("{out:?}") };
+        assert_eq!(own.get_attr("from"), Some("lounge@conference.l/Bob"));
+        assert_eq!(codes(own), ["110"]);
+        assert_eq!(room.occupant_count(), 2, "one user, one occupant");
+        // Someone else may not take the nickname.
+        let taken = room.presence("mallory@l/m", "Bob", &presence(), 0).unwrap_err();
+        assert_eq!(taken.condition, poolxmpp_sdk::Condition::Conflict);
+        // A message to the room and a private one reach both sessions.
+        let m = Element::new("message", NS_CLIENT)
+            .attr("type", "groupchat")
+            .child(Element::new("body", NS_CLIENT).text("hi"));
+        let spoken = room.groupchat("alice@l/a", &m, "2026-12-02T10:00:00Z", 0).unwrap();
+        let Out::Many(_, to) = &room.keep(spoken)[0] else {
+            panic!()
+        };
+        assert_eq!(to.len(), 3);
+        let pm = Element::new("message", NS_CLIENT)
+            .attr("type", "chat")
+            .child(Element::new("body", NS_CLIENT).text("psst"));
+        let out = room.private("alice@l/a", "Bob", &pm).unwrap();
+        let Out::Many(_, to) = &out[0] else { panic!("{out:?}") };
+        assert_eq!(to, &["bob@l/b", "bob@l/phone"]);
+        // The first session leaves: it alone is told, and the others now see the second.
+        let out = room.exit("bob@l/b", None);
+        let Out::One(own) = &out[0] else { panic!("{out:?}") };
+        assert_eq!(own.get_attr("to"), Some("bob@l/b"));
+        assert_eq!(codes(own), ["110"]);
+        let Out::Many(next, to) = &out[1] else {
+            panic!("{out:?}")
+        };
+        assert_eq!(to, &["alice@l/a"]);
+        assert_eq!(next.get_attr("type"), None, "still available, from the phone");
+        assert_eq!(item_attr(next, "jid"), Some("bob@l/phone"));
+        assert_eq!(out.len(), 2);
+        // The last session leaves: now everyone is told.
+        let out = room.exit("bob@l/phone", None);
+        let Out::Many(gone, to) = &out[0] else {
+            panic!("{out:?}")
+        };
+        assert_eq!(
+            (gone.get_attr("type"), to.as_slice()),
+            (Some("unavailable"), &["alice@l/a".to_string()][..])
+        );
+        assert_eq!(room.occupant_count(), 1);
+    }
+
+    #[test]
+    fn a_second_session_does_not_fill_the_room() {
+        let mut room = created();
+        room.config.max_users = 2;
+        room.presence("bob@l/b", "Bob", &presence(), 0).unwrap();
+        room.presence("bob@l/phone", "Bob", &presence(), 0)
+            .expect("a second session does not make the room fuller");
+        let full = room.presence("carol@l/c", "Carol", &presence(), 0).unwrap_err();
+        assert_eq!(full.condition, poolxmpp_sdk::Condition::ServiceUnavailable);
     }
 
     #[test]
@@ -1160,11 +1332,9 @@ mod tests {
             .attr("type", "chat")
             .child(Element::new("body", NS_CLIENT).text("psst"));
         let out = room.private("bob@l/b", "Alice", &m).unwrap();
-        let Out::One(pm) = &out[0] else { panic!("{out:?}") };
-        assert_eq!(
-            (pm.get_attr("from"), pm.get_attr("to")),
-            (Some("lounge@conference.l/Bob"), Some("alice@l/a"))
-        );
+        let Out::Many(pm, to) = &out[0] else { panic!("{out:?}") };
+        assert_eq!(pm.get_attr("from"), Some("lounge@conference.l/Bob"));
+        assert_eq!(to, &["alice@l/a"]);
         assert_eq!(
             room.private("bob@l/b", "Nobody", &m).unwrap_err().condition,
             poolxmpp_sdk::Condition::ItemNotFound
@@ -1192,10 +1362,19 @@ mod tests {
             Config::default(),
             room.affiliations().clone(),
             "salt".into(),
-            room.occupants().to_vec(),
+            room.occupants()
+                .iter()
+                .map(|o| Occupant {
+                    occupant_id: String::new(), // as the store hands it back
+                    ..o.clone()
+                })
+                .collect(),
             history,
         );
         assert_eq!(restored.occupant_count(), 2);
+        let ids = |r: &Room| r.occupants().iter().map(|o| o.occupant_id.clone()).collect::<Vec<_>>();
+        assert_eq!(ids(&restored), ids(&room), "occupant-ids survive the restore");
+        assert_ne!(ids(&room)[0], ids(&room)[1]);
         let seqs: Vec<u64> = restored.history.iter().map(|s| s.seq).collect();
         assert_eq!(seqs, (5..HISTORY as u64 + 5).collect::<Vec<_>>());
         let m = Element::new("message", NS_CLIENT)

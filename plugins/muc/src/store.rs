@@ -227,6 +227,7 @@ fn occupant(jid: String, r: OccupantRecord) -> Result<Occupant, String> {
     Ok(Occupant {
         role: Role::parse(&r.role).ok_or("unknown role")?,
         bucket: Bucket::default(),
+        occupant_id: String::new(), // derived by Room::restore
         payload: r
             .payload
             .iter()
