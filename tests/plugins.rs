@@ -751,7 +751,7 @@ fn several_instances_keep_each_keys_order() {
 /// destroy.
 #[test]
 fn muc_rooms_with_slixmpp() {
-    with_plugins(&["muc"], |srv, _dir| {
+    with_plugins(&["muc", "vcard"], |srv, _dir| {
         srv.scenario("muc", None)?;
         srv.scenario("muc_admin", None).map(drop)
     });

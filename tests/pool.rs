@@ -758,7 +758,7 @@ fn foundation_scenarios_across_three_nodes() {
 fn muc_scenarios_across_three_nodes() {
     let _machine = shared_machine();
     must(|| {
-        let (pool, _plugins) = pool_with_plugins(3, &["muc"], &[])?;
+        let (pool, _plugins) = pool_with_plugins(3, &["muc", "vcard"], &[])?;
         pool.nodes[2].wait_log(0, "pool link up", Duration::from_secs(10))?;
         std::thread::sleep(Duration::from_millis(2 * HEARTBEAT_MS));
         for name in ["muc", "muc_admin"] {

@@ -1312,6 +1312,7 @@ async def sc_muc(env: Env) -> None:
     for c in (a, b):
         c.register_plugin("xep_0030")
         c.register_plugin("xep_0045")
+        c.register_plugin("xep_0092")
         c.register_plugin("xep_0199")
     try:
         await a.start()
@@ -1363,6 +1364,16 @@ async def sc_muc(env: Env) -> None:
         check(pm["from"] == JID(f"{room}/Robert"), f"XEP-0045 7.5: a private message comes from the nick: {pm}")
 
         await b.iq(_ping(b, f"{room}/Robert"), "XEP-0410: self-ping of one's own nickname")
+
+        # Queries to a nickname go through the room, both ways, without real JIDs: the
+        # vCard (avatars, XEP-0153) from the user's server, the software version from the
+        # client of the occupant's first session.
+        await b.iq(vcard_iq(b, "set", None, f"<vCard xmlns='{VCARD_NS}'><FN>Robert Example</FN></vCard>"), "bob sets his vCard")
+        card = await a.iq(vcard_iq(a, "get", f"{room}/Robert", f"<vCard xmlns='{VCARD_NS}'/>"), "Robert's vCard through the room")
+        check(vcard_fn(card) == "Robert Example" and card["from"] == JID(f"{room}/Robert"), f"XEP-0054 through the room: {card}")
+        version = await a.plugin["xep_0092"].get_version(JID(f"{room}/Robert"), timeout=10)
+        check(version["from"] == JID(f"{room}/Robert") and version["software_version"]["name"], f"XEP-0092 through the room: {version}")
+        step("alice asked Robert's vCard and client version through the room")
 
         # Bob's phone joins under the same nickname: one occupant with two sessions, as in
         # Prosody and ejabberd. The room sees nothing new; both sessions get what is said.

@@ -21,6 +21,7 @@
 mod admin;
 mod config;
 mod register;
+mod relay;
 mod room;
 mod store;
 #[cfg(test)]
@@ -97,8 +98,15 @@ impl Feature for Muc {
                     Err(e) => vec![Out::One(presence_error(&element, &e))],
                 }
             }
-            (true, StanzaType::Message(MessageType::Error) | StanzaType::Iq(IqType::Result | IqType::Error)) => {
-                Vec::new() // never answered; a bounced room message is not resent
+            (true, StanzaType::Message(MessageType::Error)) => Vec::new(), // a bounced copy is not resent
+            (true, StanzaType::Iq(IqType::Result | IqType::Error)) => {
+                // An answer to a query the room relayed between occupants; never answered.
+                let held = self.rooms.get(&room);
+                let back = nick
+                    .as_deref()
+                    .zip(held)
+                    .and_then(|(nick, held)| held.room.iq_reply_to_occupant(&stanza.from, nick, &element));
+                back.into_iter().collect()
             }
             (true, StanzaType::Message(kind)) => self.message(&stanza, kind, &room, nick.as_deref(), &element)?,
             (true, StanzaType::Iq(_)) => self.room_iq(&stanza, &room, nick.as_deref(), &element)?,
@@ -330,10 +338,10 @@ impl Muc {
             if ns == ns::PING && r.is_in_as(&stanza.from, nick) {
                 return Ok(vec![Out::One(iq_result(stanza, None))]);
             }
-            if ns == ns::PING {
+            if ns == ns::PING && r.occupant(&stanza.from).is_none() {
                 return Err(StanzaError::not_acceptable().with_text("you are not in this room as that nickname"));
             }
-            return Err(StanzaError::feature_not_implemented());
+            return Ok(vec![r.iq_to_occupant(&stanza.from, nick, element)?]);
         }
         let is_get = stanza.type_ == StanzaType::Iq(IqType::Get);
         let payload = payload.expect("a namespace means a payload");

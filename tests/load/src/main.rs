@@ -1,35 +1,10 @@
-//! `poolxmpp-load`: a load generator that speaks plain, standard XMPP
-//! (RFC 6120 / 6121) so the very same client workload can be pointed at
-//! poolxmpp, Prosody or ejabberd and the figures compared side by side.
-//!
-//! BENCHMARK TOOL ONLY: TLS certificates are not verified (see `tls.rs`), and
-//! it refuses to connect anywhere but loopback.
-//!
-//! Module map: `xmpp` (client connection), `xml` (stream parser), `tls`,
-//! `sasl` (rsasl glue), `stats` (percentiles, CPU, RSS), `runner` (bounded
-//! concurrency helpers), `graph` (the seeded social graph of `placement`) and one
-//! module per scenario.
+//! `poolxmpp-load`'s command line: one subcommand per scenario of the library.
 
-mod accounts;
-mod block;
-mod fanout;
-mod graph;
-mod idle;
-mod logins;
-mod messages;
-mod muc;
-mod placement;
-mod runner;
-mod sasl;
-mod stats;
-mod tls;
-mod xml;
-mod xmpp;
-
+use poolxmpp_load::{accounts, block, fanout, graph, idle, logins, messages, muc, placement, runner, ConnectArgs};
 use std::time::{Duration, Instant};
 
 use anyhow::Result;
-use clap::{Args, Parser, Subcommand};
+use clap::{Parser, Subcommand};
 use serde_json::Value;
 
 #[derive(Parser)]
@@ -242,64 +217,6 @@ enum Cmd {
         #[arg(long, default_value = "poolxmpp.toml")]
         config: String,
     },
-}
-
-/// Connection options shared by every scenario that logs in.
-#[derive(Args, Clone, Debug)]
-pub struct ConnectArgs {
-    /// Server address (must be loopback).
-    #[arg(long, default_value = "127.0.0.1")]
-    pub host: String,
-    #[arg(long, default_value_t = 5222)]
-    pub port: u16,
-    /// XMPP domain (stream `to`, JID domain, TLS SNI).
-    #[arg(long, default_value = "localhost")]
-    pub domain: String,
-    /// Users are {prefix}{i}@{domain}.
-    #[arg(long, visible_alias = "prefix", default_value = "load")]
-    pub users_prefix: String,
-    #[arg(long, default_value = "pw")]
-    pub password: String,
-    /// Only this many distinct users exist: connection i uses user i % user-count.
-    #[arg(long)]
-    pub user_count: Option<usize>,
-    /// Max logins in flight at once.
-    #[arg(long, default_value_t = 50)]
-    pub concurrency: usize,
-    /// Use STARTTLS on the plain port (the default).
-    #[arg(long, conflicts_with_all = ["direct_tls", "no_tls"])]
-    pub starttls: bool,
-    /// XEP-0368 direct TLS (e.g. port 5223).
-    #[arg(long, conflicts_with = "no_tls")]
-    pub direct_tls: bool,
-    /// No TLS at all (only if the server permits it).
-    #[arg(long)]
-    pub no_tls: bool,
-    #[arg(long, default_value = "SCRAM-SHA-1",
-          value_parser = ["SCRAM-SHA-1", "SCRAM-SHA-256", "PLAIN"], ignore_case = true)]
-    pub mechanism: String,
-    /// Resource prefix; connection i binds {resource}{i}.
-    #[arg(long, default_value = "load")]
-    pub resource: String,
-    /// Bound for one login (or registration) attempt.
-    #[arg(long, default_value_t = 30)]
-    pub op_timeout_secs: u64,
-    /// Create the users first with XEP-0077 in-band registration (not timed).
-    #[arg(long)]
-    pub register: bool,
-    /// Allow TLS session resumption (off: every login is a full handshake).
-    #[arg(long)]
-    pub tls_resume: bool,
-    /// Re-run PBKDF2 on every SCRAM login instead of caching SaltedPassword.
-    #[arg(long)]
-    pub no_scram_cache: bool,
-    /// Server PID: report its CPU use too (required by `idle` for VmRSS).
-    #[arg(long)]
-    pub pid: Option<u32>,
-    /// The client ports (HOST:PORT) of every node of a pool, comma-separated: each user
-    /// connects to one of them by a hash of its name (overrides --host/--port).
-    #[arg(long, value_delimiter = ',')]
-    pub spread: Vec<String>,
 }
 
 /// Allow many sockets: raise the soft open-file limit to the hard limit.

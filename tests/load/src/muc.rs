@@ -12,7 +12,9 @@
 //! copies it receives; each body carries its send time, so every delivery's latency is
 //! measured. Reported: deliveries per second (every copy to every occupant, from the
 //! first message to the last copy), delivery latency, lost copies, join times, and the
-//! server's CPU time per delivery.
+//! server's CPU time per delivery. Once every occupant has all its copies, all leave at
+//! once, each waiting for the room's unavailable presence for itself (status 110):
+//! reported are how many left and how long it took them.
 //!
 //! Every session reads its stream from login on, so the presence broadcasts of the
 //! joins never pile up unread in a socket (a server would rightly drop such a client).
@@ -49,6 +51,8 @@ pub struct MucParams {
 struct Seen {
     /// Time from its join presence to its own presence from the room.
     joined_in: Option<Duration>,
+    /// Time from its unavailable presence to the room's for itself.
+    left_in: Option<Duration>,
     received: u64,
     last_arrival: Option<Instant>,
     latency: Latencies,
@@ -74,17 +78,26 @@ fn nick(i: usize) -> String {
 /// Whether `el` is the room's presence for `own` (`room/nick`) with status 110, or its
 /// refusal (then the error).
 fn own_presence(el: &Element, own: &str) -> Option<Result<(), String>> {
-    if el.name != "presence" || el.attr("from") != Some(own) {
+    if el.name != "presence" || el.attr("from") != Some(own) || el.attr("type") == Some("unavailable") {
         return None;
     }
     if el.attr("type") == Some("error") {
         return Some(Err(el.describe_error()));
     }
-    let x = el.child_ns("x", NS_MUC_USER)?;
-    x.children
-        .iter()
-        .any(|c| c.name == "status" && c.attr("code") == Some("110"))
-        .then_some(Ok(()))
+    has_110(el).then_some(Ok(()))
+}
+
+/// Whether `el` is the room's unavailable presence for `own` with status 110: it left.
+fn own_exit(el: &Element, own: &str) -> bool {
+    el.name == "presence" && el.attr("from") == Some(own) && el.attr("type") == Some("unavailable") && has_110(el)
+}
+
+fn has_110(el: &Element) -> bool {
+    el.child_ns("x", NS_MUC_USER).is_some_and(|x| {
+        x.children
+            .iter()
+            .any(|c| c.name == "status" && c.attr("code") == Some("110"))
+    })
 }
 
 /// An occupant's stream, read by its own task into a channel, so the occupant can wait
@@ -119,16 +132,37 @@ async fn answer_ping(writer: &mut SessionWriter, el: &Element) -> bool {
     }
 }
 
+/// How the coordinator and one occupant pace each other.
+#[derive(Clone)]
+struct Signals {
+    /// Whose turn it is to enter.
+    turn: watch::Receiver<usize>,
+    /// An occupant's entry is over: whether it is in.
+    joined: mpsc::UnboundedSender<bool>,
+    /// Everyone is in: send.
+    start: watch::Receiver<bool>,
+    /// An occupant that entered has all its copies (or gave up waiting).
+    finished: mpsc::UnboundedSender<()>,
+    /// Everyone has finished: leave.
+    leave: watch::Receiver<bool>,
+}
+
 /// One occupant's whole run: wait for its turn, enter (the first also configures), say
-/// it is in, then count every copy while (if it is a sender) sending its messages.
+/// it is in, then count every copy while (if it is a sender) sending its messages, then
+/// leave when told.
 async fn occupant(
     i: usize,
     session: Session,
     plan: Arc<Plan>,
-    mut turn: watch::Receiver<usize>,
-    joined: mpsc::UnboundedSender<usize>,
-    mut start: watch::Receiver<bool>,
+    signals: Signals,
 ) -> (Seen, SessionWriter, tokio::task::JoinHandle<()>) {
+    let Signals {
+        mut turn,
+        joined,
+        mut start,
+        finished,
+        mut leave,
+    } = signals;
     let Session { reader, mut writer, .. } = session;
     let mut inbox = Inbox::spawn(reader);
     let mut seen = Seen::default();
@@ -139,7 +173,7 @@ async fn occupant(
             changed = turn.changed() => if changed.is_err() { return (seen, writer, inbox.reader) },
             el = inbox.rx.recv() => match el {
                 Some(el) => { answer_ping(&mut writer, &el).await; }
-                None => { seen.errors.add_msg("stream closed before its turn".into()); let _ = joined.send(i); return (seen, writer, inbox.reader) }
+                None => { seen.errors.add_msg("stream closed before its turn".into()); let _ = joined.send(false); return (seen, writer, inbox.reader) }
             },
         }
     }
@@ -174,7 +208,7 @@ async fn occupant(
             seen.errors.add_msg(why);
         }
     }
-    let _ = joined.send(i);
+    let _ = joined.send(seen.joined_in.is_some());
     if seen.joined_in.is_none() {
         return (seen, writer, inbox.reader);
     }
@@ -238,6 +272,34 @@ async fn occupant(
             }
         }
     }
+    let _ = finished.send(());
+    // Wait until everyone has finished (so the leaving does not slow anyone's copies),
+    // answering pings meanwhile; then leave and wait for the room to say so.
+    while !*leave.borrow() {
+        tokio::select! {
+            changed = leave.changed() => if changed.is_err() { return (seen, writer, inbox.reader) },
+            el = inbox.rx.recv() => match el {
+                Some(el) => { answer_ping(&mut writer, &el).await; }
+                None => { seen.errors.add_msg("stream closed before leaving".into()); return (seen, writer, inbox.reader) }
+            },
+        }
+    }
+    let asked = Instant::now();
+    let exit = format!("<presence to='{}' type='unavailable'/>", escape(&own));
+    if let Err(e) = xmpp::send(&mut writer, &exit).await {
+        seen.errors.add(&e.context("leave"));
+        return (seen, writer, inbox.reader);
+    }
+    loop {
+        match tokio::time::timeout(plan.loss_timeout, inbox.rx.recv()).await {
+            Err(_) => break seen.errors.add_msg("no answer to leaving".into()),
+            Ok(None) => break seen.errors.add_msg("stream closed while leaving".into()),
+            Ok(Some(el)) if own_exit(&el, &own) => break seen.left_in = Some(asked.elapsed()),
+            Ok(Some(el)) => {
+                answer_ping(&mut writer, &el).await;
+            }
+        }
+    }
     (seen, writer, inbox.reader)
 }
 
@@ -298,28 +360,30 @@ pub async fn run(env: Env, p: MucParams) -> Result<Value> {
         loss_timeout: p.loss_timeout,
         deadline: env.deadline,
     });
-    let (turn_tx, turn_rx) = watch::channel(0usize);
-    let (joined_tx, mut joined_rx) = mpsc::unbounded_channel();
-    let (start_tx, start_rx) = watch::channel(false);
+    let (turn_tx, turn) = watch::channel(0usize);
+    let (joined, mut joined_rx) = mpsc::unbounded_channel();
+    let (start_tx, start) = watch::channel(false);
+    let (finished, mut finished_rx) = mpsc::unbounded_channel();
+    let (leave_tx, leave) = watch::channel(false);
+    let signals = Signals {
+        turn,
+        joined,
+        start,
+        finished,
+        leave,
+    };
     let tasks: Vec<_> = sessions
         .into_iter()
         .enumerate()
-        .map(|(i, s)| {
-            tokio::spawn(occupant(
-                i,
-                s,
-                plan.clone(),
-                turn_rx.clone(),
-                joined_tx.clone(),
-                start_rx.clone(),
-            ))
-        })
+        .map(|(i, s)| tokio::spawn(occupant(i, s, plan.clone(), signals.clone())))
         .collect();
+    drop(signals);
     let joins_started = Instant::now();
+    let mut in_room = 0usize;
     for i in 0..p.occupants {
         let _ = turn_tx.send(i);
         match tokio::time::timeout(plan.loss_timeout * 2, joined_rx.recv()).await {
-            Ok(Some(_)) => {}
+            Ok(Some(entered)) => in_room += usize::from(entered),
             _ => break,
         }
     }
@@ -328,18 +392,34 @@ pub async fn run(env: Env, p: MucParams) -> Result<Value> {
     let meter = CpuMeter::start(env.args.pid);
     let started = Instant::now();
     let _ = start_tx.send(true);
+    // Everyone in the room finishes (each task bounds its own wait), then the CPU of the
+    // messages is read and all leave.
+    let leaver = tokio::spawn(async move {
+        for _ in 0..in_room {
+            if finished_rx.recv().await.is_none() {
+                break;
+            }
+        }
+        let measured = (meter.server_cpu(), meter.report());
+        let _ = leave_tx.send(true);
+        (measured, Instant::now())
+    });
     let mut errors = ErrorTally::default();
     let (mut received, mut sent, mut last_arrival) = (0u64, 0u64, started);
     let mut latency = Latencies::default();
     let mut join_times = Latencies::default();
     let (mut entered, mut last_join) = (0usize, None);
     let mut streams = Vec::new();
+    let mut leave_times = Latencies::default();
     for t in tasks {
         let (seen, writer, reader) = t.await?;
         if let Some(d) = seen.joined_in {
             entered += 1;
             join_times.record(d);
             last_join = Some(d);
+        }
+        if let Some(d) = seen.left_in {
+            leave_times.record(d);
         }
         received += seen.received;
         sent += seen.sent;
@@ -349,8 +429,8 @@ pub async fn run(env: Env, p: MucParams) -> Result<Value> {
         streams.push((writer, reader));
     }
     let elapsed = last_arrival.duration_since(started).as_secs_f64();
-    let server_cpu = meter.server_cpu();
-    let cpu = meter.report();
+    let ((server_cpu, cpu), leaving_from) = leaver.await?;
+    let leaves_took = leaving_from.elapsed();
     // Close every stream and wait (bounded) for the server to close its side.
     let wait = env.close_wait();
     for (writer, _) in &mut streams {
@@ -365,6 +445,9 @@ pub async fn run(env: Env, p: MucParams) -> Result<Value> {
     report["joins_s"] = json!(round3(joins_took.as_secs_f64()));
     report["join_latency"] = join_times.summary();
     report["last_join_ms"] = json!(last_join.map(|d| round3(d.as_secs_f64() * 1e3)));
+    report["left"] = json!(leave_times.len());
+    report["leaves_s"] = json!(round3(leaves_took.as_secs_f64()));
+    report["leave_latency"] = leave_times.summary();
     report["sent"] = json!(sent);
     report["expected_copies"] = json!(expected);
     report["received"] = json!(received);
@@ -376,6 +459,7 @@ pub async fn run(env: Env, p: MucParams) -> Result<Value> {
         json!(server_cpu.map(|c| round3(c.as_secs_f64() * 1e6 / received.max(1) as f64)));
     report["errors"] = errors.report(MAX_REASONS);
     report["cpu"] = cpu;
-    report["ok"] = json!(entered == p.occupants && received == expected && errors.total() == 0);
+    report["ok"] =
+        json!(entered == p.occupants && leave_times.len() == entered && received == expected && errors.total() == 0);
     Ok(report)
 }

@@ -31,6 +31,10 @@ impl Latencies {
         self.0.len()
     }
 
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
     /// Summary in milliseconds (count, mean, min, p50, p90, p99, max).
     pub fn summary(&mut self) -> Value {
         if self.0.is_empty() {
