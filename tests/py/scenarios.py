@@ -1352,6 +1352,13 @@ async def sc_muc(env: Env) -> None:
             lambda p: p["type"] == "error" and p["from"] == JID(f"{room}/Alice"), "the refusal of a taken nickname"
         )
         check(refused["error"]["condition"] == "conflict", f"XEP-0045 7.2.9: conflict: {refused}")
+        # RFC 8266: nicknames are compared case-folded and NFKC-normalised.
+        for disguise in ("alice", "\uff21lice"):
+            b.make_presence(pto=JID(f"{room}/{disguise}")).send()
+            refused = await b.presences.wait(
+                lambda p, d=disguise: p["type"] == "error" and p["from"] == JID(f"{room}/{d}"), f"the refusal of {disguise!r}"
+            )
+            check(refused["error"]["condition"] == "conflict", f"{disguise!r} is Alice's nickname too: {refused}")
         await b.plugin["xep_0045"].set_self_nick(room, "Robert", timeout=10)
         gone = await a.presences.wait(
             lambda p: p["from"] == JID(f"{room}/Bob") and p["type"] == "unavailable", "bob's old nick leaving"

@@ -20,6 +20,7 @@
 
 mod admin;
 mod config;
+mod nick;
 mod register;
 mod relay;
 mod room;
@@ -59,8 +60,6 @@ pub mod ns {
 
 /// The most rooms one instance holds; creating more is refused with `resource-constraint`.
 const MAX_ROOMS: usize = 10_000;
-/// The longest nickname accepted, in bytes (a JID resource's limit).
-const MAX_NICK: usize = 1023;
 /// The most rooms the service's disco#items lists.
 const MAX_LISTED: usize = 100;
 
@@ -589,7 +588,7 @@ fn room_info(room: &Room) -> Element {
 /// `jid-malformed` otherwise).
 fn valid_nick(nick: Option<&str>) -> Result<&str, StanzaError> {
     match nick {
-        Some(n) if !n.trim().is_empty() && n.len() <= MAX_NICK => Ok(n),
+        Some(n) if !n.trim().is_empty() => Ok(n), // the rest is nick::enforce's
         _ => Err(StanzaError::new(poolxmpp_sdk::Condition::JidMalformed).with_text("a nickname is required")),
     }
 }

@@ -54,8 +54,10 @@ impl Room {
             .find(|f| f.get_attr("var") == Some("muc#register_roomnick"))
             .and_then(|f| f.get_child("value", ns::DATA))
             .map(|v| v.text_content())
-            .filter(|n| !n.trim().is_empty() && n.len() <= 1023)
             .ok_or_else(|| StanzaError::not_acceptable().with_text("a nickname is required"))?;
+        let nick = crate::nick::enforce(&nick)
+            .map_err(|e| StanzaError::not_acceptable().with_text(e.text.unwrap_or_default()))?;
+        let key = crate::nick::key(&nick);
         let bare = poolxmpp_sdk::jid::bare(jid).to_string();
         if self.nick_reserved_by_other(&nick, &bare) {
             return Err(StanzaError::conflict().with_text("that nickname is reserved by someone else"));
@@ -63,7 +65,7 @@ impl Room {
         if self
             .occupants()
             .iter()
-            .any(|o| o.nick == nick && poolxmpp_sdk::jid::bare(&o.jid) != bare)
+            .any(|o| o.nick_key == key && poolxmpp_sdk::jid::bare(&o.jid) != bare)
         {
             return Err(StanzaError::conflict().with_text("someone else in the room has that nickname"));
         }

@@ -10,7 +10,7 @@ use std::collections::{BTreeMap, BTreeSet, HashSet, VecDeque};
 use poolxmpp_sdk::{Condition, Element, ErrorType, StanzaError, NS_CLIENT};
 
 use crate::config::{AllowPm, Config, Whois};
-use crate::ns;
+use crate::{nick, ns};
 
 /// How many groupchat messages a room keeps for newcomers (XEP-0045 §7.2.15).
 pub const HISTORY: usize = 20;
@@ -101,7 +101,10 @@ impl Affiliation {
 
 #[derive(Debug, Clone)]
 pub struct Occupant {
+    /// Its nickname, enforced ([`nick::enforce`]).
     pub nick: String,
+    /// What its nickname is compared by ([`nick::key`]; not stored: it is derived).
+    pub nick_key: String,
     /// The occupant's full JID: where the room's stanzas for it go.
     pub jid: String,
     pub role: Role,
@@ -280,6 +283,7 @@ impl Room {
         let mut occupants = occupants;
         for o in &mut occupants {
             o.occupant_id = occupant_id(&salt, &o.jid);
+            o.nick_key = nick::key(&o.nick);
         }
         let skip = history.len().saturating_sub(HISTORY);
         let history: VecDeque<Said> = history.into_iter().skip(skip).collect();
@@ -402,7 +406,15 @@ impl Room {
 
     /// Whether `nick` is reserved by a user other than `bare_jid`.
     pub(crate) fn nick_reserved_by_other(&self, nick: &str, bare_jid: &str) -> bool {
-        self.reserved.iter().any(|(user, n)| n == nick && user != bare_jid)
+        let key = nick::key(nick);
+        self.reserved
+            .iter()
+            .any(|(user, n)| user != bare_jid && nick::key(n) == key)
+    }
+
+    /// The occupant whose nickname is the same as `nick` ([`nick::key`]), if any.
+    pub(crate) fn by_nick_key(&self, key: &str) -> Option<&Occupant> {
+        self.occupants.iter().find(|o| o.nick_key == key)
     }
 
     /// Reserve `nick` for `bare_jid`, noting it for the store.
@@ -444,15 +456,18 @@ impl Room {
 
     /// An available presence from `jid` to `room/nick`: entering, a nickname change or a
     /// presence update.
+    /// A presence from `jid` to the occupant JID of `asked` (the nickname as the client
+    /// wrote it): an entry, a presence update, or a nickname change.
     pub fn presence(
         &mut self,
         jid: &str,
-        nick: &str,
+        asked: &str,
         presence: &Element,
         now_ms: u64,
     ) -> Result<Vec<Out>, StanzaError> {
         let payload = payload_of(presence);
         if let Some(i) = self.position(jid) {
+            let nick = nick::enforce(asked)?;
             self.dirty.occupants.insert(jid.to_string());
             if self.occupants[i].nick == nick {
                 self.occupants[i].payload = payload;
@@ -464,21 +479,24 @@ impl Room {
                 }
                 return Ok(self.broadcast_presence(i, &[]));
             }
-            return self.change_nick(i, nick, payload);
+            return self.change_nick(i, &nick, nick != asked, payload);
         }
-        self.enter(jid, nick, presence, false, now_ms)
+        self.enter(jid, asked, presence, false, now_ms)
     }
 
-    /// Enter the room as `nick`; `created` when this entry created it (status 201). The
-    /// checks are those of §7.2 in its order.
+    /// Enter the room as `asked` (enforced: a nickname the room refuses is refused
+    /// first); `created` when this entry created it (status 201). The checks are those
+    /// of §7.2 in its order.
     pub fn enter(
         &mut self,
         jid: &str,
-        nick: &str,
+        asked: &str,
         presence: &Element,
         created: bool,
         now_ms: u64,
     ) -> Result<Vec<Out>, StanzaError> {
+        let nick = nick::enforce(asked)?;
+        let nick_key = nick::key(&nick);
         let affiliation = self.affiliation_of(jid);
         if self.locked && !created {
             return Err(StanzaError::item_not_found().with_text("this room is locked until its owner configures it"));
@@ -489,12 +507,18 @@ impl Room {
         if self.config.members_only && affiliation < Affiliation::Member {
             return Err(StanzaError::new(Condition::RegistrationRequired).with_text("this room is for members only"));
         }
-        // Another session of the same user may join under its nickname, and shares its role.
-        let sibling = self.by_nick(nick).map(|o| (bare(&o.jid) == bare(jid), o.role));
-        if sibling.is_some_and(|(same_user, _)| !same_user) || self.nick_reserved_by_other(nick, bare(jid)) {
+        // Another session of the same user may join under its nickname (in whatever case
+        // it asks for it), and shares its role.
+        let sibling = self
+            .by_nick_key(&nick_key)
+            .map(|o| (bare(&o.jid) == bare(jid), o.role, o.nick.clone()));
+        if sibling.as_ref().is_some_and(|(same_user, ..)| !same_user) || self.nick_reserved_by_other(&nick, bare(jid)) {
             return Err(StanzaError::conflict().with_text("that nickname is taken in this room"));
         }
-        let role = sibling.map_or(role, |(_, role)| role);
+        let (role, nick) = match sibling.clone() {
+            Some((_, role, theirs)) => (role, theirs),
+            None => (role, nick),
+        };
         if sibling.is_none() && self.occupant_count() >= self.config.max_users && affiliation < Affiliation::Admin {
             return Err(StanzaError::service_unavailable().with_text("this room is full"));
         }
@@ -507,8 +531,10 @@ impl Room {
                 return Err(StanzaError::new(Condition::NotAuthorized).with_text("this room needs the right password"));
             }
         }
+        let rewritten = nick != asked;
         self.occupants.push(Occupant {
-            nick: nick.to_string(),
+            nick,
+            nick_key,
             jid: jid.to_string(),
             role,
             payload: payload_of(presence),
@@ -522,6 +548,9 @@ impl Room {
         }
         if created {
             codes.push("201");
+        }
+        if rewritten {
+            codes.push("210"); // the room changed the nickname asked for
         }
         Ok(self.welcome(self.occupants.len() - 1, &codes, HistoryRequest::of(presence, now_ms)))
     }
@@ -667,11 +696,21 @@ impl Room {
 
     /// §7.6: the old nick leaves with 303 and the new one, then the new nick's presence.
     /// Every session of the user under the old nickname moves with it.
-    fn change_nick(&mut self, i: usize, nick: &str, payload: Vec<Element>) -> Result<Vec<Out>, StanzaError> {
-        if self.by_nick(nick).is_some() || self.nick_reserved_by_other(nick, bare(&self.occupants[i].jid)) {
+    /// `nick` is enforced; `rewritten` if that changed what was asked (status 210). Only
+    /// a change of case of one's own nickname may keep its key.
+    fn change_nick(
+        &mut self,
+        i: usize,
+        nick: &str,
+        rewritten: bool,
+        payload: Vec<Element>,
+    ) -> Result<Vec<Out>, StanzaError> {
+        let old_nick = self.occupants[i].nick.clone();
+        let nick_key = nick::key(nick);
+        let taken = self.by_nick_key(&nick_key).is_some_and(|o| o.nick != old_nick);
+        if taken || self.nick_reserved_by_other(nick, bare(&self.occupants[i].jid)) {
             return Err(StanzaError::conflict().with_text("that nickname is taken in this room"));
         }
-        let old_nick = self.occupants[i].nick.clone();
         let primary = self.by_nick(&old_nick).expect("session i has it").clone();
         let mut out = Vec::new();
         // The unavailable of the old nick carries the new one in its item.
@@ -688,10 +727,12 @@ impl Room {
         }
         for &j in &moving {
             self.occupants[j].nick = nick.to_string();
+            self.occupants[j].nick_key = nick_key.clone();
             self.dirty.occupants.insert(self.occupants[j].jid.clone());
         }
         self.occupants[i].payload = payload;
-        out.extend(self.announce(nick, &[]));
+        let own_codes: &[&str] = if rewritten { &["210"] } else { &[] };
+        out.extend(self.announce(nick, own_codes));
         Ok(out)
     }
 
@@ -1174,6 +1215,44 @@ mod tests {
     }
 
     #[test]
+    fn nicknames_are_enforced_and_the_same_in_any_case() {
+        let mut room = created();
+        // "alice" is Alice's nickname for anyone else.
+        let err = room.presence("mallory@l/m", "alice", &presence(), 0).unwrap_err();
+        assert_eq!(err.condition, poolxmpp_sdk::Condition::Conflict);
+        let err = room.presence("mallory@l/m", "Ａｌｉｃｅ", &presence(), 0).unwrap_err();
+        assert_eq!(
+            err.condition,
+            poolxmpp_sdk::Condition::Conflict,
+            "full-width is no disguise"
+        );
+        let err = room.presence("mallory@l/m", "bell\u{7}", &presence(), 0).unwrap_err();
+        assert_eq!(err.condition, poolxmpp_sdk::Condition::NotAcceptable);
+        // A nickname the room rewrites comes back in its form, with 210.
+        let out = room.presence("bob@l/b", "  Bob   B ", &presence(), 0).unwrap();
+        let own = out
+            .iter()
+            .find_map(|o| match o {
+                Out::One(e) if codes(e).contains(&"110".to_string()) => Some(e),
+                _ => None,
+            })
+            .unwrap();
+        assert_eq!(own.get_attr("from"), Some("lounge@conference.l/Bob B"));
+        assert_eq!(codes(own), ["110", "210"]);
+        // Bob's phone asking for "bob b" joins his nickname.
+        let out = room.presence("bob@l/phone", "bob b", &presence(), 0).unwrap();
+        assert!(out
+            .iter()
+            .all(|o| matches!(o, Out::One(e) if e.get_attr("to") == Some("bob@l/phone"))));
+        assert_eq!(room.sessions_of("Bob B"), ["bob@l/b", "bob@l/phone"]);
+        // Bob may change the case of his own nickname.
+        let out = room.presence("bob@l/b", "BOB B", &presence(), 0).unwrap();
+        assert!(!out.is_empty());
+        assert_eq!(room.sessions_of("BOB B"), ["bob@l/b", "bob@l/phone"]);
+        assert_eq!(room.occupant_count(), 2);
+    }
+
+    #[test]
     fn a_second_session_shares_the_nickname_and_only_it_is_told() {
         let mut room = created();
         room.presence("bob@l/b", "Bob", &presence(), 0).unwrap();
@@ -1366,6 +1445,7 @@ mod tests {
                 .iter()
                 .map(|o| Occupant {
                     occupant_id: String::new(), // as the store hands it back
+                    nick_key: String::new(),
                     ..o.clone()
                 })
                 .collect(),

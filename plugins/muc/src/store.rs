@@ -228,6 +228,7 @@ fn occupant(jid: String, r: OccupantRecord) -> Result<Occupant, String> {
         role: Role::parse(&r.role).ok_or("unknown role")?,
         bucket: Bucket::default(),
         occupant_id: String::new(), // derived by Room::restore
+        nick_key: String::new(),    // likewise
         payload: r
             .payload
             .iter()
