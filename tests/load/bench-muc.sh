@@ -12,6 +12,8 @@
 #   tests/load/bench-muc.sh                 # full run (ROUNDS=3)
 #   QUICK=1 tests/load/bench-muc.sh         # small numbers, to check the script
 #   SERVERS="poolxmpp" tests/load/bench-muc.sh
+#   PIN=1 tests/load/bench-muc.sh           # server on CPU 0 only, the load tool on CPU 1
+#                                           # with one thread: neither starves the other
 #
 # Needs: cargo build --release -p poolxmpp -p poolxmpp-load; prosody and ejabberd
 # (apt-get install -y prosody ejabberd) for their runs (run-prosody.sh, run-ejabberd.sh).
@@ -25,6 +27,12 @@ else
     ROUNDS=${ROUNDS:-3} OCC=100 MSGS=20 BIG=1000
 fi
 SERVERS="${SERVERS:-poolxmpp prosody ejabberd}"
+# With PIN=1 each server (every thread of it) gets CPU 0 and the load tool CPU 1, so the
+# figures compare one core of each server rather than who wins the shared cores.
+LOAD_CMD=("$LOAD")
+if [ -n "${PIN:-}" ]; then
+    LOAD_CMD=(taskset -c 1 "$LOAD" --threads 1)
+fi
 STORE=sqlite
 FAILED=0
 declare -A PORT_OF PID_OF
@@ -61,13 +69,18 @@ start() { # NAME: start server NAME with BIG users
 measure() {
     local name=$1 round=$2 scenario=$3 out
     shift 3
-    out=$("$LOAD" muc "$@" --port "${PORT_OF[$name]}" --pid "${PID_OF[$name]}" --domain localhost \
+    out=$("${LOAD_CMD[@]}" muc "$@" --port "${PORT_OF[$name]}" --pid "${PID_OF[$name]}" --domain localhost \
         --users-prefix load --password pw --json --timeout-secs 600) ||
         { FAILED=$((FAILED + 1)); echo "failed: $name $scenario round $round" >&2; }
     echo "{\"scenario\":\"$scenario\",\"server\":\"$name\",\"round\":$round,\"result\":${out:-null}}"
 }
 
-for s in $SERVERS; do start "$s"; done
+for s in $SERVERS; do
+    start "$s"
+    if [ -n "${PIN:-}" ]; then
+        taskset -a -cp 0 "${PID_OF[$s]}" >/dev/null
+    fi
+done
 for round in $(seq 1 "$ROUNDS"); do
     for s in $SERVERS; do
         echo "[$s] round $round: muc-100" >&2
