@@ -12,12 +12,17 @@ use support::pool::{
 };
 use support::TestServer;
 
-/// Pool tests run side by side, except the reconnect storm, which saturates the machine
-/// and would starve other tests' nodes of their lease renewals (they would rightly fence).
+/// Pool tests run side by side, except those that saturate the machine (the reconnect
+/// storm, 200 logins at once): beside another test's nodes they would starve one of them of
+/// its lease renewals on two cores, and it would rightly fence itself.
 static MACHINE: std::sync::RwLock<()> = std::sync::RwLock::new(());
 
 fn shared_machine() -> std::sync::RwLockReadGuard<'static, ()> {
     MACHINE.read().unwrap_or_else(|e| e.into_inner())
+}
+
+fn whole_machine() -> std::sync::RwLockWriteGuard<'static, ()> {
+    MACHINE.write().unwrap_or_else(|e| e.into_inner())
 }
 
 /// Membership: three nodes join and show as live; a second process claiming a live node's
@@ -249,7 +254,7 @@ fn one_fan_out_call_reaches_200_sessions_on_three_nodes() {
     const ACCOUNTS: usize = 20;
     const RESOURCES: usize = 10;
     const PASSWORD: &str = "fan-pw";
-    let _machine = shared_machine();
+    let _machine = whole_machine();
     must(|| {
         let (pool, _plugins) = pool_with_plugins(3, &["event-probe"], &["max_resources_per_account = 0"])?;
         for a in 0..ACCOUNTS {
@@ -1183,7 +1188,7 @@ const STORM_SESSIONS: usize = 2_000;
 /// and PostgreSQL stays within its connection limit.
 #[test]
 fn reconnect_storm_after_a_node_dies() {
-    let _machine = MACHINE.write().unwrap_or_else(|e| e.into_inner());
+    let _machine = whole_machine();
     // 2,000 client sockets in this process: take the hard open-file limit, as the server does.
     poolxmpp::daemon::raise_open_file_limit();
     must(|| {
