@@ -124,10 +124,6 @@ pub async fn serve(config: Config, role: Role) -> anyhow::Result<()> {
             "pool events",
             crate::pool::node::run_events(server.ctx.clone(), pool.clone(), events),
         );
-        background.spawn_until_signal(
-            "pool mesh",
-            crate::pool::node::run_mesh(server.ctx.clone(), pool.clone()),
-        );
         let weak = Arc::downgrade(&server);
         background.spawn_until_signal(
             "pool lease",
@@ -153,6 +149,14 @@ pub async fn serve(config: Config, role: Role) -> anyhow::Result<()> {
         if server.ctx.config.plugins.watch {
             crate::plugins::watch::spawn_watcher(plugins.clone(), &clients);
         }
+    }
+    // The mesh tells the features which nodes joined: it starts once the plugins in the
+    // directory are loaded, so none of them misses the nodes already in the pool.
+    if let Some(pool) = &pool {
+        background.spawn_until_signal(
+            "pool mesh",
+            crate::pool::node::run_mesh(server.ctx.clone(), pool.clone()),
+        );
     }
     let admin = crate::plugins::watch::admin_socket_path(&server.ctx.config.data_dir);
     let weak = Arc::downgrade(&server);
