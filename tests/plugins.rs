@@ -756,3 +756,85 @@ fn muc_rooms_with_slixmpp() {
         srv.scenario("muc_admin", None).map(drop)
     });
 }
+
+/// Issue 15: the bundled privacy plugin (XEP-0016 and XEP-0191 in one `feature-filter`,
+/// one rule store) driven by slixmpp's xep_0191 and xep_0016 on one server. Scenario
+/// `blocking`: the blocklist and its pushes, unavailable presence to a newly blocked
+/// contact and presence again when unblocked, messages refused both ways with the XEP's
+/// errors, presence withheld both ways, a blocked sender's message to an offline user not
+/// stored, unblock all. Scenario `privacy_lists`: lists stored, listed and pushed, an
+/// active list per session, a default list for every other session and for offline
+/// storage, jid / subscription / fall-through items, presence-out, conflict,
+/// item-not-found, malformed lists refused.
+#[test]
+fn privacy_lists_and_blocking_with_slixmpp() {
+    with_plugins(&["privacy"], |srv, _dir| {
+        srv.scenario("blocking", None)?;
+        srv.scenario("privacy_lists", None).map(drop)
+    });
+}
+
+/// Issue 15, must-show 3: the privacy plugin fails closed. alice blocks bob through the
+/// real plugin; then a broken build of it is deployed under the same name (a component
+/// that traps on every message it is asked about: the word filter told to trap on the
+/// empty word, with the privacy manifest's `interest = "declared"` and `fail_closed`).
+/// alice is still in the plugin's interest set (kept in the store, by plugin name), so
+/// bob's message to her reaches the broken filter, which traps: bob gets
+/// service-unavailable, alice nothing, the operator a log line. Users without rules do
+/// not cross the boundary and keep talking.
+#[test]
+fn a_trapping_privacy_plugin_fails_closed() {
+    with_plugins(&["privacy"], |srv, dir| {
+        let rt = support::rt();
+        let (mut alice, mut bob, mut carol, mut eve) = rt.block_on(async {
+            let alice = login(srv, "alice", "raw").await?;
+            let bob = login(srv, "bob", "raw").await?;
+            let carol = login(srv, "carol", "raw").await?;
+            let eve = login(srv, "eve", "raw").await?;
+            anyhow::Ok((alice, bob, carol, eve))
+        })?;
+        rt.block_on(async {
+            let done = alice.iq("set", None, &support::block(&jid("bob"))).await?;
+            ensure!(done.attr("type") == Some("result"), "block: {}", done.raw);
+            bob.message(&format!("{}/raw", jid("alice")), "while the plugin works")
+                .await?;
+            let refused = bob.expect_message_error("refused by the working plugin").await?;
+            ensure!(condition(&refused) == "service-unavailable", "got {}", refused.raw);
+            anyhow::Ok(())
+        })?;
+
+        let broken = tempfile::tempdir()?;
+        plugins::install(broken.path(), &["word-filter-closed"])?;
+        let manifest = "name = \"privacy\"\nworld = \"filter\"\nversion = \"0.1.1\"\n\
+            description = \"a broken build of the privacy plugin\"\n\
+            interest = \"declared\"\nfail_closed = true\n\
+            [limits]\ntimeout_ms = 200\nmax_failures = 100\n\
+            [config]\nwords = \"spam\"\ntrap_word = \"\"\n";
+        let mark = srv.log().len();
+        plugins::replace(
+            &dir.join("privacy.wasm"),
+            &std::fs::read(broken.path().join("word-filter-closed.wasm"))?,
+        )?;
+        plugins::replace(&dir.join("privacy.toml"), manifest.as_bytes())?;
+        srv.wait_log(mark, "plugin loaded", Duration::from_secs(20))?;
+
+        rt.block_on(async {
+            bob.message(&format!("{}/raw", jid("alice")), "while the plugin traps")
+                .await?;
+            let refused = bob.expect_message_error("refused by the failing plugin").await?;
+            ensure!(condition(&refused) == "service-unavailable", "got {}", refused.raw);
+            let bodies = alice.collect_bodies(Duration::from_millis(500)).await;
+            ensure!(
+                !bodies.iter().any(|b| b.contains("while the plugin")),
+                "a blocked contact's message reached alice: {bodies:?}"
+            );
+            exchange(&mut carol, &mut eve, "beside a failing privacy plugin").await
+        })?;
+        srv.wait_log(
+            mark,
+            "fail-closed filter failed; blocking the stanza",
+            Duration::from_secs(5),
+        )?;
+        Ok(())
+    });
+}

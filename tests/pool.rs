@@ -773,6 +773,26 @@ fn muc_scenarios_across_three_nodes() {
     });
 }
 
+/// Issue 15, must-show 2: the privacy plugin's scenarios with each client on the next of
+/// three nodes: the blocker's two resources, the blocked contact and a third user on
+/// different nodes, so a block set on one node is enforced for stanzas arriving at
+/// another (the interest set and `rules-changed` travel the links), pushes reach the
+/// other node's resource, an active list is judged on its session's node, a default list
+/// everywhere, and a conflict is seen across nodes.
+#[test]
+fn privacy_scenarios_across_three_nodes() {
+    let _machine = shared_machine();
+    must(|| {
+        let (pool, _plugins) = pool_with_plugins(3, &["privacy"], &[])?;
+        pool.nodes[2].wait_log(0, "pool link up", Duration::from_secs(10))?;
+        std::thread::sleep(Duration::from_millis(2 * HEARTBEAT_MS));
+        for name in ["blocking", "privacy_lists"] {
+            pool.scenario(name)?;
+        }
+        Ok(())
+    });
+}
+
 /// Mutual presence subscription between two raw clients (RFC 6121 §3), then both
 /// re-send available presence so each sees the other.
 async fn subscribe_both(

@@ -38,12 +38,12 @@ pub async fn remove(ctx: &Arc<Context>, bare: &str, before_close: impl FnOnce())
         "account removed"
     );
     before_close();
-    announce(ctx, bare, &removed);
+    announce(ctx, bare, &removed).await;
     Ok(())
 }
 
 /// Tell contacts and close the account's sessions (after [`remove_stored`]).
-pub fn announce(ctx: &Context, bare: &str, removed: &RemovedAccount) {
+pub async fn announce(ctx: &Context, bare: &str, removed: &RemovedAccount) {
     // Contacts first, while the account's sessions are still in the table, so their
     // unavailable presence can be sent on their behalf.
     for c in &removed.contacts {
@@ -52,7 +52,7 @@ pub fn announce(ctx: &Context, bare: &str, removed: &RemovedAccount) {
         if sub.has_to() || c.item.ask {
             deliver_to_available(ctx, &c.owner, &subscription(bare, &c.owner, "unsubscribed"));
             if sub.has_to() {
-                send_unavailable_presence(ctx, bare, &c.owner);
+                send_unavailable_presence(ctx, bare, &c.owner).await;
             }
         }
         // The account received the contact's presence, or had asked to: unsubscribed (§3.3).

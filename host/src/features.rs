@@ -174,6 +174,11 @@ pub trait Features: Send + Sync {
     /// skips [`Features::filter`] (and the work of finding where the point runs). Runs on
     /// every routed stanza, twice: cheap, no await.
     fn would_filter(&self, direction: Direction, stanza: &Element, sent_by: Option<&str>) -> bool;
+    /// Whether some filter may judge a stanza concerning `user` (a bare JID) at this point:
+    /// asked before a stanza is built, for the presence the server sends on a user's
+    /// behalf (a broadcast's copy per contact), so a copy is addressed and judged only
+    /// when some filter has rules for one of its two ends. Cheap, no await.
+    fn would_filter_for(&self, direction: Direction, user: &str) -> bool;
     /// Run the filters over a stanza, in order, until one does not let it pass.
     /// `sent_by`: the feature that sent the stanza, if one did; its own filter does not
     /// judge it (it decided the stanza itself, and its instance is busy sending it).
@@ -213,6 +218,9 @@ impl Features for NoFeatures {
         Vec::new()
     }
     fn would_filter(&self, _: Direction, _: &Element, _: Option<&str>) -> bool {
+        false
+    }
+    fn would_filter_for(&self, _: Direction, _: &str) -> bool {
         false
     }
     fn notify(&self, _: Event) {}

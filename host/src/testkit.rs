@@ -13,7 +13,7 @@ use std::sync::Arc;
 
 use crate::config::{Config, DomainConfig};
 use crate::context::Context;
-use crate::features::NoFeatures;
+use crate::features::{Features, NoFeatures};
 use crate::sessions::Session;
 use crate::store::{RosterItem, ScramKeys, Store, StoredCredentials, Subscription};
 use crate::stream::writer::{channel, Inbox, QueueLimits};
@@ -35,6 +35,11 @@ impl Node {
 
     /// A node whose configuration (limits, mostly) `configure` changes first.
     pub async fn with(configure: impl FnOnce(&mut Config)) -> Node {
+        Node::with_features(configure, Arc::new(NoFeatures)).await
+    }
+
+    /// A node with these features (a fake filter, say) instead of none.
+    pub async fn with_features(configure: impl FnOnce(&mut Config), features: Arc<dyn Features>) -> Node {
         let mut config = Config {
             domains: vec![DomainConfig {
                 name: DOMAIN.to_string(),
@@ -53,7 +58,7 @@ impl Node {
         let spec = format!("sqlite:file:testkit-{n}?mode=memory&cache=shared");
         let store = Store::open(&spec, Path::new("."), 2).await.expect("an in-memory store");
         Node {
-            ctx: Arc::new(Context::new(config, store, Arc::new(NoFeatures))),
+            ctx: Arc::new(Context::new(config, store, features)),
         }
     }
 

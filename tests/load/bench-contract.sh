@@ -6,12 +6,14 @@
 #      call vs in 100 send calls (copies delivered per second, server CPU per copy);
 #   3. 1:1 messages with the blocklist filter (interest = "declared") loaded and every 10th
 #      user blocking nobody@localhost vs the same config without it (target: >= 0.9x);
-#      the filter's `plugin list` entry shows how many stanzas skipped it.
+#      the filter's `plugin list` entry shows how many stanzas skipped it. FILTER=privacy
+#      measures the bundled privacy plugin (XEP-0016 with XEP-0191) the same way (issue 15).
 # One JSON line per run on stdout ({"scenario":...,"round":...,"result":{...}}), and each
 # server's `plugin list` after its rounds. Exit status 1 if any run reported a failure.
 #
 #   tests/load/bench-contract.sh           # full run (ROUNDS=3)
 #   QUICK=1 tests/load/bench-contract.sh   # small numbers, to check the script
+#   SECTIONS="3" FILTER=privacy tests/load/bench-contract.sh   # the privacy plugin only
 #   SERVER=... LOAD=...                    # other builds than target/release's
 #
 # Needs: cargo build --release -p poolxmpp -p poolxmpp-load. Listens on 127.0.0.1 only;
@@ -30,6 +32,10 @@ else
 fi
 STORE=sqlite
 FAILED=0
+SECTIONS="${SECTIONS:-1 2 3}"
+FILTER="${FILTER:-blocklist}"
+# section N: whether section N is to run.
+section() { [[ " $SECTIONS " == *" $1 "* ]]; }
 declare -A PORT_OF PID_OF
 
 bench_init contract-bench
@@ -75,6 +81,7 @@ plugin_list() {
     echo "{\"scenario\":\"plugin-list\",\"server\":\"$1\",\"result\":$(timeout 30 "$SERVER" plugin list --config "$DIR/$1/poolxmpp.toml" | tr -d '\n')}"
 }
 
+if section 1; then
 echo "1. native routing vs the echo plugin" >&2
 serve echo 16521 echo
 register echo "$SESSIONS"
@@ -87,7 +94,9 @@ for round in $(seq 1 "$ROUNDS"); do
 done
 plugin_list echo
 stop_servers
+fi
 
+if section 2; then
 echo "2. fan-out: one send-many call vs one send per recipient" >&2
 serve fanout 16522 event-probe
 register fanout $((RECIPIENTS + 1))
@@ -100,22 +109,25 @@ for round in $(seq 1 "$ROUNDS"); do
 done
 plugin_list fanout
 stop_servers
+fi
 
-echo "3. 1:1 messages with the blocklist filter (10% of users with rules) vs none" >&2
-serve blocklist 16523 blocklist
+if section 3; then
+echo "3. 1:1 messages with the $FILTER filter (10% of users with rules) vs none" >&2
+serve "$FILTER" 16523 "$FILTER"
 serve none 16524
-register blocklist $((2 * PAIRS))
+register "$FILTER" $((2 * PAIRS))
 register none $((2 * PAIRS))
-measure blocklist "\"scenario\":\"block\",\"filter\":\"blocklist\"" block --count $((2 * PAIRS)) --fraction 0.1
+measure "$FILTER" "\"scenario\":\"block\",\"filter\":\"$FILTER\"" block --count $((2 * PAIRS)) --fraction 0.1
 for round in $(seq 1 "$ROUNDS"); do
-    for filter in blocklist none; do
+    for filter in "$FILTER" none; do
         echo "[round $round] messages, filter $filter" >&2
         measure "$filter" "\"scenario\":\"messages-filter\",\"filter\":\"$filter\",\"round\":$round" \
             messages --pairs "$PAIRS" --messages "$FILTER_MSGS"
     done
 done
-plugin_list blocklist
+plugin_list "$FILTER"
 stop_servers
+fi
 
 rm -rf "$DIR"
 [ "$FAILED" = 0 ] || { echo "$FAILED run(s) reported failures" >&2; exit 1; }

@@ -30,6 +30,7 @@ from xmpptest import (
     STANZAS_NS,
     Client,
     Env,
+    Inbox,
     LoginFailed,
     ScenarioFailure,
     base_arg_parser,
@@ -1639,6 +1640,294 @@ async def sc_caps_online(env: Env) -> None:
             await asyncio.sleep(1.0)
             await c.stop()
             step(f"{name} logged in with caps and out again")
+    finally:
+        await close_all(clients)
+
+
+BLOCKING_NS = "urn:xmpp:blocking"
+BLOCKING_ERRORS_NS = "urn:xmpp:blocking:errors"
+PRIVACY_NS = "jabber:iq:privacy"
+
+
+def _error_condition(stanza: Any) -> str:
+    return stanza["error"]["condition"]
+
+
+def _iq_pushes(c: Client, path: str) -> Inbox:
+    """An inbox of the IQ sets matching the slixmpp stanza path `path` (pushes), each
+    answered with a result as a client does."""
+    from slixmpp.xmlstream.handler import Callback
+    from slixmpp.xmlstream.matcher import StanzaPath
+
+    inbox = Inbox(c.label, path)
+
+    def record(iq: Any) -> None:
+        inbox.push(iq)
+        iq.reply().send()
+
+    c.register_handler(Callback(f"t-{path}", StanzaPath(path), record))
+    return inbox
+
+
+def _error_pred(frm: str, condition: str) -> Callable[[Any], bool]:
+    return lambda m: m["type"] == "error" and is_from(m, frm) and _error_condition(m) == condition
+
+
+@scenario("blocking")
+async def sc_blocking(env: Env) -> None:
+    """XEP-0191 through slixmpp's xep_0191, answered and enforced by the privacy plugin:
+    the blocklist, pushes to every resource that retrieved it, unavailable presence to a
+    newly blocked contact and current presence again when unblocked, messages both ways
+    refused with the XEP's errors (not-acceptable with <blocked/> to the blocker, service-
+    unavailable to the blocked), presence both ways withheld, a blocked sender's message
+    to an offline user not stored, unblock of one and unblock all."""
+    alice, bob, carol = env.jid("alice"), env.jid("bob"), env.jid("carol")
+    a1 = Client(env, alice + "/one")
+    a2 = Client(env, alice + "/two")
+    b = Client(env, bob + "/b")
+    c = Client(env, carol + "/c")
+    clients = [a1, a2, b, c]
+    for x in clients:
+        x.register_plugin("xep_0191")
+    pushes = {x.label: (_iq_pushes(x, "iq@type=set/block"), _iq_pushes(x, "iq@type=set/unblock")) for x in (a1, a2)}
+    try:
+        for x in (a1, b, c):
+            await x.start()
+        await subscribe_handshake(a1, b)
+        await a2.start()
+        await b.presences.wait(presence_pred(a2.boundjid.full), "the second resource's presence")
+        for x in (a1, a2):
+            got = await x.plugin["xep_0191"].get_blocked_jids(timeout=10)
+            check(got == set(), f"XEP-0191 3.2: a new account's blocklist is empty: {got}")
+        step("both resources retrieved the (empty) blocklist")
+
+        mark = len(b.received)
+        await a1.plugin["xep_0191"].block(JID(bob), timeout=10)
+        for x in (a1, a2):
+            push = await pushes[x.label][0].wait(
+                lambda iq: {str(i["jid"]) for i in iq["block"]} == {bob},
+                "XEP-0191 3.3: a block push to every resource that retrieved the blocklist",
+            )
+            check(not push["from"] or push["from"].full == alice, f"XEP-0191 3.3: the push comes from the user's bare JID: {push}")
+        for x in (a1, a2):
+            await b.presences.wait(
+                presence_pred(x.boundjid.full, "unavailable"),
+                f"XEP-0191 3.3: the blocked contact gets unavailable presence from {x.boundjid.full}",
+            )
+        got = await a2.plugin["xep_0191"].get_blocked_jids(timeout=10)
+        check(got == {JID(bob)}, f"XEP-0191 3.2: the blocklist names bob: {got}")
+        step("bob is blocked; both resources were told, bob saw alice go")
+
+        b.msg(alice, "bob to blocked alice")
+        err = await b.messages.wait(_error_pred(alice, "service-unavailable"), "XEP-0191 3.5: service-unavailable to the blocked sender")
+        check(err.xml.find(f".//{{{BLOCKING_ERRORS_NS}}}blocked") is None, f"XEP-0191 3.5: the blocked side is not told it is blocked: {err}")
+        a1.msg(bob, "alice to blocked bob")
+        err = await a1.messages.wait(_error_pred(bob, "not-acceptable"), "XEP-0191 3.6: not-acceptable to the blocking user")
+        check(
+            err.xml.find(f".//{{{BLOCKING_ERRORS_NS}}}blocked") is not None,
+            f"XEP-0191 3.6: the error carries <blocked xmlns='{BLOCKING_ERRORS_NS}'/>: {err}",
+        )
+        b.send_presence(pstatus="bob is here")
+        a1.send_presence(pstatus="alice is here")
+        await a1.messages.expect_none(lambda m: m["body"] == "bob to blocked alice", "a message from a blocked contact")
+        await b.messages.expect_none(lambda m: m["body"] == "alice to blocked bob", "a message to a blocked contact")
+        await a1.presences.expect_none(lambda p: is_from(p, bob) and p["status"] == "bob is here", "presence from a blocked contact")
+        await b.presences.expect_none(lambda p: is_from(p, alice) and p["status"] == "alice is here", "presence to a blocked contact")
+        seen = b.received[mark:]
+        check(
+            not any(k == "presence" and is_from(s, alice) and s["type"] in ("", "available") for k, s in seen),
+            f"XEP-0191: bob saw alice available while blocked: {describe(seen)}",
+        )
+        # Carol is not blocked.
+        c.msg(alice + "/one", "carol to alice")
+        await a1.messages.wait(message_pred(carol, "carol to alice"), "a contact who is not blocked still gets through")
+        step("messages and presence are withheld both ways; carol still gets through")
+
+        # Offline: a blocked sender's message is refused, not stored.
+        await a1.stop()
+        await a2.stop()
+        b.msg(alice, "bob to offline alice")
+        await b.messages.wait(_error_pred(alice, "service-unavailable"), "a blocked sender's message to an offline user is refused")
+        a1 = Client(env, alice + "/one")
+        a1.register_plugin("xep_0191")
+        pushes[a1.label] = (_iq_pushes(a1, "iq@type=set/block"), _iq_pushes(a1, "iq@type=set/unblock"))
+        clients.append(a1)
+        await a1.start()
+        await a1.messages.expect_none(lambda m: m["body"] == "bob to offline alice", "a blocked sender's message stored offline")
+        step("nothing from bob was stored while alice was offline")
+
+        # Unblock bob: he sees alice again and messages flow.
+        await a1.plugin["xep_0191"].get_blocked_jids(timeout=10)
+        await a1.plugin["xep_0191"].unblock(JID(bob), timeout=10)
+        await pushes[a1.label][1].wait(
+            lambda iq: {str(i["jid"]) for i in iq["unblock"]} == {bob},
+            "XEP-0191 3.4: an unblock push",
+        )
+        await b.presences.wait(presence_pred(a1.boundjid.full), "XEP-0191 3.4: the unblocked contact gets the user's current presence")
+        b.msg(alice + "/one", "bob to alice again")
+        await a1.messages.wait(message_pred(bob, "bob to alice again"), "after unblocking, messages flow")
+        step("bob unblocked")
+
+        # Unblock all.
+        await a1.plugin["xep_0191"].block([JID(bob), JID(carol)], timeout=10)
+        got = await a1.plugin["xep_0191"].get_blocked_jids(timeout=10)
+        check(got == {JID(bob), JID(carol)}, f"XEP-0191 3.3: two blocked: {got}")
+        iq = a1.make_iq_set()
+        iq.enable("unblock")
+        await a1.iq(iq, "XEP-0191 3.4: unblock all")
+        await pushes[a1.label][1].wait(lambda iq: len(list(iq["unblock"])) == 0, "XEP-0191 3.4: an unblock-all push (no items)")
+        got = await a1.plugin["xep_0191"].get_blocked_jids(timeout=10)
+        check(got == set(), f"XEP-0191 3.4: unblock all empties the blocklist: {got}")
+        c.msg(alice + "/one", "carol after unblock all")
+        await a1.messages.wait(message_pred(carol, "carol after unblock all"), "after unblock all, messages flow")
+        # Bad input: a block without items.
+        iq = a1.make_iq_set()
+        iq.enable("block")
+        err = await a1.iq_error(iq, "XEP-0191 3.3: a block without items")
+        check(_error_condition(err) == "bad-request", f"XEP-0191 3.3: bad-request for an empty block: {err}")
+        step("unblock all and an empty block")
+    finally:
+        await close_all(clients)
+
+
+@scenario("privacy_lists")
+async def sc_privacy_lists(env: Env) -> None:
+    """XEP-0016 through slixmpp's xep_0016, answered and enforced by the privacy plugin:
+    lists are stored, listed, pushed to every resource; an active list applies to its
+    session only and a default list to every session without one; jid, subscription and
+    fall-through items with message and presence-out kinds; conflicts; item-not-found;
+    bad-request for a malformed list."""
+    carol, eve, bob = env.jid("carol"), env.jid("eve"), env.jid("bob")
+    c1 = Client(env, carol + "/one")
+    c2 = Client(env, carol + "/two")
+    e = Client(env, eve + "/e")
+    b = Client(env, bob + "/p")
+    clients = [c1, c2, e, b]
+    for x in clients:
+        x.register_plugin("xep_0016")
+    pushes = {x.label: _iq_pushes(x, "iq@type=set/privacy") for x in (c1, c2)}
+    priv = c1.plugin["xep_0016"]
+    try:
+        for x in (c1, e, b):
+            await x.start()
+        await subscribe_handshake(c1, e)
+        await c2.start()
+        await e.presences.wait(presence_pred(c2.boundjid.full), "the second resource's presence")
+
+        # A list that blocks messages from bob (jid item) and lets the rest through.
+        rules = [{"type": "jid", "value": bob, "action": "deny", "order": "1", "message": True}]
+        await priv.edit_list("no-bob", rules, timeout=10)
+        for x in (c1, c2):
+            await pushes[x.label].wait(
+                lambda iq: iq["privacy"]["list"]["name"] == "no-bob", "XEP-0016 2.5: a list push to every resource"
+            )
+        got = await priv.get_privacy_lists(timeout=10)
+        names = {e.get("name") for e in got.xml.iter(f"{{{PRIVACY_NS}}}list")}
+        check(names == {"no-bob"}, f"XEP-0016 2.3: the list names: {got}")
+        got = await priv.get_list("no-bob", timeout=10)
+        items = list(got.xml.iter(f"{{{PRIVACY_NS}}}item"))
+        check(
+            len(items) == 1 and items[0].get("value") == bob and items[0].get("action") == "deny"
+            and items[0].find(f"{{{PRIVACY_NS}}}message") is not None,
+            f"XEP-0016 2.4: the list as stored: {got}",
+        )
+        iq = c1.Iq()
+        iq["type"] = "get"
+        iq["privacy"]["list"]["name"] = "nonesuch"
+        err = await c1.iq_error(iq, "XEP-0016 2.4: an unknown list")
+        check(_error_condition(err) == "item-not-found", f"XEP-0016 2.4: item-not-found for an unknown list: {err}")
+        step("list stored, pushed, listed and read back")
+
+        # Active on c1 only: bob's message to c1 is refused, to c2 delivered.
+        await priv.activate("no-bob", timeout=10)
+        b.msg(carol + "/one", "bob to carol one")
+        await b.messages.wait(_error_pred(carol + "/one", "service-unavailable"), "XEP-0016 2.13: a denied inbound message is refused")
+        b.msg(carol + "/two", "bob to carol two")
+        await c2.messages.wait(message_pred(bob, "bob to carol two"), "XEP-0016 2.6: an active list applies to its own session only")
+        await c1.messages.expect_none(lambda m: m["body"] == "bob to carol one", "a message the active list denies")
+        # Removing a list another session has active: conflict.
+        iq = c2.Iq()
+        iq["type"] = "set"
+        iq["privacy"]["list"]["name"] = "no-bob"
+        err = await c2.iq_error(iq, "XEP-0016 2.8: removing a list active for another resource")
+        check(_error_condition(err) == "conflict", f"XEP-0016 2.8: conflict: {err}")
+        iq = c1.Iq()
+        iq["type"] = "set"
+        iq["privacy"]["active"]["name"] = "nonesuch"
+        err = await c1.iq_error(iq, "XEP-0016 2.6: activating an unknown list")
+        check(_error_condition(err) == "item-not-found", f"XEP-0016 2.6: item-not-found: {err}")
+        await priv.deactivate(timeout=10)
+        b.msg(carol + "/one", "bob to carol after decline")
+        await c1.messages.wait(message_pred(bob, "bob to carol after decline"), "XEP-0016 2.7: declining the active list")
+        step("active list per session, conflict on removal, decline")
+
+        # Default list: only contacts with a subscription may send messages (subscription item,
+        # then a fall-through deny for messages).
+        iq = c1.Iq()
+        iq["type"] = "set"
+        iq.append(ET.fromstring(
+            f"<query xmlns='{PRIVACY_NS}'><list name='contacts-only'>"
+            "<item type='subscription' value='both' action='allow' order='10'/>"
+            "<item action='deny' order='20'><message/></item>"
+            "</list></query>"
+        ))
+        await c1.iq(iq, "XEP-0016 2.5: a list with a subscription item and a fall-through")
+        await priv.make_default("contacts-only", timeout=10)
+        b.msg(carol + "/two", "stranger to carol")
+        await b.messages.wait(_error_pred(carol + "/two", "service-unavailable"), "XEP-0016 2.9: the default list denies a stranger")
+        e.msg(carol + "/two", "contact to carol")
+        await c2.messages.wait(message_pred(eve, "contact to carol"), "XEP-0016: a subscription=both item allows the contact")
+        # Offline: the default list applies and nothing is stored.
+        await c1.stop()
+        await c2.stop()
+        b.msg(carol, "stranger to offline carol")
+        await b.messages.wait(_error_pred(carol, "service-unavailable"), "the default list applies to an offline user")
+        c1 = Client(env, carol + "/one")
+        c1.register_plugin("xep_0016")
+        pushes[c1.label] = _iq_pushes(c1, "iq@type=set/privacy")
+        clients.append(c1)
+        await c1.start()
+        await c1.messages.expect_none(lambda m: m["body"] == "stranger to offline carol", "a denied message stored offline")
+        priv = c1.plugin["xep_0016"]
+        step("default list for every session and for offline storage")
+
+        # presence-out: eve stops seeing carol's presence once the list is active.
+        # Written by hand: slixmpp 1.x's Item.set_presence_out writes <presence-in/>.
+        iq = c1.Iq()
+        iq["type"] = "set"
+        iq.append(ET.fromstring(
+            f"<query xmlns='{PRIVACY_NS}'><list name='hide-from-eve'>"
+            f"<item type='jid' value='{eve}' action='deny' order='1'><presence-out/></item>"
+            "</list></query>"
+        ))
+        await c1.iq(iq, "XEP-0016 2.5: a list denying presence-out")
+        await priv.activate("hide-from-eve", timeout=10)
+        c1.send_presence(pstatus="hidden from eve")
+        await e.presences.expect_none(
+            lambda p: is_from(p, carol + "/one") and p["status"] == "hidden from eve", "XEP-0016 2.13: presence-out denied"
+        )
+        await priv.deactivate(timeout=10)
+        c1.send_presence(pstatus="visible to eve")
+        await e.presences.wait(
+            lambda p: is_from(p, carol + "/one") and p["status"] == "visible to eve", "presence-out allowed again"
+        )
+        step("presence-out")
+
+        # Bad input: duplicate order, missing action.
+        for bad, what in (
+            ("<item type='jid' value='x@y' action='deny' order='1'/><item action='allow' order='1'/>", "duplicate order"),
+            ("<item type='jid' value='x@y' order='1'/>", "an item without action"),
+            ("<item type='nonsense' value='x' action='deny' order='1'/>", "an unknown type"),
+        ):
+            iq = c1.Iq()
+            iq["type"] = "set"
+            iq.append(ET.fromstring(f"<query xmlns='{PRIVACY_NS}'><list name='bad'>{bad}</list></query>"))
+            err = await c1.iq_error(iq, f"XEP-0016: a list with {what}")
+            check(_error_condition(err) == "bad-request", f"XEP-0016: bad-request for {what}: {err}")
+        got = await priv.get_privacy_lists(timeout=10)
+        names = {e.get("name") for e in got.xml.iter(f"{{{PRIVACY_NS}}}list")}
+        check("bad" not in names, f"a malformed list is not stored: {names}")
+        step("malformed lists refused, nothing stored")
     finally:
         await close_all(clients)
 

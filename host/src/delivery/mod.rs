@@ -167,6 +167,44 @@ pub async fn passes_filter(ctx: &Context, direction: Direction, stanza: &Element
     }
 }
 
+/// Both filter points for a stanza the server sends on a local user's behalf (presence
+/// copies: broadcasts, probe answers, unavailable on leaving), as for a client's own
+/// stanza: outbound for its `from`, inbound for the hosted account `to` names when that
+/// point runs here. Privacy lists block presence-out at the sender and presence-in at the
+/// recipient (XEP-0016 §2.1). The stanza carries both addresses.
+pub async fn passes_filters_for(
+    ctx: &Context,
+    kind: Kind,
+    stanza: &Element,
+    (bare, resource): (&str, Option<&str>),
+) -> bool {
+    if ctx.features.would_filter(Direction::Outbound, stanza, None)
+        && !passes_filter(ctx, Direction::Outbound, stanza, None).await
+    {
+        return false;
+    }
+    !ctx.features.would_filter(Direction::Inbound, stanza, None)
+        || !inbound_here(ctx, kind, bare, resource)
+        || passes_filter(ctx, Direction::Inbound, stanza, None).await
+}
+
+/// Presence from the local user `user` to every available resource of the local account
+/// `contact` (a broadcast's copy). When a filter has rules for either end the copy is
+/// addressed to the contact and judged ([`passes_filters_for`]); addressed, it is judged
+/// for the right recipient on any node it is forwarded to as well.
+pub async fn presence_to_contact(ctx: &Context, stanza: &Arc<Element>, user: &str, contact: &str) {
+    if !ctx.features.would_filter_for(Direction::Outbound, user)
+        && !ctx.features.would_filter_for(Direction::Inbound, contact)
+    {
+        return deliver_to_available(ctx, contact, stanza);
+    }
+    let mut copy = (**stanza).clone();
+    copy.set_attr("to", contact);
+    if passes_filters_for(ctx, Kind::Presence, &copy, (contact, None)).await {
+        deliver_to_available(ctx, contact, &Arc::new(copy));
+    }
+}
+
 /// Whether the inbound filter point for a stanza to the hosted account `bare` runs on
 /// this node. It runs on the recipient's node: here, unless every session the stanza can
 /// reach is on other nodes, which judge it when it arrives over the link

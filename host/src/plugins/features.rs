@@ -7,9 +7,10 @@ use std::time::Duration;
 
 use jid::Jid;
 
-use super::manifest::{EventKind, Interest};
+use super::manifest::{EventKind, Interest, World};
 use super::{types, Fault, PluginHandle, Plugins};
 use crate::features::{finish, Answer, BoxFuture, Direction, Done, Event, Feature, Features, Refusal, Verdict};
+use crate::stanza::PresenceType;
 use crate::store::StoredTimer;
 use crate::xml::Element;
 
@@ -111,6 +112,17 @@ impl Features for Plugins {
             f.stats.skipped.add(1);
         }
         false
+    }
+
+    fn would_filter_for(&self, direction: Direction, user: &str) -> bool {
+        if !self.any_filter.load(Relaxed) {
+            return false;
+        }
+        let _ = direction; // an interest set covers a user at both points
+        self.active().filters.iter().any(|f| match &f.interest {
+            None => true,
+            Some(set) => set.has(user),
+        })
     }
 
     fn filter<'a>(
@@ -295,10 +307,14 @@ impl super::timers::Deliver for Plugins {
 }
 
 impl Plugins {
-    /// May this plugin send a stanza from `from`? A plugin speaks for its component
+    /// May this plugin send `stanza` from `from`? A plugin speaks for its component
     /// domains, and — if it answers IQs on users' behalf — for hosted domains and their
-    /// accounts' bare JIDs.
-    pub fn may_send_as(&self, plugin: &str, from: &Jid, hosted: impl Fn(&str) -> bool) -> bool {
+    /// accounts' bare JIDs. A plugin that is a feature and a filter (privacy lists,
+    /// blocking) may also send presence notifications (available or unavailable) from a
+    /// hosted user's resource: how a contact the user just blocked stops seeing the user
+    /// online and one just unblocked sees the user again (XEP-0191 §3.3, §3.4); nothing
+    /// else in a resource's name.
+    pub fn may_send_as(&self, plugin: &str, from: &Jid, stanza: &Element, hosted: impl Fn(&str) -> bool) -> bool {
         let active = self.active();
         let Some(handle) = active.by_name.get(plugin) else {
             return false;
@@ -307,7 +323,16 @@ impl Plugins {
         if active.for_address(domain).is_some_and(|p| p.name() == plugin) {
             return true;
         }
-        !handle.manifest.iq_namespaces.is_empty() && hosted(domain) && from.resource().is_none()
+        if handle.manifest.iq_namespaces.is_empty() || !hosted(domain) {
+            return false;
+        }
+        from.resource().is_none()
+            || (handle.manifest.world == World::FeatureFilter
+                && stanza.name == "presence"
+                && matches!(
+                    PresenceType::of(stanza),
+                    Some(PresenceType::Available | PresenceType::Unavailable)
+                ))
     }
 }
 

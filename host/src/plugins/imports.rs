@@ -362,8 +362,8 @@ impl router::Host for PluginState {
         self.stats.sent.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let plugins = self.host.plugins.upgrade().ok_or(types::SendError::ShuttingDown)?;
         let name = self.name.as_str();
-        crate::router::route_from_feature(&node, name, &xml, |from| {
-            plugins.may_send_as(name, from, |domain| node.hosts(domain))
+        crate::router::route_from_feature(&node, name, &xml, |from, stanza| {
+            plugins.may_send_as(name, from, stanza, |domain| node.hosts(domain))
         })
         .await
         .map_err(send_error)
@@ -373,8 +373,8 @@ impl router::Host for PluginState {
         let node = self.node().ok_or(types::SendError::ShuttingDown)?;
         let plugins = self.host.plugins.upgrade().ok_or(types::SendError::ShuttingDown)?;
         let name = self.name.as_str();
-        let routed = crate::router::route_many_from_feature(&node, name, &xml, &recipients, |from| {
-            plugins.may_send_as(name, from, |domain| node.hosts(domain))
+        let routed = crate::router::route_many_from_feature(&node, name, &xml, &recipients, |from, stanza| {
+            plugins.may_send_as(name, from, stanza, |domain| node.hosts(domain))
         })
         .await
         .map_err(send_error)?;

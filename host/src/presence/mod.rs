@@ -9,9 +9,11 @@ use jid::Jid;
 
 use crate::context::Context;
 use crate::delivery::offline::{deliver_offline, OfflineTurn};
-use crate::delivery::{deliver_to_available, target, Target};
+use crate::delivery::{deliver_to_available, passes_filters_for, presence_to_contact, target, Target};
+use crate::features::Direction;
 use crate::features::Event;
 use crate::sessions::Session;
+use crate::stanza::Kind;
 use crate::stanza::PresenceType;
 use crate::xml::{Element, NS_CLIENT};
 
@@ -28,7 +30,7 @@ pub async fn outbound(ctx: &Arc<Context>, client: &mut Session, stanza: Element,
             // Clients should not probe (§4.3), but answering from what we know is harmless.
             let contact = to.to_bare().to_string();
             if may_see_presence(ctx, &contact, &client.bare).await {
-                send_current_presence(ctx, &contact, &client.jid.to_string());
+                send_current_presence(ctx, &contact, &client.jid.to_string()).await;
             }
         }
         (PresenceType::Error, Some(to)) => {
@@ -125,7 +127,7 @@ async fn broadcast(ctx: &Arc<Context>, client: &mut Session, stanza: Element, av
     }
     // To subscribers (from/both), then to our other available resources.
     for item in roster.iter().filter(|i| i.subscription.has_from()) {
-        deliver_to_available(ctx, &item.contact, &stanza);
+        presence_to_contact(ctx, &stanza, &client.bare, &item.contact).await;
     }
     for r in ctx.sessions.resources(&client.bare) {
         if r.available() && r.id != client.id {
@@ -137,7 +139,7 @@ async fn broadcast(ctx: &Arc<Context>, client: &mut Session, stanza: Element, av
         // a subscriber's available resources were told just above.
         for to in std::mem::take(&mut client.directed) {
             if !told_by_broadcast(ctx, &roster, &to) {
-                deliver_directed(ctx, &to, &stanza);
+                deliver_directed_for(ctx, &client.bare, &to, &stanza).await;
             }
         }
         return;
@@ -146,7 +148,7 @@ async fn broadcast(ctx: &Arc<Context>, client: &mut Session, stanza: Element, av
         // Probes (§4.3): for local contacts we already know the answer.
         let me = client.jid.to_string();
         for item in roster.iter().filter(|i| i.subscription.has_to()) {
-            send_current_presence(ctx, &item.contact, &me);
+            send_current_presence(ctx, &item.contact, &me).await;
         }
         redeliver_pending(ctx, client, pending).await;
         let resource = client.jid.resource().as_str().to_string();
@@ -256,24 +258,48 @@ fn deliver_directed(ctx: &Context, to: &str, stanza: &Arc<Element>) {
 }
 
 /// Send `owner`'s current presence (one stanza per available resource) to `to`: a full JID
-/// gets it directly, a bare JID on all its available resources.
-pub fn send_current_presence(ctx: &Context, owner: &str, to: &str) {
+/// gets it directly, a bare JID on all its available resources. Judged at both filter
+/// points like the owner's own presence (a probe's answer is presence-out of the owner's).
+pub async fn send_current_presence(ctx: &Context, owner: &str, to: &str) {
     for r in ctx.sessions.resources(owner) {
         let Some(p) = &r.presence else { continue };
         let mut p = (**p).clone();
         p.set_attr("to", to);
-        deliver_directed(ctx, to, &Arc::new(p));
+        deliver_directed_for(ctx, owner, to, &Arc::new(p)).await;
     }
 }
 
-/// Send `owner`'s unavailable presence (per available resource) to `to`'s resources.
-pub fn send_unavailable_presence(ctx: &Context, owner: &str, to: &str) {
+/// Send `owner`'s unavailable presence (per available resource) to `to`'s resources,
+/// judged like the owner's own presence.
+pub async fn send_unavailable_presence(ctx: &Context, owner: &str, to: &str) {
     for r in ctx.sessions.resources(owner).into_iter().filter(|r| r.available()) {
         let p = Element::new("presence", NS_CLIENT)
             .attr("from", format!("{owner}/{}", r.resource))
             .attr("to", to)
             .attr("type", "unavailable");
-        deliver_directed(ctx, to, &Arc::new(p));
+        deliver_directed_for(ctx, owner, to, &Arc::new(p)).await;
+    }
+}
+
+/// [`deliver_directed`] for presence the server sends on the local user `owner`'s behalf
+/// (not what the client addressed itself, which the router judged): when a filter has
+/// rules for `owner` or for the hosted account `to` names, the copy is addressed and
+/// judged at both filter points first.
+async fn deliver_directed_for(ctx: &Context, owner: &str, to: &str, stanza: &Arc<Element>) {
+    let Ok(jid) = Jid::new(to) else { return };
+    let bare = jid.to_bare().to_string();
+    let judged = ctx.hosts(jid.domain().as_str())
+        && ctx.features.for_address(jid.domain().as_str()).is_none()
+        && (ctx.features.would_filter_for(Direction::Outbound, owner)
+            || ctx.features.would_filter_for(Direction::Inbound, &bare));
+    if !judged {
+        return deliver_directed(ctx, to, stanza);
+    }
+    let mut copy = (**stanza).clone();
+    copy.set_attr("to", to);
+    let resource = jid.resource().map(|r| r.as_str());
+    if passes_filters_for(ctx, Kind::Presence, &copy, (&bare, resource)).await {
+        deliver_directed(ctx, to, &Arc::new(copy));
     }
 }
 
@@ -287,7 +313,7 @@ pub async fn went_offline(ctx: &Arc<Context>, client: &mut Session) {
     } else {
         let stanza = Arc::new(stanza);
         for to in std::mem::take(&mut client.directed) {
-            deliver_directed(ctx, &to, &stanza);
+            deliver_directed_for(ctx, &client.bare, &to, &stanza).await;
         }
     }
 }
@@ -317,9 +343,21 @@ pub async fn remote_session_lost(ctx: &Arc<Context>, lost: &crate::sessions::Res
         .map(|i| i.contact.as_str());
     // Other resources of the same account see it go too (§4.5.2).
     for bare in contacts.chain(std::iter::once(&*lost.bare)) {
+        let mut copy = stanza.clone();
+        let judged = bare != &*lost.bare
+            && (ctx.features.would_filter_for(Direction::Outbound, &lost.bare)
+                || ctx.features.would_filter_for(Direction::Inbound, bare));
+        if judged {
+            let mut addressed = (*stanza).clone();
+            addressed.set_attr("to", bare);
+            if !passes_filters_for(ctx, Kind::Presence, &addressed, (bare, None)).await {
+                continue;
+            }
+            copy = Arc::new(addressed);
+        }
         for r in ctx.sessions.resources(bare) {
             if r.is_local() && r.available() {
-                r.send(stanza.clone());
+                r.send(copy.clone());
             }
         }
     }

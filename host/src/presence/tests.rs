@@ -1,8 +1,12 @@
 //! RFC 6121 §4 on an in-process node: who receives a user's presence, and in which order
 //! a resource coming online hears of the world.
 
+use std::sync::Arc;
+
+use crate::features::{BoxFuture, Direction, Event, Feature, Features, Verdict};
 use crate::store::Subscription;
-use crate::testkit::{Client, Node};
+use crate::testkit::{Client, Node, DOMAIN};
+use crate::xml::Element;
 
 /// A user `u` with one contact per subscription state, each online with one resource:
 /// `both`, `from` (sees u's presence), `to` (u sees theirs) and `none`.
@@ -253,4 +257,102 @@ async fn a_subscriber_that_also_got_directed_presence_is_told_once() {
 
     u1.send("<presence type='unavailable'/>").await;
     assert_eq!(s1.received(), ["presence unavailable from u@x/1"]);
+}
+
+/// A filter with rules for one user: presence between `user` and `hidden` is dropped at
+/// both points (XEP-0016's presence-out from the user, presence-in to the user); the rest
+/// passes. What the privacy plugin does, without wasm.
+struct HidesPresence {
+    user: String,
+    hidden: String,
+}
+
+impl HidesPresence {
+    fn concerned(direction: Direction, stanza: &Element) -> Option<&str> {
+        let addr = match direction {
+            Direction::Outbound => stanza.get_attr("from"),
+            Direction::Inbound => stanza.get_attr("to").or_else(|| stanza.get_attr("from")),
+        }?;
+        Some(addr.split('/').next().unwrap_or(addr))
+    }
+}
+
+impl Features for HidesPresence {
+    fn for_address(&self, _: &str) -> Option<Arc<dyn Feature>> {
+        None
+    }
+    fn for_iq_namespace(&self, _: &str) -> Option<Arc<dyn Feature>> {
+        None
+    }
+    fn addresses(&self) -> Vec<String> {
+        Vec::new()
+    }
+    fn disco_features(&self) -> Vec<String> {
+        Vec::new()
+    }
+    fn would_filter(&self, direction: Direction, stanza: &Element, _: Option<&str>) -> bool {
+        Self::concerned(direction, stanza) == Some(self.user.as_str())
+    }
+    fn would_filter_for(&self, _: Direction, user: &str) -> bool {
+        user == self.user
+    }
+    fn filter<'a>(&'a self, direction: Direction, stanza: &'a Element, _: Option<&'a str>) -> BoxFuture<'a, Verdict> {
+        let other = match direction {
+            Direction::Outbound => stanza.get_attr("to"),
+            Direction::Inbound => stanza.get_attr("from"),
+        };
+        let hidden = other.is_some_and(|o| o.split('/').next() == Some(self.hidden.as_str()));
+        let verdict = match stanza.name == "presence" && hidden {
+            true => Verdict::Drop,
+            false => Verdict::Pass,
+        };
+        Box::pin(std::future::ready(verdict))
+    }
+    fn notify(&self, _: Event) {}
+}
+
+/// The presence the server sends on a user's behalf passes the filter points like the
+/// user's own stanzas: a broadcast's copy per contact, the answers to the probes at
+/// initial presence, a contact's presence reaching the user, the unavailable at the end.
+/// A filter hiding `hidden` from `u` both ways leaves `seen` untouched.
+#[tokio::test]
+async fn presence_the_server_sends_passes_the_filters() {
+    let u = format!("u@{DOMAIN}");
+    let hidden = format!("hidden@{DOMAIN}");
+    let filter = HidesPresence {
+        user: u.clone(),
+        hidden: hidden.clone(),
+    };
+    let node = Node::with_features(|_| {}, Arc::new(filter)).await;
+    node.user("u").await;
+    node.user("hidden").await;
+    let seen = node.user("seen").await;
+    for contact in [&seen, &hidden] {
+        node.relate(&u, contact, Subscription::Both).await;
+        node.relate(contact, &u, Subscription::Both).await;
+    }
+    let mut seen1 = node.online(&seen, "1", 0).await;
+    let mut hidden1 = node.online(&hidden, "1", 0).await;
+    seen1.received();
+    hidden1.received();
+
+    let mut u1 = node.connect(&u, "1");
+    u1.presence(0).await;
+    assert_eq!(
+        u1.received(),
+        ["presence from u@x/1", "presence from seen@x/1"],
+        "probe answers judged"
+    );
+    assert_eq!(seen1.received(), ["presence from u@x/1"]);
+    assert!(hidden1.received().is_empty(), "broadcast copy judged: presence-out");
+
+    hidden1.send("<presence><show>away</show></presence>").await;
+    seen1.send("<presence><show>away</show></presence>").await;
+    assert_eq!(u1.received(), ["presence from seen@x/1"], "presence-in judged");
+    assert_eq!(seen1.received(), ["presence from seen@x/1"], "its own echo");
+    hidden1.received();
+
+    u1.send("<presence type='unavailable'/>").await;
+    assert_eq!(seen1.received(), ["presence unavailable from u@x/1"]);
+    assert!(hidden1.received().is_empty());
 }

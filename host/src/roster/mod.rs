@@ -254,7 +254,7 @@ async fn remove(ctx: &Arc<Context>, client: &Session, iq: &Element, contact: &st
         // unavailable presence from the user's resources (§3.2.2), or its client would
         // show the user online for good.
         if item.subscription.has_from() {
-            subscription::cancel_presence(ctx, &client.bare, contact);
+            subscription::cancel_presence(ctx, &client.bare, contact).await;
         }
         subscription::send_from_server(ctx, &client.bare, contact, SubscriptionType::Unsubscribed).await;
     }

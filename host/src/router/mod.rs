@@ -153,14 +153,14 @@ pub async fn route_from_feature(
     ctx: &Arc<Context>,
     feature: &str,
     xml: &str,
-    may_send_as: impl FnOnce(&Jid) -> bool,
+    may_send_as: impl FnOnce(&Jid, &Element) -> bool,
 ) -> Result<(), SendRefused> {
     let (stanza, kind, from) = read_from_feature(xml).await?;
     let to = stanza
         .get_attr("to")
         .and_then(|t| Jid::new(t).ok())
         .ok_or(SendRefused::Malformed("a valid to is required"))?;
-    if !may_send_as(&from) {
+    if !may_send_as(&from, &stanza) {
         return Err(SendRefused::ForbiddenFrom(from));
     }
     match target(ctx, &to) {
@@ -200,13 +200,13 @@ pub async fn route_many_from_feature(
     feature: &str,
     xml: &str,
     recipients: &[String],
-    may_send_as: impl FnOnce(&Jid) -> bool,
+    may_send_as: impl FnOnce(&Jid, &Element) -> bool,
 ) -> Result<u32, SendRefused> {
     if recipients.len() > MAX_FAN_OUT {
         return Err(SendRefused::Malformed("more than 10,000 recipients in one call"));
     }
     let (mut stanza, kind, from) = read_from_feature(xml).await?;
-    if !may_send_as(&from) {
+    if !may_send_as(&from, &stanza) {
         return Err(SendRefused::ForbiddenFrom(from));
     }
     stanza.remove_attr("to");

@@ -54,9 +54,9 @@ pub async fn outbound(
     };
     for effect in effects {
         match effect {
-            Effect::UnavailableToContact => cancel_presence(ctx, &user, &contact),
+            Effect::UnavailableToContact => cancel_presence(ctx, &user, &contact).await,
             Effect::Route => deliver(ctx, &user, &contact, kind, stanza.clone()).await,
-            Effect::PresenceToContact => send_current_presence(ctx, &user, &contact),
+            Effect::PresenceToContact => send_current_presence(ctx, &user, &contact).await,
             // Done by `process_outbound`, or never part of the sender's half.
             Effect::Push
             | Effect::RemovePendingIn
@@ -72,8 +72,8 @@ pub async fn outbound(
 /// subscribed, it gets unavailable presence from each of `user`'s available resources
 /// (§3.2.2), so its client stops showing the user online. Sent before the `unsubscribed`
 /// is routed, by a client's own `unsubscribed` and by a roster removal (§2.5.2) alike.
-pub fn cancel_presence(ctx: &Context, user: &str, contact: &str) {
-    send_unavailable_presence(ctx, user, contact);
+pub async fn cancel_presence(ctx: &Context, user: &str, contact: &str) {
+    send_unavailable_presence(ctx, user, contact).await;
 }
 
 /// The sender's half against the store: the item changes in one atomic read-modify-write
@@ -182,8 +182,8 @@ async fn inbound(
             Effect::Push => push_written(ctx, owner, &update),
             Effect::DeliverToUser => deliver_to_available(ctx, owner, &stanza),
             Effect::Reply(reply) => send_from_server(ctx, owner, contact, reply).await,
-            Effect::PresenceToContact => send_current_presence(ctx, owner, contact),
-            Effect::UnavailableToContact => send_unavailable_presence(ctx, owner, contact),
+            Effect::PresenceToContact => send_current_presence(ctx, owner, contact).await,
+            Effect::UnavailableToContact => send_unavailable_presence(ctx, owner, contact).await,
             Effect::RemovePendingIn => {
                 ctx.store.remove_pending_in(owner, contact).await?;
             }
