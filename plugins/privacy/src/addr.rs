@@ -57,19 +57,30 @@ impl Jid {
         })
     }
 
-    /// A JID the host stamped (already valid): taken apart without checks.
+    /// A JID the host stamped (already valid): taken apart without checks (it is judged
+    /// on every stanza a filter point asks about).
     pub fn of_host(s: &str) -> Jid {
-        Jid::parse(s).unwrap_or_else(|| {
-            let (bare, resource) = match s.split_once('/') {
-                Some((b, r)) => (b, Some(r.to_string())),
-                None => (s, None),
-            };
-            let (node, domain) = match bare.split_once('@') {
-                Some((n, d)) => (Some(n.to_lowercase()), d.to_lowercase()),
-                None => (None, bare.to_lowercase()),
-            };
-            Jid { node, domain, resource }
-        })
+        let (node, domain, resource) = parts(s);
+        Jid {
+            node: node.map(str::to_lowercase),
+            domain: domain.to_lowercase(),
+            resource: resource.map(str::to_string),
+        }
+    }
+
+    /// [`Jid::covers`] for an item's value as stored (already normalised by
+    /// [`Jid::parse`]), without building a `Jid` for it.
+    pub fn stored_covers(value: &str, other: &Jid) -> bool {
+        let (node, domain, resource) = parts(value);
+        if domain != other.domain {
+            return false;
+        }
+        match (node, resource) {
+            (Some(n), Some(r)) => other.node.as_deref() == Some(n) && other.resource.as_deref() == Some(r),
+            (Some(n), None) => other.node.as_deref() == Some(n),
+            (None, Some(r)) => other.node.is_none() && other.resource.as_deref() == Some(r),
+            (None, None) => true,
+        }
     }
 
     /// `node@domain` or `domain`.
@@ -93,6 +104,18 @@ impl Jid {
             (None, Some(r)) => other.node.is_none() && other.resource.as_ref() == Some(r),
             (None, None) => true,
         }
+    }
+}
+
+/// `[node@]domain[/resource]` split, borrowing.
+fn parts(s: &str) -> (Option<&str>, &str, Option<&str>) {
+    let (bare, resource) = match s.split_once('/') {
+        Some((b, r)) => (b, Some(r)),
+        None => (s, None),
+    };
+    match bare.split_once('@') {
+        Some((n, d)) => (Some(n), d, resource),
+        None => (None, bare, resource),
     }
 }
 
@@ -138,6 +161,22 @@ mod tests {
         assert!(!j("d/r").covers(&j("d")));
         assert!(j("d").covers(&j("d")));
         assert!(j("d").covers(&j("a@d/x")));
+        for (item, other) in [
+            ("a@d/r", "a@d/r"),
+            ("a@d/r", "a@d/s"),
+            ("a@d", "a@d/x"),
+            ("a@d", "b@d"),
+            ("d/r", "d/r"),
+            ("d/r", "a@d/r"),
+            ("d", "a@d/x"),
+            ("d", "e"),
+        ] {
+            assert_eq!(
+                Jid::stored_covers(item, &j(other)),
+                j(item).covers(&j(other)),
+                "{item} / {other}"
+            );
+        }
         assert!(j("d").covers(&j("d/x")));
         assert!(!j("d").covers(&j("a@e")));
         assert!(!j("d").covers(&j("a@sub.d")));

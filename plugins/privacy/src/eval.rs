@@ -75,7 +75,7 @@ pub fn decide<'a>(
         kind.applies(item)
             && match &item.kind {
                 Match::FallThrough => true,
-                Match::Jid(v) => Jid::parse(v).is_some_and(|v| v.covers(other)),
+                Match::Jid(v) => Jid::stored_covers(v, other),
                 Match::Group(g) => contact(&|c| c.groups.iter().any(|x| x == g)),
                 Match::Subscription(s) => contact(&|c| c.subscription == *s),
             }

@@ -465,9 +465,8 @@ impl Filter for Privacy {
             Some(items) => (items, false),
             None => (record.default_items(), true),
         };
-        let other_bare = other.bare();
         let decision = eval::decide(items, &other, kind, || {
-            Contact::of(host::roster_item(&user, &other_bare))
+            Contact::of(host::roster_item(&user, &other.bare()))
         });
         match decision {
             Some(item) if item.action == list::Action::Deny => {
