@@ -174,11 +174,12 @@ pub trait Features: Send + Sync {
     /// skips [`Features::filter`] (and the work of finding where the point runs). Runs on
     /// every routed stanza, twice: cheap, no await.
     fn would_filter(&self, direction: Direction, stanza: &Element, sent_by: Option<&str>) -> bool;
-    /// Whether some filter may judge a stanza concerning `user` (a bare JID) at this point:
-    /// asked before a stanza is built, for the presence the server sends on a user's
-    /// behalf (a broadcast's copy per contact), so a copy is addressed and judged only
-    /// when some filter has rules for one of its two ends. Cheap, no await.
-    fn would_filter_for(&self, direction: Direction, user: &str) -> bool;
+    /// Whether some filter may judge a stanza concerning `user` (a bare JID), at either
+    /// point (an interest set covers a user at both): asked before a stanza is built, for
+    /// the presence the server sends on a user's behalf (a broadcast's copy per contact),
+    /// so a copy is addressed and judged only when some filter has rules for one of its
+    /// two ends. Cheap, no await.
+    fn would_filter_for(&self, user: &str) -> bool;
     /// Run the filters over a stanza, in order, until one does not let it pass.
     /// `sent_by`: the feature that sent the stanza, if one did; its own filter does not
     /// judge it (it decided the stanza itself, and its instance is busy sending it).
@@ -220,7 +221,7 @@ impl Features for NoFeatures {
     fn would_filter(&self, _: Direction, _: &Element, _: Option<&str>) -> bool {
         false
     }
-    fn would_filter_for(&self, _: Direction, _: &str) -> bool {
+    fn would_filter_for(&self, _: &str) -> bool {
         false
     }
     fn notify(&self, _: Event) {}

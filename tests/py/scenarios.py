@@ -1669,6 +1669,16 @@ def _iq_pushes(c: Client, path: str) -> Inbox:
     return inbox
 
 
+def _list_set(c: Client, name: str, items: str) -> Any:
+    """An IQ set storing the privacy list `name` with `items` (raw XML), written by hand:
+    slixmpp 1.x's xep_0016 needs a value for fall-through items and its
+    Item.set_presence_out writes <presence-in/>."""
+    iq = c.Iq()
+    iq["type"] = "set"
+    iq.append(ET.fromstring(f"<query xmlns='{PRIVACY_NS}'><list name='{name}'>{items}</list></query>"))
+    return iq
+
+
 def _error_pred(frm: str, condition: str) -> Callable[[Any], bool]:
     return lambda m: m["type"] == "error" and is_from(m, frm) and _error_condition(m) == condition
 
@@ -1863,15 +1873,8 @@ async def sc_privacy_lists(env: Env) -> None:
 
         # Default list: only contacts with a subscription may send messages (subscription item,
         # then a fall-through deny for messages).
-        iq = c1.Iq()
-        iq["type"] = "set"
-        iq.append(ET.fromstring(
-            f"<query xmlns='{PRIVACY_NS}'><list name='contacts-only'>"
-            "<item type='subscription' value='both' action='allow' order='10'/>"
-            "<item action='deny' order='20'><message/></item>"
-            "</list></query>"
-        ))
-        await c1.iq(iq, "XEP-0016 2.5: a list with a subscription item and a fall-through")
+        items = "<item type='subscription' value='both' action='allow' order='10'/><item action='deny' order='20'><message/></item>"
+        await c1.iq(_list_set(c1, "contacts-only", items), "XEP-0016 2.5: a list with a subscription item and a fall-through")
         await priv.make_default("contacts-only", timeout=10)
         b.msg(carol + "/two", "stranger to carol")
         await b.messages.wait(_error_pred(carol + "/two", "service-unavailable"), "XEP-0016 2.9: the default list denies a stranger")
@@ -1892,15 +1895,8 @@ async def sc_privacy_lists(env: Env) -> None:
         step("default list for every session and for offline storage")
 
         # presence-out: eve stops seeing carol's presence once the list is active.
-        # Written by hand: slixmpp 1.x's Item.set_presence_out writes <presence-in/>.
-        iq = c1.Iq()
-        iq["type"] = "set"
-        iq.append(ET.fromstring(
-            f"<query xmlns='{PRIVACY_NS}'><list name='hide-from-eve'>"
-            f"<item type='jid' value='{eve}' action='deny' order='1'><presence-out/></item>"
-            "</list></query>"
-        ))
-        await c1.iq(iq, "XEP-0016 2.5: a list denying presence-out")
+        items = f"<item type='jid' value='{eve}' action='deny' order='1'><presence-out/></item>"
+        await c1.iq(_list_set(c1, "hide-from-eve", items), "XEP-0016 2.5: a list denying presence-out")
         await priv.activate("hide-from-eve", timeout=10)
         c1.send_presence(pstatus="hidden from eve")
         await e.presences.expect_none(
@@ -1919,10 +1915,7 @@ async def sc_privacy_lists(env: Env) -> None:
             ("<item type='jid' value='x@y' order='1'/>", "an item without action"),
             ("<item type='nonsense' value='x' action='deny' order='1'/>", "an unknown type"),
         ):
-            iq = c1.Iq()
-            iq["type"] = "set"
-            iq.append(ET.fromstring(f"<query xmlns='{PRIVACY_NS}'><list name='bad'>{bad}</list></query>"))
-            err = await c1.iq_error(iq, f"XEP-0016: a list with {what}")
+            err = await c1.iq_error(_list_set(c1, "bad", bad), f"XEP-0016: a list with {what}")
             check(_error_condition(err) == "bad-request", f"XEP-0016: bad-request for {what}: {err}")
         got = await priv.get_privacy_lists(timeout=10)
         names = {e.get("name") for e in got.xml.iter(f"{{{PRIVACY_NS}}}list")}

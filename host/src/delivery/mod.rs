@@ -188,20 +188,33 @@ pub async fn passes_filters_for(
         || passes_filter(ctx, Direction::Inbound, stanza, None).await
 }
 
-/// Presence from the local user `user` to every available resource of the local account
-/// `contact` (a broadcast's copy). When a filter has rules for either end the copy is
-/// addressed to the contact and judged ([`passes_filters_for`]); addressed, it is judged
-/// for the right recipient on any node it is forwarded to as well.
-pub async fn presence_to_contact(ctx: &Context, stanza: &Arc<Element>, user: &str, contact: &str) {
-    if !ctx.features.would_filter_for(Direction::Outbound, user)
-        && !ctx.features.would_filter_for(Direction::Inbound, contact)
-    {
-        return deliver_to_available(ctx, contact, stanza);
+/// Presence the server sends on the local user `owner`'s behalf to the hosted account
+/// `(bare, resource)` (`to`, its address as given), as it is to be delivered: `stanza`
+/// itself when no filter has rules for either end; else a copy addressed to `to`, if it
+/// passes both filter points ([`passes_filters_for`]) — addressed, it is judged for the
+/// right recipient on any node it is forwarded to as well; none when it does not pass.
+pub async fn judged_presence(
+    ctx: &Context,
+    stanza: &Arc<Element>,
+    owner: &str,
+    to: &str,
+    (bare, resource): (&str, Option<&str>),
+) -> Option<Arc<Element>> {
+    if !ctx.features.would_filter_for(owner) && !ctx.features.would_filter_for(bare) {
+        return Some(stanza.clone());
     }
     let mut copy = (**stanza).clone();
-    copy.set_attr("to", contact);
-    if passes_filters_for(ctx, Kind::Presence, &copy, (contact, None)).await {
-        deliver_to_available(ctx, contact, &Arc::new(copy));
+    copy.set_attr("to", to);
+    passes_filters_for(ctx, Kind::Presence, &copy, (bare, resource))
+        .await
+        .then(|| Arc::new(copy))
+}
+
+/// Presence from the local user `user` to every available resource of the local account
+/// `contact` (a broadcast's copy), judged ([`judged_presence`]).
+pub async fn presence_to_contact(ctx: &Context, stanza: &Arc<Element>, user: &str, contact: &str) {
+    if let Some(stanza) = judged_presence(ctx, stanza, user, contact, (contact, None)).await {
+        deliver_to_available(ctx, contact, &stanza);
     }
 }
 

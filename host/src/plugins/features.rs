@@ -114,11 +114,10 @@ impl Features for Plugins {
         false
     }
 
-    fn would_filter_for(&self, direction: Direction, user: &str) -> bool {
+    fn would_filter_for(&self, user: &str) -> bool {
         if !self.any_filter.load(Relaxed) {
             return false;
         }
-        let _ = direction; // an interest set covers a user at both points
         self.active().filters.iter().any(|f| match &f.interest {
             None => true,
             Some(set) => set.has(user),

@@ -9,11 +9,9 @@ use jid::Jid;
 
 use crate::context::Context;
 use crate::delivery::offline::{deliver_offline, OfflineTurn};
-use crate::delivery::{deliver_to_available, passes_filters_for, presence_to_contact, target, Target};
-use crate::features::Direction;
+use crate::delivery::{deliver_to_available, judged_presence, presence_to_contact, target, Target};
 use crate::features::Event;
 use crate::sessions::Session;
-use crate::stanza::Kind;
 use crate::stanza::PresenceType;
 use crate::xml::{Element, NS_CLIENT};
 
@@ -287,19 +285,14 @@ pub async fn send_unavailable_presence(ctx: &Context, owner: &str, to: &str) {
 /// judged at both filter points first.
 async fn deliver_directed_for(ctx: &Context, owner: &str, to: &str, stanza: &Arc<Element>) {
     let Ok(jid) = Jid::new(to) else { return };
-    let bare = jid.to_bare().to_string();
-    let judged = ctx.hosts(jid.domain().as_str())
-        && ctx.features.for_address(jid.domain().as_str()).is_none()
-        && (ctx.features.would_filter_for(Direction::Outbound, owner)
-            || ctx.features.would_filter_for(Direction::Inbound, &bare));
-    if !judged {
+    let domain = jid.domain().as_str();
+    if !ctx.hosts(domain) || ctx.features.for_address(domain).is_some() {
         return deliver_directed(ctx, to, stanza);
     }
-    let mut copy = (**stanza).clone();
-    copy.set_attr("to", to);
+    let bare = jid.to_bare().to_string();
     let resource = jid.resource().map(|r| r.as_str());
-    if passes_filters_for(ctx, Kind::Presence, &copy, (&bare, resource)).await {
-        deliver_directed(ctx, to, &Arc::new(copy));
+    if let Some(stanza) = judged_presence(ctx, stanza, owner, to, (&bare, resource)).await {
+        deliver_directed(ctx, to, &stanza);
     }
 }
 
@@ -343,18 +336,11 @@ pub async fn remote_session_lost(ctx: &Arc<Context>, lost: &crate::sessions::Res
         .map(|i| i.contact.as_str());
     // Other resources of the same account see it go too (§4.5.2).
     for bare in contacts.chain(std::iter::once(&*lost.bare)) {
-        let mut copy = stanza.clone();
-        let judged = bare != &*lost.bare
-            && (ctx.features.would_filter_for(Direction::Outbound, &lost.bare)
-                || ctx.features.would_filter_for(Direction::Inbound, bare));
-        if judged {
-            let mut addressed = (*stanza).clone();
-            addressed.set_attr("to", bare);
-            if !passes_filters_for(ctx, Kind::Presence, &addressed, (bare, None)).await {
-                continue;
-            }
-            copy = Arc::new(addressed);
-        }
+        let copy = match bare == &*lost.bare {
+            true => Some(stanza.clone()),
+            false => judged_presence(ctx, &stanza, &lost.bare, bare, (bare, None)).await,
+        };
+        let Some(copy) = copy else { continue };
         for r in ctx.sessions.resources(bare) {
             if r.is_local() && r.available() {
                 r.send(copy.clone());

@@ -293,7 +293,7 @@ impl Features for HidesPresence {
     fn would_filter(&self, direction: Direction, stanza: &Element, _: Option<&str>) -> bool {
         Self::concerned(direction, stanza) == Some(self.user.as_str())
     }
-    fn would_filter_for(&self, _: Direction, user: &str) -> bool {
+    fn would_filter_for(&self, user: &str) -> bool {
         user == self.user
     }
     fn filter<'a>(&'a self, direction: Direction, stanza: &'a Element, _: Option<&'a str>) -> BoxFuture<'a, Verdict> {
