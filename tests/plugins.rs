@@ -774,6 +774,17 @@ fn privacy_lists_and_blocking_with_slixmpp() {
     });
 }
 
+/// Issue 14, first increment: PEP (XEP-0163) through slixmpp, served by the bundled
+/// pubsub plugin. Scenario `pep`: the account's disco#info, publish with auto-create,
+/// notifications only to resources whose entity caps ask for the node, retrieval by a
+/// contact and refusal of a stranger, a private (whitelist) node made by publish-options
+/// and guarded by them, max_items trimming, retract, purge and delete notifications, the
+/// last item for a contact's resource coming online.
+#[test]
+fn pep_with_slixmpp() {
+    with_plugins(&["pubsub"], |srv, _dir| srv.scenario("pep", None).map(drop));
+}
+
 /// Issue 15, must-show 3: the privacy plugin fails closed. alice blocks bob through the
 /// real plugin; then a broken build of it is deployed under the same name (a component
 /// that traps on every message it is asked about: the word filter told to trap on the

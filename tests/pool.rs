@@ -793,6 +793,22 @@ fn privacy_scenarios_across_three_nodes() {
     });
 }
 
+/// Issue 14, must-show 2: the PEP scenario with each client on the next of three nodes:
+/// the publisher, its contacts and a stranger on different nodes, so notifications fan
+/// out to other nodes' sessions by their entity caps (learnt where each session lives and
+/// shared through the pool), items published on one node are read on another, and the
+/// last item reaches a contact coming online elsewhere.
+#[test]
+fn pep_scenario_across_three_nodes() {
+    let _machine = shared_machine();
+    must(|| {
+        let (pool, _plugins) = pool_with_plugins(3, &["pubsub"], &[])?;
+        pool.nodes[2].wait_log(0, "pool link up", Duration::from_secs(10))?;
+        std::thread::sleep(Duration::from_millis(2 * HEARTBEAT_MS));
+        pool.scenario("pep").map(drop)
+    });
+}
+
 /// Mutual presence subscription between two raw clients (RFC 6121 §3), then both
 /// re-send available presence so each sees the other.
 async fn subscribe_both(

@@ -170,6 +170,12 @@ pub trait Features: Send + Sync {
     fn addresses(&self) -> Vec<String>;
     /// The features' `disco#info` features, sorted, without duplicates.
     fn disco_features(&self) -> Vec<String>;
+    /// What the features add to an account's `disco#info` (XEP-0030 on a user's bare
+    /// JID): identities as (category, type), e.g. PEP's `pubsub`/`pep` (XEP-0163 §6.1),
+    /// and features, each sorted, without duplicates.
+    fn account_disco(&self) -> (Vec<(String, String)>, Vec<String>) {
+        (Vec::new(), Vec::new())
+    }
     /// Whether some filter may judge this stanza at this point; when none may, the router
     /// skips [`Features::filter`] (and the work of finding where the point runs). Runs on
     /// every routed stanza, twice: cheap, no await.

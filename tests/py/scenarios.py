@@ -1925,6 +1925,208 @@ async def sc_privacy_lists(env: Env) -> None:
         await close_all(clients)
 
 
+PUBSUB_NS = "http://jabber.org/protocol/pubsub"
+PUBSUB_OWNER_NS = "http://jabber.org/protocol/pubsub#owner"
+PUBSUB_EVENT_NS = "http://jabber.org/protocol/pubsub#event"
+PUBSUB_ERRORS_NS = "http://jabber.org/protocol/pubsub#errors"
+MOOD_NS = "http://jabber.org/protocol/mood"
+
+
+def _pubsub_iq(c: Client, itype: str, inner: str, to: Optional[str] = None, owner: bool = False) -> Any:
+    """A pubsub IQ written by hand (`inner` is the XML inside <pubsub/>), so the test
+    says exactly what goes on the wire."""
+    iq = c.Iq()
+    iq["type"] = itype
+    if to:
+        iq["to"] = to
+    ns = PUBSUB_OWNER_NS if owner else PUBSUB_NS
+    iq.append(ET.fromstring(f"<pubsub xmlns='{ns}'>{inner}</pubsub>"))
+    return iq
+
+
+def _publish_options(**fields: str) -> str:
+    x = (
+        "<publish-options><x xmlns='jabber:x:data' type='submit'><field var='FORM_TYPE' type='hidden'>"
+        f"<value>{PUBSUB_NS}#publish-options</value></field>"
+    )
+    for var, value in fields.items():
+        x += f"<field var='pubsub#{var}'><value>{value}</value></field>"
+    return x + "</x></publish-options>"
+
+
+def _mood(node_item: str, what: str) -> str:
+    return f"<publish node='{MOOD_NS}'><item id='{node_item}'><mood xmlns='{MOOD_NS}'><{what}/></mood></item></publish>"
+
+
+def _event_items(m: Any, node: str) -> Optional[Any]:
+    """The <items/> of a pubsub event notification for `node`, if `m` is one."""
+    items = m.xml.find(f"{{{PUBSUB_EVENT_NS}}}event/{{{PUBSUB_EVENT_NS}}}items")
+    if items is None or items.get("node") != node:
+        return None
+    return items
+
+
+def _event_item_ids(m: Any, node: str) -> list[str]:
+    items = _event_items(m, node)
+    if items is None:
+        return []
+    return [i.get("id") for i in items.findall(f"{{{PUBSUB_EVENT_NS}}}item")]
+
+
+def _retrieved_ids(result: Any) -> list[str]:
+    return [i.get("id") for i in result.xml.iter(f"{{{PUBSUB_NS}}}item")]
+
+
+def _pubsub_app_error(err: Any) -> Optional[str]:
+    e = err.xml.find(f"{{jabber:client}}error")
+    if e is None:
+        return None
+    for child in e:
+        if child.tag.startswith(f"{{{PUBSUB_ERRORS_NS}}}"):
+            return child.tag.split("}", 1)[1]
+    return None
+
+
+async def _with_interest(c: Client, nodes: list[str]) -> None:
+    """Log in with entity capabilities (XEP-0115) that ask for notifications of `nodes`
+    (XEP-0163 4.2: NODE+notify), then send initial presence carrying them."""
+    await c.start(presence=False)
+    for n in nodes:
+        c.plugin["xep_0030"].add_feature(f"{n}+notify")
+    await c.plugin["xep_0115"].update_caps(broadcast=False)
+    c.send_presence()
+
+
+@scenario("pep")
+async def sc_pep(env: Env) -> None:
+    """XEP-0163 through slixmpp, served by the pubsub plugin: the account is a PEP
+    service (disco); a publish is acknowledged and notified to the owner's and contacts'
+    resources whose entity caps ask for the node (+notify) and to no one else; contacts
+    retrieve items, strangers get presence-subscription-required; publish-options make a
+    private (whitelist) node and guard it afterwards (precondition-not-met); max_items
+    trims; retract and purge are notified; a contact coming online gets the last item;
+    only the owner publishes."""
+    alice, bob, carol, eve = env.jid("alice"), env.jid("bob"), env.jid("carol"), env.jid("eve")
+    tmp = "urn:xmpp:tmp:pep-list"
+    a = Client(env, alice + "/a")
+    b = Client(env, bob + "/b")
+    c = Client(env, carol + "/c")
+    e = Client(env, eve + "/e")
+    clients = [a, b, c, e]
+    for x in clients:
+        x.register_plugin("xep_0115")
+    try:
+        await _with_interest(a, [MOOD_NS])
+        await _with_interest(b, [MOOD_NS, tmp])
+        await _with_interest(c, ["urn:xmpp:tmp:something-else"])
+        await e.start()
+        await subscribe_handshake(a, b)
+        await subscribe_handshake(a, c)
+        # Time for the server to learn the caps (it asks each resource once).
+        await asyncio.sleep(1.5)
+
+        info = await a.plugin["xep_0030"].get_info(jid=alice, timeout=10)
+        identities = {(i[0], i[1]) for i in info["disco_info"]["identities"]}
+        features = set(info["disco_info"]["features"])
+        check(("pubsub", "pep") in identities, f"XEP-0163 6.1: the account is a PEP service: {identities}")
+        check(f"{PUBSUB_NS}#publish-options" in features, f"XEP-0163 6.1: publish-options advertised: {features}")
+        step("the account's disco#info shows pubsub/pep")
+
+        res = await a.iq(_pubsub_iq(a, "set", _mood("m1", "happy")), "XEP-0163 3: publish (auto-create)")
+        published = res.xml.find(f".//{{{PUBSUB_NS}}}publish/{{{PUBSUB_NS}}}item")
+        check(published is not None and published.get("id") == "m1", f"XEP-0060 7.1.2: the result names the item: {res}")
+        for x in (a, b):
+            m = await x.messages.wait(lambda m: _event_item_ids(m, MOOD_NS) == ["m1"], "XEP-0163 4: a notification to a resource with +notify")
+            check(is_from(m, alice), f"XEP-0163 4.3.1: notifications come from the account's bare JID: {m}")
+            check(m["type"] == "headline", f"XEP-0163 5: notifications are headlines: {m}")
+            check(m.xml.find(f".//{{{MOOD_NS}}}happy") is not None, f"XEP-0163 4: the payload is delivered: {m}")
+        await c.messages.expect_none(lambda m: _event_items(m, MOOD_NS) is not None, "a notification to a contact without +notify")
+        await e.messages.expect_none(lambda m: _event_items(m, MOOD_NS) is not None, "a notification to a stranger")
+        step("a publish reached alice and bob (+notify), not carol (no +notify) nor eve")
+
+        got = await b.iq(_pubsub_iq(b, "get", f"<items node='{MOOD_NS}'/>", to=alice), "XEP-0060 6.5: a contact retrieves items")
+        check(_retrieved_ids(got) == ["m1"], f"XEP-0060 6.5: the item: {got}")
+        err = await e.iq_error(_pubsub_iq(e, "get", f"<items node='{MOOD_NS}'/>", to=alice), "a stranger retrieves a presence-access node")
+        check(
+            _error_condition(err) == "not-authorized" and _pubsub_app_error(err) == "presence-subscription-required",
+            f"XEP-0060 6.5.7: not-authorized with presence-subscription-required: {err}",
+        )
+        err = await b.iq_error(_pubsub_iq(b, "set", _mood("x", "sad"), to=alice), "a contact publishes to alice's node")
+        check(_error_condition(err) == "forbidden", f"XEP-0163 2.2: only the owner publishes: {err}")
+        step("bob retrieves, eve is refused, bob cannot publish to alice")
+
+        # XEP-0223: private storage as a whitelist node, then guarded by its options.
+        private = _publish_options(persist_items="true", access_model="whitelist", max_items="max")
+        bookmark = "<publish node='urn:xmpp:bookmarks:1'><item id='room@conference.example'><conference xmlns='urn:xmpp:bookmarks:1' autojoin='true'/></item></publish>"
+        await a.iq(_pubsub_iq(a, "set", bookmark + private), "XEP-0223: a private publish with publish-options")
+        err = await b.iq_error(_pubsub_iq(b, "get", "<items node='urn:xmpp:bookmarks:1'/>", to=alice), "a contact reads a whitelist node")
+        check(
+            _error_condition(err) == "not-allowed" and _pubsub_app_error(err) == "closed-node",
+            f"XEP-0060 6.5.7: not-allowed with closed-node: {err}",
+        )
+        await a.iq(_pubsub_iq(a, "set", bookmark + private), "XEP-0060 7.1.5: the same options again")
+        err = await a.iq_error(
+            _pubsub_iq(a, "set", bookmark + _publish_options(access_model="open")), "publish-options that do not match the node"
+        )
+        check(
+            _error_condition(err) == "conflict" and _pubsub_app_error(err) == "precondition-not-met",
+            f"XEP-0060 7.1.5: conflict with precondition-not-met: {err}",
+        )
+        got = await a.iq(_pubsub_iq(a, "get", "<items node='urn:xmpp:bookmarks:1'/>"), "the owner reads the private node")
+        check(_retrieved_ids(got) == ["room@conference.example"], f"the private item: {got}")
+        step("a private node: whitelist for others, the owner reads it, options are preconditions")
+
+        # max_items trims the oldest; retract and purge are notified.
+        two = _publish_options(max_items="2")
+        for n in ("i1", "i2", "i3"):
+            await a.iq(
+                _pubsub_iq(a, "set", f"<publish node='{tmp}'><item id='{n}'><x xmlns='{tmp}'>{n}</x></item></publish>{two}"),
+                f"publish {n}",
+            )
+            await b.messages.wait(lambda m, n=n: _event_item_ids(m, tmp) == [n], f"the notification of {n}")
+        got = await b.iq(_pubsub_iq(b, "get", f"<items node='{tmp}'/>", to=alice), "items after three publishes")
+        check(_retrieved_ids(got) == ["i2", "i3"], f"XEP-0060 max_items=2 keeps the two newest: {got}")
+        await a.iq(_pubsub_iq(a, "set", f"<retract node='{tmp}' notify='true'><item id='i2'/></retract>"), "XEP-0060 7.2: retract")
+        await b.messages.wait(
+            lambda m: (i := _event_items(m, tmp)) is not None and [r.get("id") for r in i.findall(f"{{{PUBSUB_EVENT_NS}}}retract")] == ["i2"],
+            "XEP-0060 7.2.2: a retract notification",
+        )
+        await a.iq(_pubsub_iq(a, "set", f"<purge node='{tmp}'/>", owner=True), "XEP-0060 8.5: purge")
+        await b.messages.wait(
+            lambda m: (p := m.xml.find(f"{{{PUBSUB_EVENT_NS}}}event/{{{PUBSUB_EVENT_NS}}}purge")) is not None and p.get("node") == tmp,
+            "XEP-0060 8.5.2: a purge notification",
+        )
+        got = await a.iq(_pubsub_iq(a, "get", f"<items node='{tmp}'/>"), "items after the purge")
+        check(_retrieved_ids(got) == [], f"XEP-0060 8.5: a purged node is empty: {got}")
+        step("max_items trimming, retract and purge notifications")
+
+        # The last item when a contact comes online (send_last_published_item).
+        await a.iq(_pubsub_iq(a, "set", _mood("m2", "sad")), "publish m2")
+        await b.messages.wait(lambda m: _event_item_ids(m, MOOD_NS) == ["m2"], "the notification of m2")
+        await b.stop()
+        b2 = Client(env, bob + "/again")
+        b2.register_plugin("xep_0115")
+        clients.append(b2)
+        await _with_interest(b2, [MOOD_NS])
+        m = await b2.messages.wait(
+            lambda m: _event_item_ids(m, MOOD_NS) == ["m2"], "XEP-0163 4.3.4: the last item on coming online"
+        )
+        check(m.xml.find("{urn:xmpp:delay}delay") is not None, f"XEP-0060: the last item carries a delay stamp: {m}")
+        step("bob's new resource got alice's last mood when it came online")
+
+        # Delete: notified, and the node is gone.
+        await a.iq(_pubsub_iq(a, "set", f"<delete node='{MOOD_NS}'/>", owner=True), "XEP-0060 8.4: delete")
+        await b2.messages.wait(
+            lambda m: (d := m.xml.find(f"{{{PUBSUB_EVENT_NS}}}event/{{{PUBSUB_EVENT_NS}}}delete")) is not None and d.get("node") == MOOD_NS,
+            "XEP-0060 8.4.2: a delete notification",
+        )
+        err = await b2.iq_error(_pubsub_iq(b2, "get", f"<items node='{MOOD_NS}'/>", to=alice), "items of a deleted node")
+        check(_error_condition(err) == "item-not-found", f"XEP-0060 6.5.9: item-not-found: {err}")
+        step("a deleted node is notified and gone")
+    finally:
+        await close_all(clients)
+
+
 def main(argv: list[str]) -> int:
     parser = base_arg_parser(__doc__ or "")
     parser.add_argument("scenario", choices=sorted(SCENARIOS))

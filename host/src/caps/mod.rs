@@ -76,16 +76,17 @@ impl Caps {
         self.known.lock().expect("caps lock").get(&caps.key()).cloned()
     }
 
-    /// The features of the resource `jid` (full) that sent `presence`: known here, in
-    /// the shared store, or learnt by asking the resource if it is local. Empty when it
-    /// has no caps or they cannot be learnt (no answer, an answer that does not verify).
-    pub async fn features(&self, store: &Store, sessions: &Sessions, jid: &str, presence: &Element) -> Features {
-        let Some(caps) = CapsRef::of(presence) else {
-            return Arc::from([]);
-        };
-        let key = caps.key();
+    /// The features of a presence's caps if this node or the pool knows them (memory,
+    /// then the shared store; no query): how a plugin sees the caps of another node's
+    /// session, which that node learnt and stored.
+    pub async fn known(&self, store: &Store, presence: &Element) -> Option<Features> {
+        let caps = CapsRef::of(presence)?;
+        self.known_by_key(store, caps.key()).await
+    }
+
+    async fn known_by_key(&self, store: &Store, key: String) -> Option<Features> {
         if let Some(f) = self.known.lock().expect("caps lock").get(&key).cloned() {
-            return f;
+            return Some(f);
         }
         match store.caps_get(&key).await {
             Ok(Some(joined)) => {
@@ -95,10 +96,26 @@ impl Caps {
                     .map(str::to_string)
                     .collect();
                 self.remember(key, f.clone());
-                return f;
+                Some(f)
             }
-            Ok(None) => {}
-            Err(e) => tracing::warn!(error = %e, "caps lookup failed"),
+            Ok(None) => None,
+            Err(e) => {
+                tracing::warn!(error = %e, "caps lookup failed");
+                None
+            }
+        }
+    }
+
+    /// The features of the resource `jid` (full) that sent `presence`: known here, in
+    /// the shared store, or learnt by asking the resource if it is local. Empty when it
+    /// has no caps or they cannot be learnt (no answer, an answer that does not verify).
+    pub async fn features(&self, store: &Store, sessions: &Sessions, jid: &str, presence: &Element) -> Features {
+        let Some(caps) = CapsRef::of(presence) else {
+            return Arc::from([]);
+        };
+        let key = caps.key();
+        if let Some(f) = self.known_by_key(store, key.clone()).await {
+            return f;
         }
         match self.ask(sessions, jid, &caps).await {
             Some(f) => {

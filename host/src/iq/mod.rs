@@ -134,7 +134,7 @@ pub async fn handle_for_account(ctx: &Arc<Context>, client: &mut Session, iq: &E
         // RFC 3921 session establishment: a no-op kept for old clients.
         (NS_SESSION, "session", false) => reply_to_self(ctx, client, iq, None),
         (NS_PING, "ping", true) => reply_to_self(ctx, client, iq, None),
-        (NS_DISCO_INFO, "query", true) => reply_to_self(ctx, client, iq, Some(account_info())),
+        (NS_DISCO_INFO, "query", true) => reply_to_self(ctx, client, iq, Some(account_info(ctx))),
         (NS_DISCO_ITEMS, "query", true) => reply_to_self(ctx, client, iq, Some(Element::new("query", NS_DISCO_ITEMS))),
         // XEP-0077 §3.2: a cancellation with the home server carries no `to`.
         (register::NS_REGISTER, "query", _) if ctx.config.features.registration => {
@@ -152,11 +152,19 @@ pub async fn handle_for_account(ctx: &Arc<Context>, client: &mut Session, iq: &E
     }
 }
 
-fn account_info() -> Element {
-    Element::new("query", NS_DISCO_INFO)
-        .child(identity("account", "registered", None))
-        .child(feature(NS_DISCO_INFO))
-        .child(feature(NS_DISCO_ITEMS))
+/// An account's disco#info: the account itself, and what the features serve on every
+/// account's behalf (PEP, XEP-0163 §6.1).
+fn account_info(ctx: &Context) -> Element {
+    let (identities, features) = ctx.features.account_disco();
+    let mut q = Element::new("query", NS_DISCO_INFO).child(identity("account", "registered", None));
+    for (category, kind) in &identities {
+        q = q.child(identity(category, kind, None));
+    }
+    q = q.child(feature(NS_DISCO_INFO)).child(feature(NS_DISCO_ITEMS));
+    for f in &features {
+        q = q.child(feature(f));
+    }
+    q
 }
 
 /// Replies to IQs without `to` come from the account's bare JID (or nowhere) to the sender.
@@ -192,7 +200,7 @@ pub async fn handle_for_other_account(
     let get = iq.get_attr("type") == Some("get");
     match (payload.ns.as_str(), payload.name.as_str(), get) {
         (crate::roster::NS_ROSTER, _, _) => Err(Condition::Forbidden.into()),
-        (NS_DISCO_INFO, "query", true) => answer(ctx, iq, Some(account_info())),
+        (NS_DISCO_INFO, "query", true) => answer(ctx, iq, Some(account_info(ctx))),
         (NS_DISCO_ITEMS, "query", true) => answer(ctx, iq, Some(Element::new("query", NS_DISCO_ITEMS))),
         _ => to_feature_or_unavailable(ctx, iq.clone(), calls).await,
     }

@@ -94,6 +94,11 @@ impl Features for Plugins {
         self.active().disco_features.clone()
     }
 
+    fn account_disco(&self) -> (Vec<(String, String)>, Vec<String>) {
+        let active = self.active();
+        (active.account_identities.clone(), active.account_features.clone())
+    }
+
     fn would_filter(&self, direction: Direction, stanza: &Element, sent_by: Option<&str>) -> bool {
         if !self.any_filter.load(Relaxed) {
             return false;

@@ -338,21 +338,26 @@ impl presence::Host for PluginState {
             return Vec::new();
         }
         let Some(node) = self.node() else { return Vec::new() };
-        node.sessions
-            .resources(&user)
-            .into_iter()
-            .map(|r| types::ResourcePresence {
+        let mut out = Vec::new();
+        for r in node.sessions.resources(&user) {
+            // Another node's session has caps that node learnt and stored for the pool.
+            let features = match r.presence.as_ref() {
+                Some(p) => node
+                    .caps
+                    .known(&node.store, p)
+                    .await
+                    .map(|f| f.to_vec())
+                    .unwrap_or_default(),
+                None => Vec::new(),
+            };
+            out.push(types::ResourcePresence {
                 jid: format!("{user}/{}", r.resource),
                 presence: r.presence.as_ref().map(|p| p.to_xml()),
                 priority: if r.available() { r.priority } else { 0 },
-                features: r
-                    .presence
-                    .as_ref()
-                    .and_then(|p| node.caps.cached(p))
-                    .map(|f| f.to_vec())
-                    .unwrap_or_default(),
-            })
-            .collect()
+                features,
+            });
+        }
+        out
     }
 }
 

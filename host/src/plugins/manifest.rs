@@ -87,6 +87,13 @@ pub struct Manifest {
     /// Features added to the server's disco#info.
     #[serde(default)]
     pub disco_features: Vec<String>,
+    /// Identities added to every account's disco#info, as `category/type` (PEP:
+    /// `pubsub/pep`), for a plugin answering IQs on users' behalf.
+    #[serde(default)]
+    pub account_identities: Vec<String>,
+    /// Features added to every account's disco#info.
+    #[serde(default)]
+    pub account_features: Vec<String>,
     /// The event kinds a feature plugin is told of (its own timers always reach it).
     #[serde(default)]
     pub events: Vec<EventKind>,
@@ -188,6 +195,21 @@ impl Manifest {
         if !(1..=super::runners::MAX_INSTANCES).contains(&manifest.instances) {
             let max = super::runners::MAX_INSTANCES;
             return Err(ManifestError::Invalid(shown, format!("instances must be 1 to {max}")));
+        }
+        let identity = |i: &String| i.split_once('/').is_some_and(|(c, t)| !c.is_empty() && !t.is_empty());
+        if !manifest.account_identities.iter().all(identity) {
+            return Err(ManifestError::Invalid(
+                shown,
+                "account_identities are category/type".into(),
+            ));
+        }
+        if manifest.iq_namespaces.is_empty()
+            && !(manifest.account_identities.is_empty() && manifest.account_features.is_empty())
+        {
+            return Err(ManifestError::Invalid(
+                shown,
+                "account_identities and account_features need iq_namespaces to answer for".into(),
+            ));
         }
         Ok(manifest)
     }

@@ -258,6 +258,10 @@ pub struct Active {
     by_address: HashMap<String, Arc<PluginHandle>>,
     pub filters: Vec<Arc<PluginHandle>>,
     pub disco_features: Vec<String>,
+    /// What the plugins add to an account's disco#info: (category, type) identities and
+    /// features, sorted and without duplicates.
+    pub account_identities: Vec<(String, String)>,
+    pub account_features: Vec<String>,
 }
 
 impl Active {
@@ -281,9 +285,23 @@ impl Active {
                 active.filters.push(p.clone());
             }
             active.disco_features.extend(p.manifest.disco_features.iter().cloned());
+            active
+                .account_features
+                .extend(p.manifest.account_features.iter().cloned());
+            active.account_identities.extend(
+                p.manifest
+                    .account_identities
+                    .iter()
+                    .filter_map(|i| i.split_once('/'))
+                    .map(|(c, t)| (c.to_string(), t.to_string())),
+            );
         }
-        active.disco_features.sort();
-        active.disco_features.dedup();
+        for list in [&mut active.disco_features, &mut active.account_features] {
+            list.sort();
+            list.dedup();
+        }
+        active.account_identities.sort();
+        active.account_identities.dedup();
         active
     }
 
