@@ -809,6 +809,171 @@ fn pep_scenario_across_three_nodes() {
     });
 }
 
+/// A raw client's available presence with entity capabilities (XEP-0115) naming
+/// `features`, and the disco#info query answering the server's question about them.
+fn caps_presence(features: &[&str]) -> (String, String) {
+    use base64::Engine as _;
+    use sha1::Digest as _;
+    let mut sorted = features.to_vec();
+    sorted.sort();
+    let mut s = String::from("client/pc//poolxmpp-raw<");
+    for f in &sorted {
+        s.push_str(f);
+        s.push('<');
+    }
+    let ver = base64::engine::general_purpose::STANDARD.encode(sha1::Sha1::digest(s.as_bytes()));
+    let node = "https://poolxmpp.test/raw";
+    let presence = format!(
+        "<presence><c xmlns='http://jabber.org/protocol/caps' hash='sha-1' node='{node}' ver='{ver}'/></presence>"
+    );
+    let mut query = format!(
+        "<query xmlns='http://jabber.org/protocol/disco#info' node='{node}#{ver}'>\
+         <identity category='client' type='pc' name='poolxmpp-raw'/>"
+    );
+    for f in &sorted {
+        query.push_str(&format!("<feature var='{f}'/>"));
+    }
+    query.push_str("</query>");
+    (presence, query)
+}
+
+/// Send available presence with caps for `features` and answer the server's disco#info
+/// query about them (it asks once per `ver` it does not know yet).
+async fn announce_caps(c: &mut support::raw::RawConn, features: &[&str]) -> Result<()> {
+    let (presence, query) = caps_presence(features);
+    c.send(presence).await?;
+    let asked = c
+        .wait_for(Duration::from_secs(10), "the server's caps query", |e| {
+            e.local == "iq" && e.attr("type") == Some("get") && e.find("query").is_some()
+        })
+        .await?;
+    let id = asked.attr("id").unwrap_or_default().to_string();
+    let from = asked.attr("from").unwrap_or_default().to_string();
+    c.send(format!("<iq type='result' id='{id}' to='{from}'>{query}</iq>"))
+        .await
+}
+
+/// Issue 14, must-show 3: alice sends a burst of PEP publishes to n3 (pipelined, not
+/// waiting for answers) and n3 is SIGKILLed right after, with publishes answered, handled
+/// and in flight. Every publish alice got a result for is stored:
+/// read back from a survivor, none is missing. Bob, on n1 with `+notify` in his caps,
+/// keeps getting notifications of what alice publishes after logging in again elsewhere.
+#[test]
+fn acknowledged_pep_publishes_survive_their_nodes_death() {
+    let _machine = shared_machine();
+    const NODE: &str = "urn:xmpp:tmp:count";
+    const BEFORE: usize = 40;
+    const DURING: usize = 40;
+    must(|| {
+        let (mut pool, _plugins) = pool_with_plugins(3, &["pubsub"], &[])?;
+        pool.nodes[2].wait_log(0, "pool link up", Duration::from_secs(10))?;
+        std::thread::sleep(Duration::from_millis(2 * HEARTBEAT_MS));
+        let rt = support::rt();
+        let (alice_bare, bob_bare) = (jid("alice"), jid("bob"));
+        rt.block_on(async {
+            let mut alice = login(&pool.nodes[2], "alice").await?;
+            let mut bob = login(&pool.nodes[0], "bob").await?;
+            subscribe_both(&mut alice, &alice_bare, &mut bob, &bob_bare).await?;
+            announce_caps(&mut bob, &[&format!("{NODE}+notify")]).await?;
+            // A first publish, answered and notified: the node exists and bob's caps are known.
+            let keep = "<publish-options><x xmlns='jabber:x:data' type='submit'>\
+                <field var='FORM_TYPE' type='hidden'><value>http://jabber.org/protocol/pubsub#publish-options</value></field>\
+                <field var='pubsub#max_items'><value>max</value></field></x></publish-options>";
+            let publish = |id: &str| {
+                format!(
+                    "<pubsub xmlns='http://jabber.org/protocol/pubsub'><publish node='{NODE}'>\
+                     <item id='{id}'><n xmlns='{NODE}'>{id}</n></item></publish>{keep}</pubsub>"
+                )
+            };
+            let first = alice.iq("set", None, &publish("first")).await?;
+            ensure!(first.attr("type") == Some("result"), "the first publish: {}", first.raw);
+            let item_is = |e: &support::xml::Element, id: &str| {
+                e.local == "message" && e.find("item").and_then(|i| i.attr("id")) == Some(id)
+            };
+            bob.wait_for(Duration::from_secs(10), "the notification of the first publish", |e| {
+                item_is(e, "first")
+            })
+            .await?;
+
+            // A burst of pipelined publishes; n3 dies with part of it answered, part handled
+            // and unanswered, part unread.
+            let mut sent = Vec::new();
+            let mut acked = vec!["first".to_string()];
+            for i in 0..BEFORE + DURING {
+                if i == BEFORE {
+                    // The kill comes once the burst is being answered.
+                    let quarter = format!("p{}", BEFORE / 4);
+                    let answered = alice
+                        .wait_for(Duration::from_secs(10), "an answer within the burst", |e| {
+                            e.local == "iq" && e.attr("id") == Some(quarter.as_str())
+                        })
+                        .await?;
+                    ensure!(answered.attr("type") == Some("result"), "a publish: {}", answered.raw);
+                    acked.push(quarter);
+                    pool.nodes[2].kill();
+                }
+                if i >= BEFORE {
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+                let id = format!("p{i}");
+                if alice
+                    .send(format!("<iq type='set' id='{id}'>{}</iq>", publish(&id)))
+                    .await
+                    .is_err()
+                {
+                    break;
+                }
+                sent.push(id);
+            }
+            // Whatever answers reached alice before her node died.
+            while let Ok(Some(support::xml::Event::Element(e))) = alice.next_event(Duration::from_secs(2)).await {
+                if e.local == "iq" && e.attr("type") == Some("result") {
+                    acked.extend(e.attr("id").map(str::to_string));
+                }
+            }
+            acked.extend(
+                alice
+                    .backlog
+                    .iter()
+                    .filter(|e| e.local == "iq" && e.attr("type") == Some("result"))
+                    .filter_map(|e| e.attr("id").map(str::to_string)),
+            );
+            acked.sort();
+            acked.dedup();
+            eprintln!("{} publishes sent, {} acknowledged before n3 died", sent.len() + 1, acked.len());
+            ensure!(acked.len() > 1, "some publishes were acknowledged before the kill");
+
+            // Alice again, on a survivor: every acknowledged item is there.
+            let mut alice = login(&pool.nodes[1], "alice").await?;
+            let items = alice
+                .iq(
+                    "get",
+                    None,
+                    &format!("<pubsub xmlns='http://jabber.org/protocol/pubsub'><items node='{NODE}'/></pubsub>"),
+                )
+                .await?;
+            ensure!(items.attr("type") == Some("result"), "items from a survivor: {}", items.raw);
+            let stored: Vec<String> = items
+                .find("items")
+                .map(|i| i.elements().filter_map(|e| e.attr("id").map(str::to_string)).collect())
+                .unwrap_or_default();
+            let lost: Vec<&String> = acked.iter().filter(|id| !stored.contains(id)).collect();
+            ensure!(lost.is_empty(), "acknowledged publishes lost: {lost:?} (stored {stored:?})");
+            eprintln!("{} items stored, every acknowledged one among them", stored.len());
+
+            // Notifications to bob (on a survivor) go on.
+            let after = alice.iq("set", None, &publish("after")).await?;
+            ensure!(after.attr("type") == Some("result"), "a publish on the survivor: {}", after.raw);
+            bob.wait_for(Duration::from_secs(10), "the notification of a publish after the failover", |e| {
+                item_is(e, "after")
+            })
+            .await?;
+            anyhow::Ok(())
+        })?;
+        Ok(())
+    });
+}
+
 /// Mutual presence subscription between two raw clients (RFC 6121 §3), then both
 /// re-send available presence so each sees the other.
 async fn subscribe_both(
