@@ -176,6 +176,11 @@ pub trait Features: Send + Sync {
     fn account_disco(&self) -> (Vec<(String, String)>, Vec<String>) {
         (Vec::new(), Vec::new())
     }
+    /// The feature answering disco#items of accounts and disco#info about one of an
+    /// account's nodes (PEP's nodes, XEP-0163 §6.2), if one does.
+    fn for_account_items(&self) -> Option<Arc<dyn Feature>> {
+        None
+    }
     /// Whether some filter may judge this stanza at this point; when none may, the router
     /// skips [`Features::filter`] (and the work of finding where the point runs). Runs on
     /// every routed stanza, twice: cheap, no await.

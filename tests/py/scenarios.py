@@ -2003,7 +2003,8 @@ async def sc_pep(env: Env) -> None:
     service (disco); a publish is acknowledged and notified to the owner's and contacts'
     resources whose entity caps ask for the node (+notify) and to no one else; contacts
     retrieve items, strangers get presence-subscription-required; publish-options make a
-    private (whitelist) node and guard it afterwards (precondition-not-met); max_items
+    private (whitelist) node and guard it afterwards (precondition-not-met), and disco#items
+    of the account shows it to the owner only; max_items
     trims; retract and purge are notified; a contact coming online gets the last item;
     only the owner publishes."""
     alice, bob, carol, eve = env.jid("alice"), env.jid("bob"), env.jid("carol"), env.jid("eve")
@@ -2074,6 +2075,10 @@ async def sc_pep(env: Env) -> None:
         )
         got = await a.iq(_pubsub_iq(a, "get", "<items node='urn:xmpp:bookmarks:1'/>"), "the owner reads the private node")
         check(_retrieved_ids(got) == ["room@conference.example"], f"the private item: {got}")
+        for who, expect in ((a, {MOOD_NS, "urn:xmpp:bookmarks:1"}), (b, {MOOD_NS})):
+            got = await who.plugin["xep_0030"].get_items(jid=alice, timeout=10)
+            nodes = {i[1] for i in got["disco_items"]["items"]}
+            check(nodes == expect, f"XEP-0163 6.2: {who.label} discovers the nodes it may see: {nodes}")
         step("a private node: whitelist for others, the owner reads it, options are preconditions")
 
         # max_items trims the oldest; retract and purge are notified.

@@ -134,6 +134,13 @@ pub async fn handle_for_account(ctx: &Arc<Context>, client: &mut Session, iq: &E
         // RFC 3921 session establishment: a no-op kept for old clients.
         (NS_SESSION, "session", false) => reply_to_self(ctx, client, iq, None),
         (NS_PING, "ping", true) => reply_to_self(ctx, client, iq, None),
+        (NS_DISCO_INFO | NS_DISCO_ITEMS, "query", true) if about_account_items(ctx, payload).is_some() => {
+            let mut iq = iq.clone();
+            if iq.get_attr("to").is_none() {
+                iq.set_attr("to", client.jid.to_bare().to_string());
+            }
+            to_feature(ctx, iq, about_account_items(ctx, payload), Some(&client.feature_calls)).await
+        }
         (NS_DISCO_INFO, "query", true) => reply_to_self(ctx, client, iq, Some(account_info(ctx))),
         (NS_DISCO_ITEMS, "query", true) => reply_to_self(ctx, client, iq, Some(Element::new("query", NS_DISCO_ITEMS))),
         // XEP-0077 §3.2: a cancellation with the home server carries no `to`.
@@ -200,6 +207,9 @@ pub async fn handle_for_other_account(
     let get = iq.get_attr("type") == Some("get");
     match (payload.ns.as_str(), payload.name.as_str(), get) {
         (crate::roster::NS_ROSTER, _, _) => Err(Condition::Forbidden.into()),
+        (NS_DISCO_INFO | NS_DISCO_ITEMS, "query", true) if about_account_items(ctx, payload).is_some() => {
+            to_feature(ctx, iq.clone(), about_account_items(ctx, payload), calls).await
+        }
         (NS_DISCO_INFO, "query", true) => answer(ctx, iq, Some(account_info(ctx))),
         (NS_DISCO_ITEMS, "query", true) => answer(ctx, iq, Some(Element::new("query", NS_DISCO_ITEMS))),
         _ => to_feature_or_unavailable(ctx, iq.clone(), calls).await,
@@ -213,6 +223,27 @@ pub async fn handle_for_other_account(
 /// refused at once.
 async fn to_feature_or_unavailable(ctx: &Arc<Context>, iq: Element, calls: Option<&FeatureCalls>) -> Outcome {
     let feature = iq_payload(&iq).and_then(|p| ctx.features.for_iq_namespace(&p.ns));
+    to_feature(ctx, iq, feature, calls).await
+}
+
+/// The feature that answers this disco query to an account, if one does: disco#items
+/// of the account, or disco#info about one of its nodes (a `node` attribute); the
+/// account's own disco#info is the server's to answer.
+fn about_account_items(ctx: &Context, query: &Element) -> Option<Arc<dyn crate::features::Feature>> {
+    if query.ns == NS_DISCO_INFO && query.get_attr("node").is_none() {
+        return None;
+    }
+    ctx.features.for_account_items()
+}
+
+/// `iq` to `feature` (or `service-unavailable` without one), waiting for it as
+/// [`to_feature_or_unavailable`] says.
+async fn to_feature(
+    ctx: &Arc<Context>,
+    iq: Element,
+    feature: Option<Arc<dyn crate::features::Feature>>,
+    calls: Option<&FeatureCalls>,
+) -> Outcome {
     match (feature, calls) {
         (Some(f), Some(calls)) => {
             crate::delivery::dispatch_from_client(ctx, calls, &*f, iq).await;

@@ -99,6 +99,13 @@ impl Features for Plugins {
         (active.account_identities.clone(), active.account_features.clone())
     }
 
+    fn for_account_items(&self) -> Option<Arc<dyn Feature>> {
+        self.active()
+            .account_items
+            .as_ref()
+            .map(|p| p.clone() as Arc<dyn Feature>)
+    }
+
     fn would_filter(&self, direction: Direction, stanza: &Element, sent_by: Option<&str>) -> bool {
         if !self.any_filter.load(Relaxed) {
             return false;

@@ -94,6 +94,11 @@ pub struct Manifest {
     /// Features added to every account's disco#info.
     #[serde(default)]
     pub account_features: Vec<String>,
+    /// Whether disco#items queries to an account, and disco#info queries about one of its
+    /// nodes (a `node` attribute), go to this plugin: PEP lists an account's nodes
+    /// (XEP-0163 §6.2, XEP-0060 §5.2). One plugin at a time serves them.
+    #[serde(default)]
+    pub account_items: bool,
     /// The event kinds a feature plugin is told of (its own timers always reach it).
     #[serde(default)]
     pub events: Vec<EventKind>,
@@ -204,11 +209,13 @@ impl Manifest {
             ));
         }
         if manifest.iq_namespaces.is_empty()
-            && !(manifest.account_identities.is_empty() && manifest.account_features.is_empty())
+            && !(manifest.account_identities.is_empty()
+                && manifest.account_features.is_empty()
+                && !manifest.account_items)
         {
             return Err(ManifestError::Invalid(
                 shown,
-                "account_identities and account_features need iq_namespaces to answer for".into(),
+                "account_identities, account_features and account_items need iq_namespaces to answer for".into(),
             ));
         }
         Ok(manifest)

@@ -262,6 +262,9 @@ pub struct Active {
     /// features, sorted and without duplicates.
     pub account_identities: Vec<(String, String)>,
     pub account_features: Vec<String>,
+    /// The plugin answering disco#items of accounts and disco#info of their nodes (the
+    /// first by name that asks).
+    pub account_items: Option<Arc<PluginHandle>>,
 }
 
 impl Active {
@@ -288,6 +291,9 @@ impl Active {
             active
                 .account_features
                 .extend(p.manifest.account_features.iter().cloned());
+            if p.manifest.account_items && active.account_items.is_none() {
+                active.account_items = Some(p.clone());
+            }
             active.account_identities.extend(
                 p.manifest
                     .account_identities

@@ -35,6 +35,8 @@ pub mod ns {
     pub const PUBLISH_OPTIONS: &str = "http://jabber.org/protocol/pubsub#publish-options";
     pub const DATA: &str = "jabber:x:data";
     pub const DELAY: &str = "urn:xmpp:delay";
+    pub const DISCO_INFO: &str = "http://jabber.org/protocol/disco#info";
+    pub const DISCO_ITEMS: &str = "http://jabber.org/protocol/disco#items";
 }
 
 impl Feature for Pep {
@@ -52,8 +54,13 @@ impl Feature for Pep {
             return Err(StanzaError::service_unavailable());
         }
         let payload = stanza.payload()?.ok_or_else(StanzaError::bad_request)?;
-        let request = Request::read(type_, &payload)?;
         let requester = stanza.from_bare().to_string();
+        if type_ == IqType::Get && (payload.ns == ns::DISCO_ITEMS || payload.ns == ns::DISCO_INFO) {
+            let answer = service::disco(&owner, &requester, &payload)?;
+            send(&poolxmpp_sdk::iq_result(&stanza, Some(answer))).map_err(|_| StanzaError::internal_server_error())?;
+            return Ok(());
+        }
+        let request = Request::read(type_, &payload)?;
         let (answer, after) = self.serve(&owner, &requester, request)?;
         send(&poolxmpp_sdk::iq_result(&stanza, answer)).map_err(|_| StanzaError::internal_server_error())?;
         after.run(&owner);

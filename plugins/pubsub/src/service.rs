@@ -485,3 +485,65 @@ fn purge(owner: &str, node: &str) -> Served {
     }
     Err(contended())
 }
+
+/// Whether `requester` may see `owner`'s node with this configuration.
+fn visible(owner: &str, requester: &str, config: &NodeConfig) -> Result<(), StanzaError> {
+    if owner == requester {
+        return Ok(());
+    }
+    let item = host::roster_item(owner, requester);
+    access::contact_may_see(config, item.as_ref()).map_err(access::Denied::error)
+}
+
+/// Service discovery on a personal service (XEP-0060 §5, XEP-0163 §6.2): disco#items
+/// without a node lists the nodes the requester may see, with a node the node's item ids;
+/// disco#info about a node describes it (`item-not-found` for one the requester may not
+/// see, so hidden nodes stay hidden).
+pub fn disco(owner: &str, requester: &str, query: &Element) -> Result<Element, StanzaError> {
+    let node = query.get_attr("node");
+    let mut out = Element::new("query", query.ns.as_str());
+    if let Some(n) = node {
+        out.set_attr("node", n);
+    }
+    match (query.ns == ns::DISCO_ITEMS, node) {
+        (true, None) => {
+            for name in store::nodes(owner)? {
+                let Some(read) = store::meta(owner, &name)? else {
+                    continue;
+                };
+                if visible(owner, requester, &read.meta.config).is_err() {
+                    continue;
+                }
+                let mut item = Element::new("item", ns::DISCO_ITEMS)
+                    .attr("jid", owner)
+                    .attr("node", name.as_str());
+                if !read.meta.config.title.is_empty() {
+                    item.set_attr("name", read.meta.config.title.as_str());
+                }
+                out.push(item);
+            }
+        }
+        (items, Some(n)) => {
+            let read = store::meta(owner, n)?.ok_or_else(missing)?;
+            visible(owner, requester, &read.meta.config).map_err(|_| missing())?;
+            if items {
+                for i in &read.meta.items {
+                    out.push(
+                        Element::new("item", ns::DISCO_ITEMS)
+                            .attr("jid", owner)
+                            .attr("name", i.id.as_str()),
+                    );
+                }
+            } else {
+                out.push(
+                    Element::new("identity", ns::DISCO_INFO)
+                        .attr("category", "pubsub")
+                        .attr("type", "leaf"),
+                );
+                out.push(Element::new("feature", ns::DISCO_INFO).attr("var", ns::PUBSUB));
+            }
+        }
+        (false, None) => return Err(StanzaError::service_unavailable()),
+    }
+    Ok(out)
+}

@@ -509,3 +509,57 @@ fn a_resource_coming_online_gets_the_last_items_it_asks_for() {
     // A stranger gets nothing.
     assert!(arrive(&mut p, "eve@l/x", &[&format!("{MOOD}+notify")]).is_empty());
 }
+
+#[test]
+fn disco_lists_the_nodes_a_requester_may_see() {
+    let mut p = plugin();
+    contacts();
+    ok(&mut p, pubsub(PHONE, None, "set", &mood("m1", "happy")));
+    let private = options(&[("pubsub#access_model", "whitelist")]);
+    ok(
+        &mut p,
+        pubsub(
+            PHONE,
+            None,
+            "set",
+            &format!("<publish node='secret'><item id='s'><s xmlns='secret'/></item></publish>{private}"),
+        ),
+    );
+    let disco = |from: &str, inner: &str| iq(from, Some(ALICE), "get", inner);
+    let nodes = |reply: &Element| -> Vec<String> {
+        let q = reply.get_child("query", ns::DISCO_ITEMS).unwrap();
+        q.elements()
+            .filter_map(|i| i.get_attr("node").map(str::to_string))
+            .collect()
+    };
+    let items = "<query xmlns='http://jabber.org/protocol/disco#items'/>";
+    assert_eq!(
+        nodes(&ok(&mut p, disco(PHONE, items))[0]),
+        vec![MOOD.to_string(), "secret".into()]
+    );
+    assert_eq!(nodes(&ok(&mut p, disco(BOB_PC, items))[0]), vec![MOOD.to_string()]);
+    assert!(nodes(&ok(&mut p, disco("eve@l/x", items))[0]).is_empty());
+    let info = |node: &str| format!("<query xmlns='http://jabber.org/protocol/disco#info' node='{node}'/>");
+    let got = ok(&mut p, disco(BOB_PC, &info(MOOD)));
+    let q = got[0].get_child("query", ns::DISCO_INFO).unwrap();
+    assert_eq!(
+        q.get_child("identity", ns::DISCO_INFO).unwrap().get_attr("type"),
+        Some("leaf")
+    );
+    assert_eq!(
+        err(&mut p, disco(BOB_PC, &info("secret"))).condition,
+        Condition::ItemNotFound
+    );
+    let got = ok(
+        &mut p,
+        disco(
+            BOB_PC,
+            &format!("<query xmlns='http://jabber.org/protocol/disco#items' node='{MOOD}'/>"),
+        ),
+    );
+    let q = got[0].get_child("query", ns::DISCO_ITEMS).unwrap();
+    assert_eq!(
+        q.elements().filter_map(|i| i.get_attr("name")).collect::<Vec<_>>(),
+        ["m1"]
+    );
+}
