@@ -779,10 +779,14 @@ fn privacy_lists_and_blocking_with_slixmpp() {
 /// notifications only to resources whose entity caps ask for the node, retrieval by a
 /// contact and refusal of a stranger, a private (whitelist) node made by publish-options
 /// and guarded by them, max_items trimming, retract, purge and delete notifications, the
-/// last item for a contact's resource coming online.
+/// last item for a contact's resource coming online. Scenario `private_storage`: XEP-0049
+/// (the `private` plugin), where clients without XEP-0402 keep their bookmarks.
 #[test]
-fn pep_with_slixmpp() {
-    with_plugins(&["pubsub"], |srv, _dir| srv.scenario("pep", None).map(drop));
+fn pep_and_private_storage_with_slixmpp() {
+    with_plugins(&["pubsub", "private"], |srv, _dir| {
+        srv.scenario("pep", None)?;
+        srv.scenario("private_storage", None).map(drop)
+    });
 }
 
 /// Issue 15, must-show 3: the privacy plugin fails closed. alice blocks bob through the

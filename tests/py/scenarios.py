@@ -2132,6 +2132,49 @@ async def sc_pep(env: Env) -> None:
         await close_all(clients)
 
 
+PRIVATE_NS = "jabber:iq:private"
+
+
+def _private_iq(c: Client, itype: str, inner: str, to: Optional[str] = None) -> Any:
+    iq = c.Iq()
+    iq["type"] = itype
+    if to:
+        iq["to"] = to
+    iq.append(ET.fromstring(f"<query xmlns='{PRIVATE_NS}'>{inner}</query>"))
+    return iq
+
+
+@scenario("private_storage")
+async def sc_private_storage(env: Env) -> None:
+    """XEP-0049 through slixmpp, served by the private plugin: legacy bookmarks
+    (XEP-0048) stored by one resource are read by another; nothing stored reads back as
+    the empty element; another user is refused; a fragment without a namespace of its own
+    is not-acceptable."""
+    alice, bob = env.jid("alice"), env.jid("bob")
+    a1 = Client(env, alice + "/one")
+    a2 = Client(env, alice + "/two")
+    b = Client(env, bob + "/b")
+    clients = [a1, a2, b]
+    try:
+        for x in clients:
+            await x.start()
+        bookmarks = "<storage xmlns='storage:bookmarks'><conference jid='lounge@conference.example' autojoin='true' name='Lounge'><nick>Al</nick></conference></storage>"
+        await a1.iq(_private_iq(a1, "set", bookmarks), "XEP-0049 3.2: store legacy bookmarks")
+        got = await a2.iq(_private_iq(a2, "get", "<storage xmlns='storage:bookmarks'/>"), "XEP-0049 3.3: read them from another resource")
+        conf = got.xml.find(f".//{{storage:bookmarks}}conference")
+        check(conf is not None and conf.get("jid") == "lounge@conference.example", f"XEP-0049: the stored fragment: {got}")
+        got = await a2.iq(_private_iq(a2, "get", "<prefs xmlns='urn:example:prefs'/>"), "a fragment never stored")
+        prefs = got.xml.find(f".//{{urn:example:prefs}}prefs")
+        check(prefs is not None and len(list(prefs)) == 0, f"XEP-0049 3.3: nothing stored reads back empty: {got}")
+        err = await b.iq_error(_private_iq(b, "get", "<storage xmlns='storage:bookmarks'/>", to=alice), "another user's private storage")
+        check(_error_condition(err) == "forbidden", f"XEP-0049 3: forbidden: {err}")
+        err = await a1.iq_error(_private_iq(a1, "set", f"<x xmlns='{PRIVATE_NS}'/>"), "a fragment in jabber:iq:private")
+        check(_error_condition(err) == "not-acceptable", f"XEP-0049 3.2: not-acceptable: {err}")
+        step("private storage: stored, read back, refused to others")
+    finally:
+        await close_all(clients)
+
+
 def main(argv: list[str]) -> int:
     parser = base_arg_parser(__doc__ or "")
     parser.add_argument("scenario", choices=sorted(SCENARIOS))
