@@ -35,6 +35,7 @@ pub mod ns {
     pub const PUBLISH_OPTIONS: &str = "http://jabber.org/protocol/pubsub#publish-options";
     pub const DATA: &str = "jabber:x:data";
     pub const DELAY: &str = "urn:xmpp:delay";
+    pub const RSM: &str = "http://jabber.org/protocol/rsm";
     pub const DISCO_INFO: &str = "http://jabber.org/protocol/disco#info";
     pub const DISCO_ITEMS: &str = "http://jabber.org/protocol/disco#items";
 }

@@ -13,6 +13,10 @@ use crate::store::{self, ItemRef, Meta};
 /// Node names and item ids longer than this are refused.
 const MAX_NAME_BYTES: usize = 1024;
 
+/// Payload bytes one retrieval answers with, at most: the newest items that fit (at least
+/// one), the rest left out as XEP-0060 §6.5.7 allows, with the count of all in an RSM set.
+const MAX_REPLY_BYTES: usize = 256 * 1024;
+
 /// How often a compare-and-swap is retried against concurrent writers before giving up.
 const RETRIES: usize = 16;
 
@@ -20,6 +24,8 @@ pub struct Pep {
     max_items: u32,
     max_item_bytes: usize,
     max_nodes: usize,
+    /// Bytes of payloads a node keeps, at most (the oldest items go first).
+    max_node_bytes: usize,
     /// For generated item ids (started at the clock, so ids differ across reloads).
     ids: u64,
 }
@@ -235,7 +241,8 @@ impl Pep {
         Ok(Pep {
             max_items,
             max_item_bytes: config.parse("max_item_bytes")?.unwrap_or(256 * 1024),
-            max_nodes: config.parse("max_nodes")?.unwrap_or(256),
+            max_nodes: config.parse("max_nodes")?.unwrap_or(128),
+            max_node_bytes: config.parse("max_node_bytes")?.unwrap_or(1024 * 1024),
             ids: poolxmpp_sdk::now_ms(),
         })
     }
@@ -326,10 +333,14 @@ impl Pep {
                 store::put_item(owner, node, &id, &xml)?;
                 item_written = true;
             }
-            let trimmed = meta.publish(ItemRef {
-                id: id.clone(),
-                published_ms: poolxmpp_sdk::now_ms(),
-            });
+            let trimmed = meta.publish(
+                ItemRef {
+                    id: id.clone(),
+                    published_ms: poolxmpp_sdk::now_ms(),
+                    bytes: xml.len(),
+                },
+                self.max_node_bytes,
+            );
             if store::swap_meta(owner, node, read.as_ref(), Some(&meta))? {
                 store::forget_items(owner, node, &trimmed);
                 let reply = pubsub(
@@ -380,7 +391,7 @@ impl Pep {
             let read = store::meta(owner, node)?.ok_or_else(missing)?;
             let mut meta = read.meta.clone();
             meta.config = meta.config.submitted(form, self.max_items)?;
-            let trimmed = meta.trim();
+            let trimmed = meta.trim(self.max_node_bytes);
             if store::swap_meta(owner, node, Some(&read), Some(&meta))? {
                 store::forget_items(owner, node, &trimmed);
                 let after = if meta.config.notify_config {
@@ -432,8 +443,20 @@ fn items(owner: &str, requester: &str, node: &str, max: Option<usize>, ids: &[St
     } else {
         listed.iter().filter(|i| ids.contains(&i.id)).collect()
     };
+    let total = chosen.len();
+    let mut budget = MAX_REPLY_BYTES;
+    let mut fitting: Vec<&ItemRef> = Vec::new();
+    for i in chosen.into_iter().rev() {
+        if !fitting.is_empty() && i.bytes > budget {
+            break;
+        }
+        budget = budget.saturating_sub(i.bytes);
+        fitting.push(i);
+    }
+    fitting.reverse();
+    let truncated = fitting.len() < total;
     let mut out = Element::new("items", ns::PUBSUB).attr("node", node);
-    for i in chosen {
+    for i in fitting {
         let Some(xml) = store::item(owner, node, &i.id)? else {
             continue;
         };
@@ -444,7 +467,11 @@ fn items(owner: &str, requester: &str, node: &str, max: Option<usize>, ids: &[St
         }
         out.push(item);
     }
-    answer(pubsub(out))
+    let mut reply = pubsub(out);
+    if truncated {
+        reply.push(Element::new("set", ns::RSM).child(Element::new("count", ns::RSM).text(total.to_string())));
+    }
+    answer(reply)
 }
 
 /// XEP-0060 §8.4: the node and its items go; subscribers are told.

@@ -23,6 +23,9 @@ use crate::config::NodeConfig;
 pub struct ItemRef {
     pub id: String,
     pub published_ms: u64,
+    /// The payload's size, for the node's byte budget.
+    #[serde(default)]
+    pub bytes: usize,
 }
 
 /// A node: its configuration and its items (oldest first).
@@ -42,16 +45,21 @@ impl Meta {
 
     /// Put `item` last (replacing an item of the same id) and return the ids that fall
     /// out of what the node keeps.
-    pub fn publish(&mut self, item: ItemRef) -> Vec<String> {
+    pub fn publish(&mut self, item: ItemRef, max_bytes: usize) -> Vec<String> {
         self.items.retain(|i| i.id != item.id);
         self.items.push(item);
-        self.trim()
+        self.trim(max_bytes)
     }
 
-    /// Drop the oldest items beyond what the configuration keeps; their ids.
-    pub fn trim(&mut self) -> Vec<String> {
-        let keep = self.config.kept();
-        let over = self.items.len().saturating_sub(keep);
+    /// Drop the oldest items beyond what the configuration keeps, and beyond `max_bytes`
+    /// of payloads in all (the newest item always stays); their ids.
+    pub fn trim(&mut self, max_bytes: usize) -> Vec<String> {
+        let mut over = self.items.len().saturating_sub(self.config.kept());
+        let mut total: usize = self.items[over..].iter().map(|i| i.bytes).sum();
+        while total > max_bytes && over + 1 < self.items.len() {
+            total -= self.items[over].bytes;
+            over += 1;
+        }
         self.items.drain(..over).map(|i| i.id).collect()
     }
 
@@ -190,14 +198,19 @@ mod tests {
         let at = |id: &str, t| ItemRef {
             id: id.into(),
             published_ms: t,
+            bytes: 10,
         };
-        assert!(m.publish(at("a", 1)).is_empty());
-        assert!(m.publish(at("b", 2)).is_empty());
-        assert!(m.publish(at("a", 3)).is_empty());
-        assert_eq!(m.publish(at("c", 4)), vec!["b".to_string()]);
+        assert!(m.publish(at("a", 1), 100).is_empty());
+        assert!(m.publish(at("b", 2), 100).is_empty());
+        assert!(m.publish(at("a", 3), 100).is_empty());
+        assert_eq!(m.publish(at("c", 4), 100), vec!["b".to_string()]);
         assert_eq!(m.items.iter().map(|i| i.id.as_str()).collect::<Vec<_>>(), ["a", "c"]);
+        // The byte budget trims too, but never the newest item.
+        assert_eq!(m.trim(15), vec!["a".to_string()]);
+        assert!(m.trim(5).is_empty());
+        assert!(m.publish(at("d", 5), 100).is_empty());
         m.config.persist_items = false;
-        assert_eq!(m.trim(), vec!["a".to_string()]);
+        assert_eq!(m.trim(100), vec!["c".to_string()]);
     }
 
     #[test]

@@ -563,3 +563,34 @@ fn disco_lists_the_nodes_a_requester_may_see() {
         ["m1"]
     );
 }
+
+#[test]
+fn a_node_keeps_a_bounded_number_of_bytes_and_answers_within_a_budget() {
+    testing::reset();
+    let mut p = Pep::new(&Config::from([
+        ("max_items", "256"),
+        ("max_item_bytes", "200000"),
+        ("max_node_bytes", "500000"),
+    ]))
+    .unwrap();
+    let opts = options(&[("pubsub#max_items", "max")]);
+    for i in 0..4 {
+        let body = "z".repeat(150_000);
+        let publish = format!("<publish node='big'><item id='b{i}'><a xmlns='x'>{body}</a></item></publish>{opts}");
+        ok(&mut p, pubsub(PHONE, None, "set", &publish));
+    }
+    // 4 x 150 kB > 500 kB: the oldest went, from the meta record and from storage.
+    let got = ok(&mut p, pubsub(PHONE, None, "get", "<items node='big'/>"));
+    // b1, b2 and b3 are kept; the reply's 256 KiB hold the newest only.
+    assert_eq!(ids(&got[0]), vec!["b3"]);
+    let set = got[0]
+        .get_child("pubsub", ns::PUBSUB)
+        .unwrap()
+        .get_child("set", ns::RSM)
+        .unwrap();
+    assert_eq!(set.get_child("count", ns::RSM).unwrap().text_content(), "3");
+    assert!(testing::with_host(|h| !h
+        .storage
+        .keys()
+        .any(|k| k.starts_with("i/big/b0/"))));
+}
