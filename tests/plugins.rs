@@ -789,6 +789,16 @@ fn pep_and_private_storage_with_slixmpp() {
     });
 }
 
+/// Issue 15, must-show 4 (the PEP path): with the privacy and pubsub plugins together, a
+/// blocked contact gets none of the user's PEP notifications and cannot retrieve her
+/// items, and she gets no errors for what was withheld; unblocked, he is notified again.
+#[test]
+fn blocking_covers_pep() {
+    with_plugins(&["pubsub", "privacy"], |srv, _dir| {
+        srv.scenario("pep_blocking", None).map(drop)
+    });
+}
+
 /// Issue 15, must-show 3: the privacy plugin fails closed. alice blocks bob through the
 /// real plugin; then a broken build of it is deployed under the same name (a component
 /// that traps on every message it is asked about: the word filter told to trap on the

@@ -2132,6 +2132,41 @@ async def sc_pep(env: Env) -> None:
         await close_all(clients)
 
 
+@scenario("pep_blocking")
+async def sc_pep_blocking(env: Env) -> None:
+    """XEP-0191 on the PEP path (the pubsub and privacy plugins together): once alice
+    blocks bob, alice's notifications no longer reach him and he cannot retrieve her
+    items (the ejabberd#1573 hole), and alice is not sent errors for the notifications
+    withheld; unblocked, he is notified again."""
+    alice, bob = env.jid("alice"), env.jid("bob")
+    a = Client(env, alice + "/a")
+    b = Client(env, bob + "/b")
+    clients = [a, b]
+    for x in clients:
+        x.register_plugin("xep_0115")
+        x.register_plugin("xep_0191")
+    try:
+        await _with_interest(a, [])
+        await _with_interest(b, [MOOD_NS])
+        await subscribe_handshake(a, b)
+        await asyncio.sleep(1.5)
+        await a.iq(_pubsub_iq(a, "set", _mood("before", "happy")), "publish before the block")
+        await b.messages.wait(lambda m: _event_item_ids(m, MOOD_NS) == ["before"], "a notification before the block")
+        await a.plugin["xep_0191"].block(JID(bob), timeout=10)
+        await a.iq(_pubsub_iq(a, "set", _mood("during", "sad")), "publish while bob is blocked")
+        await b.messages.expect_none(lambda m: _event_items(m, MOOD_NS) is not None, "a notification to a blocked contact")
+        await a.messages.expect_none(lambda m: m["type"] == "error", "errors to alice for withheld notifications", duration=1.0)
+        err = await b.iq_error(_pubsub_iq(b, "get", f"<items node='{MOOD_NS}'/>", to=alice), "a blocked contact retrieves items")
+        check(_error_condition(err) == "service-unavailable", f"XEP-0191 3.5: service-unavailable to the blocked: {err}")
+        step("blocked: no notifications, no retrieval, no errors to alice")
+        await a.plugin["xep_0191"].unblock(JID(bob), timeout=10)
+        await a.iq(_pubsub_iq(a, "set", _mood("after", "happy")), "publish after the unblock")
+        await b.messages.wait(lambda m: _event_item_ids(m, MOOD_NS) == ["after"], "a notification after the unblock")
+        step("unblocked: notified again")
+    finally:
+        await close_all(clients)
+
+
 PRIVATE_NS = "jabber:iq:private"
 
 

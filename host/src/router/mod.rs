@@ -98,26 +98,49 @@ async fn passes_filters(ctx: &Arc<Context>, kind: Kind, stanza: &Element, to: Op
         return true;
     }
     match to.map(|to| target(ctx, to)) {
-        Some(Target::Local { bare, resource }) => {
-            passes_inbound(ctx, kind, stanza, (&bare, resource.as_deref()), None).await
-        }
+        Some(Target::Local { bare, resource }) => passes_inbound(ctx, kind, stanza, (&bare, resource.as_deref())).await,
         _ => true,
     }
 }
 
-/// The inbound filter point for a stanza to a hosted account, if it runs on this node
-/// ([`inbound_here`]). `sent_by`: the feature that sent it (if it is a filter too, it does
-/// not judge its own stanzas).
+/// The inbound filter point for a client's stanza to a hosted account, if it runs on this
+/// node ([`inbound_here`]).
 async fn passes_inbound(
     ctx: &Arc<Context>,
     kind: Kind,
     stanza: &Element,
     (bare, resource): (&str, Option<&str>),
-    sent_by: Option<&str>,
 ) -> bool {
-    !ctx.features.would_filter(Direction::Inbound, stanza, sent_by)
+    !ctx.features.would_filter(Direction::Inbound, stanza, None)
         || !inbound_here(ctx, kind, bare, resource)
-        || passes_filter(ctx, Direction::Inbound, stanza, sent_by).await
+        || passes_filter(ctx, Direction::Inbound, stanza, None).await
+}
+
+/// Both filter points for a stanza `feature` sends to a hosted account: outbound for its
+/// `from` (a user the feature speaks for, such as a PEP service's owner: her privacy
+/// lists decide what her account sends), inbound for the recipient when that point runs
+/// here. The feature's own filter does not judge it. A refusal is silent: the feature
+/// is not a client to be told, and an error to a room or a PEP service for each copy
+/// withheld would only be noise (or get an occupant kicked).
+async fn feature_stanza_passes(
+    ctx: &Arc<Context>,
+    kind: Kind,
+    stanza: &Element,
+    (bare, resource): (&str, Option<&str>),
+    feature: &str,
+) -> bool {
+    let judged = |direction| async move {
+        matches!(
+            ctx.features.filter(direction, stanza, Some(feature)).await,
+            crate::features::Verdict::Pass
+        )
+    };
+    if ctx.features.would_filter(Direction::Outbound, stanza, Some(feature)) && !judged(Direction::Outbound).await {
+        return false;
+    }
+    !ctx.features.would_filter(Direction::Inbound, stanza, Some(feature))
+        || !inbound_here(ctx, kind, bare, resource)
+        || judged(Direction::Inbound).await
 }
 
 /// Why the router did not take a stanza a feature sent.
@@ -166,7 +189,7 @@ pub async fn route_from_feature(
     match target(ctx, &to) {
         Target::Feature(feature) => dispatch_to_feature(ctx, &*feature, stanza),
         Target::Local { bare, resource } => {
-            if !passes_inbound(ctx, kind, &stanza, (&bare, resource.as_deref()), Some(feature)).await {
+            if !feature_stanza_passes(ctx, kind, &stanza, (&bare, resource.as_deref()), feature).await {
                 return Ok(());
             }
             match kind {
@@ -219,7 +242,7 @@ pub async fn route_many_from_feature(
         match target(ctx, &to) {
             Target::Feature(feature) => dispatch_to_feature(ctx, &*feature, copy),
             Target::Local { bare, resource } => {
-                if !passes_inbound(ctx, kind, &copy, (&bare, resource.as_deref()), Some(feature)).await {
+                if !feature_stanza_passes(ctx, kind, &copy, (&bare, resource.as_deref()), feature).await {
                     routed += 1;
                     continue;
                 }
