@@ -25,6 +25,7 @@ pub mod bindings;
 pub mod config;
 pub mod feature;
 pub mod filter;
+pub mod form;
 pub mod host;
 mod instance;
 pub mod interest;

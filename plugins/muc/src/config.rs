@@ -2,6 +2,7 @@
 //! that shows and changes it: every standard field, typed, with the rules a submission must
 //! meet.
 
+use poolxmpp_sdk::form::{self, field, flag};
 use poolxmpp_sdk::{Element, StanzaError};
 use serde::{Deserialize, Serialize};
 
@@ -87,34 +88,11 @@ pub struct Named {
     pub admins: Option<Vec<String>>,
 }
 
-fn field(var: &str, kind: &str, label: &str, values: &[&str]) -> Element {
-    let mut f = Element::new("field", ns::DATA)
-        .attr("var", var)
-        .attr("type", kind)
-        .attr("label", label);
-    for v in values {
-        f.push(Element::new("value", ns::DATA).text(*v));
-    }
-    f
-}
-
 fn options(mut f: Element, choices: &[(&str, &str)]) -> Element {
     for (value, label) in choices {
-        f.push(
-            Element::new("option", ns::DATA)
-                .attr("label", *label)
-                .child(Element::new("value", ns::DATA).text(*value)),
-        );
+        f.push(form::choice(value, Some(label)));
     }
     f
-}
-
-fn flag(b: bool) -> &'static str {
-    if b {
-        "1"
-    } else {
-        "0"
-    }
 }
 
 impl Whois {

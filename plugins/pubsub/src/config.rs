@@ -1,6 +1,7 @@
 //! A node's configuration (XEP-0060 §8.2, the `pubsub#node_config` form) with PEP's
 //! defaults (XEP-0163 §5), and publish-options as preconditions (XEP-0060 §7.1.5).
 
+use poolxmpp_sdk::form::{self, field, flag};
 use poolxmpp_sdk::{Element, StanzaError};
 use serde::{Deserialize, Serialize};
 
@@ -111,28 +112,9 @@ impl NotificationType {
     }
 }
 
-fn flag(b: bool) -> &'static str {
-    if b {
-        "1"
-    } else {
-        "0"
-    }
-}
-
-fn field(var: &str, kind: &str, label: &str, values: &[&str]) -> Element {
-    let mut f = Element::new("field", ns::DATA)
-        .attr("var", var)
-        .attr("type", kind)
-        .attr("label", label);
-    for v in values {
-        f.push(Element::new("value", ns::DATA).text(*v));
-    }
-    f
-}
-
 fn with_options(mut f: Element, choices: &[&str]) -> Element {
     for value in choices {
-        f.push(Element::new("option", ns::DATA).child(Element::new("value", ns::DATA).text(*value)));
+        f.push(form::choice(value, None));
     }
     f
 }
