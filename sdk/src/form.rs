@@ -6,6 +6,8 @@
 //! let f = form::field("pubsub#max_items", "text-single", "Items to keep", &["10"]);
 //! assert_eq!(f.get_attr("var"), Some("pubsub#max_items"));
 //! assert_eq!(form::flag(true), "1");
+//! let x = poolxmpp_sdk::Element::new("x", form::NS_DATA).child(f);
+//! assert_eq!(form::fields(&x).collect::<Vec<_>>(), [("pubsub#max_items", vec!["10".to_string()])]);
 //! ```
 
 use crate::xml::Element;
@@ -32,6 +34,20 @@ pub fn choice(value: &str, label: Option<&str>) -> Element {
         o.set_attr("label", l);
     }
     o.child(Element::new("value", NS_DATA).text(value))
+}
+
+/// The fields of a form as sent: each `var` with its values, in order (fields without
+/// a `var` are left out).
+pub fn fields(form: &Element) -> impl Iterator<Item = (&str, Vec<String>)> {
+    form.elements().filter(|e| e.name == "field").filter_map(|f| {
+        let var = f.get_attr("var")?;
+        let values = f
+            .elements()
+            .filter(|v| v.name == "value")
+            .map(|v| v.text_content())
+            .collect();
+        Some((var, values))
+    })
 }
 
 /// A boolean field's value as forms write it.

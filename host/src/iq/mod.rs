@@ -129,34 +129,33 @@ pub async fn handle_for_account(ctx: &Arc<Context>, client: &mut Session, iq: &E
         return Ok(());
     };
     let get = iq.get_attr("type") == Some("get");
+    if let Some(feature) = about_account_items(ctx, payload, get) {
+        let iq = addressed_to_account(iq, client);
+        return to_feature(ctx, iq, Some(feature), Some(&client.feature_calls)).await;
+    }
     match (payload.ns.as_str(), payload.name.as_str(), get) {
         (crate::roster::NS_ROSTER, "query", _) => crate::roster::handle_iq(ctx, client, iq).await,
         // RFC 3921 session establishment: a no-op kept for old clients.
         (NS_SESSION, "session", false) => reply_to_self(ctx, client, iq, None),
         (NS_PING, "ping", true) => reply_to_self(ctx, client, iq, None),
-        (NS_DISCO_INFO | NS_DISCO_ITEMS, "query", true) if about_account_items(ctx, payload).is_some() => {
-            let mut iq = iq.clone();
-            if iq.get_attr("to").is_none() {
-                iq.set_attr("to", client.jid.to_bare().to_string());
-            }
-            to_feature(ctx, iq, about_account_items(ctx, payload), Some(&client.feature_calls)).await
-        }
         (NS_DISCO_INFO, "query", true) => reply_to_self(ctx, client, iq, Some(account_info(ctx))),
         (NS_DISCO_ITEMS, "query", true) => reply_to_self(ctx, client, iq, Some(Element::new("query", NS_DISCO_ITEMS))),
         // XEP-0077 §3.2: a cancellation with the home server carries no `to`.
         (register::NS_REGISTER, "query", _) if ctx.config.features.registration => {
             register::authenticated(ctx, client, iq, payload).await
         }
-        _ => {
-            // Plugins see the account the request is about: a missing `to` means the
-            // sender's own bare JID (RFC 6120 §10.3.3).
-            let mut iq = iq.clone();
-            if iq.get_attr("to").is_none() {
-                iq.set_attr("to", client.jid.to_bare().to_string());
-            }
-            to_feature_or_unavailable(ctx, iq, Some(&client.feature_calls)).await
-        }
+        _ => to_feature_or_unavailable(ctx, addressed_to_account(iq, client), Some(&client.feature_calls)).await,
     }
+}
+
+/// The IQ as plugins see it: about the account it is for, a missing `to` meaning the
+/// sender's own bare JID (RFC 6120 §10.3.3).
+fn addressed_to_account(iq: &Element, client: &Session) -> Element {
+    let mut iq = iq.clone();
+    if iq.get_attr("to").is_none() {
+        iq.set_attr("to", client.jid.to_bare().to_string());
+    }
+    iq
 }
 
 /// An account's disco#info: the account itself, and what the features serve on every
@@ -205,11 +204,11 @@ pub async fn handle_for_other_account(
         }
     }
     let get = iq.get_attr("type") == Some("get");
+    if let Some(feature) = about_account_items(ctx, payload, get) {
+        return to_feature(ctx, iq.clone(), Some(feature), calls).await;
+    }
     match (payload.ns.as_str(), payload.name.as_str(), get) {
         (crate::roster::NS_ROSTER, _, _) => Err(Condition::Forbidden.into()),
-        (NS_DISCO_INFO | NS_DISCO_ITEMS, "query", true) if about_account_items(ctx, payload).is_some() => {
-            to_feature(ctx, iq.clone(), about_account_items(ctx, payload), calls).await
-        }
         (NS_DISCO_INFO, "query", true) => answer(ctx, iq, Some(account_info(ctx))),
         (NS_DISCO_ITEMS, "query", true) => answer(ctx, iq, Some(Element::new("query", NS_DISCO_ITEMS))),
         _ => to_feature_or_unavailable(ctx, iq.clone(), calls).await,
@@ -226,11 +225,13 @@ async fn to_feature_or_unavailable(ctx: &Arc<Context>, iq: Element, calls: Optio
     to_feature(ctx, iq, feature, calls).await
 }
 
-/// The feature that answers this disco query to an account, if one does: disco#items
-/// of the account, or disco#info about one of its nodes (a `node` attribute); the
-/// account's own disco#info is the server's to answer.
-fn about_account_items(ctx: &Context, query: &Element) -> Option<Arc<dyn crate::features::Feature>> {
-    if query.ns == NS_DISCO_INFO && query.get_attr("node").is_none() {
+/// The feature that answers this request to an account, if it is a disco query one
+/// answers: disco#items of the account, or disco#info about one of its nodes (a `node`
+/// attribute); the account's own disco#info is the server's to answer.
+fn about_account_items(ctx: &Context, payload: &Element, get: bool) -> Option<Arc<dyn crate::features::Feature>> {
+    let disco = payload.name == "query"
+        && (payload.ns == NS_DISCO_ITEMS || (payload.ns == NS_DISCO_INFO && payload.get_attr("node").is_some()));
+    if !get || !disco {
         return None;
     }
     ctx.features.for_account_items()

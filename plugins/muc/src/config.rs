@@ -240,13 +240,7 @@ impl Config {
         let mut c = self.clone();
         let mut named = Named::default();
         let mut protected = None;
-        for f in form.elements().filter(|e| e.name == "field") {
-            let Some(var) = f.get_attr("var") else { continue };
-            let values: Vec<String> = f
-                .elements()
-                .filter(|v| v.name == "value")
-                .map(|v| v.text_content())
-                .collect();
+        for (var, values) in form::fields(form) {
             let one = values.first().map(String::as_str).unwrap_or("");
             let bad = |why: &str| StanzaError::not_acceptable().with_text(format!("{var}: {why}"));
             let boolean = || match one {

@@ -150,13 +150,7 @@ fn submitted<'a>(form: &'a Element, form_type: &str) -> Result<Vec<Submitted<'a>
         return Err(StanzaError::bad_request().with_text("not a submitted data form"));
     }
     let mut fields = Vec::new();
-    for f in form.elements().filter(|e| e.name == "field") {
-        let Some(var) = f.get_attr("var") else { continue };
-        let values: Vec<String> = f
-            .elements()
-            .filter(|v| v.name == "value")
-            .map(|v| v.text_content())
-            .collect();
+    for (var, values) in form::fields(form) {
         let s = Submitted { var, values };
         if var == "FORM_TYPE" {
             if s.one() != form_type {

@@ -202,6 +202,15 @@ impl After {
         }
     }
 
+    /// [`After::notify`] when `when`, else nothing.
+    fn notify_if(when: bool, node: &str, config: &NodeConfig, event: Element) -> After {
+        if when {
+            After::notify(node, config, event)
+        } else {
+            After::default()
+        }
+    }
+
     pub fn run(self, owner: &str) {
         for (node, config, event) in self.events {
             notify::broadcast(owner, &node, &config, event);
@@ -387,55 +396,41 @@ impl Pep {
         if form.get_attr("type") == Some("cancel") {
             return Ok((None, After::default()));
         }
-        for _ in 0..RETRIES {
-            let read = store::meta(owner, node)?.ok_or_else(missing)?;
-            let mut meta = read.meta.clone();
+        let (_, after) = change_node(owner, node, |stored| {
+            let mut meta = stored.clone();
             meta.config = meta.config.submitted(form, self.max_items)?;
             let trimmed = meta.trim(self.max_node_bytes);
-            if store::swap_meta(owner, node, Some(&read), Some(&meta))? {
-                store::forget_items(owner, node, &trimmed);
-                let after = if meta.config.notify_config {
-                    After::notify(node, &meta.config, notify::about("configuration", node))
-                } else {
-                    After::default()
-                };
-                return Ok((None, after));
-            }
-        }
-        Err(contended())
+            Ok((Some(meta), trimmed))
+        })?;
+        let config = &after.expect("configured, not deleted").config;
+        let event = notify::about("configuration", node);
+        Ok((None, After::notify_if(config.notify_config, node, config, event)))
     }
 }
 
 /// XEP-0060 §7.2: items removed, their subscribers told when asked for or configured.
 fn retract(owner: &str, node: &str, ids: &[String], notify: bool) -> Served {
-    for _ in 0..RETRIES {
-        let read = store::meta(owner, node)?.ok_or_else(missing)?;
-        if let Some(absent) = ids.iter().find(|i| !read.meta.has(i)) {
+    let (_, after) = change_node(owner, node, |stored| {
+        if let Some(absent) = ids.iter().find(|i| !stored.has(i)) {
             return Err(StanzaError::item_not_found().with_text(format!("no item {absent}")));
         }
-        let mut meta = read.meta.clone();
+        let mut meta = stored.clone();
         meta.items.retain(|i| !ids.contains(&i.id));
-        if store::swap_meta(owner, node, Some(&read), Some(&meta))? {
-            store::forget_items(owner, node, ids);
-            let after = if notify || meta.config.notify_retract {
-                After::notify(node, &meta.config, notify::retracted(node, ids))
-            } else {
-                After::default()
-            };
-            return Ok((None, after));
-        }
-    }
-    Err(contended())
+        Ok((Some(meta), ids.to_vec()))
+    })?;
+    let config = &after.expect("retracted from, not deleted").config;
+    let event = notify::retracted(node, ids);
+    Ok((
+        None,
+        After::notify_if(notify || config.notify_retract, node, config, event),
+    ))
 }
 
 /// XEP-0060 §6.5: the node's items (the newest `max`, or those asked for by id), oldest
 /// first, if the requester may see them.
 fn items(owner: &str, requester: &str, node: &str, max: Option<usize>, ids: &[String]) -> Served {
     let read = store::meta(owner, node)?.ok_or_else(missing)?;
-    if owner != requester {
-        let item = host::roster_item(owner, requester);
-        access::contact_may_see(&read.meta.config, item.as_ref()).map_err(access::Denied::error)?;
-    }
+    visible(owner, requester, &read.meta.config)?;
     let listed = &read.meta.items;
     let chosen: Vec<&ItemRef> = if ids.is_empty() {
         let from = listed.len().saturating_sub(max.unwrap_or(listed.len()));
@@ -476,38 +471,42 @@ fn items(owner: &str, requester: &str, node: &str, max: Option<usize>, ids: &[St
 
 /// XEP-0060 §8.4: the node and its items go; subscribers are told.
 fn delete(owner: &str, node: &str, max_nodes: usize) -> Served {
-    for _ in 0..RETRIES {
-        let read = store::meta(owner, node)?.ok_or_else(missing)?;
-        if store::swap_meta(owner, node, Some(&read), None)? {
-            let ids: Vec<String> = read.meta.items.iter().map(|i| i.id.clone()).collect();
-            store::forget_items(owner, node, &ids);
-            store::note_node(owner, node, false, max_nodes)?;
-            let config = &read.meta.config;
-            let after = if config.notify_delete {
-                After::notify(node, config, notify::about("delete", node))
-            } else {
-                After::default()
-            };
-            return Ok((None, after));
-        }
-    }
-    Err(contended())
+    let (before, _) = change_node(owner, node, |stored| {
+        Ok((None, stored.items.iter().map(|i| i.id.clone()).collect()))
+    })?;
+    store::note_node(owner, node, false, max_nodes)?;
+    let config = &before.config;
+    let event = notify::about("delete", node);
+    Ok((None, After::notify_if(config.notify_delete, node, config, event)))
 }
 
 /// XEP-0060 §8.5: every item goes; subscribers are told if the node notifies retractions.
 fn purge(owner: &str, node: &str) -> Served {
+    let (before, _) = change_node(owner, node, |stored| {
+        let mut meta = stored.clone();
+        let ids = meta.items.drain(..).map(|i| i.id).collect();
+        Ok((Some(meta), ids))
+    })?;
+    let config = &before.config;
+    let event = notify::about("purge", node);
+    Ok((None, After::notify_if(config.notify_retract, node, config, event)))
+}
+
+/// Change an existing node by compare-and-swap, retried against concurrent writers:
+/// `change` gets the node as stored and returns it as it is to be (none: deleted) with
+/// the ids of the items it drops, whose records go once the swap succeeded. Returns the
+/// node before and after.
+fn change_node(
+    owner: &str,
+    node: &str,
+    mut change: impl FnMut(&Meta) -> Result<(Option<Meta>, Vec<String>), StanzaError>,
+) -> Result<(Meta, Option<Meta>), StanzaError> {
     for _ in 0..RETRIES {
         let read = store::meta(owner, node)?.ok_or_else(missing)?;
-        let mut meta = read.meta.clone();
-        let ids: Vec<String> = meta.items.drain(..).map(|i| i.id).collect();
-        if store::swap_meta(owner, node, Some(&read), Some(&meta))? {
-            store::forget_items(owner, node, &ids);
-            let after = if meta.config.notify_retract {
-                After::notify(node, &meta.config, notify::about("purge", node))
-            } else {
-                After::default()
-            };
-            return Ok((None, after));
+        let (after, dropped) = change(&read.meta)?;
+        if store::swap_meta(owner, node, Some(&read), after.as_ref())? {
+            store::forget_items(owner, node, &dropped);
+            return Ok((read.meta, after));
         }
     }
     Err(contended())
