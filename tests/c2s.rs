@@ -94,6 +94,20 @@ fn run_scenario(store: Store, scenario: &str) {
     });
 }
 
+/// XEP-0198 with slixmpp on one node: enable, acknowledgements both ways, resumption after
+/// a dropped TCP connection (what arrived meanwhile, what was in flight either way),
+/// `<failed/>` for an unknown id, and a session not resumed within its wait ending with
+/// what it never acknowledged in offline storage.
+#[test]
+fn stream_management() {
+    let mut opts = ServerOptions::new(Store::Sqlite);
+    opts.extra_limits.push("resume_timeout_secs = 3".into());
+    with_server(opts, |srv| {
+        srv.scenario("stream_management", None)?;
+        Ok(())
+    });
+}
+
 /// offline_quota = 3: messages beyond it bounce instead of being stored.
 fn offline_quota(store: Store) {
     let mut opts = ServerOptions::new(store);

@@ -187,6 +187,10 @@ pub struct LimitsConfig {
     /// Seconds a write to a client may make no progress before the connection is dropped;
     /// also how long a closing stream gets to write what it has queued.
     pub send_timeout_secs: u64,
+    /// Seconds a session with resumable stream management (XEP-0198) is kept after its
+    /// connection is lost, for the client to resume it; a client asking for less (`max`)
+    /// gets less. What it was sent and never acknowledged then goes to offline storage.
+    pub resume_timeout_secs: u64,
     /// Resources bound at once per account, across the pool (0 = unlimited); one more bind
     /// gets `<resource-constraint/>` (RFC 6120 §7.6.2.1).
     pub max_resources_per_account: usize,
@@ -207,11 +211,23 @@ pub struct LimitsConfig {
     pub stanza_memory_factor: usize,
 }
 
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct FeaturesConfig {
     /// XEP-0077 in-band registration. Off by default: open registration invites spam.
     pub registration: bool,
+    /// XEP-0198 stream management: acknowledgements, and resumption of a session whose
+    /// connection was lost within `limits.resume_timeout_secs`.
+    pub stream_management: bool,
+}
+
+impl Default for FeaturesConfig {
+    fn default() -> Self {
+        FeaturesConfig {
+            registration: false,
+            stream_management: true,
+        }
+    }
 }
 
 /// Node ids become DNS labels in the pool's certificates; keep them to what a label allows.
@@ -288,6 +304,7 @@ impl Default for LimitsConfig {
             ],
             send_queue_bytes: 1024 * 1024,
             send_timeout_secs: 30,
+            resume_timeout_secs: 300,
             max_resources_per_account: 10,
             roster_max_groups: 16,
             roster_max_name_bytes: 256,

@@ -474,6 +474,20 @@ impl Sessions {
         Some(r.resource.clone())
     }
 
+    /// Point a local session at another write queue, keeping everything else it is (its
+    /// presence, its place among the account's resources): a connection lost under stream
+    /// management parks its session on a holding queue, and a resumption moves it to the
+    /// new connection's. `false` if the session is no longer bound (a newer one took its
+    /// resource, or it was kicked).
+    pub fn retarget(&self, bare: &str, id: u64, tx: OutboundTx) -> bool {
+        self.update(bare, id, |r| {
+            if let Location::Local { tx: old, .. } = &mut r.at {
+                *old = tx;
+            }
+        })
+        .is_some()
+    }
+
     pub fn set_presence(&self, bare: &str, id: u64, presence: Option<Arc<Element>>, priority: i8) {
         let xml = presence.as_ref().map(|p| p.to_stream_xml());
         if let Some(resource) = self.update(bare, id, |r| {

@@ -24,10 +24,13 @@ import time
 import xml.etree.ElementTree as ET
 from typing import Any, Awaitable, Callable, Optional
 
+from slixmpp.xmlstream.handler import Callback
+from slixmpp.xmlstream.matcher import MatchXPath
 from xmpptest import (
     JID,
     QUIET,
     STANZAS_NS,
+    TIMEOUT,
     Client,
     Env,
     Inbox,
@@ -2208,6 +2211,138 @@ async def sc_private_storage(env: Env) -> None:
         step("private storage: stored, read back, refused to others")
     finally:
         await close_all(clients)
+
+
+# --------------------------------------------------------------------------
+# XEP-0198 stream management (the server is started with resume_timeout_secs = 3)
+# --------------------------------------------------------------------------
+
+NS_SM = "urn:xmpp:sm:3"
+
+
+def _sm_client(env: Env, jid: str, label: str) -> Client:
+    c = Client(env, jid, label=label)
+    c.register_plugin("xep_0198")
+    # Ask for an acknowledgement after every stanza, so what the server handled is known
+    # at each step of the scenario.
+    c["xep_0198"].window = 1
+    c.sm_events: dict[str, list[Any]] = {}
+    for event in ("sm_enabled", "sm_failed", "session_resumed", "stanza_acked"):
+        c.add_event_handler(event, lambda s, event=event, c=c: c.sm_events.setdefault(event, []).append(s))
+    # The server's own ack requests (<r/>), beside slixmpp's handler that answers them.
+    c.register_handler(
+        Callback("t-sm-r", MatchXPath(f"{{{NS_SM}}}r"), lambda s, c=c: c.sm_events.setdefault("r", []).append(s))
+    )
+    return c
+
+
+async def _sm_event(c: Client, event: str, what: str, timeout: float = TIMEOUT) -> Any:
+    deadline = time.monotonic() + timeout
+    while not c.sm_events.get(event):
+        if time.monotonic() > deadline:
+            raise ScenarioFailure(f"{c.label}: timed out waiting for {event}: {what}; seen {sorted(c.sm_events)}")
+        await asyncio.sleep(0.05)
+    return c.sm_events[event].pop(0)
+
+
+async def _reconnect(c: Client) -> None:
+    """Open a new connection for a client whose TCP connection was dropped: slixmpp
+    resumes its session when it knows an SM id, or starts a new one after <failed/>."""
+    host, port, _ = c.address
+    c._disconnected_ev = asyncio.Event()
+    c.connect(host, port)
+
+
+@scenario("stream_management")
+async def sc_stream_management(env: Env) -> None:
+    alice_jid, bob_jid = env.jid("alice"), env.jid("bob")
+    alice = _sm_client(env, alice_jid + "/phone", "alice")
+    bob = Client(env, bob_jid + "/desk", label="bob")
+    carol: Optional[Client] = None
+    try:
+        await alice.start()
+        await bob.start()
+        enabled = await _sm_event(alice, "sm_enabled", "XEP-0198 3: <enabled/> after <enable resume='true'/>")
+        check(enabled["resume"] and enabled["id"], f"XEP-0198 5: a resumable session has an id: {enabled}")
+        await subscribe_handshake(alice, bob)
+
+        step("acknowledgements both ways")
+        before = len(alice.sm_events.get("stanza_acked", []))
+        for i in range(5):
+            alice.msg(bob_jid, f"acked {i}")
+        for i in range(5):
+            await bob.messages.wait(message_pred(alice_jid, f"acked {i}"), f"message {i} from alice")
+        deadline = time.monotonic() + TIMEOUT
+        while len(alice.sm_events.get("stanza_acked", [])) - before < 5:
+            check(time.monotonic() < deadline, "XEP-0198 4: the server answers <r/> with <a h/> covering alice's stanzas")
+            await asyncio.sleep(0.05)
+        for i in range(3):
+            bob.msg(alice_jid + "/phone", f"to alice {i}")
+        for i in range(3):
+            await alice.messages.wait(message_pred(bob_jid, f"to alice {i}"), f"message {i} from bob")
+        await _sm_event(alice, "r", "XEP-0198 4: the server asks for an acknowledgement after sending stanzas")
+
+        step("resumption after a dropped TCP connection")
+        bob.presences.clear()
+        alice.kill_tcp()
+        await alice.wait_disconnected("TCP connection killed")
+        # One message while the server may still believe the old connection alive, one
+        # surely after; and one alice sent just before her connection died.
+        bob.msg(alice_jid + "/phone", "while away 1")
+        await asyncio.sleep(0.5)
+        bob.msg(alice_jid, "while away 2")
+        await bob.ping()
+        await _reconnect(alice)
+        resumed = await _sm_event(alice, "session_resumed", "XEP-0198 5: <resumed/> for the previous session's id")
+        check(resumed["previd"] == enabled["id"], f"<resumed previd/> names the session: {resumed}")
+        for body in ("while away 1", "while away 2"):
+            await alice.messages.wait(message_pred(bob_jid, body), f"XEP-0198 5: {body!r} delivered after resumption")
+        check(alice.sessions_started == 1, "a resumed session is not a new one (no second session_start)")
+        await bob.presences.expect_none(
+            presence_pred(alice_jid, "unavailable"), "contacts see no unavailable presence for a resumed session"
+        )
+
+        step("a stanza in flight when the connection died is handled exactly once")
+        # No ack request from alice this time: the server handles the message, alice
+        # does not learn it before her connection dies, and learns it from <resumed h/>.
+        alice["xep_0198"].window = alice["xep_0198"].window_counter = 1000
+        alice.msg(bob_jid, "in flight")
+        await asyncio.sleep(0.3)
+        alice.kill_tcp()
+        await alice.wait_disconnected("TCP connection killed again")
+        await _reconnect(alice)
+        await _sm_event(alice, "session_resumed", "second resumption")
+        await bob.messages.wait(message_pred(alice_jid, "in flight"), "the in-flight message reaches bob")
+        await bob.messages.expect_none(message_pred(alice_jid, "in flight"), "and only once")
+        await alice.ping()
+
+        step("<failed/> for an unknown id; the client binds a new session")
+        carol = _sm_client(env, env.jid("carol") + "/c", "carol")
+        carol["xep_0198"].sm_id = "no-such-session"
+        await carol.login()
+        failed = await _sm_event(carol, "sm_failed", "XEP-0198 5: <failed/> for an unknown previd")
+        check(failed.xml.find(f"{{{STANZAS_NS}}}item-not-found") is not None, f"<item-not-found/>: {failed}")
+        await _sm_event(carol, "sm_enabled", "stream management enabled on the new session")
+        await carol.ping()
+
+        step("a session that is not resumed in time ends; what it never acknowledged goes offline")
+        alice.kill_tcp()
+        await alice.wait_disconnected("TCP connection killed for good")
+        bob.msg(alice_jid, "never acknowledged")
+        await bob.presences.wait(
+            presence_pred(alice_jid + "/phone", "unavailable"), "unavailable presence once the resumption wait ends", 15
+        )
+        alice2 = Client(env, alice_jid + "/laptop", label="alice2")
+        try:
+            await alice2.start()
+            m = await alice2.messages.wait(
+                message_pred(bob_jid, "never acknowledged"), "RFC 6121 8.5 / XEP-0198 5: the unacknowledged message stored offline"
+            )
+            check(m["to"].bare == alice_jid, f"offline copy addressed to alice: {m}")
+        finally:
+            await close_all([alice2])
+    finally:
+        await close_all([c for c in (alice, bob, carol) if c is not None])
 
 
 def main(argv: list[str]) -> int:

@@ -29,6 +29,8 @@ pub struct Frontend {
     /// The group of tasks serving clients (accept loops, connections, the admin socket):
     /// the daemon waits for all of them to end after raising `shutdown`, their signal.
     pub tasks: crate::tasks::Tasks,
+    /// Sessions a client may resume (XEP-0198), with or without a connection.
+    pub resumptions: super::resumption::Resumptions,
 }
 
 impl Frontend {
@@ -54,6 +56,7 @@ impl Frontend {
             unauthenticated,
             shutdown: tasks.receiver(),
             tasks,
+            resumptions: Default::default(),
         })
     }
 

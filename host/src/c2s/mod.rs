@@ -15,6 +15,8 @@ mod admission;
 mod bound;
 mod frontend;
 mod negotiate;
+mod resumption;
+mod sm;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -378,31 +380,54 @@ where
         )),
     )
     .await;
-    let result = match authenticated {
+    let (result, session) = match authenticated {
         Ok(user) => {
             // Authenticated: no longer counted against the address's unauthenticated cap.
             drop(slot);
             reader = reader.restart();
             reader.set_limits(front.ctx.config.stream_limits(true));
             match Box::pin(negotiate::bind_stream(&front, &mut reader, &tx, &user, peer, deadline)).await {
-                Ok(session) => {
+                Ok(bound) => {
                     // Logged in: the node's login resources go to the next one.
                     admission::release();
-                    tracing::Span::current().record("jid", tracing::field::display(&session.session.jid));
-                    bound::run(&front, &mut reader, session).await
+                    tracing::Span::current().record("jid", tracing::field::display(&bound.session.jid));
+                    let mut finished = bound::run(&front, &mut reader, bound).await;
+                    (std::mem::replace(&mut finished.result, Ok(())), Some(finished))
                 }
-                Err(e) => Err(e),
+                Err(e) => (Err(e), None),
             }
         }
-        Err(e) => Err(e),
+        Err(e) => (Err(e), None),
     };
     // Whatever happened, this login spends nothing more of the node's.
     admission::release();
-    if let Err(ReadError::Stream(err)) = &result {
-        tracing::debug!(condition = %err.condition, text = %err.text, "stream error");
-        tx.close(Some(err.clone()));
+    // A lost connection under resumable stream management holds its session: the table's
+    // entry points at a holding queue from now on, before anything else is undone.
+    let holding = session
+        .as_ref()
+        .filter(|f| f.resumable().is_some())
+        .and_then(|f| resumption::hold(&front, &f.session));
+    let mut session = session;
+    if holding.is_none() {
+        if let Some(finished) = &mut session {
+            bound::end(&front, &mut finished.session).await;
+            if let Some((id, _)) = finished.sm.as_ref().and_then(|sm| sm.resumable.as_ref()) {
+                front.resumptions.forget(id);
+            }
+        }
+    }
+    let err = match &result {
+        Err(ReadError::Stream(err)) => {
+            tracing::debug!(condition = %err.condition, text = %err.text, "stream error");
+            Some(err.clone())
+        }
+        _ => None,
+    };
+    if holding.is_some() {
+        // Nothing more is written to a lost connection: what is queued is kept instead.
+        tx.abort(err);
     } else {
-        tx.close(None);
+        tx.close(err);
     }
     // What is queued gets one send timeout to go out; then the queue is dropped. Either
     // way the writer hands back what it did not write, without waiting on the socket.
@@ -414,10 +439,32 @@ where
         }
     };
     drop(tx);
-    // Messages that reached this session's queue too late: the session is gone from the
-    // table by now, so routing them again finds another resource or storage.
-    for stanza in unsent.unwrap_or_default().into_iter().filter(|s| s.name == "message") {
-        crate::delivery::redeliver(&front.ctx, Arc::unwrap_or_clone(stanza)).await;
+    let unsent = unsent.unwrap_or_default();
+    match (session, holding) {
+        (Some(finished), Some(holding)) => {
+            let sm = finished.sm.expect("a resumable session has stream management");
+            resumption::park(
+                &front,
+                resumption::Lost {
+                    session: finished.session,
+                    kill: finished.kill,
+                    sm,
+                    unsent,
+                    holding,
+                },
+            )
+            .await;
+        }
+        (finished, _) => {
+            // What the client never got or never acknowledged: the session is gone from
+            // the table by now, so routing it again finds another resource or storage.
+            let mut lost = finished
+                .and_then(|f| f.sm)
+                .map(|sm| sm.log.take_unacked())
+                .unwrap_or_default();
+            lost.extend(unsent);
+            undelivered(&front, lost).await;
+        }
     }
     // Once our closing tag is out and our side shut down, let the client finish its side
     // before the socket closes (else the kernel may reset over our error), unless the
@@ -428,4 +475,18 @@ where
         crate::stream::linger::drain(reader.into_inner()).await;
     }
     result
+}
+
+/// Stanzas a session took and its client never got, once the session has left the table:
+/// messages are routed again (to another resource or offline storage, RFC 6121 §8.5),
+/// requests get `<service-unavailable/>` as if the session had never been there, and the
+/// rest (presence, results, errors) is dropped, as it would be for an absent resource.
+async fn undelivered(front: &Arc<Frontend>, stanzas: Vec<Arc<crate::xml::Element>>) {
+    for stanza in stanzas {
+        match stanza.name.as_str() {
+            "message" => crate::delivery::redeliver(&front.ctx, Arc::unwrap_or_clone(stanza)).await,
+            "iq" => crate::delivery::bounce(&front.ctx, &stanza, crate::stanza::Condition::ServiceUnavailable, None),
+            _ => {}
+        }
+    }
 }

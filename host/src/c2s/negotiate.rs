@@ -9,10 +9,12 @@ use tokio::io::AsyncBufRead;
 
 use super::admission::{self, Deadline};
 use super::bound::Bound;
+use super::sm::{self, Nonza};
 use super::{new_stream_id, stream_header, Frontend};
 use crate::auth::{offered_mechanisms, ChannelBindings, SaslExchange, SaslFailure, Step};
 use crate::pool::placement::LoginRoute;
 use crate::stanza::{error_reply, iq_result, Condition};
+use crate::stream::acks::NS_SM;
 use crate::stream::{
     Outbound, OutboundTx, ReadError, StreamError, StreamErrorCondition, StreamEvent, StreamHeader, XmlStreamReader,
 };
@@ -182,11 +184,16 @@ pub async fn bind_stream<R: AsyncBufRead + Unpin>(
             .into());
         }
     }
+    let sm = if front.ctx.config.features.stream_management {
+        format!("<sm xmlns='{NS_SM}'/>")
+    } else {
+        String::new()
+    };
     send(
         tx,
         format!(
             "<stream:features><bind xmlns='{NS_BIND}'/><session xmlns='{NS_SESSION}'><optional/></session>\
-             <ver xmlns='urn:xmpp:features:rosterver'/><sub xmlns='urn:xmpp:features:pre-approval'/></stream:features>"
+             <ver xmlns='urn:xmpp:features:rosterver'/><sub xmlns='urn:xmpp:features:pre-approval'/>{sm}</stream:features>"
         ),
     )
     .await;
@@ -359,6 +366,21 @@ async fn bind<R: AsyncBufRead + Unpin>(
             StreamEvent::End => return Err(ReadError::Closed),
             StreamEvent::Header(_) => return Err(stream_err(StreamErrorCondition::NotWellFormed, "unexpected header")),
         };
+        // XEP-0198: a client resumes a session instead of binding one; enabling comes after.
+        if let Some(nonza) = Nonza::read(&stanza) {
+            match nonza {
+                Ok(Nonza::Resume { previd, h }) if front.ctx.config.features.stream_management => {
+                    let bare = format!("{username}@{domain}");
+                    match super::resumption::resume(front, &bare, &previd, h, &tx).await {
+                        Ok(bound) => return Ok(bound),
+                        Err(failed) => send(&tx, failed).await,
+                    }
+                }
+                Ok(_) => send(&tx, sm::failed("unexpected-request", None)).await,
+                Err(e) => return Err(stream_err(StreamErrorCondition::BadFormat, e.0)),
+            }
+            continue;
+        }
         let Some(request) = stanza.get_child("bind", NS_BIND).filter(|_| stanza.is("iq", NS_CLIENT)) else {
             return Err(stream_err(StreamErrorCondition::NotAuthorized, "bind a resource first"));
         };

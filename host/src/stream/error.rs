@@ -36,6 +36,8 @@ pub enum StreamErrorCondition {
     SeeOtherHost,
     #[error("system-shutdown")]
     SystemShutdown,
+    #[error("undefined-condition")]
+    UndefinedCondition,
     #[error("unsupported-encoding")]
     UnsupportedEncoding,
     #[error("unsupported-stanza-type")]
@@ -52,6 +54,9 @@ pub struct StreamError {
     pub text: String,
     /// Character data of the condition element: the `host:port` of `<see-other-host/>`.
     pub content: Option<String>,
+    /// An application-specific condition (RFC 6120 §4.9.4), serialized, e.g. XEP-0198's
+    /// `<handled-count-too-high/>`.
+    pub application: Option<String>,
 }
 
 impl StreamError {
@@ -60,7 +65,14 @@ impl StreamError {
             condition,
             text: text.into(),
             content: None,
+            application: None,
         }
+    }
+
+    /// With an application-specific condition element (serialized XML).
+    pub fn with_application(mut self, xml: String) -> Self {
+        self.application = Some(xml);
+        self
     }
 
     /// RFC 6120 §4.9.3.19: reconnect to `host_port` (an IPv6 literal in brackets).
@@ -69,6 +81,7 @@ impl StreamError {
             condition: StreamErrorCondition::SeeOtherHost,
             text: text.into(),
             content: Some(host_port.into()),
+            application: None,
         }
     }
 
@@ -94,6 +107,9 @@ impl StreamError {
             out.push_str("'>");
             crate::xml::escape_into(&mut out, &self.text);
             out.push_str("</text>");
+        }
+        if let Some(application) = &self.application {
+            out.push_str(application);
         }
         out.push_str("</stream:error>");
         out

@@ -1,6 +1,7 @@
 //! XML stream plumbing shared by every connection: framing with hard limits ([`reader`]),
 //! the memory of a parsed stanza ([`tree_budget`]), the write side ([`writer`]), stream-level errors ([`error`]) and the XML trace ([`trace`]).
 
+pub mod acks;
 pub mod error;
 #[cfg(test)]
 mod fuzz;

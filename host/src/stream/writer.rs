@@ -20,6 +20,7 @@ use std::time::Duration;
 use tokio::io::{AsyncWrite, AsyncWriteExt};
 use tokio::sync::{mpsc, oneshot, watch, Notify};
 
+use super::acks::{AckLog, Recorded, NS_SM};
 use super::error::{StreamError, StreamErrorCondition};
 use crate::xml::{Element, Node};
 
@@ -34,6 +35,10 @@ pub enum Outbound {
     /// Close the stream after what is already queued, optionally with a stream error first
     /// (RFC 6120 §4.4, §4.9). Sending it is the same as [`Outbox::close`].
     Close(Option<Box<StreamError>>),
+    /// Stream management is on from here (XEP-0198): every stanza after this marker is
+    /// recorded in the log until the client acknowledges it. A marker rather than a flag,
+    /// so the count starts exactly after the `<enabled/>` or `<resumed/>` queued before it.
+    Track(Arc<AckLog>),
 }
 
 /// How much one connection may have queued and how long a write may stall.
@@ -174,6 +179,10 @@ fn overflow() -> StreamError {
     StreamError::new(StreamErrorCondition::PolicyViolation, "too many unread stanzas")
 }
 
+fn unacknowledged() -> StreamError {
+    StreamError::new(StreamErrorCondition::PolicyViolation, "too many unacknowledged stanzas")
+}
+
 impl Outbox {
     /// Queue without waiting. A queue over its budget closes the stream at once with
     /// `<policy-violation/>` and frees what it held; the caller routes the item elsewhere.
@@ -257,11 +266,35 @@ impl Outbox {
         self.shared.is_open()
     }
 
+    /// Whether the stream is closing because someone closed it ([`Outbox::close`]: a
+    /// conflict, a removed account), rather than because its connection failed: a write
+    /// failed or stalled, or the client stopped reading or acknowledging.
+    pub fn is_draining(&self) -> bool {
+        matches!(*self.shared.state.borrow(), State::Draining)
+    }
+
     /// Resolves once the stream is closing for any reason (a close, an overflow, a stalled
     /// or failed write), so the session's read loop can end with it.
     pub async fn closed(&self) {
         let mut state = self.shared.state.subscribe();
         let _ = state.wait_for(|s| !matches!(s, State::Open)).await;
+    }
+}
+
+impl Inbox {
+    /// Take the stanzas queued now, in order, without a writer: a session held for
+    /// resumption (XEP-0198) has a queue nobody writes out until its client comes back.
+    pub fn take_stanzas(&mut self) -> Vec<Arc<Element>> {
+        let mut stanzas = Vec::new();
+        let mut freed = 0;
+        while let Ok((item, cost)) = self.rx.try_recv() {
+            freed += cost as usize;
+            if let Outbound::Stanza(stanza) = item {
+                stanzas.push(stanza);
+            }
+        }
+        self.shared.release(freed);
+        stanzas
     }
 }
 
@@ -289,7 +322,7 @@ fn cost(item: &Outbound) -> usize {
         + match item {
             Outbound::Raw(s) => s.len(),
             Outbound::Stanza(e) => serialized_len(e),
-            Outbound::Close(_) => 0,
+            Outbound::Close(_) | Outbound::Track(_) => 0,
         }
 }
 
@@ -332,6 +365,7 @@ pub async fn run_writer<W: AsyncWrite + Unpin>(
     let mut state = inbox.shared.state.subscribe();
     let mut buf = String::with_capacity(512);
     let mut unsent = Some(unsent);
+    let mut acks: Option<Arc<AckLog>> = None;
     let ending = 'outer: loop {
         let first = tokio::select! {
             biased;
@@ -346,7 +380,17 @@ pub async fn run_writer<W: AsyncWrite + Unpin>(
             taken += cost as usize;
             match item {
                 Outbound::Raw(s) => buf.push_str(&s),
-                Outbound::Stanza(e) => e.write_to(&mut buf, crate::xml::NS_CLIENT),
+                Outbound::Stanza(e) => {
+                    e.write_to(&mut buf, crate::xml::NS_CLIENT);
+                    if let Some(log) = &acks {
+                        if log.record(e, cost as usize) == Recorded::OverBudget
+                            && inbox.shared.transition(State::Aborting(Some(unacknowledged())))
+                        {
+                            tracing::warn!("the client acknowledges nothing: closing the stream");
+                        }
+                    }
+                }
+                Outbound::Track(log) => acks = Some(log),
                 Outbound::Close(err) => {
                     close = Some(err);
                     break;
@@ -356,6 +400,13 @@ pub async fn run_writer<W: AsyncWrite + Unpin>(
                 break;
             }
             next = inbox.rx.try_recv().ok();
+        }
+        // One acknowledgement request per burst, at its end (and none while one is
+        // outstanding): a client is asked about what it has, not once per stanza.
+        if acks.as_ref().is_some_and(|log| log.request_due()) {
+            buf.push_str("<r xmlns='");
+            buf.push_str(NS_SM);
+            buf.push_str("'/>");
         }
         inbox.shared.release(taken);
         super::trace::sent(&buf);
@@ -418,15 +469,7 @@ async fn aborted(state: &mut watch::Receiver<State>) -> Option<StreamError> {
 /// (once) and free the rest.
 fn hand_back(inbox: &mut Inbox, unsent: &mut Option<oneshot::Sender<Vec<Arc<Element>>>>) {
     inbox.rx.close();
-    let mut stanzas = Vec::new();
-    let mut freed = 0;
-    while let Ok((item, cost)) = inbox.rx.try_recv() {
-        freed += cost as usize;
-        if let Outbound::Stanza(stanza) = item {
-            stanzas.push(stanza);
-        }
-    }
-    inbox.shared.release(freed);
+    let stanzas = inbox.take_stanzas();
     if let Some(tx) = unsent.take() {
         let _ = tx.send(stanzas);
     }
