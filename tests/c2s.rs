@@ -108,6 +108,13 @@ fn stream_management() {
     });
 }
 
+/// XEP-0280 with slixmpp on one node: received and sent copies to the resources that
+/// enabled carbons, none of private messages, headlines or to disabled resources.
+#[test]
+fn carbons() {
+    run_scenario(Store::Sqlite, "carbons");
+}
+
 /// offline_quota = 3: messages beyond it bounce instead of being stored.
 fn offline_quota(store: Store) {
     let mut opts = ServerOptions::new(store);

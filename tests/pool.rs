@@ -748,6 +748,7 @@ fn foundation_scenarios_across_three_nodes() {
             "offline",
             "conflict",
             "multidomain",
+            "carbons",
         ] {
             pool.scenario(name)?;
         }

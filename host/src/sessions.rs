@@ -92,6 +92,12 @@ pub enum SessionChange {
         bare: String,
         resource: String,
     },
+    /// It enabled or disabled message carbons (XEP-0280).
+    Carbons {
+        bare: String,
+        resource: String,
+        enabled: bool,
+    },
     Down {
         bare: String,
         resource: String,
@@ -170,6 +176,9 @@ pub struct Resource {
     pub priority: i8,
     /// Requested the roster, so it gets roster pushes (RFC 6121 §2.1.6 "interested resource").
     pub interested: bool,
+    /// Enabled message carbons: it gets copies of the account's chats with its other
+    /// resources (XEP-0280).
+    pub carbons: bool,
 }
 
 impl Resource {
@@ -268,6 +277,7 @@ fn push_new(list: &mut Vec<Resource>, bare: &str, resource: &str, id: u64, at: L
         presence: None,
         priority: 0,
         interested: false,
+        carbons: false,
     });
 }
 
@@ -499,6 +509,17 @@ impl Sessions {
                 resource,
                 presence: xml,
                 priority,
+            });
+        }
+    }
+
+    /// XEP-0280: the session enabled (or disabled) carbons.
+    pub fn set_carbons(&self, bare: &str, id: u64, enabled: bool) {
+        if let Some(resource) = self.update(bare, id, |r| r.carbons = enabled) {
+            self.announce(|| SessionChange::Carbons {
+                bare: bare.to_string(),
+                resource,
+                enabled,
             });
         }
     }

@@ -2345,6 +2345,85 @@ async def sc_stream_management(env: Env) -> None:
         await close_all([c for c in (alice, bob, carol) if c is not None])
 
 
+# --------------------------------------------------------------------------
+# XEP-0280 message carbons (in a pool, each client on the next node)
+# --------------------------------------------------------------------------
+
+NS_CARBONS = "urn:xmpp:carbons:2"
+
+
+def _carbons_client(env: Env, jid: str, label: str) -> Client:
+    c = Client(env, jid, label=label)
+    c.register_plugin("xep_0280")
+    c.carbons = Inbox(label, "carbon")
+    c.add_event_handler("carbon_received", lambda m, c=c: c.carbons.push(("received", m)))
+    c.add_event_handler("carbon_sent", lambda m, c=c: c.carbons.push(("sent", m)))
+    return c
+
+
+def _carbon_pred(direction: str, frm: str, to: str, body: str) -> Callable[[Any], bool]:
+    def pred(item: Any) -> bool:
+        d, m = item
+        inner = m["carbon_received"] if d == "received" else m["carbon_sent"]
+        return d == direction and inner["body"] == body and is_from(inner, frm) and inner["to"].bare == JID(to).bare
+
+    return pred
+
+
+@scenario("carbons")
+async def sc_carbons(env: Env) -> None:
+    alice_jid, bob_jid = env.jid("alice"), env.jid("bob")
+    phone = _carbons_client(env, alice_jid + "/phone", "alice/phone")
+    laptop = _carbons_client(env, alice_jid + "/laptop", "alice/laptop")
+    tablet = _carbons_client(env, alice_jid + "/tablet", "alice/tablet")
+    bob = Client(env, bob_jid + "/desk", label="bob")
+    clients = [phone, laptop, tablet, bob]
+    try:
+        for c in clients:
+            await c.start()
+        info = await phone["xep_0030"].get_info(jid=env.domain, timeout=TIMEOUT)
+        check(NS_CARBONS in info["disco_info"]["features"], "XEP-0280 3: the server advertises carbons")
+        await phone["xep_0280"].enable(timeout=TIMEOUT)
+        await laptop["xep_0280"].enable(timeout=TIMEOUT)
+        # The tablet did not enable carbons: it gets nothing it did not take part in.
+
+        step("a chat received by the phone is copied to the laptop")
+        bob.msg(alice_jid + "/phone", "to the phone")
+        await phone.messages.wait(message_pred(bob_jid, "to the phone"), "the message itself")
+        await laptop.carbons.wait(
+            _carbon_pred("received", bob_jid, alice_jid, "to the phone"), "XEP-0280 5: a received carbon"
+        )
+
+        step("a chat sent by the phone is copied to the laptop")
+        phone.msg(bob_jid, "from the phone")
+        await bob.messages.wait(message_pred(alice_jid, "from the phone"), "bob gets alice's message")
+        await laptop.carbons.wait(_carbon_pred("sent", alice_jid, bob_jid, "from the phone"), "XEP-0280 6: a sent carbon")
+
+        step("private messages, headlines and disabled resources get no copies")
+        m = phone.Message()
+        m["to"], m["type"], m["body"] = bob_jid, "chat", "private one"
+        m.xml.append(ET.fromstring(f"<private xmlns='{NS_CARBONS}'/>"))
+        m.xml.append(ET.fromstring("<no-copy xmlns='urn:xmpp:hints'/>"))
+        m.send()
+        await bob.messages.wait(message_pred(alice_jid, "private one"), "bob gets the private message")
+        bob.msg(alice_jid + "/phone", "a headline", mtype="headline")
+        await phone.messages.wait(message_pred(bob_jid, "a headline"), "the headline itself")
+        await laptop["xep_0280"].disable(timeout=TIMEOUT)
+        bob.msg(alice_jid + "/phone", "after disabling")
+        await phone.messages.wait(message_pred(bob_jid, "after disabling"), "the message itself")
+        await phone.ping()
+        await laptop.ping()
+        await laptop.carbons.expect_none(lambda item: True, "XEP-0280 7: no copy of private, headline or after disable")
+        await tablet.carbons.expect_none(lambda item: True, "a resource without carbons gets no copies")
+        await tablet.messages.expect_none(
+            lambda m: m["body"] in ("to the phone", "from the phone", "after disabling"),
+            "nor the messages of other resources",
+        )
+        await phone.carbons.expect_none(lambda item: True, "the resource that took part gets no copy of its own")
+    finally:
+        await close_all(clients)
+
+
 def main(argv: list[str]) -> int:
     parser = base_arg_parser(__doc__ or "")
     parser.add_argument("scenario", choices=sorted(SCENARIOS))

@@ -14,6 +14,7 @@ use crate::features::{finish, Answer, Direction, Done, Feature, FeatureCalls, Re
 use crate::stanza::{error_reply, error_reply_as, may_bounce, Condition, Kind, MessageType};
 use crate::xml::{Element, NS_CLIENT};
 
+pub mod carbons;
 pub mod fan_out;
 pub mod offline;
 pub mod rules;
@@ -319,6 +320,7 @@ pub async fn deliver_message(ctx: &Arc<Context>, bare: &str, resource: Option<&s
     let stanza = Arc::new(stanza);
     if let Some(resource) = resource {
         if ctx.sessions.send_to(bare, resource, stanza.clone()) {
+            carbons::copy(ctx, bare, &[resource], &stanza, carbons::Direction::Received);
             return;
         }
         match rules::to_absent_resource(message) {
@@ -335,6 +337,8 @@ pub async fn deliver_message(ctx: &Arc<Context>, bare: &str, resource: Option<&s
             delivered |= resources[i].send(stanza.clone());
         }
         if delivered {
+            let got_it: Vec<&str> = chosen.iter().map(|&i| resources[i].resource.as_str()).collect();
+            carbons::copy(ctx, bare, &got_it, &stanza, carbons::Direction::Received);
             return;
         }
         // None of them could take it: as if the account had no resource.

@@ -18,6 +18,7 @@ pub const NS_DISCO_ITEMS: &str = "http://jabber.org/protocol/disco#items";
 pub const NS_VERSION: &str = "jabber:iq:version";
 pub const NS_PING: &str = "urn:xmpp:ping";
 pub const NS_SESSION: &str = "urn:ietf:params:xml:ns:xmpp-session";
+use crate::delivery::carbons::NS_CARBONS;
 
 /// Features the server advertises in disco#info (XEP-0030).
 const SERVER_FEATURES: &[&str] = &[
@@ -29,6 +30,7 @@ const SERVER_FEATURES: &[&str] = &[
     "jabber:iq:roster",
     "urn:xmpp:features:rosterver",
     "urn:xmpp:features:pre-approval",
+    NS_CARBONS,
 ];
 
 /// A get or set needs exactly one payload; results and errors need no answer (`None`).
@@ -116,6 +118,11 @@ pub async fn handle_for_server(ctx: &Arc<Context>, client: &mut Session, iq: &El
         }
         (NS_PING, "ping", true) => answer(ctx, iq, None),
         (NS_SESSION, "session", false) => answer(ctx, iq, None),
+        (NS_CARBONS, "enable" | "disable", false) => {
+            ctx.sessions
+                .set_carbons(&client.bare, client.id, payload.name == "enable");
+            answer(ctx, iq, None)
+        }
         (register::NS_REGISTER, "query", _) if ctx.config.features.registration => {
             register::authenticated(ctx, client, iq, payload).await
         }
@@ -138,6 +145,12 @@ pub async fn handle_for_account(ctx: &Arc<Context>, client: &mut Session, iq: &E
         // RFC 3921 session establishment: a no-op kept for old clients.
         (NS_SESSION, "session", false) => reply_to_self(ctx, client, iq, None),
         (NS_PING, "ping", true) => reply_to_self(ctx, client, iq, None),
+        // XEP-0280 §4: carbons are enabled per session, with no `to` (or the account's).
+        (NS_CARBONS, "enable" | "disable", false) => {
+            ctx.sessions
+                .set_carbons(&client.bare, client.id, payload.name == "enable");
+            reply_to_self(ctx, client, iq, None)
+        }
         (NS_DISCO_INFO, "query", true) => reply_to_self(ctx, client, iq, Some(account_info(ctx))),
         (NS_DISCO_ITEMS, "query", true) => reply_to_self(ctx, client, iq, Some(Element::new("query", NS_DISCO_ITEMS))),
         // XEP-0077 §3.2: a cancellation with the home server carries no `to`.

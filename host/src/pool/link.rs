@@ -80,6 +80,12 @@ pub enum Frame {
     },
     /// It asked for the roster, so it receives roster pushes.
     SessionInterested { bare: String, resource: String },
+    /// It enabled or disabled message carbons (XEP-0280).
+    SessionCarbons {
+        bare: String,
+        resource: String,
+        enabled: bool,
+    },
     /// It ended.
     SessionDown { bare: String, resource: String },
     /// Close this session of the receiving node, for `reason`.
@@ -531,6 +537,15 @@ impl From<SessionChange> for Frame {
                 priority,
             },
             SessionChange::Interested { bare, resource } => Frame::SessionInterested { bare, resource },
+            SessionChange::Carbons {
+                bare,
+                resource,
+                enabled,
+            } => Frame::SessionCarbons {
+                bare,
+                resource,
+                enabled,
+            },
             SessionChange::Down { bare, resource } => Frame::SessionDown { bare, resource },
         }
     }

@@ -70,7 +70,17 @@ fn snapshot(ctx: &Context) -> Vec<Frame> {
             });
         }
         if r.interested {
-            frames.push(Frame::SessionInterested { bare, resource });
+            frames.push(Frame::SessionInterested {
+                bare: bare.clone(),
+                resource: resource.clone(),
+            });
+        }
+        if r.carbons {
+            frames.push(Frame::SessionCarbons {
+                bare,
+                resource,
+                enabled: true,
+            });
         }
     }
     frames
@@ -105,6 +115,11 @@ async fn apply(ctx: &Arc<Context>, pool: &Pool, node: &str, frame: Frame) {
         Frame::SessionInterested { bare, resource } => {
             sessions.update_remote(node, &bare, &resource, |r| r.interested = true)
         }
+        Frame::SessionCarbons {
+            bare,
+            resource,
+            enabled,
+        } => sessions.update_remote(node, &bare, &resource, |r| r.carbons = enabled),
         Frame::SessionDown { bare, resource } => {
             sessions.unbind_remote(node, &bare, &resource);
         }

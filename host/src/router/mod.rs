@@ -34,6 +34,16 @@ pub async fn route_from_client(ctx: &Arc<Context>, client: &mut Session, stanza:
     if !passes_filters(ctx, kind, &stanza, to.as_ref()).await {
         return;
     }
+    if kind == Kind::Message && to.as_ref().is_none_or(|to| to.to_bare().as_str() != client.bare) {
+        let resource = client.jid.resource().as_str();
+        crate::delivery::carbons::copy(
+            ctx,
+            &client.bare,
+            &[resource],
+            &stanza,
+            crate::delivery::carbons::Direction::Sent,
+        );
+    }
     // Addressed once per stanza (it allocates the bare JID and resource).
     let dest = to.as_ref().map(|to| target(ctx, to));
     if let Some(Target::Feature(feature)) = &dest {
