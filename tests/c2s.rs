@@ -115,6 +115,13 @@ fn carbons() {
     run_scenario(Store::Sqlite, "carbons");
 }
 
+/// XEP-0352 with slixmpp: while alice is inactive, bob's presence updates (coalesced) and
+/// chat states wait; his message brings them first; `<active/>` brings the rest.
+#[test]
+fn csi() {
+    run_scenario(Store::Sqlite, "csi");
+}
+
 /// offline_quota = 3: messages beyond it bounce instead of being stored.
 fn offline_quota(store: Store) {
     let mut opts = ServerOptions::new(store);

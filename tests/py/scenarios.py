@@ -2225,7 +2225,7 @@ def _sm_client(env: Env, jid: str, label: str) -> Client:
     c.register_plugin("xep_0198")
     # Ask for an acknowledgement after every stanza, so what the server handled is known
     # at each step of the scenario.
-    c["xep_0198"].window = 1
+    c.plugin["xep_0198"].window = 1
     c.sm_events: dict[str, list[Any]] = {}
     for event in ("sm_enabled", "sm_failed", "session_resumed", "stanza_acked"):
         c.add_event_handler(event, lambda s, event=event, c=c: c.sm_events.setdefault(event, []).append(s))
@@ -2305,7 +2305,7 @@ async def sc_stream_management(env: Env) -> None:
         step("a stanza in flight when the connection died is handled exactly once")
         # No ack request from alice this time: the server handles the message, alice
         # does not learn it before her connection dies, and learns it from <resumed h/>.
-        alice["xep_0198"].window = alice["xep_0198"].window_counter = 1000
+        alice.plugin["xep_0198"].window = alice.plugin["xep_0198"].window_counter = 1000
         alice.msg(bob_jid, "in flight")
         await asyncio.sleep(0.3)
         alice.kill_tcp()
@@ -2318,7 +2318,7 @@ async def sc_stream_management(env: Env) -> None:
 
         step("<failed/> for an unknown id; the client binds a new session")
         carol = _sm_client(env, env.jid("carol") + "/c", "carol")
-        carol["xep_0198"].sm_id = "no-such-session"
+        carol.plugin["xep_0198"].sm_id = "no-such-session"
         await carol.login()
         failed = await _sm_event(carol, "sm_failed", "XEP-0198 5: <failed/> for an unknown previd")
         check(failed.xml.find(f"{{{STANZAS_NS}}}item-not-found") is not None, f"<item-not-found/>: {failed}")
@@ -2381,10 +2381,10 @@ async def sc_carbons(env: Env) -> None:
     try:
         for c in clients:
             await c.start()
-        info = await phone["xep_0030"].get_info(jid=env.domain, timeout=TIMEOUT)
+        info = await phone.plugin["xep_0030"].get_info(jid=env.domain, timeout=TIMEOUT)
         check(NS_CARBONS in info["disco_info"]["features"], "XEP-0280 3: the server advertises carbons")
-        await phone["xep_0280"].enable(timeout=TIMEOUT)
-        await laptop["xep_0280"].enable(timeout=TIMEOUT)
+        await phone.plugin["xep_0280"].enable(timeout=TIMEOUT)
+        await laptop.plugin["xep_0280"].enable(timeout=TIMEOUT)
         # The tablet did not enable carbons: it gets nothing it did not take part in.
 
         step("a chat received by the phone is copied to the laptop")
@@ -2408,7 +2408,7 @@ async def sc_carbons(env: Env) -> None:
         await bob.messages.wait(message_pred(alice_jid, "private one"), "bob gets the private message")
         bob.msg(alice_jid + "/phone", "a headline", mtype="headline")
         await phone.messages.wait(message_pred(bob_jid, "a headline"), "the headline itself")
-        await laptop["xep_0280"].disable(timeout=TIMEOUT)
+        await laptop.plugin["xep_0280"].disable(timeout=TIMEOUT)
         bob.msg(alice_jid + "/phone", "after disabling")
         await phone.messages.wait(message_pred(bob_jid, "after disabling"), "the message itself")
         await phone.ping()
@@ -2422,6 +2422,70 @@ async def sc_carbons(env: Env) -> None:
         await phone.carbons.expect_none(lambda item: True, "the resource that took part gets no copy of its own")
     finally:
         await close_all(clients)
+
+
+# --------------------------------------------------------------------------
+# XEP-0352 client state indication
+# --------------------------------------------------------------------------
+
+
+def _status_pred(frm: str, status: str) -> Callable[[Any], bool]:
+    return lambda p: is_from(p, frm) and p["status"] == status
+
+
+@scenario("csi")
+async def sc_csi(env: Env) -> None:
+    alice_jid, bob_jid = env.jid("alice"), env.jid("bob")
+    alice = Client(env, alice_jid + "/phone", label="alice")
+    alice.register_plugin("xep_0352")
+    bob = Client(env, bob_jid + "/desk", label="bob")
+    bob.register_plugin("xep_0085")
+    try:
+        await alice.start()
+        await bob.start()
+        check(alice.plugin["xep_0352"].enabled, "XEP-0352 4: the server offers csi")
+        await subscribe_handshake(alice, bob)
+        bob_full = bob.boundjid.full
+
+        step("inactive: presence and chat states wait, coalesced")
+        alice.plugin["xep_0352"].send_inactive()
+        await alice.ping()
+        alice.presences.clear()
+        for status in ("first", "second", "third"):
+            bob.send_presence(pstatus=status)
+        composing = bob.Message()
+        composing["to"], composing["type"] = alice_jid + "/phone", "chat"
+        composing["chat_state"] = "composing"
+        composing.send()
+        await bob.ping()
+        await alice.presences.expect_none(lambda p: is_from(p, bob_full), "XEP-0352 6: presence held while inactive")
+        await alice.messages.expect_none(lambda m: True, "a chat state alone is held while inactive", 0.1)
+        await alice.ping()  # IQs are never held
+
+        step("an urgent message brings what was held first, in order")
+        bob.msg(alice_jid + "/phone", "wake up")
+        m = await alice.messages.wait(message_pred(bob_jid, "wake up"), "XEP-0352: messages are delivered at once")
+        held = [p for p in alice.presences.all(lambda p: is_from(p, bob_full))]
+        check(
+            [p["status"] for p in held] == ["third"],
+            f"held presence coalesced to the latest: {[p['status'] for p in held]}",
+        )
+        kinds = [(k, s) for k, s in alice.received if is_from(s, bob_full)]
+        order = [k if k == "presence" else (s["body"] or s["chat_state"]) for k, s in kinds[-3:]]
+        check(order == ["presence", "composing", "wake up"], f"held stanzas come before the urgent one: {order}")
+        check(m["body"] == "wake up", "the message itself")
+
+        step("active again: what was held comes at once")
+        alice.presences.clear()
+        bob.send_presence(pstatus="fourth")
+        await bob.ping()
+        await alice.presences.expect_none(lambda p: is_from(p, bob_full), "still inactive", 0.5)
+        alice.plugin["xep_0352"].send_active()
+        await alice.presences.wait(_status_pred(bob_full, "fourth"), "XEP-0352: held presence on <active/>")
+        bob.send_presence(pstatus="fifth")
+        await alice.presences.wait(_status_pred(bob_full, "fifth"), "an active client gets presence at once", 3)
+    finally:
+        await close_all([alice, bob])
 
 
 def main(argv: list[str]) -> int:

@@ -16,6 +16,7 @@ use super::Frontend;
 use crate::sessions::{Session, TooManyResources};
 use crate::stanza::Kind;
 use crate::stream::acks::AckLog;
+use crate::stream::csi::NS_CSI;
 use crate::stream::{Outbound, OutboundTx, ReadError, StreamError, StreamErrorCondition, StreamEvent, XmlStreamReader};
 use crate::{presence, router};
 
@@ -173,6 +174,10 @@ pub async fn run<R: AsyncBufRead + Unpin>(
         };
         let Some(event) = event else { break Ok(()) };
         match event {
+            // XEP-0352: the writer holds back what can wait while the client is inactive.
+            Ok(StreamEvent::Stanza(state)) if &*state.ns == NS_CSI && matches!(&*state.name, "active" | "inactive") => {
+                let _ = outbox.send(Outbound::ClientState(state.name == "active")).await;
+            }
             Ok(StreamEvent::Stanza(stanza)) => {
                 let handled = match Nonza::read(&stanza) {
                     Some(nonza) => handle_nonza(front, &session, &outbox, &stop, &mut sm, nonza).await,

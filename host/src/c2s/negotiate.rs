@@ -15,6 +15,7 @@ use crate::auth::{offered_mechanisms, ChannelBindings, SaslExchange, SaslFailure
 use crate::pool::placement::LoginRoute;
 use crate::stanza::{error_reply, iq_result, Condition};
 use crate::stream::acks::NS_SM;
+use crate::stream::csi::NS_CSI;
 use crate::stream::{
     Outbound, OutboundTx, ReadError, StreamError, StreamErrorCondition, StreamEvent, StreamHeader, XmlStreamReader,
 };
@@ -184,16 +185,16 @@ pub async fn bind_stream<R: AsyncBufRead + Unpin>(
             .into());
         }
     }
-    let sm = if front.ctx.config.features.stream_management {
-        format!("<sm xmlns='{NS_SM}'/>")
-    } else {
-        String::new()
-    };
+    // XEP-0352 client state indication, XEP-0198 stream management.
+    let mut session_features = format!("<csi xmlns='{NS_CSI}'/>");
+    if front.ctx.config.features.stream_management {
+        session_features.push_str(&format!("<sm xmlns='{NS_SM}'/>"));
+    }
     send(
         tx,
         format!(
             "<stream:features><bind xmlns='{NS_BIND}'/><session xmlns='{NS_SESSION}'><optional/></session>\
-             <ver xmlns='urn:xmpp:features:rosterver'/><sub xmlns='urn:xmpp:features:pre-approval'/>{sm}</stream:features>"
+             <ver xmlns='urn:xmpp:features:rosterver'/><sub xmlns='urn:xmpp:features:pre-approval'/>{session_features}</stream:features>"
         ),
     )
     .await;

@@ -2,6 +2,7 @@
 //! the memory of a parsed stanza ([`tree_budget`]), the write side ([`writer`]), stream-level errors ([`error`]) and the XML trace ([`trace`]).
 
 pub mod acks;
+pub mod csi;
 pub mod error;
 #[cfg(test)]
 mod fuzz;

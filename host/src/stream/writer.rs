@@ -21,6 +21,7 @@ use tokio::io::{AsyncWrite, AsyncWriteExt};
 use tokio::sync::{mpsc, oneshot, watch, Notify};
 
 use super::acks::{AckLog, Recorded, NS_SM};
+use super::csi::{self, Held, Urgency};
 use super::error::{StreamError, StreamErrorCondition};
 use crate::xml::{Element, Node};
 
@@ -39,6 +40,9 @@ pub enum Outbound {
     /// recorded in the log until the client acknowledges it. A marker rather than a flag,
     /// so the count starts exactly after the `<enabled/>` or `<resumed/>` queued before it.
     Track(Arc<AckLog>),
+    /// The client said it is active (`true`) or inactive (XEP-0352): from here, what can
+    /// wait is held back while it is inactive ([`super::csi`]).
+    ClientState(bool),
 }
 
 /// How much one connection may have queued and how long a write may stall.
@@ -322,7 +326,7 @@ fn cost(item: &Outbound) -> usize {
         + match item {
             Outbound::Raw(s) => s.len(),
             Outbound::Stanza(e) => serialized_len(e),
-            Outbound::Close(_) | Outbound::Track(_) => 0,
+            Outbound::Close(_) | Outbound::Track(_) | Outbound::ClientState(_) => 0,
         }
 }
 
@@ -366,6 +370,9 @@ pub async fn run_writer<W: AsyncWrite + Unpin>(
     let mut buf = String::with_capacity(512);
     let mut unsent = Some(unsent);
     let mut acks: Option<Arc<AckLog>> = None;
+    // Some while the client is inactive (XEP-0352).
+    let mut held: Option<Held> = None;
+    let hold_bytes = inbox.shared.limits.max_bytes / 2;
     let ending = 'outer: loop {
         let first = tokio::select! {
             biased;
@@ -381,16 +388,36 @@ pub async fn run_writer<W: AsyncWrite + Unpin>(
             match item {
                 Outbound::Raw(s) => buf.push_str(&s),
                 Outbound::Stanza(e) => {
-                    e.write_to(&mut buf, crate::xml::NS_CLIENT);
-                    if let Some(log) = &acks {
-                        if log.record(e, cost as usize) == Recorded::OverBudget
-                            && inbox.shared.transition(State::Aborting(Some(unacknowledged())))
-                        {
-                            tracing::warn!("the client acknowledges nothing: closing the stream");
-                        }
+                    let cost = cost as usize;
+                    match held.as_mut() {
+                        None => write_stanza(&mut buf, &acks, &inbox.shared, e, cost),
+                        Some(hold) => match csi::urgency(&e) {
+                            Urgency::Later(key) => {
+                                if !hold.hold(e, cost, key, hold_bytes) {
+                                    for (s, c) in hold.take() {
+                                        write_stanza(&mut buf, &acks, &inbox.shared, s, c);
+                                    }
+                                }
+                            }
+                            // Written after what was held, so the client sees the order.
+                            Urgency::Now => {
+                                for (s, c) in hold.take() {
+                                    write_stanza(&mut buf, &acks, &inbox.shared, s, c);
+                                }
+                                write_stanza(&mut buf, &acks, &inbox.shared, e, cost);
+                            }
+                        },
                     }
                 }
                 Outbound::Track(log) => acks = Some(log),
+                Outbound::ClientState(true) => {
+                    for (s, c) in held.take().map(|mut h| h.take()).unwrap_or_default() {
+                        write_stanza(&mut buf, &acks, &inbox.shared, s, c);
+                    }
+                }
+                Outbound::ClientState(false) => {
+                    held.get_or_insert_default();
+                }
                 Outbound::Close(err) => {
                     close = Some(err);
                     break;
@@ -414,7 +441,7 @@ pub async fn run_writer<W: AsyncWrite + Unpin>(
         // Closed while the write is in flight: drop the queue now, finish the write.
         let written = write_watching(&mut out, buf.as_bytes(), timeout, Some(&mut state), || {
             discarded = true;
-            hand_back(&mut inbox, &mut unsent);
+            hand_back(&mut inbox, &mut unsent, &mut held);
         })
         .await;
         if written.is_err() {
@@ -431,7 +458,7 @@ pub async fn run_writer<W: AsyncWrite + Unpin>(
             break Ending::Abort(aborted(&mut state).await);
         }
     };
-    hand_back(&mut inbox, &mut unsent);
+    hand_back(&mut inbox, &mut unsent, &mut held);
     let last = match ending {
         Ending::Close(err) | Ending::Abort(err) => Some(closing_bytes(err)),
         Ending::Dead => None,
@@ -465,11 +492,27 @@ async fn aborted(state: &mut watch::Receiver<State>) -> Option<StreamError> {
     }
 }
 
-/// Stop taking from the queue: refuse new items, return the queued stanzas to the caller
-/// (once) and free the rest.
-fn hand_back(inbox: &mut Inbox, unsent: &mut Option<oneshot::Sender<Vec<Arc<Element>>>>) {
+/// Write one stanza into the batch and, under stream management, note it as sent.
+fn write_stanza(buf: &mut String, acks: &Option<Arc<AckLog>>, shared: &Shared, stanza: Arc<Element>, cost: usize) {
+    stanza.write_to(buf, crate::xml::NS_CLIENT);
+    if let Some(log) = acks {
+        if log.record(stanza, cost) == Recorded::OverBudget
+            && shared.transition(State::Aborting(Some(unacknowledged())))
+        {
+            tracing::warn!("the client acknowledges nothing: closing the stream");
+        }
+    }
+}
+
+/// Stop taking from the queue: refuse new items, return the stanzas held back and the
+/// queued ones, in order, to the caller (once) and free the rest.
+fn hand_back(inbox: &mut Inbox, unsent: &mut Option<oneshot::Sender<Vec<Arc<Element>>>>, held: &mut Option<Held>) {
     inbox.rx.close();
-    let stanzas = inbox.take_stanzas();
+    let mut stanzas: Vec<Arc<Element>> = held
+        .as_mut()
+        .map(|h| h.take().into_iter().map(|(s, _)| s).collect())
+        .unwrap_or_default();
+    stanzas.extend(inbox.take_stanzas());
     if let Some(tx) = unsent.take() {
         let _ = tx.send(stanzas);
     }
