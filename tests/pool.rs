@@ -756,6 +756,27 @@ fn foundation_scenarios_across_three_nodes() {
     });
 }
 
+/// Issue 17: stream management and client state indication with the clients spread over
+/// three nodes: a session resumed on its node while its contacts are on others (what they
+/// sent meanwhile crossed a link into the holding queue), and a session not resumed in
+/// time whose unacknowledged message, forwarded from another node, ends in offline storage.
+#[test]
+fn stream_management_and_csi_across_three_nodes() {
+    let _machine = shared_machine();
+    must(|| {
+        let pool = TestPool::start_with(3, &|_, opts, _| {
+            opts.extra_limits.push("resume_timeout_secs = 3".into());
+            Ok(())
+        })?;
+        pool.nodes[2].wait_log(0, "pool link up", Duration::from_secs(10))?;
+        std::thread::sleep(Duration::from_millis(2 * HEARTBEAT_MS));
+        for name in ["stream_management", "csi"] {
+            pool.scenario(name)?;
+        }
+        Ok(())
+    });
+}
+
 /// Issue 13: the MUC scenarios with their occupants spread over three nodes (each client
 /// on the next node): rooms, messages, nicknames, private messages, self-ping and leaving;
 /// the configuration form, password, history, voice, invitations, members-only, kick, ban
