@@ -2316,6 +2316,26 @@ async def sc_stream_management(env: Env) -> None:
         await bob.messages.expect_none(message_pred(alice_jid, "in flight"), "and only once")
         await alice.ping()
 
+        if len(env.nodes) >= 2:
+            step("a resumption at another node of the pool is sent to the session's node")
+            home = alice.address
+            other = next(n for n in env.nodes if n != home)
+            check(
+                enabled["location"] == f"{home[0]}:{home[1]}",
+                f"XEP-0198 5: <enabled location/> names the session's node {home}: {enabled}",
+            )
+            alice.kill_tcp()
+            await alice.wait_disconnected("TCP connection killed before reconnecting elsewhere")
+            bob.msg(alice_jid, "via another node")
+            await bob.ping()
+            alice.address = other
+            await _reconnect(alice)
+            await _sm_event(alice, "session_resumed", "resumed at the session's node after <see-other-host/>")
+            check(alice.redirected_to == (home[0], home[1]), f"redirected to {home}, got {alice.redirected_to}")
+            await alice.messages.wait(message_pred(bob_jid, "via another node"), "what arrived meanwhile")
+            alice.address = home
+            await alice.ping()
+
         step("<failed/> for an unknown id; the client binds a new session")
         carol = _sm_client(env, env.jid("carol") + "/c", "carol")
         carol.plugin["xep_0198"].sm_id = "no-such-session"

@@ -235,7 +235,7 @@ async fn handle_nonza(
             let limits = &config.limits;
             let resumable = resume.then(|| {
                 let wait = sm::resume_wait(Duration::from_secs(limits.resume_timeout_secs), *max);
-                (ResumeId::new(), wait)
+                (ResumeId::new(front.pool.as_ref().map(|p| p.node_id())), wait)
             });
             if let Some((id, _)) = &resumable {
                 front.resumptions.live(id.clone(), &session.bare, stop.clone());
@@ -243,7 +243,9 @@ async fn handle_nonza(
             tracing::debug!(resumable = resumable.is_some(), "stream management enabled");
             let log = AckLog::new(0, limits.send_queue_bytes);
             // The marker after <enabled/>: the count starts with the next stanza.
-            let _ = outbox.send(Outbound::Raw(sm::enabled(resumable.as_ref()).into())).await;
+            let location = front.pool.as_ref().map(|p| p.client_address());
+            let enabled = sm::enabled(resumable.as_ref(), location.as_deref());
+            let _ = outbox.send(Outbound::Raw(enabled.into())).await;
             let _ = outbox.send(Outbound::Track(log.clone())).await;
             *sm = Some(Sm {
                 inbound: 0,

@@ -9,6 +9,7 @@ use tokio::io::AsyncBufRead;
 
 use super::admission::{self, Deadline};
 use super::bound::Bound;
+use super::resumption::NotResumed;
 use super::sm::{self, Nonza};
 use super::{new_stream_id, stream_header, Frontend};
 use crate::auth::{offered_mechanisms, ChannelBindings, SaslExchange, SaslFailure, Step};
@@ -374,7 +375,15 @@ async fn bind<R: AsyncBufRead + Unpin>(
                     let bare = format!("{username}@{domain}");
                     match super::resumption::resume(front, &bare, &previd, h, &tx).await {
                         Ok(bound) => return Ok(bound),
-                        Err(failed) => send(&tx, failed).await,
+                        Err(NotResumed::Failed(failed)) => send(&tx, failed).await,
+                        // RFC 6120 §4.9.3.19, as for a user whose home is another node.
+                        Err(NotResumed::Elsewhere(address)) => {
+                            return Err(StreamError::see_other_host(
+                                address,
+                                "your session is on another node of this pool",
+                            )
+                            .into())
+                        }
                     }
                 }
                 Ok(_) => send(&tx, sm::failed("unexpected-request", None)).await,

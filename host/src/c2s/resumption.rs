@@ -246,11 +246,45 @@ pub async fn terminate(front: &Arc<Frontend>, mut parked: Parked) {
     super::undelivered(front, backlog).await;
 }
 
+/// Why a session was not resumed here.
+pub enum NotResumed {
+    /// The `<failed/>` to send; the client may bind a new session.
+    Failed(String),
+    /// Another live node of the pool holds the session: reconnect there
+    /// (`<see-other-host/>` with its client address).
+    Elsewhere(String),
+}
+
 /// Resume the session `previd` of `bare` on a new connection whose queue is `tx`
 /// (XEP-0198 §5). On success the client has been sent `<resumed/>` and everything it did
-/// not acknowledge; the error is the `<failed/>` to send it instead.
-pub async fn resume(front: &Arc<Frontend>, bare: &str, previd: &str, h: Seq, tx: &OutboundTx) -> Result<Bound, String> {
+/// not acknowledge.
+pub async fn resume(
+    front: &Arc<Frontend>,
+    bare: &str,
+    previd: &str,
+    h: Seq,
+    tx: &OutboundTx,
+) -> Result<Bound, NotResumed> {
     let id = ResumeId::from_client(previd);
+    if let (Some(pool), Some(node)) = (&front.pool, id.node()) {
+        if node != pool.node_id() {
+            if let Some(address) = pool.client_address_of(node).await {
+                tracing::info!(user = %bare, %node, "resumption of a session another node holds: redirected there");
+                return Err(NotResumed::Elsewhere(address));
+            }
+        }
+    }
+    resume_here(front, bare, id, h, tx).await.map_err(NotResumed::Failed)
+}
+
+/// Resume a session this node holds; the error is the `<failed/>` to send instead.
+async fn resume_here(
+    front: &Arc<Frontend>,
+    bare: &str,
+    id: ResumeId,
+    h: Seq,
+    tx: &OutboundTx,
+) -> Result<Bound, String> {
     let Some(mut parked) = front.resumptions.take(&id, bare).await else {
         tracing::info!(user = %bare, "resumption of an unknown or expired session");
         return Err(sm::failed("item-not-found", None));

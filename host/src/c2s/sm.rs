@@ -20,8 +20,19 @@ const NS_STANZAS: &str = "urn:ietf:params:xml:ns:xmpp-stanzas";
 pub struct ResumeId(String);
 
 impl ResumeId {
-    pub fn new() -> ResumeId {
-        ResumeId(uuid::Uuid::new_v4().simple().to_string())
+    /// A new id; in a pool it names the node holding the session (`node.random`), so
+    /// another node a client resumes at can send it there.
+    pub fn new(node: Option<&str>) -> ResumeId {
+        let random = uuid::Uuid::new_v4().simple();
+        ResumeId(match node {
+            Some(node) => format!("{node}.{random}"),
+            None => random.to_string(),
+        })
+    }
+
+    /// The pool node that holds the session, as the id names it.
+    pub fn node(&self) -> Option<&str> {
+        self.0.split_once('.').map(|(node, _)| node)
     }
 
     pub fn from_client(s: &str) -> ResumeId {
@@ -96,11 +107,15 @@ fn h_of(e: &Element) -> Option<Seq> {
     e.get_attr("h")?.parse().ok()
 }
 
-/// `<enabled/>`, with the id and the wait we grant when the session is resumable.
-pub fn enabled(resumable: Option<&(ResumeId, Duration)>) -> String {
+/// `<enabled/>`, with the id and the wait we grant when the session is resumable, and in
+/// a pool where to reconnect to resume it (`location`, this node).
+pub fn enabled(resumable: Option<&(ResumeId, Duration)>, location: Option<&str>) -> String {
+    let location = location
+        .map(|l| format!(" location='{}'", escape(l)))
+        .unwrap_or_default();
     match resumable {
         Some((id, wait)) => format!(
-            "<enabled xmlns='{NS_SM}' id='{}' resume='true' max='{}'/>",
+            "<enabled xmlns='{NS_SM}' id='{}' resume='true' max='{}'{location}/>",
             escape(id.as_str()),
             wait.as_secs()
         ),
@@ -189,9 +204,15 @@ mod tests {
     fn answers_are_what_the_xep_shows() {
         let id = ResumeId::from_client("abc");
         assert_eq!(
-            enabled(Some(&(id.clone(), Duration::from_secs(300)))),
+            enabled(Some(&(id.clone(), Duration::from_secs(300))), None),
             "<enabled xmlns='urn:xmpp:sm:3' id='abc' resume='true' max='300'/>"
         );
+        assert_eq!(
+            enabled(Some(&(id.clone(), Duration::from_secs(9))), Some("127.0.0.2:5222")),
+            "<enabled xmlns='urn:xmpp:sm:3' id='abc' resume='true' max='9' location='127.0.0.2:5222'/>"
+        );
+        assert_eq!(ResumeId::new(Some("n2")).node(), Some("n2"));
+        assert_eq!(ResumeId::new(None).node(), None);
         assert_eq!(
             failed("item-not-found", Some(3)),
             "<failed xmlns='urn:xmpp:sm:3' h='3'><item-not-found xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/></failed>"

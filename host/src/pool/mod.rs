@@ -147,6 +147,24 @@ impl Pool {
         &self.config.node_id
     }
 
+    /// Where clients reach this node: its first published listener.
+    pub fn client_address(&self) -> String {
+        placement::view::first_client_addr(&self.client_addrs)
+    }
+
+    /// Where clients reach live node `node`, if it is one.
+    pub async fn client_address_of(&self, node: &str) -> Option<String> {
+        if !self.live_nodes().iter().any(|(id, _)| id == node) {
+            return None;
+        }
+        let nodes = self.db.nodes().await.ok()?;
+        nodes
+            .into_iter()
+            .find(|n| n.node_id == node)
+            .map(|n| placement::view::first_client_addr(&n.client_addrs))
+            .filter(|a| !a.is_empty())
+    }
+
     pub fn state(&self) -> NodeState {
         self.state.borrow().clone()
     }
