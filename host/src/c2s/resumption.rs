@@ -374,3 +374,91 @@ async fn queue_all(tx: &OutboundTx, stanzas: &mut Vec<Arc<Element>>) -> bool {
     stanzas.drain(..done);
     all
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn stanza(id: &str) -> Arc<Element> {
+        Arc::new(Element::new("message", crate::xml::NS_CLIENT).attr("id", id))
+    }
+
+    fn ids(v: &[Arc<Element>]) -> Vec<&str> {
+        v.iter().map(|s| s.get_attr("id").unwrap()).collect()
+    }
+
+    fn parked(sent: Seq, unacked: &[&str], unsent: &[&str]) -> Box<Parked> {
+        let (holding, held) = writer::channel(QueueLimits::default());
+        Box::new(Parked {
+            session: Session {
+                jid: jid::FullJid::new("alice@example.org/phone").unwrap(),
+                bare: "alice@example.org".into(),
+                id: 1,
+                peer: std::net::Ipv4Addr::LOCALHOST.into(),
+                available: true,
+                last_presence: None,
+                directed: Default::default(),
+                feature_calls: Default::default(),
+            },
+            kill: Arc::new(Notify::new()),
+            inbound: 0,
+            sent,
+            unacked: unacked.iter().map(|i| stanza(i)).collect(),
+            unsent: unsent.iter().map(|i| stanza(i)).collect(),
+            holding,
+            held,
+            wait: Duration::from_secs(60),
+            _expiry: None,
+        })
+    }
+
+    /// What a resumed client gets: the unacknowledged it did not report, what was never
+    /// written, then what arrived while it was away, in that order.
+    #[test]
+    fn the_backlog_keeps_the_order() {
+        let mut p = parked(5, &["3", "4", "5"], &["6"]);
+        p.holding.try_send(Outbound::Stanza(stanza("7"))).unwrap();
+        assert_eq!(ids(&p.backlog(1)), ["4", "5", "6", "7"]);
+        assert!(p.backlog(0).is_empty());
+    }
+
+    /// Only the account that enabled a session resumes it; a live one is stopped first.
+    #[tokio::test]
+    async fn a_session_is_taken_by_its_own_account_once() {
+        let registry = Arc::new(Resumptions::default());
+        let id = ResumeId::new(None);
+        let stop = Arc::new(Notify::new());
+        registry.live(id.clone(), "alice@example.org", stop.clone());
+        assert!(registry.take(&id, "mallory@example.org").await.is_none());
+        assert!(registry.take(&ResumeId::new(None), "alice@example.org").await.is_none());
+        // The live connection parks its session once told to stop.
+        let parker = {
+            let (registry, id) = (registry.clone(), id.clone());
+            tokio::spawn(async move {
+                stop.notified().await;
+                assert!(registry.park(&id, parked(1, &["1"], &[])).is_ok());
+            })
+        };
+        let taken = registry.take(&id, "alice@example.org").await.expect("taken over");
+        assert_eq!(ids(&taken.unacked), ["1"]);
+        parker.await.unwrap();
+        assert!(registry.take(&id, "alice@example.org").await.is_none(), "once");
+    }
+
+    /// A timer of an earlier parking does not end a later one.
+    #[test]
+    fn expiry_is_per_parking() {
+        let registry = Resumptions::default();
+        let id = ResumeId::new(Some("n1"));
+        registry.live(id.clone(), "alice@example.org", Arc::new(Notify::new()));
+        let first = registry.park(&id, parked(0, &[], &[])).ok().unwrap();
+        registry.live(id.clone(), "alice@example.org", Arc::new(Notify::new()));
+        let second = registry.park(&id, parked(0, &[], &[])).ok().unwrap();
+        assert!(registry.take_expired(&id, first).is_none());
+        assert!(registry.take_expired(&id, second).is_some());
+        assert!(
+            registry.park(&id, parked(0, &[], &[])).is_err(),
+            "a forgotten session is not parked"
+        );
+    }
+}
