@@ -7,7 +7,8 @@
 //! One module per area, so the cases of one defect sit together:
 //! - `xml`: namespace amplification, XML that is not (namespace-)well-formed, encodings, closing.
 //! - `logins`: admission permits, the negotiation deadline, per-address caps, registration.
-//! - `delivery`: clients that stop reading, stored stanzas re-read, quotas, resources.
+//! - `delivery`: clients that stop reading or acknowledging, stored stanzas re-read, quotas,
+//!   resources.
 //! - `accounts`: roster bounds, account removal.
 //! - `plugins`: one sender cannot open a plugin's breaker for all; inputs bounded before a
 //!   plugin's parser; plugins see normalised JIDs.

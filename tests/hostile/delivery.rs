@@ -423,3 +423,56 @@ fn concurrent_senders_respect_the_offline_quota_sqlite() {
 fn concurrent_senders_respect_the_offline_quota_postgres() {
     concurrent_senders_respect_the_offline_quota(Store::Postgres);
 }
+
+/// XEP-0198 (issue 17): a client that enables stream management and then acknowledges
+/// nothing cannot make the server keep what it was sent for ever: past `send_queue_bytes`
+/// of unacknowledged stanzas its stream is closed with `<policy-violation/>`, and what it
+/// never acknowledged is stored offline, not lost. Its sender and a witness carry on.
+#[test]
+fn a_client_that_never_acknowledges_is_closed_and_loses_nothing() {
+    const MESSAGES: usize = 40;
+    let mut opts = ServerOptions::new(Store::Sqlite);
+    opts.extra_limits.push("send_queue_bytes = 65536".into());
+    with_server(opts, |srv: &mut TestServer| {
+        let addr = srv.starttls;
+        rt().block_on(async move {
+            let mut witness = RawConn::login(addr, DOMAIN, "bob", password("bob"), WITNESS_RESOURCE).await?;
+            let mut carol = RawConn::login(addr, DOMAIN, "carol", password("carol"), "silent").await?;
+            carol.send("<enable xmlns='urn:xmpp:sm:3'/>").await?;
+            carol
+                .wait_for(READ_TIMEOUT, "<enabled/>", |e| e.local == "enabled")
+                .await?;
+            let mut alice = RawConn::login(addr, DOMAIN, "alice", password("alice"), "sender").await?;
+            let body = "y".repeat(4096);
+            let to = format!("{}/silent", jid("carol"));
+            for i in 0..MESSAGES {
+                alice
+                    .send(format!(
+                        "<message type='chat' id='u{i}' to='{to}'><body>{i} {body}</body></message>"
+                    ))
+                    .await?;
+            }
+            alice.ping(DOMAIN).await.context("the sender carries on")?;
+            // carol reads everything (and the server's <r/>), answering nothing.
+            let report = carol.expect_stream_error(READ_TIMEOUT).await;
+            report.assert_condition(&["policy-violation"], "a client that never acknowledges")?;
+            witness.ping(DOMAIN).await.context("the witness carries on")?;
+
+            // Nothing lost: every message she never acknowledged is offline for her.
+            let mut again = RawConn::login(addr, DOMAIN, "carol", password("carol"), "back").await?;
+            again.send("<presence/>").await?;
+            let bodies = again.collect_bodies(Duration::from_secs(2)).await;
+            let mut got: Vec<usize> = bodies
+                .iter()
+                .filter_map(|b| b.split(' ').next()?.parse().ok())
+                .collect();
+            got.sort_unstable();
+            got.dedup();
+            ensure!(
+                got == (0..MESSAGES).collect::<Vec<_>>(),
+                "unacknowledged messages stored offline: got {got:?}"
+            );
+            Ok(())
+        })
+    });
+}
