@@ -427,6 +427,15 @@ impl Config {
         self.domains.iter().any(|d| d.name.eq_ignore_ascii_case(domain))
     }
 
+    /// The budget and stall timeout of one client's write queue (a connection's, or the
+    /// holding queue of a session waiting for resumption).
+    pub fn send_queue(&self) -> crate::stream::writer::QueueLimits {
+        crate::stream::writer::QueueLimits {
+            max_bytes: self.limits.send_queue_bytes,
+            send_timeout: std::time::Duration::from_secs(self.limits.send_timeout_secs),
+        }
+    }
+
     pub fn stream_limits(&self, authenticated: bool) -> Limits {
         Limits {
             max_stanza_bytes: if authenticated {

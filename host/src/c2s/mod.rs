@@ -21,7 +21,6 @@ mod sm;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
@@ -31,7 +30,6 @@ pub use frontend::Frontend;
 
 use crate::auth::ChannelBindings;
 use crate::limits::AddressSlot;
-use crate::stream::writer::QueueLimits;
 use crate::stream::{ReadError, StreamError, StreamErrorCondition, StreamEvent, XmlStreamReader};
 use admission::Deadline;
 
@@ -350,11 +348,7 @@ async fn run_stream<S>(
 where
     S: AsyncRead + AsyncWrite + Send + Unpin + 'static,
 {
-    let limits = &front.ctx.config.limits;
-    let queue = QueueLimits {
-        max_bytes: limits.send_queue_bytes,
-        send_timeout: Duration::from_secs(limits.send_timeout_secs),
-    };
+    let queue = front.ctx.config.send_queue();
     let (tx, inbox) = crate::stream::writer::channel(queue);
     let (unsent_tx, mut unsent_rx) = tokio::sync::oneshot::channel();
     // The writer logs under this connection's span (the XML trace names the peer).
@@ -380,7 +374,7 @@ where
         )),
     )
     .await;
-    let (result, session) = match authenticated {
+    let (result, mut session) = match authenticated {
         Ok(user) => {
             // Authenticated: no longer counted against the address's unauthenticated cap.
             drop(slot);
@@ -407,7 +401,6 @@ where
         .as_ref()
         .filter(|f| f.resumable().is_some())
         .and_then(|f| resumption::hold(&front, &f.session));
-    let mut session = session;
     if holding.is_none() {
         if let Some(finished) = &mut session {
             bound::end(&front, &mut finished.session).await;

@@ -26,7 +26,7 @@ use super::sm::{self, ResumeId, Sm};
 use super::Frontend;
 use crate::sessions::Session;
 use crate::stream::acks::{AckLog, Seq};
-use crate::stream::writer::{self, Inbox, Outbox, QueueLimits};
+use crate::stream::writer::{self, Inbox, Outbox};
 use crate::stream::{Outbound, OutboundTx};
 use crate::xml::Element;
 
@@ -130,12 +130,7 @@ impl Resumptions {
                 let mut map = self.lock();
                 let entry = map.get(id).filter(|e| e.bare == bare)?;
                 match &entry.state {
-                    State::Parked { .. } => {
-                        return match map.remove(id).map(|e| e.state) {
-                            Some(State::Parked { parked, .. }) => Some(*parked),
-                            _ => None,
-                        };
-                    }
+                    State::Parked { .. } => return remove_parked(&mut map, id),
                     State::Live { stop } => stop.notify_one(),
                 }
             }
@@ -150,13 +145,17 @@ impl Resumptions {
     fn take_expired(&self, id: &ResumeId, generation: u64) -> Option<Parked> {
         let mut map = self.lock();
         match map.get(id).map(|e| &e.state) {
-            Some(State::Parked { generation: g, .. }) if *g == generation => {}
-            _ => return None,
-        }
-        match map.remove(id).map(|e| e.state) {
-            Some(State::Parked { parked, .. }) => Some(*parked),
+            Some(State::Parked { generation: g, .. }) if *g == generation => remove_parked(&mut map, id),
             _ => None,
         }
+    }
+}
+
+/// Remove entry `id` and return its session if it was parked.
+fn remove_parked(map: &mut HashMap<ResumeId, Entry>, id: &ResumeId) -> Option<Parked> {
+    match map.remove(id)?.state {
+        State::Parked { parked, .. } => Some(*parked),
+        State::Live { .. } => None,
     }
 }
 
@@ -164,11 +163,7 @@ impl Resumptions {
 /// entry at a holding queue at once, so what arrives from now on is kept for the client.
 /// `None` if the session is no longer bound (a newer one took its resource): it ends.
 pub fn hold(front: &Frontend, session: &Session) -> Option<(Outbox, Inbox)> {
-    let limits = &front.ctx.config.limits;
-    let (holding, held) = writer::channel(QueueLimits {
-        max_bytes: limits.send_queue_bytes,
-        send_timeout: Duration::from_secs(limits.send_timeout_secs),
-    });
+    let (holding, held) = writer::channel(front.ctx.config.send_queue());
     front
         .ctx
         .sessions
@@ -378,6 +373,7 @@ async fn queue_all(tx: &OutboundTx, stanzas: &mut Vec<Arc<Element>>) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::stream::writer::QueueLimits;
 
     fn stanza(id: &str) -> Arc<Element> {
         Arc::new(Element::new("message", crate::xml::NS_CLIENT).attr("id", id))
